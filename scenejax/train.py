@@ -1,0 +1,325 @@
+"""Training loop: data-parallel train step with CE / LSR / GLS + BCL (+ CL).
+
+One jitted train step over a `jax.sharding.Mesh` of all devices: the model
+and optimizer state are replicated (`NamedSharding(mesh, P())`), the batch is
+split along the "data" axis (`P("data")`), and XLA inserts the collectives.
+The losses see the global batch, so BCL and BatchNorm statistics are the same
+on 1 or 8 devices. The GLS epoch is a traced scalar: one compile per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scenejax import input_pipeline
+from scenejax import losses
+from scenejax import models
+from scenejax import prototype
+from scenejax import synthetic
+
+LABEL_KINDS = ("ce", "lsr", "gls")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """The loss composition (plain Python values, closed over by the step)."""
+  labels: str = "gls"           # ce | lsr | gls: targets of the CE term
+  num_soft_epochs: int = 20     # GLS STEP ([SP] Algorithm 2)
+  final_confidence: float = 0.99
+  lsr_alpha: float = 0.1
+  bcl_weight: float = 0.0       # 0 disables BCL ([SP] Eq. 16 uses 1)
+  bcl_metric: str = "cosine"
+  bcl_reduction: str = "mean_inter"
+  bcl_pairing: str = "gather"
+  cl_weight: float = 0.0        # classic contrastive loss baseline
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "LossConfig":
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(config.keys()) - fields
+    if unknown:
+      raise ConfigError(f"config.loss has unknown field(s) {sorted(unknown)}")
+    loss = cls(**config.to_dict())
+    checks = [("labels", loss.labels, LABEL_KINDS),
+              ("bcl_metric", loss.bcl_metric, losses.BCL_METRICS),
+              ("bcl_reduction", loss.bcl_reduction, losses.BCL_REDUCTIONS),
+              ("bcl_pairing", loss.bcl_pairing, losses.BCL_PAIRINGS)]
+    for name, value, allowed in checks:
+      if value not in allowed:
+        raise ConfigError(f"config.loss.{name} = {value!r}; expected one of "
+                          f"{allowed}")
+    return loss
+
+
+def loss_terms(logits, labels, similarity, epoch, cfg: LossConfig) -> dict:
+  """The weighted loss terms of one batch; their sum is the training loss.
+
+  "ce": softmax cross-entropy against hard (ce), smoothed (lsr, [SP]
+  Table 1 baseline) or GLS soft labels ([SP] Eq. 9); "bcl": [SP] Eq. 10-15
+  on the softmax probabilities; "cl": the classic-CL baseline ([SP]
+  Table 2).
+  """
+  num_classes = logits.shape[-1]
+  if cfg.labels == "gls":
+    label_matrix = losses.gls_label_matrix(similarity, epoch,
+                                           cfg.num_soft_epochs,
+                                           cfg.final_confidence)
+    targets = label_matrix[labels]
+  elif cfg.labels == "lsr":
+    targets = losses.label_smoothing_targets(labels, num_classes,
+                                             cfg.lsr_alpha)
+  else:
+    targets = jax.nn.one_hot(labels, num_classes)
+  terms = {"ce": optax.softmax_cross_entropy(logits, targets).mean()}
+  probs = jax.nn.softmax(logits)
+  if cfg.bcl_weight:
+    terms["bcl"] = cfg.bcl_weight * losses.bcl_loss(
+        probs, labels, similarity, metric=cfg.bcl_metric,
+        reduction=cfg.bcl_reduction, pairing=cfg.bcl_pairing)
+  if cfg.cl_weight:
+    terms["cl"] = cfg.cl_weight * losses.contrastive_loss(
+        probs, labels, metric=cfg.bcl_metric)
+  return terms
+
+
+def train_step(graphdef, state, batch, epoch, similarity, *,
+               loss_cfg: LossConfig, mean=input_pipeline.IMAGENET_MEAN,
+               std=input_pipeline.IMAGENET_STD):
+  """One optimizer step. Pure: (state, batch) -> (new state, metrics)."""
+  model, optimizer = nnx.merge(graphdef, state)
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  labels = batch["label"]
+
+  def loss_fn(model):
+    logits = model(images).astype(jnp.float32)
+    terms = loss_terms(logits, labels, similarity, epoch, loss_cfg)
+    return sum(terms.values()), (terms, logits)
+
+  grads, (terms, logits) = nnx.grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  metrics = dict(terms)
+  metrics["loss"] = sum(terms.values())
+  metrics["accuracy"] = jnp.mean(jnp.argmax(logits, -1) == labels)
+  return nnx.state((model, optimizer)), metrics
+
+
+def eval_step(graphdef, state, batch, *, mean=input_pipeline.IMAGENET_MEAN,
+              std=input_pipeline.IMAGENET_STD):
+  """Top-1 predictions of a batch, with the model in inference mode."""
+  model, _ = nnx.merge(graphdef, state)
+  model.eval()
+  logits = model(input_pipeline.normalize(batch["image"], mean, std))
+  return jnp.argmax(logits, axis=-1)
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
+  """(C, C) int64 counts, rows = true class, columns = predicted class."""
+  flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions)
+  return np.bincount(flat, minlength=num_classes * num_classes).reshape(
+      num_classes, num_classes)
+
+
+def accuracy_metrics(confusion: np.ndarray) -> dict:
+  """Top-1 and mean class accuracy (MCA, SAS-Net's metric) from counts.
+
+  MCA averages per-class recall over the classes present in the split;
+  classes with no example are excluded and reported.
+  """
+  per_class_total = confusion.sum(axis=1)
+  present = per_class_total > 0
+  recall = np.diag(confusion)[present] / per_class_total[present]
+  return dict(top1=float(np.trace(confusion) / confusion.sum()),
+              mean_class_accuracy=float(recall.mean()),
+              absent_classes=np.flatnonzero(~present).tolist(),
+              num_examples=int(confusion.sum()))
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
+                   num_epochs: int) -> optax.GradientTransformation:
+  """Adam with L2 weight decay (PyTorch's Adam(weight_decay), as [SP] uses)
+  or SGD with momentum ([PCL]); constant or cosine learning rate."""
+  total = steps_per_epoch * num_epochs
+  if cfg.schedule == "cosine":
+    lr = optax.cosine_decay_schedule(cfg.learning_rate, total)
+  elif cfg.schedule == "constant":
+    lr = cfg.learning_rate
+  else:
+    raise ConfigError(f"config.optimizer.schedule = {cfg.schedule!r}; "
+                      "expected 'cosine' or 'constant'")
+  if cfg.name == "adam":
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                       optax.adam(lr))
+  if cfg.name == "sgd":
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                       optax.sgd(lr, momentum=cfg.momentum))
+  raise ConfigError(f"config.optimizer.name = {cfg.name!r}; expected 'adam' "
+                    "or 'sgd'")
+
+
+def load_dataset(config: ml_collections.ConfigDict):
+  """(class names, semantic class count, train split, test split)."""
+  if config.dataset != "synthetic_scenes":
+    raise ConfigError(f"config.dataset = {config.dataset!r}; this version "
+                      "knows 'synthetic_scenes'")
+  spec, train, test = synthetic.load(**config.data.to_dict())
+  return spec, train, test
+
+
+def similarity_for(config, spec, train, workdir) -> np.ndarray:
+  """The prototype: loaded from config.prototype.path (a precomputed NPZ) or
+  built from the training label maps ([SP] Algorithm 1, Eq. 1-4) and saved
+  to workdir/prototype.npz."""
+  if config.prototype.path:
+    proto = prototype.load_prototype(config.prototype.path,
+                                     class_names=spec.class_names)
+    return proto.similarity
+  representation, counts = prototype.class_representation(
+      train.label_maps, train.labels, spec.num_classes,
+      spec.num_semantic_classes, class_names=spec.class_names,
+      return_counts=True)
+  similarity = prototype.similarity_prototype(
+      representation, config.prototype.metric, class_names=spec.class_names)
+  prototype.save_prototype(
+      os.path.join(workdir, "prototype.npz"), similarity,
+      metric=config.prototype.metric, class_names=spec.class_names,
+      representation=representation, image_counts=counts,
+      semantic_class_names=spec.semantic_class_names)
+  return similarity.astype(np.float32)
+
+
+def evaluate(eval_fn, state, split, batch_size, num_classes, data_sharding):
+  """Confusion matrix over the whole split (padded last batch masked)."""
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  for batch in input_pipeline.eval_batches(split, batch_size):
+    mask = batch.pop("mask")
+    predictions = np.asarray(
+        eval_fn(state, input_pipeline.shard_batch(batch, data_sharding)))
+    confusion += confusion_matrix(batch["label"][mask], predictions[mask],
+                                  num_classes)
+  return confusion
+
+
+def data_parallel_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh of every device of every process, axis "data".
+
+  The axis is `Auto` (GSPMD propagates shardings through the step), so the
+  loss kernels stay sharding-agnostic: no out_sharding annotations on the
+  gathers S[y_i, y_j].
+  """
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains, evaluates after every epoch, prints a table; returns the last
+  epoch's metrics. Writes prototype.npz, metrics.jsonl and results.json to
+  workdir."""
+  os.makedirs(workdir, exist_ok=True)
+  loss_cfg = LossConfig.from_config(config.loss)
+  spec, train, test = load_dataset(config)
+  num_classes = spec.num_classes
+  similarity = similarity_for(config, spec, train, workdir)
+
+  mesh = data_parallel_mesh()
+  data_sharding = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  for field in ("batch_size", "eval_batch_size"):
+    if config[field] % jax.device_count():
+      raise ConfigError(f"config.{field} = {config[field]} must be a multiple"
+                        f" of the device count {jax.device_count()}")
+  steps_per_epoch = len(train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ConfigError(f"config.batch_size = {config.batch_size} exceeds the "
+                      f"training set ({len(train)} examples)")
+
+  model = models.create(config.model, num_classes,
+                        rngs=nnx.Rngs(config.seed))
+  tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, state = nnx.split((model, optimizer))
+  state = jax.device_put(state, replicated)
+  similarity = jax.device_put(jnp.asarray(similarity), replicated)
+
+  step_fn = jax.jit(
+      functools.partial(train_step, graphdef, loss_cfg=loss_cfg),
+      in_shardings=(replicated, data_sharding, replicated, replicated),
+      out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, graphdef),
+                    in_shardings=(replicated, data_sharding),
+                    out_shardings=replicated)
+
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  history = []
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  with open(metrics_path, "w") as metrics_file:
+    for epoch in range(config.num_epochs):
+      start = time.perf_counter()
+      pending = []
+      batches = input_pipeline.train_batches(train, config.batch_size,
+                                             seed=config.seed, epoch=epoch)
+      bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                 unit="step", leave=False, disable=not config.progress_bar)
+      for step, batch in enumerate(bar):
+        state, metrics = step_fn(
+            state, input_pipeline.shard_batch(batch, data_sharding),
+            np.float32(epoch), similarity)
+        pending.append(metrics)
+        if (step + 1) % config.log_every_steps == 0:
+          bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+      # One host sync per epoch for the training metrics.
+      train_metrics = {k: float(np.mean([m[k] for m in jax.device_get(
+          pending)])) for k in pending[0]}
+      confusion = evaluate(eval_fn, state, test, config.eval_batch_size,
+                           num_classes, data_sharding)
+      row = dict(epoch=epoch + 1, **{f"train_{k}": v for k, v in
+                                     train_metrics.items()},
+                 **accuracy_metrics(confusion),
+                 seconds=time.perf_counter() - start)
+      history.append(row)
+      metrics_file.write(json.dumps(row) + "\n")
+      metrics_file.flush()
+      if epoch == 0:
+        print(_table_header(loss_cfg))
+      print(_table_row(row, loss_cfg), flush=True)
+  final = dict(history[-1], confusion=confusion.tolist(),
+               class_names=list(spec.class_names),
+               compiles=step_fn._cache_size())  # pylint: disable=protected-access
+  prototype.atomic_write(os.path.join(workdir, "results.json"),
+                         lambda f: f.write(json.dumps(final, indent=1)),
+                         mode="w")
+  return final
+
+
+def _terms(cfg: LossConfig):
+  return ["ce"] + (["bcl"] if cfg.bcl_weight else []) + (["cl"] if
+                                                          cfg.cl_weight else [])
+
+
+def _table_header(cfg: LossConfig) -> str:
+  cols = ["epoch", "loss"] + _terms(cfg) + ["train acc", "Top-1", "MCA", "sec"]
+  return " | ".join(f"{c:>9}" for c in cols)
+
+
+def _table_row(row: dict, cfg: LossConfig) -> str:
+  values = ([f"{row['epoch']:>9d}", f"{row['train_loss']:9.4f}"] +
+            [f"{row['train_' + t]:9.4f}" for t in _terms(cfg)] +
+            [f"{row['train_accuracy']:9.3f}", f"{row['top1']:9.3f}",
+             f"{row['mean_class_accuracy']:9.3f}", f"{row['seconds']:9.1f}"])
+  return " | ".join(values)

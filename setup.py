@@ -1,0 +1,30 @@
+"""scenejax: scene recognition with semantic priors, in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="scenejax",
+    version="0.1.0",
+    description=(
+        "Similarity-prototype training (GLS, BCL) and pairwise consistency "
+        "learning for scene recognition, in JAX/Flax."
+    ),
+    packages=setuptools.find_packages(include=["scenejax", "scenejax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "absl-py>=2.1",
+        "flax>=0.12",
+        "grain>=0.2.12",
+        "jax>=0.8",
+        "matplotlib>=3.8",
+        "ml-collections>=1.0",
+        "numpy>=1.26",
+        "openpyxl>=3.1",
+        "optax>=0.2.5",
+        "pillow>=10",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3.5"],
+    },
+)
