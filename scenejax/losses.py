@@ -58,17 +58,19 @@ def gls_label_matrix(similarity, epoch, num_soft_epochs: int = 20,
   whole run. At epoch == STEP the labels are still soft with confidence
   `final`; from the next epoch on they are one-hot.
 
-  Eq. 7 sums the *column* Σ_{i≠c} S[i, c] and Eq. 9 indexes the *column*
-  S¹_norm[j, target]; for the symmetric S of Eq. 2/4 column and row are the
-  same, and the row form used here is the one for which "row c sums to 1
-  with diagonal `value`" holds exactly. (`scenejax.prototype` rejects
-  asymmetric matrices.)
+  Rows versus columns: Eq. 7 sums the column Σ_{i≠c} S[i, c]; for the
+  symmetric S of Eq. 2/4 (`scenejax.prototype` rejects asymmetric ones) that
+  is the row sum used here. Eq. 9 then indexes the column S¹_norm[j, target],
+  but S¹_norm is row-normalised and no longer symmetric, so its columns do not
+  sum to 1; the soft label of class c is row c (what Algorithm 2's "# soft
+  label" and Fig. 4 show), and that is what the train step feeds to
+  `optax.softmax_cross_entropy` as ``matrix[labels]``.
 
-  Edge cases, decided here because the paper is silent: a class with no
-  similarity to any other class (Σ_{i≠c} S[c, i] = 0) keeps a one-hot row;
-  if value_start >= final (e.g. C = 1) the labels are hard from epoch 0, as
-  Algorithm 2's `if value > 0.99` gives; num_soft_epochs = 0 means hard
-  labels throughout.
+  Edge cases: if value_start >= final the labels are hard from epoch 0, as
+  Algorithm 2's `if value > 0.99` gives. That happens for C = 1 and also
+  when any one class has no similarity to any other (its S_norm[c, c] = 1,
+  so max(S_norm) = 1): the paper's max makes one isolated class switch GLS
+  off for all. num_soft_epochs = 0 means hard labels throughout.
 
   Args:
     similarity: (C, C) similarity prototype S.
@@ -126,7 +128,9 @@ def prediction_similarity(predictions, metric: str = "cosine"):
   p = _f32(predictions)
   if metric == "cosine":
     unit = p / optax.safe_norm(p, _COSINE_MIN_NORM, axis=-1, keepdims=True)
-    return unit @ unit.T
+    # Clipped: fp32 rounding can give cos(p_i, p_i) = 1.0000001 > S[y, y] = 1,
+    # a spurious positive entry that the "nonzero" reductions would count.
+    return jnp.clip(unit @ unit.T, -1.0, 1.0)
   distance = optax.safe_norm(p[:, None, :] - p[None, :, :], 0.0, axis=-1)
   return jnp.exp(-distance)
 

@@ -227,6 +227,33 @@ def data_parallel_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def create_train_state(config, num_classes: int, steps_per_epoch: int):
+  """(graphdef, state) of the model and its optimizer, via nnx.split."""
+  model = models.create(config.model, num_classes,
+                        rngs=nnx.Rngs(config.seed))
+  tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  return nnx.split((model, optimizer))
+
+
+def jit_steps(graphdef, loss_cfg: LossConfig, mesh):
+  """The jitted, data-parallel train and eval steps for `mesh`.
+
+  State and the prototype are replicated, batches split on "data"; the train
+  step donates the old state so parameters are updated in place.
+  """
+  data_sharding = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  step_fn = jax.jit(
+      functools.partial(train_step, graphdef, loss_cfg=loss_cfg),
+      in_shardings=(replicated, data_sharding, replicated, replicated),
+      out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, graphdef),
+                    in_shardings=(replicated, data_sharding),
+                    out_shardings=replicated)
+  return step_fn, eval_fn
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains, evaluates after every epoch, prints a table; returns the last
   epoch's metrics. Writes prototype.npz, metrics.jsonl and results.json to
@@ -249,21 +276,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise ConfigError(f"config.batch_size = {config.batch_size} exceeds the "
                       f"training set ({len(train)} examples)")
 
-  model = models.create(config.model, num_classes,
-                        rngs=nnx.Rngs(config.seed))
-  tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
+  graphdef, state = create_train_state(config, num_classes, steps_per_epoch)
   state = jax.device_put(state, replicated)
   similarity = jax.device_put(jnp.asarray(similarity), replicated)
-
-  step_fn = jax.jit(
-      functools.partial(train_step, graphdef, loss_cfg=loss_cfg),
-      in_shardings=(replicated, data_sharding, replicated, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, graphdef),
-                    in_shardings=(replicated, data_sharding),
-                    out_shardings=replicated)
+  step_fn, eval_fn = jit_steps(graphdef, loss_cfg, mesh)
 
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   history = []

@@ -1,0 +1,360 @@
+"""Similarity prototype: Algorithm 1 / Eq. 1-4, the NPZ format, the CLI."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+import reference
+from conftest import PROTOTYPES, SASNET
+from scenejax import prototype
+from scenejax.prototype import PrototypeError
+
+
+def random_maps(rng, num_maps, num_classes, num_semantic, size=(6, 5)):
+  labels = np.concatenate([np.arange(num_classes),
+                           rng.integers(0, num_classes,
+                                        num_maps - num_classes)])
+  maps = []
+  for _ in labels:
+    # Sparse ids so that absent classes are common.
+    m = rng.integers(0, num_semantic + 1, size)
+    m[rng.random(size) < 0.6] = 0
+    maps.append(m.astype(np.uint8))
+  return maps, labels
+
+
+@given(seed=st.integers(0, 2**31), num_classes=st.integers(1, 5),
+       num_semantic=st.integers(1, 12), extra=st.integers(0, 10))
+def test_class_representation_matches_algorithm1(seed, num_classes,
+                                                 num_semantic, extra):
+  rng = np.random.default_rng(seed)
+  maps, labels = random_maps(rng, num_classes + extra, num_classes,
+                             num_semantic)
+  ours, counts = prototype.class_representation(
+      iter(maps), iter(labels), num_classes, num_semantic,
+      return_counts=True)
+  ref = reference.algorithm1_class_representation(maps, labels, num_classes,
+                                                  num_semantic)
+  np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-15)
+  np.testing.assert_array_equal(counts, np.bincount(labels,
+                                                    minlength=num_classes))
+
+
+@given(seed=st.integers(0, 2**31), num=st.integers(1, 6),
+       metric=st.sampled_from(prototype.METRICS))
+def test_similarity_matches_eq2_to_4(seed, num, metric):
+  rng = np.random.default_rng(seed)
+  reps = rng.uniform(0, 1, (num, 9))
+  reps[rng.random((num, 9)) < 0.3] = 0
+  reps[:, 0] = np.maximum(reps[:, 0], 0.01)  # no all-zero class
+  ours = prototype.similarity_prototype(reps, metric)
+  np.testing.assert_allclose(ours, reference.similarity(reps, metric),
+                             rtol=1e-12, atol=1e-12)
+  np.testing.assert_array_equal(np.diag(ours), 1.0)
+  np.testing.assert_array_equal(ours, ours.T)
+
+
+def test_chunks_of_maps_with_different_shapes():
+  """Over the 64-map chunk size, mixed shapes, empty and 1-pixel maps."""
+  rng = np.random.default_rng(3)
+  shapes = [(0, 5), (1, 1), (7, 3), (1, 40), (12, 12)]
+  maps = [rng.integers(0, 31, shapes[i % 5]).astype(np.int32)
+          for i in range(150)]
+  for m in maps[::4]:
+    m[...] = m.flat[0] if m.size else 0   # constant maps: one run each
+  labels = np.arange(150) % 4
+  ours = prototype.presence_vectors(maps, 30)
+  for m, row in zip(maps, ours):
+    np.testing.assert_array_equal(
+        row, [(m == l).any() for l in range(1, 31)])
+  np.testing.assert_allclose(
+      prototype.class_representation(maps, labels, 4, 30),
+      reference.algorithm1_class_representation(maps, labels, 4, 30))
+
+
+def test_workers_give_the_same_result():
+  rng = np.random.default_rng(0)
+  maps, labels = random_maps(rng, 60, 4, 20, size=(16, 16))
+  serial = prototype.class_representation(maps, labels, 4, 20)
+  parallel = prototype.class_representation(maps, labels, 4, 20, workers=2)
+  np.testing.assert_array_equal(serial, parallel)
+
+
+def test_ade20k_convention_and_id_errors():
+  m = np.array([[0, 1], [150, 150]])
+  presence = prototype.presence_vector(m)
+  assert presence.shape == (150,)
+  assert presence[0] and presence[149] and presence.sum() == 2
+  with pytest.raises(PrototypeError, match=r"label map #1: semantic id 151 outside 0..L = 150"):
+    prototype.class_representation([m, np.array([[151]])], [0, 0], 1)
+  with pytest.raises(PrototypeError, match="semantic id -1 outside"):
+    prototype.presence_vector(np.array([[-1]]))
+
+
+def test_class_errors_name_the_class():
+  maps = [np.array([[1]]), np.array([[2]])]
+  with pytest.raises(PrototypeError, match=r"2 \(bathroom\)"):
+    prototype.class_representation(maps, [0, 1], 3,
+                                   class_names=["a", "b", "bathroom"])
+  with pytest.raises(PrototypeError, match=r"scene label 5 outside"):
+    prototype.class_representation(maps, [0, 5], 3)
+  with pytest.raises(PrototypeError, match="more label maps"):
+    prototype.class_representation(maps, [0], 3)
+  with pytest.raises(PrototypeError, match="more scene labels"):
+    prototype.class_representation(maps, [0, 1, 1], 2)
+  # Class 1's images have no labelled pixel: cosine undefined, named.
+  rep = prototype.class_representation([np.array([[1]]), np.array([[0]])],
+                                       [0, 1], 2)
+  with pytest.raises(PrototypeError, match=r"no labelled pixel: 1 \(kitchen\)"):
+    prototype.similarity_prototype(rep, "cosine",
+                                   class_names=["bath", "kitchen"])
+  # exp(-euclidean) is defined for it.
+  assert prototype.similarity_prototype(rep, "euclidean")[0, 1] == (
+      pytest.approx(np.exp(-1.0)))
+
+
+# --------------------------------------------------------------------------
+# File format
+
+
+def test_save_load_roundtrip(tmp_path):
+  rng = np.random.default_rng(1)
+  maps, labels = random_maps(rng, 30, 3, 7)
+  rep, counts = prototype.class_representation(maps, labels, 3, 7,
+                                               return_counts=True)
+  s = prototype.similarity_prototype(rep, "euclidean")
+  path = tmp_path / "p.npz"
+  prototype.save_prototype(path, s, metric="euclidean",
+                           class_names=["x", "y", "z"], representation=rep,
+                           image_counts=counts,
+                           semantic_class_names=list("abcdefg"))
+  with np.load(path, allow_pickle=False) as npz:
+    assert sorted(npz.files) == sorted([
+        "similarity", "metric", "class_names", "format_version",
+        "representation", "image_counts", "semantic_class_names"])
+    assert npz["similarity"].dtype == np.float32
+  p = prototype.load_prototype(path, num_classes=3, class_names=["x", "y",
+                                                                  "z"])
+  np.testing.assert_allclose(p.similarity, s, rtol=1e-6)
+  assert p.metric == "euclidean" and p.class_names == ("x", "y", "z")
+  assert p.format_version == 1 and p.semantic_class_names == tuple("abcdefg")
+  np.testing.assert_array_equal(p.image_counts, counts)
+
+
+def test_load_bare_published_npz(shared):
+  del shared
+  p = prototype.load_prototype(PROTOTYPES / "Places_7_SP_cosine.npz",
+                               num_classes=7)
+  assert p.num_classes == 7 and p.metric is None and p.class_names is None
+
+
+BAD_MATRICES = {
+    "non-empty square": np.ones((2, 3)),
+    "non-finite": np.array([[1.0, np.nan], [np.nan, 1.0]]),
+    r"\[0, 1\]": np.array([[1.0, -0.2], [-0.2, 1.0]]),
+    "unit diagonal": np.array([[0.9, 0.2], [0.2, 1.0]]),
+    "symmetric": np.array([[1.0, 0.2], [0.3, 1.0]]),
+}
+
+
+@pytest.mark.parametrize("message", sorted(BAD_MATRICES))
+def test_bad_matrices_are_rejected_on_load(tmp_path, message):
+  path = tmp_path / "bad.npz"
+  np.savez(path, similarity=BAD_MATRICES[message])
+  with pytest.raises(PrototypeError, match=f"bad.npz: key 'similarity'.*"
+                     f"{message}"):
+    prototype.load_prototype(path)
+
+
+def test_load_errors_name_file_and_key(tmp_path):
+  good = tmp_path / "good.npz"
+  prototype.save_prototype(good, np.eye(2), metric="cosine",
+                           class_names=["a", "b"])
+  with pytest.raises(PrototypeError, match="has 2 classes, the dataset has 3"):
+    prototype.load_prototype(good, num_classes=3)
+  with pytest.raises(PrototypeError, match=r"class 1 is 'b' in the prototype "
+                     r"but 'c' in the dataset"):
+    prototype.load_prototype(good, class_names=["a", "c"])
+  truncated = tmp_path / "truncated.npz"
+  truncated.write_bytes(good.read_bytes()[:200])
+  with pytest.raises(PrototypeError, match="truncated.npz: not a readable"):
+    prototype.load_prototype(truncated)
+  text = tmp_path / "text.npz"
+  text.write_text("similarity = 1")
+  with pytest.raises(PrototypeError, match="text.npz: not a readable"):
+    prototype.load_prototype(text)
+  with pytest.raises(PrototypeError, match="no such prototype file"):
+    prototype.load_prototype(tmp_path / "missing.npz")
+  nokey = tmp_path / "nokey.npz"
+  np.savez(nokey, sim=np.eye(2))
+  with pytest.raises(PrototypeError, match="missing key 'similarity'"):
+    prototype.load_prototype(nokey)
+  pickled = tmp_path / "pickled.npz"
+  np.savez(pickled, similarity=np.eye(2),
+           class_names=np.array([{"a": 1}, None], dtype=object))
+  with pytest.raises(PrototypeError, match="pickled.npz: holds a pickled"):
+    prototype.load_prototype(pickled)
+
+
+def test_nothing_half_written(tmp_path, monkeypatch):
+  path = tmp_path / "p.npz"
+  prototype.save_prototype(path, np.eye(2), metric="cosine",
+                           class_names=["a", "b"])
+  before = path.read_bytes()
+  # Invalid input: rejected before anything is written.
+  with pytest.raises(PrototypeError):
+    prototype.save_prototype(path, np.ones((2, 3)), metric="cosine",
+                             class_names=["a", "b"])
+  # A failure in the middle of writing: the old file stays, no temp remains.
+  def failing_savez(f, **arrays):
+    f.write(b"PK\x03\x04partial")
+    raise OSError("disk full")
+  monkeypatch.setattr(np, "savez", failing_savez)
+  with pytest.raises(OSError, match="disk full"):
+    prototype.save_prototype(path, np.eye(2), metric="cosine",
+                             class_names=["a", "b"])
+  assert path.read_bytes() == before
+  assert os.listdir(tmp_path) == ["p.npz"]
+
+
+# --------------------------------------------------------------------------
+# Published matrices and class lists
+
+
+def test_read_sasnet_class_names(shared):
+  del shared
+  names = prototype.read_class_names(SASNET / "SUN397_scene_names.txt")
+  assert len(names) == 397 and names[0] == "/a/abbey"
+  assert names == sorted(names)  # index order is the sorted order
+  assert len(prototype.read_class_names(
+      SASNET / "MITIndoor67_scene_names.txt")) == 67
+
+
+@pytest.mark.parametrize("xlsx", sorted(glob.glob(str(PROTOTYPES / "*.xlsx"))),
+                         ids=os.path.basename)
+def test_import_published_xlsx(tmp_path, xlsx, shared):
+  del shared
+  base = os.path.basename(xlsx)[:-len(".xlsx")]
+  metric = "cosine" if base.endswith("cosine") else "euclidean"
+  expected = np.load(PROTOTYPES / (base + ".npz"))["similarity"]
+  if base.startswith("SUN397"):
+    names_file = SASNET / "SUN397_scene_names.txt"
+  elif base.startswith("MIT67"):
+    names_file = SASNET / "MITIndoor67_scene_names.txt"
+  else:
+    names_file = tmp_path / "names.txt"
+    names_file.write_text("\n".join(f"class_{i}" for i in
+                                    range(len(expected))))
+  out = tmp_path / "p.npz"
+  assert prototype.main(["import-xlsx", "--xlsx", xlsx, "--class-names",
+                         str(names_file), "--metric", metric, "--out",
+                         str(out)]) == 0
+  p = prototype.load_prototype(out, class_names=prototype.read_class_names(
+      names_file))
+  assert p.metric == metric
+  np.testing.assert_allclose(p.similarity, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_import_xlsx_errors(tmp_path, capsys):
+  import openpyxl  # pylint: disable=g-import-not-at-top
+  book = openpyxl.Workbook()
+  sheet = book.active
+  sheet.append([1.0, 0.5])
+  sheet.append([0.5, "n/a"])
+  bad = tmp_path / "bad.xlsx"
+  book.save(bad)
+  names = tmp_path / "names.txt"
+  names.write_text("a\nb\n")
+  out = tmp_path / "out.npz"
+  args = ["import-xlsx", "--xlsx", str(bad), "--class-names", str(names),
+          "--metric", "cosine", "--out", str(out)]
+  assert prototype.main(args) == 2
+  assert "bad.xlsx: cell B2 is 'n/a'" in capsys.readouterr().err
+  assert not out.exists()
+  names.write_text("a\nb\nc\n")
+  sheet["B2"] = 1.0
+  book.save(bad)
+  assert prototype.main(args) == 2
+  assert "has 3 class names but" in capsys.readouterr().err
+  (tmp_path / "notxlsx.xlsx").write_text("hello")
+  args[2] = str(tmp_path / "notxlsx.xlsx")
+  assert prototype.main(args) == 2
+  assert "not a readable .xlsx" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# Command line: build from files, show
+
+
+def test_build_from_png_and_npy_files(tmp_path, capsys):
+  rng = np.random.default_rng(2)
+  maps, labels = random_maps(rng, 12, 3, 150, size=(20, 24))
+  root = tmp_path / "maps"
+  lines = []
+  for i, (m, y) in enumerate(zip(maps, labels)):
+    sub = root / f"class{y}"
+    sub.mkdir(parents=True, exist_ok=True)
+    if i % 2:
+      Image.fromarray(m, mode="L").save(sub / f"{i}.png")
+      rel = f"class{y}/{i}.png"
+    else:
+      np.save(sub / f"{i}.npy", m.astype(np.int32))
+      rel = f"class{y}/{i}.npy"
+    # Mix index and name labels.
+    lines.append(f"{rel} {y if i % 3 else ['bath', 'bed', 'cook'][y]}")
+  (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+  (tmp_path / "names.txt").write_text("bath\nbed\ncook\n")
+  out = tmp_path / "proto.npz"
+  assert prototype.main([
+      "build", "--label-maps", str(root), "--list", str(tmp_path / "list.txt"),
+      "--class-names", str(tmp_path / "names.txt"), "--metric", "cosine",
+      "--out", str(out)]) == 0
+  p = prototype.load_prototype(out, class_names=["bath", "bed", "cook"])
+  ref_rep = reference.algorithm1_class_representation(maps, labels, 3, 150)
+  np.testing.assert_allclose(p.representation, ref_rep, rtol=1e-6)
+  np.testing.assert_allclose(p.similarity,
+                             reference.similarity(ref_rep, "cosine"),
+                             rtol=1e-6)
+  np.testing.assert_array_equal(p.image_counts, np.bincount(labels))
+
+  png = tmp_path / "heat.png"
+  assert prototype.main(["show", str(out), "--top", "2", "--png",
+                         str(png)]) == 0
+  shown = capsys.readouterr().out
+  assert "classes C        3" in shown and "metric           cosine" in shown
+  i, j, v = prototype.most_similar_pairs(p.similarity, 1)[0]
+  names = ["bath", "bed", "cook"]
+  assert f"{v:.4f}  {names[i]}  ~  {names[j]}" in shown
+  with Image.open(png) as image:
+    assert image.format == "PNG" and image.size[0] > 200
+
+
+def test_build_errors_name_the_file(tmp_path, capsys):
+  root = tmp_path / "maps"
+  root.mkdir()
+  Image.fromarray(np.full((4, 4), 151, np.uint8), mode="L").save(root /
+                                                                 "a.png")
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "rgb.png")
+  lst = tmp_path / "list.txt"
+  out = tmp_path / "out.npz"
+  args = ["build", "--label-maps", str(root), "--list", str(lst), "--out",
+          str(out)]
+  lst.write_text("a.png 0\n")
+  assert prototype.main(args) == 2
+  assert "a.png: semantic id 151 outside 0..L = 150" in capsys.readouterr().err
+  lst.write_text("rgb.png 0\n")
+  assert prototype.main(args) == 2
+  assert "rgb.png: label map must be a single-channel" in (
+      capsys.readouterr().err)
+  lst.write_text("missing.png 0\n")
+  assert prototype.main(args) == 2
+  assert "missing.png (listed in" in capsys.readouterr().err
+  lst.write_text("a.png kitchen\n")
+  assert prototype.main(args) == 2
+  assert "list.txt:1: scene label 'kitchen'" in capsys.readouterr().err
+  assert not out.exists()

@@ -1,0 +1,162 @@
+"""The end-to-end path: synthetic data, data-parallel step, demo main job."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from scenejax import prototype
+from scenejax import synthetic
+from scenejax import train
+
+TINY = ["--config.num_epochs=2", "--config.data.train_per_class=24",
+        "--config.data.test_per_class=5", "--config.batch_size=32",
+        "--config.progress_bar=False"]
+
+
+def run_main(workdir, *overrides, env=None):
+  return subprocess.run(
+      [sys.executable, "-m", "scenejax.main", "--config=configs/demo.py",
+       f"--workdir={workdir}", *overrides], cwd=REPO, capture_output=True,
+      text=True, timeout=600, env=env)
+
+
+def test_demo_main_job_end_to_end(tmp_path):
+  proc = run_main(tmp_path, *TINY)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Top-1" in proc.stdout and "MCA" in proc.stdout
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["epoch"] == 2
+  # 8 classes x 5 test images with eval batch 128: one padded batch, all 40
+  # examples counted, none dropped.
+  assert results["num_examples"] == 40
+  assert np.sum(results["confusion"]) == 40
+  assert 0.0 <= results["top1"] <= 1.0
+  assert results["compiles"] == 1  # traced GLS epoch: one compile per run
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+  proto = prototype.load_prototype(tmp_path / "prototype.npz",
+                                   class_names=results["class_names"])
+  assert proto.metric == "cosine" and proto.representation.shape == (8, 32)
+
+
+def test_config_errors_are_clear(tmp_path):
+  proc = run_main(tmp_path, *TINY, "--config.loss.lables=ce")
+  assert proc.returncode != 0 and "lables" in proc.stderr
+  proc = run_main(tmp_path, *TINY, "--config.loss.bcl_reduction=mean")
+  assert proc.returncode != 0
+  assert "config.loss.bcl_reduction = 'mean'" in proc.stderr
+  bad = tmp_path / "seven.npz"
+  prototype.save_prototype(bad, np.eye(7), metric="cosine",
+                           class_names=[str(i) for i in range(7)])
+  proc = run_main(tmp_path, *TINY, f"--config.prototype.path={bad}")
+  assert proc.returncode != 0
+  assert "seven.npz: prototype has 7 classes, the dataset has 8" in (
+      proc.stderr)
+
+
+def test_accuracy_metrics_from_counts():
+  # 3 classes; class 2 absent from the split.
+  labels = np.array([0, 0, 0, 1])
+  preds = np.array([0, 1, 0, 1])
+  confusion = train.confusion_matrix(labels, preds, 3)
+  np.testing.assert_array_equal(confusion, [[2, 1, 0], [0, 1, 0], [0, 0, 0]])
+  m = train.accuracy_metrics(confusion)
+  assert m["top1"] == pytest.approx(3 / 4)
+  assert m["mean_class_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+  assert m["absent_classes"] == [2] and m["num_examples"] == 4
+
+
+def test_synthetic_scenes_are_deterministic_and_structured():
+  a = synthetic.load(train_per_class=10, test_per_class=2)
+  b = synthetic.load(train_per_class=10, test_per_class=2)
+  for split_a, split_b in zip(a[1:], b[1:]):
+    np.testing.assert_array_equal(split_a.images, split_b.images)
+    np.testing.assert_array_equal(split_a.label_maps, split_b.label_maps)
+  spec, train_split, _ = synthetic.load(train_per_class=80, test_per_class=1)
+  # Object pixels carry their object's colour (label maps match the images).
+  m = train_split.label_maps[0]
+  l = int(m.max())
+  colour = train_split.images[0][m == l].mean(axis=0)
+  assert np.abs(colour - spec.colors[l - 1]).max() < 12
+  # The prototype sees the confusable groups: siblings are more similar
+  # than classes of different groups.
+  rep = prototype.class_representation(train_split.label_maps,
+                                       train_split.labels, spec.num_classes,
+                                       spec.num_semantic_classes)
+  s = prototype.similarity_prototype(rep, "cosine")
+  same = spec.groups[:, None] == spec.groups[None, :]
+  off = ~np.eye(spec.num_classes, dtype=bool)
+  assert s[same & off].min() > s[~same].max()
+
+
+DP_SCRIPT = textwrap.dedent("""
+    import sys
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from configs import demo
+    from scenejax import input_pipeline, train
+    config = demo.get_config()
+    config.data.train_per_class = 4
+    config.batch_size = 32
+    config.optimizer.name = "sgd"
+    config.optimizer.learning_rate = 0.05
+    config.loss.bcl_reduction = "nonzero_inter_intra"
+    spec, split, _ = train.load_dataset(config)
+    sim = jnp.asarray(np.random.default_rng(0).uniform(.2, .9, (8, 8)))
+    sim = (sim + sim.T) / 2
+    sim = sim.at[jnp.diag_indices(8)].set(1.0).astype(jnp.float32)
+    mesh = train.data_parallel_mesh()
+    assert mesh.devices.size == int(sys.argv[2])
+    data = NamedSharding(mesh, P("data"))
+    rep = NamedSharding(mesh, P())
+    graphdef, state = train.create_train_state(config, 8, 1)
+    state = jax.device_put(state, rep)
+    loss_cfg = train.LossConfig.from_config(config.loss)
+    batch = next(iter(input_pipeline.train_batches(split, 32, seed=0,
+                                                   epoch=0)))
+    batch = input_pipeline.shard_batch(batch, data)
+
+    @jax.jit
+    def loss_and_grads(state, batch):
+      model, _ = nnx.merge(graphdef, state)
+      def loss_fn(model):
+        logits = model(input_pipeline.normalize(batch["image"]))
+        return sum(train.loss_terms(logits, batch["label"], sim, 2.0,
+                                    loss_cfg).values())
+      return nnx.value_and_grad(loss_fn)(model)
+
+    loss, grads = loss_and_grads(state, batch)
+    step_fn, _ = train.jit_steps(graphdef, loss_cfg, mesh)
+    for _ in range(3):
+      state, _ = step_fn(state, batch, np.float32(2), sim)
+    flat = lambda t: np.concatenate(
+        [np.ravel(x) for x in jax.tree.leaves(jax.device_get(t))])
+    np.savez(sys.argv[1], loss=np.asarray(loss), grads=flat(grads),
+             state=flat(nnx.state(nnx.merge(graphdef, state)[0])))
+""")
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+  """Loss, gradients and parameters after 3 steps: 1 vs 8 host devices."""
+  results = {}
+  for n in (1, 8):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count"
+               f"={n}", JAX_PLATFORMS="cpu")
+    out = tmp_path / f"dp{n}.npz"
+    proc = subprocess.run([sys.executable, "-c", DP_SCRIPT, str(out), str(n)],
+                          cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results[n] = np.load(out)
+  one, eight = results[1], results[8]
+  assert float(one["loss"]) == pytest.approx(float(eight["loss"]), rel=1e-5)
+  np.testing.assert_allclose(one["grads"], eight["grads"], rtol=1e-3,
+                             atol=1e-5)
+  np.testing.assert_allclose(one["state"], eight["state"], rtol=1e-4,
+                             atol=1e-5)
