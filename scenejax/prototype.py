@@ -159,9 +159,9 @@ def class_representation(
 
   Streams over `label_maps` in chunks of 64 (memory is O(C * L) plus one
   chunk, independent of the number of images); see `presence_vectors` for
-  the per-map kernel. Each map may be an integer
-  array or a path to a PNG/NPY file; with `workers > 0` chunks are read and
-  reduced in that many processes.
+  the per-map kernel. Each map may be an integer array or a path to a
+  PNG/NPY file; with `workers > 0` chunks are read and reduced in that many
+  processes.
 
   Args:
     label_maps: iterable of label maps (arrays or file paths).

@@ -174,12 +174,11 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
 
 
 def load_dataset(config: ml_collections.ConfigDict):
-  """(class names, semantic class count, train split, test split)."""
+  """(spec, train split, test split); the spec has the class names."""
   if config.dataset != "synthetic_scenes":
     raise ConfigError(f"config.dataset = {config.dataset!r}; this version "
                       "knows 'synthetic_scenes'")
-  spec, train, test = synthetic.load(**config.data.to_dict())
-  return spec, train, test
+  return synthetic.load(**config.data.to_dict())
 
 
 def similarity_for(config, spec, train, workdir) -> np.ndarray:
