@@ -26,6 +26,7 @@ def get_config():
       seed=0,
   ))
   config.model = "resnet_tiny"
+  config.init_from = ""  # pretrained checkpoint (see README), '' = random
   config.num_epochs = 12
   config.batch_size = 64
   config.eval_batch_size = 128
@@ -42,6 +43,11 @@ def get_config():
       bcl_reduction="mean_inter",
       bcl_pairing="gather",
       cl_weight=0.0,
+      pcl=False,                 # pairwise consistency learning (CAM erasing)
+      pcl_alpha=1.0,
+      pcl_beta=2.0,
+      pcl_gamma=0.7,
+      pcl_cam_stage=-1,          # -1: input of the last down-sampling stage
   ))
   # An NPZ written by `python -m scenejax.prototype`, or '' to build the
   # prototype from the training label maps with `metric`.

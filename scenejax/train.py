@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 from scenejax import input_pipeline
 from scenejax import losses
 from scenejax import models
+from scenejax.models import pcl
 from scenejax import prototype
 from scenejax import synthetic
 
@@ -49,6 +50,12 @@ class LossConfig:
   bcl_reduction: str = "mean_inter"
   bcl_pairing: str = "gather"
   cl_weight: float = 0.0        # classic contrastive loss baseline
+  pcl: bool = False             # pairwise consistency learning ([PCL] Eq. 3)
+  pcl_alpha: float = 1.0        # weight of the erased image's CE
+  pcl_beta: float = 2.0         # weight of KL(q || p)
+  pcl_gamma: float = 0.7        # CAM threshold γ ([PCL] Eq. 2)
+  pcl_cam_stage: int = -1       # feature map of the CAM module; -1: the
+                                # input of the last down-sampling stage
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "LossConfig":
@@ -68,13 +75,15 @@ class LossConfig:
     return loss
 
 
-def loss_terms(logits, labels, similarity, epoch, cfg: LossConfig) -> dict:
+def loss_terms(logits, labels, similarity, epoch, cfg: LossConfig, *,
+               pcl_logits: dict | None = None) -> dict:
   """The weighted loss terms of one batch; their sum is the training loss.
 
   "ce": softmax cross-entropy against hard (ce), smoothed (lsr, [SP]
   Table 1 baseline) or GLS soft labels ([SP] Eq. 9); "bcl": [SP] Eq. 10-15
   on the softmax probabilities; "cl": the classic-CL baseline ([SP]
-  Table 2).
+  Table 2); with `pcl_logits` ({"side", "mod"}), "side", "mod" and "kl":
+  the other terms of [PCL] Eq. 3, against the same targets as "ce".
   """
   num_classes = logits.shape[-1]
   if cfg.labels == "gls":
@@ -96,6 +105,12 @@ def loss_terms(logits, labels, similarity, epoch, cfg: LossConfig) -> dict:
   if cfg.cl_weight:
     terms["cl"] = cfg.cl_weight * losses.contrastive_loss(
         probs, labels, metric=cfg.bcl_metric)
+  if pcl_logits is not None:
+    _, parts = losses.pcl_loss(logits, pcl_logits["side"], pcl_logits["mod"],
+                               targets, cfg.pcl_alpha, cfg.pcl_beta)
+    terms["side"] = parts["side"]
+    terms["mod"] = cfg.pcl_alpha * parts["mod"]
+    terms["kl"] = cfg.pcl_beta * parts["kl"]
   return terms
 
 
@@ -108,8 +123,14 @@ def train_step(graphdef, state, batch, epoch, similarity, *,
   labels = batch["label"]
 
   def loss_fn(model):
-    logits = model(images).astype(jnp.float32)
-    terms = loss_terms(logits, labels, similarity, epoch, loss_cfg)
+    if loss_cfg.pcl:
+      outputs = model.pcl_outputs(images)
+      logits = outputs["main"].astype(jnp.float32)
+      terms = loss_terms(logits, labels, similarity, epoch, loss_cfg,
+                         pcl_logits=outputs)
+    else:
+      logits = model(images).astype(jnp.float32)
+      terms = loss_terms(logits, labels, similarity, epoch, loss_cfg)
     return sum(terms.values()), (terms, logits)
 
   grads, (terms, logits) = nnx.grad(loss_fn, has_aux=True)(model)
@@ -229,25 +250,36 @@ def data_parallel_mesh() -> jax.sharding.Mesh:
 def create_train_state(config, num_classes: int, steps_per_epoch: int):
   """(graphdef, state) of the model and its optimizer, via nnx.split."""
   model = models.create(config.model, num_classes,
+                        init_from=config.get("init_from") or None,
                         rngs=nnx.Rngs(config.seed))
+  if config.loss.get("pcl", False):
+    stage = config.loss.get("pcl_cam_stage", -1)
+    model = pcl.PCLModel(model, num_classes,
+                         cam_stage=None if stage == -1 else stage,
+                         gamma=config.loss.get("pcl_gamma", 0.7),
+                         rngs=nnx.Rngs(config.seed + 1))
   tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   return nnx.split((model, optimizer))
 
 
-def jit_steps(graphdef, loss_cfg: LossConfig, mesh):
+def jit_steps(graphdef, loss_cfg: LossConfig, mesh, pixel_stats=(
+    input_pipeline.IMAGENET_MEAN, input_pipeline.IMAGENET_STD)):
   """The jitted, data-parallel train and eval steps for `mesh`.
 
   State and the prototype are replicated, batches split on "data"; the train
-  step donates the old state so parameters are updated in place.
+  step donates the old state so parameters are updated in place. Images are
+  normalised with the statistics the model's weights expect
+  (`model.pixel_mean/std`: ImageNet's, or [-1, 1] for big_vision ViTs).
   """
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
+  norm = dict(mean=pixel_stats[0], std=pixel_stats[1])
   step_fn = jax.jit(
-      functools.partial(train_step, graphdef, loss_cfg=loss_cfg),
+      functools.partial(train_step, graphdef, loss_cfg=loss_cfg, **norm),
       in_shardings=(replicated, data_sharding, replicated, replicated),
       out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, graphdef),
+  eval_fn = jax.jit(functools.partial(eval_step, graphdef, **norm),
                     in_shardings=(replicated, data_sharding),
                     out_shardings=replicated)
   return step_fn, eval_fn
@@ -278,7 +310,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   graphdef, state = create_train_state(config, num_classes, steps_per_epoch)
   state = jax.device_put(state, replicated)
   similarity = jax.device_put(jnp.asarray(similarity), replicated)
-  step_fn, eval_fn = jit_steps(graphdef, loss_cfg, mesh)
+  model, _ = nnx.merge(graphdef, state)
+  step_fn, eval_fn = jit_steps(graphdef, loss_cfg, mesh,
+                               (model.pixel_mean, model.pixel_std))
+  del model
 
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   history = []
@@ -323,8 +358,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _terms(cfg: LossConfig):
-  return ["ce"] + (["bcl"] if cfg.bcl_weight else []) + (["cl"] if
-                                                          cfg.cl_weight else [])
+  return (["ce"] + (["bcl"] if cfg.bcl_weight else []) +
+          (["cl"] if cfg.cl_weight else []) +
+          (["side", "mod", "kl"] if cfg.pcl else []))
 
 
 def _table_header(cfg: LossConfig) -> str:

@@ -1,26 +1,75 @@
 """Model zoo: `create(name, num_classes)` returns a Flax NNX classifier.
 
-Every model takes NHWC float images and returns logits; `embed(x)` gives the
-penultimate embedding.
+Every model takes NHWC float images and has:
+  * `__call__(x)` -> logits;
+  * `forward_features(x)` -> (penultimate embedding, [intermediate NHWC
+    feature maps]) — per stage for CNNs, per block for ViTs; the CAM
+    module of `scenejax.models.pcl` attaches to one of these maps;
+  * `embed(x)`, `features(x)`: the two halves of that pair;
+  * `num_features` (embedding width), `default_cam_stage` (index of the map
+    at the input of the last down-sampling stage), `pixel_mean`/`pixel_std`
+    (the normalisation its weights expect, applied by the input pipeline).
 """
 
 from __future__ import annotations
 
+import sys
+
+import jax
 from flax import nnx
 
-from scenejax.models import resnet
+from scenejax.models import convnext, mobilenetv3, pretrained, resnet, vit
 
 _MODELS = {
     "resnet18": resnet.resnet18,
     "resnet34": resnet.resnet34,
     "resnet50": resnet.resnet50,
     "resnet_tiny": resnet.resnet_tiny,
+    "vit_ti16": vit.vit_ti16,
+    "vit_s16": vit.vit_s16,
+    "vit_b16": vit.vit_b16,
+    "vit_l16": vit.vit_l16,
+    "convnext_tiny": convnext.convnext_tiny,
+    "convnext_small": convnext.convnext_small,
+    "convnext_base": convnext.convnext_base,
+    "mobilenetv3_large": mobilenetv3.mobilenetv3_large,
 }
 NAMES = tuple(sorted(_MODELS))
 
 
-def create(name: str, num_classes: int, *, rngs: nnx.Rngs | None = None):
-  """Builds model `name` with a `num_classes`-way head (random init)."""
+def create(name: str, num_classes: int, *, init_from: str | None = None,
+           rngs: nnx.Rngs | None = None, **options):
+  """Builds model `name` with a `num_classes`-way head.
+
+  Args:
+    name: one of `NAMES`.
+    num_classes: size of the classifier head.
+    init_from: a pretrained checkpoint (local path, http(s):// or gs://):
+      a big_vision `.npz` (ViT) or a Hugging Face directory / safetensors
+      file (ViT, ResNet, ConvNeXt). Every backbone weight must load; the
+      head is kept from the checkpoint only if its class count matches.
+    rngs: initialisation randomness (default `nnx.Rngs(0)`).
+    **options: family options, e.g. `image_size=384` for a ViT,
+      `dtype=jnp.bfloat16` for the compute dtype (parameters stay fp32).
+  """
   if name not in _MODELS:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(NAMES)}")
-  return _MODELS[name](num_classes, rngs=rngs or nnx.Rngs(0))
+  builder = _MODELS[name]
+  family = sys.modules[builder.__module__]
+  path = None
+  if init_from:
+    if not hasattr(family, "load_checkpoint"):
+      raise pretrained.CheckpointError(
+          f"no pretrained-weight loader for {name!r} (init_from="
+          f"{init_from!r}); supported: ViT, ResNet, ConvNeXt")
+    path = pretrained.local_path(init_from)
+    options = {**family.checkpoint_options(path), **options}
+  model = builder(num_classes, rngs=rngs or nnx.Rngs(0), **options)
+  if path:
+    family.load_checkpoint(model, path)
+  return model
+
+
+def num_params(model: nnx.Module) -> int:
+  """Number of trainable parameters (batch statistics excluded)."""
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

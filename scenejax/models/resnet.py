@@ -3,6 +3,9 @@
 `resnet18/34/50` are the ImageNet architectures; `resnet_tiny` is a
 three-stage, 16/32/64-wide basic-block net with a 3x3 stem and no max-pool,
 for the 32 px synthetic scenes of the demo.
+
+Pretrained weights: Hugging Face ResNet safetensors (e.g.
+microsoft/resnet-50, microsoft/resnet-18).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scenejax.models import pretrained
+from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
+
 # PyTorch's BatchNorm defaults (momentum 0.1 on the new value = 0.9 here).
 _BatchNorm = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=1e-5)
 _Conv = functools.partial(nnx.Conv, use_bias=False,
@@ -20,26 +26,27 @@ _Conv = functools.partial(nnx.Conv, use_bias=False,
                               2.0, "fan_out", "normal"))
 
 
-def _projection(in_features, out, stride, rngs):
+def _projection(in_features, out, stride, rngs, dtype):
   """1x1 conv + BN on the shortcut where the shape changes, else None."""
   if stride == 1 and in_features == out:
     return None
   return nnx.Sequential(
-      _Conv(in_features, out, (1, 1), strides=stride, rngs=rngs),
-      _BatchNorm(out, rngs=rngs))
+      _Conv(in_features, out, (1, 1), strides=stride, dtype=dtype, rngs=rngs),
+      _BatchNorm(out, dtype=dtype, rngs=rngs))
 
 
 class BasicBlock(nnx.Module):
   expansion = 1
 
-  def __init__(self, in_features, width, stride, *, rngs):
+  def __init__(self, in_features, width, stride, *, dtype, rngs):
     out = width * self.expansion
     self.conv1 = _Conv(in_features, width, (3, 3), strides=stride,
-                       padding=1, rngs=rngs)
-    self.bn1 = _BatchNorm(width, rngs=rngs)
-    self.conv2 = _Conv(width, out, (3, 3), padding=1, rngs=rngs)
-    self.bn2 = _BatchNorm(out, rngs=rngs)
-    self.downsample = nnx.data(_projection(in_features, out, stride, rngs))
+                       padding=1, dtype=dtype, rngs=rngs)
+    self.bn1 = _BatchNorm(width, dtype=dtype, rngs=rngs)
+    self.conv2 = _Conv(width, out, (3, 3), padding=1, dtype=dtype, rngs=rngs)
+    self.bn2 = _BatchNorm(out, dtype=dtype, rngs=rngs)
+    self.downsample = nnx.data(
+        _projection(in_features, out, stride, rngs, dtype))
 
   def __call__(self, x):
     y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -51,16 +58,17 @@ class BasicBlock(nnx.Module):
 class Bottleneck(nnx.Module):
   expansion = 4
 
-  def __init__(self, in_features, width, stride, *, rngs):
+  def __init__(self, in_features, width, stride, *, dtype, rngs):
     out = width * self.expansion
-    self.conv1 = _Conv(in_features, width, (1, 1), rngs=rngs)
-    self.bn1 = _BatchNorm(width, rngs=rngs)
+    self.conv1 = _Conv(in_features, width, (1, 1), dtype=dtype, rngs=rngs)
+    self.bn1 = _BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv2 = _Conv(width, width, (3, 3), strides=stride, padding=1,
-                       rngs=rngs)
-    self.bn2 = _BatchNorm(width, rngs=rngs)
-    self.conv3 = _Conv(width, out, (1, 1), rngs=rngs)
-    self.bn3 = _BatchNorm(out, rngs=rngs)
-    self.downsample = nnx.data(_projection(in_features, out, stride, rngs))
+                       dtype=dtype, rngs=rngs)
+    self.bn2 = _BatchNorm(width, dtype=dtype, rngs=rngs)
+    self.conv3 = _Conv(width, out, (1, 1), dtype=dtype, rngs=rngs)
+    self.bn3 = _BatchNorm(out, dtype=dtype, rngs=rngs)
+    self.downsample = nnx.data(
+        _projection(in_features, out, stride, rngs, dtype))
 
   def __call__(self, x):
     y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -71,33 +79,42 @@ class Bottleneck(nnx.Module):
 
 
 class ResNet(nnx.Module):
-  """ResNet classifier. `embed(x)` is the pooled penultimate embedding,
-  `features(x)` the per-stage feature maps, `__call__(x)` the logits."""
+  """ResNet classifier. `forward_features(x)` gives (pooled embedding,
+  [output of each stage]); `__call__(x)` the logits."""
 
-  def __init__(self, stage_sizes, block, num_classes, *, widths=(64, 128, 256,
-                                                                512),
-               small_inputs=False, rngs: nnx.Rngs):
+  def __init__(self, stage_sizes, block, num_classes, *,
+               widths=(64, 128, 256, 512), small_inputs=False,
+               pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     stem = widths[0]
     self.small_inputs = small_inputs
+    self.stage_sizes, self.widths = tuple(stage_sizes), tuple(widths)
+    self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
     if small_inputs:
-      self.stem_conv = _Conv(3, stem, (3, 3), padding=1, rngs=rngs)
+      self.stem_conv = _Conv(3, stem, (3, 3), padding=1, dtype=dtype,
+                             rngs=rngs)
     else:
-      self.stem_conv = _Conv(3, stem, (7, 7), strides=2, padding=3, rngs=rngs)
-    self.stem_bn = _BatchNorm(stem, rngs=rngs)
+      self.stem_conv = _Conv(3, stem, (7, 7), strides=2, padding=3,
+                             dtype=dtype, rngs=rngs)
+    self.stem_bn = _BatchNorm(stem, dtype=dtype, rngs=rngs)
     stages = []
     in_features = stem
     for i, (size, width) in enumerate(zip(stage_sizes, widths)):
       blocks = []
       for j in range(size):
         stride = 2 if i > 0 and j == 0 else 1
-        blocks.append(block(in_features, width, stride, rngs=rngs))
+        blocks.append(block(in_features, width, stride, dtype=dtype,
+                            rngs=rngs))
         in_features = width * block.expansion
       stages.append(nnx.Sequential(*blocks))
     self.stages = nnx.List(stages)
     self.num_features = in_features
-    self.head = nnx.Linear(in_features, num_classes, rngs=rngs)
+    self.feature_widths = tuple(w * block.expansion for w in widths)
+    # The input of the last down-sampling stage: stage 3 (14x14 at 224 px).
+    self.default_cam_stage = len(stage_sizes) - 2
+    self.head = nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
 
-  def features(self, x):
+  def forward_features(self, x):
     x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
     if not self.small_inputs:
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -105,27 +122,78 @@ class ResNet(nnx.Module):
     for stage in self.stages:
       x = stage(x)
       maps.append(x)
-    return maps
+    return jnp.mean(x, axis=(1, 2)), maps
 
   def embed(self, x):
-    return jnp.mean(self.features(x)[-1], axis=(1, 2))
+    return self.forward_features(x)[0]
+
+  def features(self, x):
+    return self.forward_features(x)[1]
 
   def __call__(self, x):
     return self.head(self.embed(x))
 
 
-def resnet18(num_classes, *, rngs):
-  return ResNet((2, 2, 2, 2), BasicBlock, num_classes, rngs=rngs)
+def resnet18(num_classes, **kw):
+  return ResNet((2, 2, 2, 2), BasicBlock, num_classes, **kw)
 
 
-def resnet34(num_classes, *, rngs):
-  return ResNet((3, 4, 6, 3), BasicBlock, num_classes, rngs=rngs)
+def resnet34(num_classes, **kw):
+  return ResNet((3, 4, 6, 3), BasicBlock, num_classes, **kw)
 
 
-def resnet50(num_classes, *, rngs):
-  return ResNet((3, 4, 6, 3), Bottleneck, num_classes, rngs=rngs)
+def resnet50(num_classes, **kw):
+  return ResNet((3, 4, 6, 3), Bottleneck, num_classes, **kw)
 
 
-def resnet_tiny(num_classes, *, rngs):
+def resnet_tiny(num_classes, **kw):
   return ResNet((1, 1, 1), BasicBlock, num_classes, widths=(16, 32, 64),
-                small_inputs=True, rngs=rngs)
+                small_inputs=True, **kw)
+
+
+def checkpoint_options(path: str) -> dict:
+  """Pixel statistics of a Hugging Face checkpoint (ImageNet by default)."""
+  if not pretrained.is_hf(path):
+    raise pretrained.CheckpointError(
+        f"{path}: ResNet loads Hugging Face checkpoints (a directory with "
+        "config.json and model.safetensors)")
+  pretrained.read_hf_config(path)
+  mean, std = pretrained.hf_pixel_stats(path, (IMAGENET_MEAN, IMAGENET_STD))
+  return dict(pixel_mean=mean, pixel_std=std)
+
+
+def from_hf(tensors):
+  """Hugging Face ResNet tensors -> our parameter paths.
+
+  HF numbers the convs of a block layer.0/1/2; ours are conv1..3/bn1..3.
+  """
+  tensors = {k.removeprefix("resnet."): v for k, v in tensors.items()}
+  renames = [
+      (r"^embedder\.embedder\.convolution$", "stem_conv"),
+      (r"^embedder\.embedder\.normalization$", "stem_bn"),
+      (r"^encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.layers.\2."),
+      (r"\.shortcut\.convolution$", ".downsample.layers.0"),
+      (r"\.shortcut\.normalization$", ".downsample.layers.1"),
+      (r"^classifier\.1$", "head"),
+  ]
+  for k in range(3):
+    renames += [(rf"\.layer\.{k}\.convolution$", f".conv{k + 1}"),
+                (rf"\.layer\.{k}\.normalization$", f".bn{k + 1}")]
+  return pretrained.torch_to_flax(tensors, renames,
+                                  ignore=[r"num_batches_tracked$"])
+
+
+def load_checkpoint(model: ResNet, path: str) -> None:
+  config, tensors, source = pretrained.read_hf(path)
+  bottleneck = isinstance(model.stages[0].layers[0], Bottleneck)
+  expansion = 4 if bottleneck else 1
+  pretrained.check_hf_config(config, source, "resnet", {
+      "layer_type": "bottleneck" if bottleneck else "basic",
+      "depths": list(model.stage_sizes),
+      "hidden_sizes": [w * expansion for w in model.widths],
+      "embedding_size": model.widths[0],
+      "hidden_act": "relu",
+      # Stride on the 3x3 conv (v1.5), as our Bottleneck does.
+      "downsample_in_bottleneck": False,
+  })
+  pretrained.assign(model, from_hf(tensors), source=source)
