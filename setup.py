@@ -22,9 +22,13 @@ setuptools.setup(
         "openpyxl>=3.1",
         "optax>=0.2.5",
         "pillow>=10",
+        "safetensors>=0.4",
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3.5"],
+        # torch + transformers are the reference implementations the model
+        # tests compare against; scenejax itself never imports them.
+        "test": ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3.5",
+                 "torch==2.13.0", "transformers==5.23.0"],
     },
 )
