@@ -133,7 +133,6 @@ def main():
       theirs.append(timed(lambda: t_step(x_torch, y_torch)))
     a, b = statistics.median(ours), statistics.median(theirs)
     print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.2f}x |", flush=True)
-    del state, step, hf, t_step
 
   print()
   print("| backbone | PCL step (s) | plain step (s) | PCL / plain |")
@@ -163,7 +162,6 @@ def main():
       t_plain.append(timed(run_plain))
     a, b = statistics.median(t_pcl), statistics.median(t_plain)
     print(f"| {name} | {a:.3f} | {b:.3f} | {a / b:.2f}x |", flush=True)
-    del plain_state, pcl_state, plain_step, pcl_step
 
 
 if __name__ == "__main__":

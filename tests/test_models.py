@@ -9,7 +9,6 @@ is checked against an independent float64 NumPy ViT written below.
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
