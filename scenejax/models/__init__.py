@@ -6,8 +6,9 @@ Every model takes NHWC float images and has:
     feature maps]) — per stage for CNNs, per block for ViTs; the CAM
     module of `scenejax.models.pcl` attaches to one of these maps;
   * `embed(x)`, `features(x)`: the two halves of that pair;
-  * `num_features` (embedding width), `default_cam_stage` (index of the map
-    at the input of the last down-sampling stage), `pixel_mean`/`pixel_std`
+  * `num_features` (embedding width), `feature_widths` (channels of each
+    map), `default_cam_stage` (index of the map at the input of the last
+    down-sampling stage), `pixel_mean`/`pixel_std`
     (the normalisation its weights expect, applied by the input pipeline).
 """
 

@@ -147,8 +147,11 @@ def read_hf(path: str) -> tuple[dict, dict[str, np.ndarray], str]:
   if os.path.isdir(path):
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.exists(index):
-      with open(index) as f:
-        shards = sorted(set(json.load(f)["weight_map"].values()))
+      try:
+        with open(index) as f:
+          shards = sorted(set(json.load(f)["weight_map"].values()))
+      except (json.JSONDecodeError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{index}: no readable weight_map: {e}") from e
       files = [os.path.join(path, s) for s in shards]
     else:
       files = [os.path.join(path, "model.safetensors")]
