@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scenejax.datasets import common
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -48,6 +50,119 @@ def eval_batches(source, batch_size: int) -> Iterator[dict]:
              for k, v in batch.items()}
     batch["mask"] = np.arange(batch_size) < real
     yield batch
+
+
+class Preprocess:
+  """Decode + the papers' augmentation, one example at a time.
+
+  Train ([SP] §4.1, [PCL] §5): resize the shorter side to `resize_size`
+  (256), random `image_size` (224) crop, random horizontal flip; or, with
+  `random_resized_crop`, Inception-style crops of 8-100% area and 3/4-4/3
+  aspect ratio. Eval: resize the shorter side, centre crop. Images may
+  arrive encoded (bytes, from TFDS) or decoded (uint8 arrays, synthetic);
+  arrays already `image_size` square pass through untouched.
+
+  An image that cannot be decoded returns None (the pipeline drops it),
+  is logged with its name and counted in `self.skipped`; with
+  `on_corrupt="raise"` it raises instead. Randomness comes from the
+  per-example generator grain passes (`random_map`), so the output depends
+  only on (seed, example position), not on worker count or timing.
+  """
+
+  def __init__(self, *, train: bool, image_size: int = 224,
+               resize_size: int = 256, random_resized_crop: bool = False,
+               on_corrupt: str = "skip"):
+    if on_corrupt not in ("skip", "raise"):
+      raise ValueError(f"on_corrupt = {on_corrupt!r}; expected 'skip' or "
+                       "'raise'")
+    self.train, self.image_size, self.resize_size = train, image_size, (
+        resize_size)
+    self.random_resized_crop = random_resized_crop
+    self.on_corrupt = on_corrupt
+    self.skipped = 0
+
+  def __call__(self, example: dict, rng: np.random.Generator | None = None):
+    from PIL import Image
+    image = example["image"]
+    name = example.get("name", "?")
+    if isinstance(image, (bytes, np.bytes_)):
+      decoded = common.decode_image(bytes(image), name)
+      if decoded is None:
+        if self.on_corrupt == "raise":
+          raise common.DatasetError(f"{name}: cannot decode image")
+        self.skipped += 1
+        return None
+      image = decoded
+    size = self.image_size
+    out = {"label": np.int32(example["label"])}
+    if image.shape[:2] == (size, size) and not self.random_resized_crop:
+      crop = image
+    elif self.train and self.random_resized_crop:
+      crop = _random_resized_crop(Image.fromarray(image), size, rng)
+    else:
+      pil = Image.fromarray(image)
+      scale = self.resize_size / min(pil.size)
+      pil = pil.resize((max(size, round(pil.size[0] * scale)),
+                        max(size, round(pil.size[1] * scale))),
+                       Image.BILINEAR)
+      w, h = pil.size
+      if self.train:
+        top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+      else:
+        top, left = (h - size) // 2, (w - size) // 2
+      crop = np.asarray(pil)[top:top + size, left:left + size]
+    if self.train and rng.random() < 0.5:
+      crop = crop[:, ::-1]
+    out["image"] = np.ascontiguousarray(crop, np.uint8)
+    return out
+
+
+def _random_resized_crop(pil, size, rng, scale=(0.08, 1.0),
+                         ratio=(3 / 4, 4 / 3)):
+  """Inception-style crop (10 tries, then the centre crop), resized."""
+  from PIL import Image
+  w, h = pil.size
+  area = w * h
+  for _ in range(10):
+    target = area * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    cw, ch = round(np.sqrt(target * aspect)), round(np.sqrt(target / aspect))
+    if 0 < cw <= w and 0 < ch <= h:
+      left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+      break
+  else:
+    cw = ch = min(w, h)
+    left, top = (w - cw) // 2, (h - ch) // 2
+  box = (left, top, left + cw, top + ch)
+  return np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
+
+
+def preprocessed_batches(source, batch_size: int, preprocess: Preprocess, *,
+                         seed: int, shuffle: bool = True,
+                         num_epochs: int | None = None,
+                         shard_index: int | None = None,
+                         shard_count: int | None = None
+                         ) -> grain.IterDataset:
+  """Shuffled (per epoch), decoded, augmented, batched examples.
+
+  Multi-host: each process reads its own contiguous shard of the source
+  (`jax.process_index()` of `jax.process_count()` by default), batches of
+  `batch_size` per process. Iterate with `iter(...)`: the iterator's
+  `get_state()` / `set_state()` resume exactly where it left off, with the
+  same shuffles and crops, since randomness depends only on `seed` and the
+  position. Corrupt images are dropped (see `Preprocess`), so a batch is
+  always full; the last partial batch of the stream is dropped.
+  """
+  shard_index = jax.process_index() if shard_index is None else shard_index
+  shard_count = jax.process_count() if shard_count is None else shard_count
+  ds = grain.MapDataset.source(source)
+  ds = ds[shard_index::shard_count]
+  ds = ds.seed(seed)
+  if shuffle:
+    ds = ds.shuffle()
+  ds = ds.repeat(num_epochs)
+  ds = ds.random_map(preprocess) if preprocess.train else ds.map(preprocess)
+  return ds.to_iter_dataset().batch(batch_size, drop_remainder=True)
 
 
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):

@@ -1,0 +1,59 @@
+"""Helpers shared by the dataset builders and sources."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from absl import logging
+
+from scenejax import prototype
+
+
+class DatasetError(ValueError):
+  """Missing or malformed dataset files; the message names the file."""
+
+
+def require_file(directory: str, name: str, url: str) -> str:
+  """`directory/name`, or an error saying where it was looked for and where
+  to get it."""
+  path = os.path.join(directory, name)
+  if not os.path.exists(path):
+    raise DatasetError(f"{name} not found: looked for {path}. Download it "
+                       f"from {url} into {directory}")
+  return path
+
+
+def read_image_list(path: str) -> list[str]:
+  """Non-empty lines of a list file, as relative paths with '/'."""
+  with open(path) as f:
+    return [line.strip().replace("\\", "/") for line in f if line.strip()]
+
+
+def decode_image(data, name: str) -> np.ndarray | None:
+  """RGB uint8 (H, W, 3) from encoded bytes or a file path; None (with a
+  warning naming the image) if it cannot be decoded."""
+  from PIL import Image
+  try:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(source) as image:
+      return np.asarray(image.convert("RGB"))
+  except (OSError, ValueError, SyntaxError) as e:
+    logging.warning("skipping %s: cannot decode image: %s", name, e)
+    return None
+
+
+def decode_image_file(path: str) -> np.ndarray | None:
+  return decode_image(path, path)
+
+
+def read_label_map_file(path: str) -> np.ndarray:
+  """A uint8 label map (ADE20K: 0 unlabelled, 1..150)."""
+  try:
+    label_map = prototype.read_label_map(path)
+  except prototype.PrototypeError as e:
+    raise DatasetError(str(e)) from e
+  if label_map.max(initial=0) > 255 or label_map.min(initial=0) < 0:
+    raise DatasetError(f"{path}: label ids outside 0..255")
+  return label_map.astype(np.uint8)

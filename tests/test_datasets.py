@@ -1,0 +1,247 @@
+"""Dataset builders on fake trees of real JPEG/PNG files, the registry, and
+the decode/augment pipeline (determinism, exact resume, corrupt images)."""
+
+import io
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import scenejax.datasets as datasets
+from scenejax import input_pipeline
+from scenejax.datasets import common
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+
+def _jpeg(rng, h, w):
+  buf = io.BytesIO()
+  Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(
+      buf, format="JPEG")
+  return buf.getvalue()
+
+
+def _mit67_tree(root, rng, per_class=3, corrupt="class00/img0.jpg"):
+  classes = [f"scene{i:02d}" if i else "class00" for i in range(67)]
+  train, test = [], []
+  for c in classes:
+    os.makedirs(root / "Images" / c)
+    for j in range(per_class):
+      rel = f"{c}/img{j}.jpg"
+      (root / "Images" / rel).write_bytes(_jpeg(rng, 24 + j, 32))
+      (train if j < per_class - 1 else test).append(rel)
+  (root / "Images" / corrupt).write_bytes(b"not a jpeg")
+  (root / "TrainImages.txt").write_text("\n".join(train) + "\n")
+  (root / "TestImages.txt").write_text("\n".join(test) + "\n")
+  return sorted(classes)
+
+
+def _prepare(builder_cls, data_dir, manual_dir):
+  builder = builder_cls(data_dir=str(data_dir))
+  builder.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(
+          manual_dir)))
+  return builder
+
+
+def test_mit67_builder(tmp_path):
+  from scenejax.datasets import mit67
+  rng = np.random.default_rng(0)
+  classes = _mit67_tree(tmp_path / "manual", rng)
+  builder = _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
+  assert builder.info.features["label"].names == classes
+  # 67 x 2 train images, one corrupt one skipped; 67 test.
+  assert builder.info.splits["train"].num_examples == 133
+  assert builder.info.splits["test"].num_examples == 67
+  data = datasets.load("mit67", data_dir=str(tmp_path / "tfds"))
+  assert data.num_classes == 67 and len(data.train) == 133
+  names = {data.train[i]["name"].split(" ")[1]: data.train[i]["label"]
+           for i in range(len(data.train))}
+  assert "class00/img0.jpg" not in names
+  assert names["scene05/img1.jpg"] == classes.index("scene05")
+  record = data.test[0]
+  assert isinstance(record["image"], bytes)  # decoded by the pipeline
+
+
+def test_mit67_missing_file_names_it(tmp_path):
+  from scenejax.datasets import mit67
+  _mit67_tree(tmp_path / "manual", np.random.default_rng(0))
+  os.remove(tmp_path / "manual" / "TestImages.txt")
+  with pytest.raises(common.DatasetError,
+                     match=r"TestImages.txt not found: looked for .*manual"
+                     r"/TestImages.txt\. Download it from https://web.mit"):
+    _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
+
+
+def test_mit67_class_names_match_the_official_lists(shared):
+  """SAS-Net's list of the 67 classes is the set of TrainImages folders."""
+  names = [line.split()[0].split("/")[-1] for line in open(
+      shared / "reference" / "sasnet_lists" / "MITIndoor67_scene_names.txt")]
+  assert len(names) == 67 and names == sorted(names)
+
+
+def _ade20k_zip(manual, rng, scenes=("bedroom", "street", "kitchen")):
+  lines, maps = [], {}
+  with zipfile.ZipFile(manual / "ADEChallengeData2016.zip", "w") as z:
+    for folder, prefix, n in (("training", "ADE_train", 4),
+                              ("validation", "ADE_val", 2)):
+      for i in range(1, n + 1):
+        stem = f"{prefix}_{i:08d}"
+        h, w = 20 + i, 30
+        z.writestr(f"ADEChallengeData2016/images/{folder}/{stem}.jpg",
+                   _jpeg(rng, h, w))
+        label_map = rng.integers(0, 151, (h, w)).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(label_map, mode="L").save(buf, format="PNG")
+        z.writestr(f"ADEChallengeData2016/annotations/{folder}/{stem}.png",
+                   buf.getvalue())
+        maps[stem] = label_map
+        lines.append(f"{stem} {scenes[i % len(scenes)]}")
+  (manual / "sceneCategories.txt").write_text("\n".join(lines) + "\n")
+  return maps, dict(line.split() for line in lines)
+
+
+def test_ade20k_scenes_builder(tmp_path):
+  from scenejax.datasets import ade20k_scenes
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  maps, scenes = _ade20k_zip(manual, np.random.default_rng(0))
+  builder = _prepare(ade20k_scenes.Ade20kScenes, tmp_path / "tfds", manual)
+  names = builder.info.features["label"].names
+  assert names == ["bedroom", "kitchen", "street"]
+  source = builder.as_data_source("train")
+  assert len(source) == 4 and len(builder.as_data_source("validation")) == 2
+  for i in range(len(source)):
+    record = source[i]
+    stem = os.path.splitext(record["file_name"].decode())[0]
+    # PNG is lossless: the 150-class map comes back exactly.
+    np.testing.assert_array_equal(record["segmentation"][..., 0], maps[stem])
+    assert names[record["label"]] == scenes[stem]
+
+
+def test_ade20k_scenes_missing_annotation_is_an_error(tmp_path):
+  from scenejax.datasets import ade20k_scenes
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  _ade20k_zip(manual, np.random.default_rng(0))
+  (manual / "sceneCategories.txt").write_text("ADE_train_00000001\n")
+  with pytest.raises(common.DatasetError,
+                     match=r"sceneCategories.txt:1: expected 'image_id scene'"):
+    _prepare(ade20k_scenes.Ade20kScenes, tmp_path / "tfds", manual)
+
+
+def test_unknown_and_unprepared_datasets(tmp_path):
+  with pytest.raises(common.DatasetError, match="unknown dataset 'sun398'"):
+    datasets.load("sun398")
+  with pytest.raises(common.DatasetError, match="'mit67' is not prepared "
+                     "under data_dir=.*Prepare it first"):
+    datasets.load("mit67", data_dir=str(tmp_path))
+
+
+def test_places_subsets_remap_labels():
+  places = datasets.PLACES365_14
+  with tfds.testing.mock_data(num_examples=400, policy=(
+      tfds.testing.MockPolicy.USE_CODE)):
+    data = datasets.load("places365_14")
+  all_names = tfds.builder("places365_small").info.features["label"].names
+  assert data.class_names == places and data.num_classes == 14
+  assert set(datasets.PLACES365_7) <= set(all_names)
+  assert len(data.train) > 0
+  for i in range(len(data.train)):
+    assert 0 <= data.train[i]["label"] < 14
+
+
+def test_subset_source_relabels_in_order():
+  base = [{"image": b"", "label": y, "name": str(i)}
+          for i, y in enumerate([5, 2, 9, 2, 7, 5])]
+  sub = datasets.SubsetSource(base, keep=[2, 5],
+                              labels=np.array([r["label"] for r in base]))
+  assert [(r["name"], r["label"]) for r in (sub[i] for i in range(len(sub)))
+          ] == [("0", 1), ("1", 0), ("3", 0), ("5", 1)]
+
+
+# ----------------------------------------------------------------------------
+# Pipeline.
+
+
+def _encoded_source(n=20, corrupt=(5,)):
+  rng = np.random.default_rng(0)
+  source = [{"image": _jpeg(rng, 300 + i, 260), "label": i % 3,
+             "name": f"img{i}.jpg"} for i in range(n)]
+  for i in corrupt:
+    source[i]["image"] = b"garbage"
+  return source
+
+
+def test_preprocess_shapes_and_eval_centre_crop():
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 255, (300, 400, 3), np.uint8)
+  out = input_pipeline.Preprocess(train=False)({"image": image, "label": 2})
+  # Shorter side 300 -> 256: 341x256, centre crop 224 at (16, 58).
+  from PIL import Image as PILImage
+  resized = np.asarray(PILImage.fromarray(image).resize((341, 256),
+                                                        PILImage.BILINEAR))
+  np.testing.assert_array_equal(out["image"], resized[16:240, 58:282])
+  train = input_pipeline.Preprocess(train=True, random_resized_crop=True)
+  out = train({"image": image, "label": 2}, np.random.default_rng(1))
+  assert out["image"].shape == (224, 224, 3) and out["label"] == 2
+
+
+def test_pipeline_is_deterministic_and_resumes_exactly():
+  source = _encoded_source()
+
+  def batches(seed):
+    return input_pipeline.preprocessed_batches(
+        source, 4, input_pipeline.Preprocess(train=True), seed=seed,
+        num_epochs=2, shard_index=0, shard_count=1)
+
+  full = [b for b in iter(batches(7))]
+  again = [b for b in iter(batches(7))]
+  other = [b for b in iter(batches(8))]
+  assert len(full) == (2 * 19) // 4
+  for a, b in zip(full, again):
+    np.testing.assert_array_equal(a["image"], b["image"])
+  assert any((a["label"] != b["label"]).any() for a, b in zip(full, other))
+  it = iter(batches(7))
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  resumed = iter(batches(7))
+  resumed.set_state(state)
+  rest = list(resumed)
+  assert len(rest) == len(full) - 3
+  for a, b in zip(full[3:], rest):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_corrupt_image_is_skipped_counted_or_raises():
+  source = _encoded_source(n=8, corrupt=(2, 6))
+  preprocess = input_pipeline.Preprocess(train=False)
+  batches = list(input_pipeline.preprocessed_batches(
+      source, 2, preprocess, seed=0, shuffle=False, num_epochs=1,
+      shard_index=0, shard_count=1))
+  assert preprocess.skipped == 2
+  labels = np.concatenate([b["label"] for b in batches])
+  # Labels i % 3 of images 0..7 without images 2 and 6.
+  np.testing.assert_array_equal(labels, [0, 1, 0, 1, 2, 1])
+  strict = input_pipeline.Preprocess(train=False, on_corrupt="raise")
+  with pytest.raises(common.DatasetError, match="img2.jpg: cannot decode"):
+    list(input_pipeline.preprocessed_batches(
+        source, 2, strict, seed=0, shuffle=False, num_epochs=1,
+        shard_index=0, shard_count=1))
+
+
+def test_shards_partition_the_source():
+  source = [{"image": np.zeros((224, 224, 3), np.uint8), "label": i,
+             "name": str(i)} for i in range(12)]
+  seen = []
+  for shard in range(3):
+    for b in input_pipeline.preprocessed_batches(
+        source, 2, input_pipeline.Preprocess(train=False), seed=0,
+        shuffle=False, num_epochs=1, shard_index=shard, shard_count=3):
+      seen.extend(b["label"].tolist())
+  assert sorted(seen) == list(range(12))
