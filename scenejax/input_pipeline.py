@@ -21,33 +21,60 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_batches(source, batch_size: int, *, seed: int,
-                  epoch: int) -> grain.MapDataset:
+def train_batches(source, batch_size: int, *, seed: int, epoch: int,
+                  preprocess: "Preprocess | None" = None,
+                  shard_index: int | None = None,
+                  shard_count: int | None = None):
   """The training batches of one epoch: a fresh shuffle per epoch.
 
   The shuffle is grain's epoch-aware one over an endless repetition of the
   source, sliced to epoch `epoch`, so every epoch is a permutation of the
-  whole source and the order depends only on (seed, epoch). The last
-  partial batch is dropped (BCL wants full batches).
+  whole source and the order depends only on (seed, epoch). `preprocess`
+  (decode + augmentation) draws from a per-example generator derived from
+  the seed and the position, so crops and flips are reproducible too.
+  Iterating gives a grain iterator whose `get_state()`/`set_state()`
+  resume an epoch exactly where it stopped.
+
+  Multi-host: each process reads its own strided shard of the source
+  (`jax.process_index()` of `jax.process_count()` by default) and yields
+  batches of `batch_size` (the per-process batch). The last partial batch
+  is dropped (BCL wants full batches); so are corrupt images, which
+  `preprocess` turns into None.
   """
-  num = len(source)
-  shuffled = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-  return shuffled[epoch * num:(epoch + 1) * num].batch(batch_size,
-                                                       drop_remainder=True)
+  shard_index = jax.process_index() if shard_index is None else shard_index
+  shard_count = jax.process_count() if shard_count is None else shard_count
+  shard = grain.MapDataset.source(source)[shard_index::shard_count]
+  num = len(shard)
+  shuffled = shard.seed(seed).shuffle().repeat()[epoch * num:(epoch + 1) * num]
+  if preprocess is None:
+    return shuffled.batch(batch_size, drop_remainder=True)
+  examples = shuffled.random_map(preprocess) if preprocess.train else (
+      shuffled.map(preprocess))
+  return examples.to_iter_dataset().batch(batch_size, drop_remainder=True)
 
 
-def eval_batches(source, batch_size: int) -> Iterator[dict]:
+def eval_batches(source, batch_size: int, *,
+                 preprocess: "Preprocess | None" = None,
+                 shard_index: int | None = None,
+                 shard_count: int | None = None) -> Iterator[dict]:
   """Every example once, in order; the last batch is padded and masked.
 
   Yields dicts with "image", "label" and a bool "mask" (False on padding),
   all of leading size `batch_size`, so the eval step compiles once and no
-  example is dropped.
+  example is dropped. Multi-host: each process covers its own strided shard
+  (the masks keep padding out of the counts). A corrupt image is skipped
+  and counted by `preprocess`, never silently padded over.
   """
-  for batch in grain.MapDataset.source(source).batch(batch_size):
+  shard_index = jax.process_index() if shard_index is None else shard_index
+  shard_count = jax.process_count() if shard_count is None else shard_count
+  ds = grain.MapDataset.source(source)[shard_index::shard_count]
+  if preprocess is not None:
+    ds = ds.map(preprocess).to_iter_dataset()
+  for batch in ds.batch(batch_size):
     real = batch["label"].shape[0]
     pad = batch_size - real
     batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
-             for k, v in batch.items()}
+             for k, v in batch.items() if k in ("image", "label")}
     batch["mask"] = np.arange(batch_size) < real
     yield batch
 
@@ -135,34 +162,6 @@ def _random_resized_crop(pil, size, rng, scale=(0.08, 1.0),
     left, top = (w - cw) // 2, (h - ch) // 2
   box = (left, top, left + cw, top + ch)
   return np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
-
-
-def preprocessed_batches(source, batch_size: int, preprocess: Preprocess, *,
-                         seed: int, shuffle: bool = True,
-                         num_epochs: int | None = None,
-                         shard_index: int | None = None,
-                         shard_count: int | None = None
-                         ) -> grain.IterDataset:
-  """Shuffled (per epoch), decoded, augmented, batched examples.
-
-  Multi-host: each process reads its own contiguous shard of the source
-  (`jax.process_index()` of `jax.process_count()` by default), batches of
-  `batch_size` per process. Iterate with `iter(...)`: the iterator's
-  `get_state()` / `set_state()` resume exactly where it left off, with the
-  same shuffles and crops, since randomness depends only on `seed` and the
-  position. Corrupt images are dropped (see `Preprocess`), so a batch is
-  always full; the last partial batch of the stream is dropped.
-  """
-  shard_index = jax.process_index() if shard_index is None else shard_index
-  shard_count = jax.process_count() if shard_count is None else shard_count
-  ds = grain.MapDataset.source(source)
-  ds = ds[shard_index::shard_count]
-  ds = ds.seed(seed)
-  if shuffle:
-    ds = ds.shuffle()
-  ds = ds.repeat(num_epochs)
-  ds = ds.random_map(preprocess) if preprocess.train else ds.map(preprocess)
-  return ds.to_iter_dataset().batch(batch_size, drop_remainder=True)
 
 
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):

@@ -647,7 +647,37 @@ def read_list_file(path, class_names: Sequence[str] | None = None):
   return files, labels
 
 
+def _build_from_dataset(args) -> None:
+  """[SP] Algorithm 1 over a prepared dataset's training label maps."""
+  from scenejax import datasets  # pylint: disable=g-import-not-at-top
+  data = datasets.load(args.dataset, data_dir=args.data_dir)
+  if not getattr(data.train, "has_label_maps", False):
+    raise PrototypeError(
+        f"dataset {args.dataset!r} has no label maps; segment its images "
+        "and use --label-maps/--list instead")
+  names = list(data.class_names)
+  representation, counts = class_representation(
+      data.train.label_maps(), data.train.labels(), len(names),
+      args.num_semantic_classes, class_names=names, progress=True,
+      return_counts=True)
+  # A scene class with no training map (possible in ADE20K's long tail)
+  # is an error from class_representation that names it.
+  similarity = similarity_prototype(representation, args.metric,
+                                    class_names=names)
+  semantic_names = (read_class_names(args.semantic_class_names)
+                    if args.semantic_class_names else None)
+  save_prototype(args.out, similarity, metric=args.metric, class_names=names,
+                 representation=representation, image_counts=counts,
+                 semantic_class_names=semantic_names)
+  print(f"wrote {args.out}: {len(names)} classes from {int(counts.sum())} "
+        f"label maps of {args.dataset}")
+
+
 def _cmd_build(args) -> None:
+  if args.dataset:
+    return _build_from_dataset(args)
+  if not (args.label_maps and args.list):
+    raise PrototypeError("build needs --dataset, or --label-maps and --list")
   class_names = read_class_names(args.class_names) if args.class_names else None
   files, labels = read_list_file(args.list, class_names)
   num = len(class_names) if class_names else max(labels) + 1
@@ -699,10 +729,12 @@ def main(argv=None) -> int:
                                    description=__doc__.split("\n\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
   b = sub.add_parser("build", help="build a prototype from label maps")
-  b.add_argument("--label-maps", required=True,
+  b.add_argument("--dataset", help="a prepared dataset with label maps "
+                 "(ade20k_scenes), instead of --label-maps/--list")
+  b.add_argument("--data_dir", help="TFDS data_dir of --dataset")
+  b.add_argument("--label-maps",
                  help="directory holding the PNG/NPY label maps")
-  b.add_argument("--list", required=True,
-                 help="file of 'relative/path scene_label' lines")
+  b.add_argument("--list", help="file of 'relative/path scene_label' lines")
   b.add_argument("--class-names", help="scene class names, one per line")
   b.add_argument("--semantic-class-names",
                  help="names of the L semantic classes (stored in the file)")

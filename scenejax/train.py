@@ -29,7 +29,7 @@ from scenejax import losses
 from scenejax import models
 from scenejax.models import pcl
 from scenejax import prototype
-from scenejax import synthetic
+from scenejax import datasets
 
 LABEL_KINDS = ("ce", "lsr", "gls")
 
@@ -194,22 +194,53 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                     "or 'sgd'")
 
 
-def load_dataset(config: ml_collections.ConfigDict):
-  """(spec, train split, test split); the spec has the class names."""
-  if config.dataset != "synthetic_scenes":
-    raise ConfigError(f"config.dataset = {config.dataset!r}; this version "
-                      "knows 'synthetic_scenes'")
-  return synthetic.load(**config.data.to_dict())
+def load_dataset(config: ml_collections.ConfigDict) -> datasets.Dataset:
+  """The dataset named by config.dataset (see `scenejax.datasets`)."""
+  if config.dataset not in datasets.NAMES:
+    raise ConfigError(f"config.dataset = {config.dataset!r}; expected one of "
+                      f"{datasets.NAMES}")
+  if config.dataset == "synthetic_scenes":
+    options = {k: v for k, v in config.data.to_dict().items()
+               if k not in _PIPELINE_FIELDS}
+    return datasets.load(config.dataset, synthetic_options=options)
+  return datasets.load(config.dataset,
+                       data_dir=config.data.get("data_dir") or None)
 
 
-def similarity_for(config, spec, train, workdir) -> np.ndarray:
+# config.data fields read by the input pipeline, not by a dataset.
+_PIPELINE_FIELDS = ("data_dir", "resize_size", "random_resized_crop",
+                    "on_corrupt")
+
+
+def preprocessors(config, data: datasets.Dataset):
+  """(train, eval) `input_pipeline.Preprocess`, or (None, None) for the
+  synthetic scenes, which are rendered at their final size."""
+  if data.spec is not None:
+    return None, None
+  options = dict(image_size=config.data.get("image_size", 224),
+                 resize_size=config.data.get("resize_size", 256),
+                 on_corrupt=config.data.get("on_corrupt", "skip"))
+  return (input_pipeline.Preprocess(
+      train=True, random_resized_crop=config.data.get(
+          "random_resized_crop", False), **options),
+          input_pipeline.Preprocess(train=False, **options))
+
+
+def similarity_for(config, data: datasets.Dataset, workdir) -> np.ndarray:
   """The prototype: loaded from config.prototype.path (a precomputed NPZ) or
   built from the training label maps ([SP] Algorithm 1, Eq. 1-4) and saved
   to workdir/prototype.npz."""
   if config.prototype.path:
     proto = prototype.load_prototype(config.prototype.path,
-                                     class_names=spec.class_names)
+                                     class_names=data.class_names)
     return proto.similarity
+  spec = data.spec
+  if spec is None:
+    raise ConfigError(
+        f"config.prototype.path is empty and {config.dataset!r} is not the "
+        "synthetic dataset: build the prototype first (python -m "
+        "scenejax.prototype build ...) and set config.prototype.path")
+  train = data.train
   representation, counts = prototype.class_representation(
       train.label_maps, train.labels, spec.num_classes,
       spec.num_semantic_classes, class_names=spec.class_names,
@@ -224,10 +255,12 @@ def similarity_for(config, spec, train, workdir) -> np.ndarray:
   return similarity.astype(np.float32)
 
 
-def evaluate(eval_fn, state, split, batch_size, num_classes, data_sharding):
+def evaluate(eval_fn, state, split, batch_size, num_classes, data_sharding,
+             preprocess=None):
   """Confusion matrix over the whole split (padded last batch masked)."""
   confusion = np.zeros((num_classes, num_classes), np.int64)
-  for batch in input_pipeline.eval_batches(split, batch_size):
+  for batch in input_pipeline.eval_batches(split, batch_size,
+                                           preprocess=preprocess):
     mask = batch.pop("mask")
     predictions = np.asarray(
         eval_fn(state, input_pipeline.shard_batch(batch, data_sharding)))
@@ -291,9 +324,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir."""
   os.makedirs(workdir, exist_ok=True)
   loss_cfg = LossConfig.from_config(config.loss)
-  spec, train, test = load_dataset(config)
-  num_classes = spec.num_classes
-  similarity = similarity_for(config, spec, train, workdir)
+  data = load_dataset(config)
+  train, test, num_classes = data.train, data.test, data.num_classes
+  train_preprocess, eval_preprocess = preprocessors(config, data)
+  similarity = similarity_for(config, data, workdir)
 
   mesh = data_parallel_mesh()
   data_sharding = NamedSharding(mesh, P("data"))
@@ -322,10 +356,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for epoch in range(config.num_epochs):
       start = time.perf_counter()
       pending = []
-      batches = input_pipeline.train_batches(train, config.batch_size,
-                                             seed=config.seed, epoch=epoch)
+      batches = input_pipeline.train_batches(
+          train, config.batch_size // jax.process_count(), seed=config.seed,
+          epoch=epoch, preprocess=train_preprocess)
       bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                 unit="step", leave=False, disable=not config.progress_bar)
+                 unit="step", leave=False, total=steps_per_epoch,
+                 disable=not config.progress_bar)
       for step, batch in enumerate(bar):
         state, metrics = step_fn(
             state, input_pipeline.shard_batch(batch, data_sharding),
@@ -336,12 +372,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       # One host sync per epoch for the training metrics.
       train_metrics = {k: float(np.mean([m[k] for m in jax.device_get(
           pending)])) for k in pending[0]}
-      confusion = evaluate(eval_fn, state, test, config.eval_batch_size,
-                           num_classes, data_sharding)
+      confusion = evaluate(eval_fn, state, test,
+                           config.eval_batch_size // jax.process_count(),
+                           num_classes, data_sharding, eval_preprocess)
       row = dict(epoch=epoch + 1, **{f"train_{k}": v for k, v in
                                      train_metrics.items()},
                  **accuracy_metrics(confusion),
                  seconds=time.perf_counter() - start)
+      if train_preprocess is not None:
+        row["skipped_images"] = (train_preprocess.skipped +
+                                 eval_preprocess.skipped)
       history.append(row)
       metrics_file.write(json.dumps(row) + "\n")
       metrics_file.flush()
@@ -349,7 +389,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(_table_header(loss_cfg))
       print(_table_row(row, loss_cfg), flush=True)
   final = dict(history[-1], confusion=confusion.tolist(),
-               class_names=list(spec.class_names),
+               class_names=list(data.class_names),
                compiles=step_fn._cache_size())  # pylint: disable=protected-access
   prototype.atomic_write(os.path.join(workdir, "results.json"),
                          lambda f: f.write(json.dumps(final, indent=1)),

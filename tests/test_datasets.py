@@ -190,30 +190,36 @@ def test_preprocess_shapes_and_eval_centre_crop():
   assert out["image"].shape == (224, 224, 3) and out["label"] == 2
 
 
+def _epoch(source, seed, epoch, batch_size=4, preprocess=None, **kw):
+  return input_pipeline.train_batches(
+      source, batch_size, seed=seed, epoch=epoch,
+      preprocess=preprocess or input_pipeline.Preprocess(train=True),
+      shard_index=kw.get("shard_index", 0), shard_count=kw.get("shard_count",
+                                                              1))
+
+
 def test_pipeline_is_deterministic_and_resumes_exactly():
   source = _encoded_source()
-
-  def batches(seed):
-    return input_pipeline.preprocessed_batches(
-        source, 4, input_pipeline.Preprocess(train=True), seed=seed,
-        num_epochs=2, shard_index=0, shard_count=1)
-
-  full = [b for b in iter(batches(7))]
-  again = [b for b in iter(batches(7))]
-  other = [b for b in iter(batches(8))]
-  assert len(full) == (2 * 19) // 4
+  full = list(_epoch(source, 7, 1))
+  again = list(_epoch(source, 7, 1))
+  other_seed = list(_epoch(source, 8, 1))
+  other_epoch = list(_epoch(source, 7, 2))
+  assert len(full) == 19 // 4  # 20 images, one corrupt, partial dropped
   for a, b in zip(full, again):
     np.testing.assert_array_equal(a["image"], b["image"])
-  assert any((a["label"] != b["label"]).any() for a, b in zip(full, other))
-  it = iter(batches(7))
-  for _ in range(3):
+    np.testing.assert_array_equal(a["label"], b["label"])
+  for other in (other_seed, other_epoch):
+    assert any(not np.array_equal(a["image"], b["image"])
+               for a, b in zip(full, other))
+  it = iter(_epoch(source, 7, 1))
+  for _ in range(2):
     next(it)
   state = it.get_state()
-  resumed = iter(batches(7))
+  resumed = iter(_epoch(source, 7, 1))
   resumed.set_state(state)
   rest = list(resumed)
-  assert len(rest) == len(full) - 3
-  for a, b in zip(full[3:], rest):
+  assert len(rest) == len(full) - 2
+  for a, b in zip(full[2:], rest):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
 
@@ -221,27 +227,74 @@ def test_pipeline_is_deterministic_and_resumes_exactly():
 def test_corrupt_image_is_skipped_counted_or_raises():
   source = _encoded_source(n=8, corrupt=(2, 6))
   preprocess = input_pipeline.Preprocess(train=False)
-  batches = list(input_pipeline.preprocessed_batches(
-      source, 2, preprocess, seed=0, shuffle=False, num_epochs=1,
-      shard_index=0, shard_count=1))
+  batches = list(input_pipeline.eval_batches(
+      source, 4, preprocess=preprocess, shard_index=0, shard_count=1))
   assert preprocess.skipped == 2
-  labels = np.concatenate([b["label"] for b in batches])
+  labels = np.concatenate([b["label"][b["mask"]] for b in batches])
   # Labels i % 3 of images 0..7 without images 2 and 6.
   np.testing.assert_array_equal(labels, [0, 1, 0, 1, 2, 1])
+  assert [int(b["mask"].sum()) for b in batches] == [4, 2]
   strict = input_pipeline.Preprocess(train=False, on_corrupt="raise")
   with pytest.raises(common.DatasetError, match="img2.jpg: cannot decode"):
-    list(input_pipeline.preprocessed_batches(
-        source, 2, strict, seed=0, shuffle=False, num_epochs=1,
-        shard_index=0, shard_count=1))
+    list(input_pipeline.eval_batches(source, 4, preprocess=strict,
+                                     shard_index=0, shard_count=1))
 
 
 def test_shards_partition_the_source():
   source = [{"image": np.zeros((224, 224, 3), np.uint8), "label": i,
              "name": str(i)} for i in range(12)]
-  seen = []
+  seen_train, seen_eval = [], []
   for shard in range(3):
-    for b in input_pipeline.preprocessed_batches(
-        source, 2, input_pipeline.Preprocess(train=False), seed=0,
-        shuffle=False, num_epochs=1, shard_index=shard, shard_count=3):
-      seen.extend(b["label"].tolist())
-  assert sorted(seen) == list(range(12))
+    for b in _epoch(source, 0, 0, batch_size=2, shard_index=shard,
+                    shard_count=3):
+      seen_train.extend(b["label"].tolist())
+    for b in input_pipeline.eval_batches(
+        source, 3, preprocess=input_pipeline.Preprocess(train=False),
+        shard_index=shard, shard_count=3):
+      seen_eval.extend(b["label"][b["mask"]].tolist())
+  assert sorted(seen_train) == sorted(seen_eval) == list(range(12))
+
+
+def test_catalogue_datasets_through_the_pipeline():
+  """sun397 and places365 from TFDS (mocked records, the real metadata)."""
+  with tfds.testing.mock_data(num_examples=12, policy=(
+      tfds.testing.MockPolicy.USE_CODE)):
+    for name, classes in (("sun397", 397), ("places365", 365)):
+      data = datasets.load(name)
+      assert data.num_classes == classes and len(data.train) == 12
+      batch = next(iter(input_pipeline.train_batches(
+          data.train, 4, seed=0, epoch=0,
+          preprocess=input_pipeline.Preprocess(train=True),
+          shard_index=0, shard_count=1)))
+      assert batch["image"].shape == (4, 224, 224, 3)
+      assert batch["image"].dtype == np.uint8
+      assert ((0 <= batch["label"]) & (batch["label"] < classes)).all()
+
+
+def test_trainer_runs_on_a_prepared_builder(tmp_path):
+  """mit67 prepared from a fake tree, a prototype NPZ, one epoch of the
+  trainer: the real-data path end to end (decode, crop, pad, evaluate)."""
+  from configs import demo
+  from scenejax import prototype, train
+  from scenejax.datasets import mit67
+  classes = _mit67_tree(tmp_path / "manual", np.random.default_rng(0))
+  _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
+  similarity = np.full((67, 67), 0.2) + 0.8 * np.eye(67)
+  prototype.save_prototype(tmp_path / "proto.npz", similarity,
+                           metric="cosine", class_names=classes)
+  config = demo.get_config()
+  config.dataset = "mit67"
+  config.data = dict(data_dir=str(tmp_path / "tfds"), image_size=32,
+                     resize_size=40, random_resized_crop=False,
+                     on_corrupt="skip")
+  config.prototype.path = str(tmp_path / "proto.npz")
+  config.num_epochs = 1
+  config.batch_size = 32
+  config.eval_batch_size = 48
+  config.progress_bar = False
+  result = train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert result["num_examples"] == 67  # the whole test split, padded
+  assert np.asarray(result["confusion"]).sum() == 67
+  assert result["class_names"] == classes
+  # The builder already dropped the corrupt file at prepare time.
+  assert result["skipped_images"] == 0

@@ -21,6 +21,8 @@ corrupt image is skipped there, by name, instead of killing the run.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import io
 import os
 from typing import Any
 
@@ -65,9 +67,13 @@ class TfdsSource:
   def __init__(self, name: str, split: str, data_dir: str | None, *,
                registry_name: str):
     import tensorflow_datasets as tfds
-    decoders = {"image": tfds.decode.SkipDecoding()}
     where = data_dir or "~/tensorflow_datasets"
     builder = tfds.builder(name, data_dir=data_dir)
+    # Every image-like feature stays encoded: labels read fast, and images
+    # are decoded (or skipped if corrupt) by the input pipeline.
+    decoders = {k: tfds.decode.SkipDecoding()
+                for k, f in builder.info.features.items()
+                if isinstance(f, tfds.features.Image)}
     try:
       self._source = builder.as_data_source(split, decoders=decoders)
     except Exception as e:  # pylint: disable=broad-except  (TFDS's kinds)
@@ -95,6 +101,19 @@ class TfdsSource:
     """Every record's label (reads each record once)."""
     return np.array([int(self._source[i]["label"]) for i in range(len(self))],
                     np.int64)
+
+  @property
+  def has_label_maps(self) -> bool:
+    return "segmentation" in self.builder.info.features
+
+  def label_maps(self):
+    """Yields each record's 2-D uint8 semantic label map (ade20k_scenes)."""
+    from PIL import Image
+    if not self.has_label_maps:
+      raise DatasetError(f"{self._prefix} has no segmentation maps")
+    for i in range(len(self)):
+      with Image.open(io.BytesIO(self._source[i]["segmentation"])) as png:
+        yield np.asarray(png)
 
 
 class SubsetSource:
@@ -163,10 +182,10 @@ def load(name: str, *, data_dir: str | None = None,
   elif name == "places365":
     tfds_name, splits = "places365_small", ("train", "validation")
   elif name == "mit67":
-    from scenejax.datasets import mit67  # registers the builder
+    importlib.import_module("scenejax.datasets.mit67")  # registers it
     tfds_name, splits = "mit67", ("train", "test")
   elif name == "ade20k_scenes":
-    from scenejax.datasets import ade20k_scenes  # registers the builder
+    importlib.import_module("scenejax.datasets.ade20k_scenes")
     tfds_name, splits = "ade20k_scenes", ("train", "validation")
   else:
     raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")

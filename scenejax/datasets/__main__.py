@@ -9,6 +9,7 @@ the format `tfds.data_source` reads without TensorFlow.
 """
 
 import argparse
+import importlib
 import sys
 
 from scenejax.datasets import DatasetError
@@ -28,7 +29,8 @@ def main(argv=None) -> int:
   prepare.add_argument("--manual_dir", default=None)
   args = parser.parse_args(argv)
   import tensorflow_datasets as tfds
-  from scenejax.datasets import ade20k_scenes, mit67  # noqa: F401 (register)
+  for builder_module in ("ade20k_scenes", "mit67"):  # registers them
+    importlib.import_module(f"scenejax.datasets.{builder_module}")
   builder = tfds.builder(_TFDS_NAMES[args.name], data_dir=args.data_dir)
   try:
     builder.download_and_prepare(
