@@ -13,6 +13,7 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=[
         "absl-py>=2.1",
+        "importlib_resources",  # tensorflow-datasets imports it
         "flax>=0.12",
         "grain>=0.2.12",
         "jax>=0.8",
@@ -23,12 +24,17 @@ setuptools.setup(
         "optax>=0.2.5",
         "pillow>=10",
         "safetensors>=0.4",
+        # Reading prepared datasets (tfds.data_source) needs no TensorFlow.
+        "tensorflow-datasets>=4.9.9",
         "tqdm>=4.66",
     ],
     extras_require={
         # torch + transformers are the reference implementations the model
         # tests compare against; scenejax itself never imports them.
         "test": ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3.5",
-                 "torch==2.13.0", "transformers==5.23.0"],
+                 "torch==2.13.0", "transformers==5.23.0",
+                 "tensorflow-cpu>=2.16"],
+        # Preparing a dataset (TFDS builders encode with TensorFlow).
+        "prepare": ["tensorflow-cpu>=2.16"],
     },
 )

@@ -24,7 +24,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def train_batches(source, batch_size: int, *, seed: int, epoch: int,
                   preprocess: "Preprocess | None" = None,
                   shard_index: int | None = None,
-                  shard_count: int | None = None):
+                  shard_count: int | None = None,
+                  num_threads: int = 16):
   """The training batches of one epoch: a fresh shuffle per epoch.
 
   The shuffle is grain's epoch-aware one over an endless repetition of the
@@ -39,7 +40,8 @@ def train_batches(source, batch_size: int, *, seed: int, epoch: int,
   (`jax.process_index()` of `jax.process_count()` by default) and yields
   batches of `batch_size` (the per-process batch). The last partial batch
   is dropped (BCL wants full batches); so are corrupt images, which
-  `preprocess` turns into None.
+  `preprocess` turns into None. `num_threads` grain threads decode ahead
+  (PIL releases the GIL); 0 decodes in the calling thread.
   """
   shard_index = jax.process_index() if shard_index is None else shard_index
   shard_count = jax.process_count() if shard_count is None else shard_count
@@ -50,7 +52,9 @@ def train_batches(source, batch_size: int, *, seed: int, epoch: int,
     return shuffled.batch(batch_size, drop_remainder=True)
   examples = shuffled.random_map(preprocess) if preprocess.train else (
       shuffled.map(preprocess))
-  return examples.to_iter_dataset().batch(batch_size, drop_remainder=True)
+  read = grain.ReadOptions(num_threads=num_threads,
+                           prefetch_buffer_size=max(2 * num_threads, 1))
+  return examples.to_iter_dataset(read).batch(batch_size, drop_remainder=True)
 
 
 def eval_batches(source, batch_size: int, *,
@@ -113,35 +117,42 @@ class Preprocess:
     image = example["image"]
     name = example.get("name", "?")
     if isinstance(image, (bytes, np.bytes_)):
-      decoded = common.decode_image(bytes(image), name)
-      if decoded is None:
+      # Stay in PIL from decode to crop: one array copy, of the crop only.
+      image = common.open_image(bytes(image), name)
+      if image is None:
         if self.on_corrupt == "raise":
           raise common.DatasetError(f"{name}: cannot decode image")
         self.skipped += 1
         return None
-      image = decoded
     size = self.image_size
-    out = {"label": np.int32(example["label"])}
-    if image.shape[:2] == (size, size) and not self.random_resized_crop:
-      crop = image
-    elif self.train and self.random_resized_crop:
-      crop = _random_resized_crop(Image.fromarray(image), size, rng)
+    if (isinstance(image, np.ndarray) and image.shape[:2] == (size, size)
+        and not self.random_resized_crop):
+      crop = image  # already final (the synthetic scenes)
     else:
-      pil = Image.fromarray(image)
-      scale = self.resize_size / min(pil.size)
-      pil = pil.resize((max(size, round(pil.size[0] * scale)),
-                        max(size, round(pil.size[1] * scale))),
-                       Image.BILINEAR)
-      w, h = pil.size
-      if self.train:
-        top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-      else:
-        top, left = (h - size) // 2, (w - size) // 2
-      crop = np.asarray(pil)[top:top + size, left:left + size]
+      if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+      crop = self._crop(image, rng)
     if self.train and rng.random() < 0.5:
       crop = crop[:, ::-1]
-    out["image"] = np.ascontiguousarray(crop, np.uint8)
-    return out
+    return {"image": np.ascontiguousarray(crop, np.uint8),
+            "label": np.int32(example["label"])}
+
+  def _crop(self, image, rng):
+    """PIL image -> (size, size, 3) uint8 crop, by the train/eval rule."""
+    from PIL import Image
+    size = self.image_size
+    if self.train and self.random_resized_crop:
+      return _random_resized_crop(image, size, rng)
+    scale = self.resize_size / min(image.size)
+    image = image.resize((max(size, round(image.size[0] * scale)),
+                          max(size, round(image.size[1] * scale))),
+                         Image.BILINEAR)
+    w, h = image.size
+    if self.train:
+      top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    else:
+      top, left = (h - size) // 2, (w - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
 def _random_resized_crop(pil, size, rng, scale=(0.08, 1.0),

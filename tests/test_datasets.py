@@ -298,3 +298,27 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   assert result["class_names"] == classes
   # The builder already dropped the corrupt file at prepare time.
   assert result["skipped_images"] == 0
+
+
+def test_prototype_from_ade20k_scenes_label_maps(tmp_path):
+  """`prototype build --dataset=ade20k_scenes` equals Algorithm 1 run
+  literally (tests/reference.py) on the maps written into the zip."""
+  import reference
+  from scenejax import prototype
+  from scenejax.datasets import ade20k_scenes
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  maps, scenes = _ade20k_zip(manual, np.random.default_rng(0))
+  _prepare(ade20k_scenes.Ade20kScenes, tmp_path / "tfds", manual)
+  out = tmp_path / "ade.npz"
+  assert prototype.main(["build", "--dataset", "ade20k_scenes", "--data_dir",
+                         str(tmp_path / "tfds"), "--out", str(out)]) == 0
+  proto = prototype.load_prototype(out)
+  names = ["bedroom", "kitchen", "street"]
+  assert list(proto.class_names) == names
+  train = sorted(s for s in maps if s.startswith("ADE_train"))
+  reps = reference.algorithm1_class_representation(
+      [maps[s] for s in train], [names.index(scenes[s]) for s in train], 3,
+      150)
+  np.testing.assert_allclose(proto.similarity,
+                             reference.similarity(reps, "cosine"), atol=1e-6)

@@ -31,17 +31,23 @@ def read_image_list(path: str) -> list[str]:
     return [line.strip().replace("\\", "/") for line in f if line.strip()]
 
 
-def decode_image(data, name: str) -> np.ndarray | None:
-  """RGB uint8 (H, W, 3) from encoded bytes or a file path; None (with a
-  warning naming the image) if it cannot be decoded."""
+def open_image(data, name: str):
+  """A decoded RGB PIL image from encoded bytes or a file path; None (with
+  a warning naming the image) if it cannot be decoded."""
   from PIL import Image
   try:
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(source) as image:
-      return np.asarray(image.convert("RGB"))
+      return image.convert("RGB")  # decodes fully, inside the try
   except (OSError, ValueError, SyntaxError) as e:
     logging.warning("skipping %s: cannot decode image: %s", name, e)
     return None
+
+
+def decode_image(data, name: str) -> np.ndarray | None:
+  """RGB uint8 (H, W, 3) array, or None as `open_image`."""
+  image = open_image(data, name)
+  return None if image is None else np.asarray(image)
 
 
 def decode_image_file(path: str) -> np.ndarray | None:
