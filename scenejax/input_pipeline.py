@@ -91,7 +91,11 @@ class Preprocess:
   `random_resized_crop`, Inception-style crops of 8-100% area and 3/4-4/3
   aspect ratio. Eval: resize the shorter side, centre crop. Images may
   arrive encoded (bytes, from TFDS) or decoded (uint8 arrays, synthetic);
-  arrays already `image_size` square pass through untouched.
+  arrays already `image_size` square pass through untouched. With
+  `ten_crop` (eval only; SAS-Net reports it) the image becomes
+  (10, size, size, 3): the four corner crops and the centre crop of the
+  resized image, then the same five flipped; `eval_step` averages the
+  softmax over them.
 
   An image that cannot be decoded returns None (the pipeline drops it),
   is logged with its name and counted in `self.skipped`; with
@@ -102,13 +106,16 @@ class Preprocess:
 
   def __init__(self, *, train: bool, image_size: int = 224,
                resize_size: int = 256, random_resized_crop: bool = False,
-               on_corrupt: str = "skip"):
+               ten_crop: bool = False, on_corrupt: str = "skip"):
     if on_corrupt not in ("skip", "raise"):
       raise ValueError(f"on_corrupt = {on_corrupt!r}; expected 'skip' or "
                        "'raise'")
     self.train, self.image_size, self.resize_size = train, image_size, (
         resize_size)
     self.random_resized_crop = random_resized_crop
+    if ten_crop and train:
+      raise ValueError("ten_crop is an evaluation transform (train=False)")
+    self.ten_crop = ten_crop
     self.on_corrupt = on_corrupt
     self.skipped = 0
 
@@ -131,22 +138,39 @@ class Preprocess:
     else:
       if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
+      if self.ten_crop:
+        return {"image": self._ten_crops(image),
+                "label": np.int32(example["label"])}
       crop = self._crop(image, rng)
     if self.train and rng.random() < 0.5:
       crop = crop[:, ::-1]
     return {"image": np.ascontiguousarray(crop, np.uint8),
             "label": np.int32(example["label"])}
 
+  def _ten_crops(self, image):
+    size = self.image_size
+    resized = np.asarray(self._resize(image))
+    h, w = resized.shape[:2]
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
+               ((h - size) // 2, (w - size) // 2)]
+    crops = [resized[t:t + size, l:l + size] for t, l in corners]
+    return np.ascontiguousarray(np.stack(crops + [c[:, ::-1] for c in crops]))
+
+  def _resize(self, image):
+    """Shorter side to `resize_size` (never below `image_size`)."""
+    from PIL import Image
+    size = self.image_size
+    scale = self.resize_size / min(image.size)
+    return image.resize((max(size, round(image.size[0] * scale)),
+                         max(size, round(image.size[1] * scale))),
+                        Image.BILINEAR)
+
   def _crop(self, image, rng):
     """PIL image -> (size, size, 3) uint8 crop, by the train/eval rule."""
-    from PIL import Image
     size = self.image_size
     if self.train and self.random_resized_crop:
       return _random_resized_crop(image, size, rng)
-    scale = self.resize_size / min(image.size)
-    image = image.resize((max(size, round(image.size[0] * scale)),
-                          max(size, round(image.size[1] * scale))),
-                         Image.BILINEAR)
+    image = self._resize(image)
     w, h = image.size
     if self.train:
       top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)

@@ -143,11 +143,20 @@ def train_step(graphdef, state, batch, epoch, similarity, *,
 
 def eval_step(graphdef, state, batch, *, mean=input_pipeline.IMAGENET_MEAN,
               std=input_pipeline.IMAGENET_STD):
-  """Top-1 predictions of a batch, with the model in inference mode."""
+  """Top-1 predictions of a batch, with the model in inference mode.
+
+  A ten-crop batch (B, 10, H, W, 3) is predicted as the argmax of the
+  softmax averaged over each image's crops.
+  """
   model, _ = nnx.merge(graphdef, state)
   model.eval()
-  logits = model(input_pipeline.normalize(batch["image"], mean, std))
-  return jnp.argmax(logits, axis=-1)
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  if images.ndim == 5:  # ten-crop: (B, 10, H, W, 3), average the softmax
+    n, crops = images.shape[:2]
+    probs = jax.nn.softmax(model(images.reshape((n * crops,) +
+                                                images.shape[2:])))
+    return jnp.argmax(probs.reshape(n, crops, -1).mean(axis=1), axis=-1)
+  return jnp.argmax(model(images), axis=-1)
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -203,13 +212,14 @@ def load_dataset(config: ml_collections.ConfigDict) -> datasets.Dataset:
     options = {k: v for k, v in config.data.to_dict().items()
                if k not in _PIPELINE_FIELDS}
     return datasets.load(config.dataset, synthetic_options=options)
-  return datasets.load(config.dataset,
-                       data_dir=config.data.get("data_dir") or None)
+  return datasets.load(
+      config.dataset, data_dir=config.data.get("data_dir") or None,
+      sun397_config=config.data.get("sun397_config", "standard-part1-120k"))
 
 
 # config.data fields read by the input pipeline, not by a dataset.
 _PIPELINE_FIELDS = ("data_dir", "resize_size", "random_resized_crop",
-                    "on_corrupt")
+                    "on_corrupt", "sun397_config", "ten_crop")
 
 
 def preprocessors(config, data: datasets.Dataset):
@@ -223,7 +233,9 @@ def preprocessors(config, data: datasets.Dataset):
   return (input_pipeline.Preprocess(
       train=True, random_resized_crop=config.data.get(
           "random_resized_crop", False), **options),
-          input_pipeline.Preprocess(train=False, **options))
+          input_pipeline.Preprocess(
+              train=False, ten_crop=config.data.get("ten_crop", False),
+              **options))
 
 
 def similarity_for(config, data: datasets.Dataset, workdir) -> np.ndarray:

@@ -286,7 +286,7 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   config.dataset = "mit67"
   config.data = dict(data_dir=str(tmp_path / "tfds"), image_size=32,
                      resize_size=40, random_resized_crop=False,
-                     on_corrupt="skip")
+                     on_corrupt="skip", ten_crop=True)
   config.prototype.path = str(tmp_path / "proto.npz")
   config.num_epochs = 1
   config.batch_size = 32
@@ -322,3 +322,35 @@ def test_prototype_from_ade20k_scenes_label_maps(tmp_path):
       150)
   np.testing.assert_allclose(proto.similarity,
                              reference.similarity(reps, "cosine"), atol=1e-6)
+
+
+def test_ten_crop_is_corners_centre_and_flips():
+  image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
+  out = input_pipeline.Preprocess(train=False, ten_crop=True)(
+      {"image": image, "label": 1})["image"]
+  resized = np.asarray(Image.fromarray(image).resize((341, 256),
+                                                     Image.BILINEAR))
+  expected = [resized[:224, :224], resized[:224, -224:], resized[-224:, :224],
+              resized[-224:, -224:], resized[16:240, 58:282]]
+  expected += [e[:, ::-1] for e in expected]
+  np.testing.assert_array_equal(out, np.stack(expected))
+
+
+def test_ten_crop_eval_step_averages_softmax():
+  import jax
+  import optax
+  from flax import nnx
+  from scenejax import models, train
+  model = models.create("resnet_tiny", 5)
+  graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.sgd(0.1),
+                                                    wrt=nnx.Param)))
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (3, 10, 32, 32, 3), np.uint8)
+  predictions = np.asarray(jax.jit(lambda s, b: train.eval_step(
+      graphdef, s, b))(state, {"image": images}))
+  model.eval()
+  logits = np.asarray(model(input_pipeline.normalize(
+      images.reshape(30, 32, 32, 3))), np.float64).reshape(3, 10, 5)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  np.testing.assert_array_equal(predictions, probs.mean(1).argmax(-1))

@@ -168,8 +168,15 @@ def _subset(name, classes, data_dir):
 
 
 def load(name: str, *, data_dir: str | None = None,
+         sun397_config: str = "standard-part1-120k",
          synthetic_options: dict | None = None) -> Dataset:
-  """The dataset `name` (one of `NAMES`), from TFDS's `data_dir`."""
+  """The dataset `name` (one of `NAMES`), from TFDS's `data_dir`.
+
+  `sun397_config` picks the TFDS SUN397 config: "standard-part1-120k"
+  (default: partition 1 of the official ten, 50 train / 50 test per class,
+  the protocol of [SP]), "standard-part2-120k" ... or "tfds" (TFDS's own
+  random 76/10/14 % split, evaluated on its "test").
+  """
   if name == "synthetic_scenes":
     from scenejax import synthetic
     spec, train, test = synthetic.load(**(synthetic_options or {}))
@@ -178,7 +185,7 @@ def load(name: str, *, data_dir: str | None = None,
     return _subset(name, PLACES365_7 if name == "places365_7" else
                    PLACES365_14, data_dir)
   if name == "sun397":
-    tfds_name, splits = "sun397/standard-part1-120k", ("train", "test")
+    tfds_name, splits = f"sun397/{sun397_config}", ("train", "test")
   elif name == "places365":
     tfds_name, splits = "places365_small", ("train", "validation")
   elif name == "mit67":
