@@ -13,6 +13,8 @@ import dataclasses
 import functools
 import json
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -145,8 +148,9 @@ def eval_step(graphdef, state, batch, *, mean=input_pipeline.IMAGENET_MEAN,
               std=input_pipeline.IMAGENET_STD):
   """Top-1 predictions of a batch, with the model in inference mode.
 
-  A ten-crop batch (B, 10, H, W, 3) is predicted as the argmax of the
-  softmax averaged over each image's crops.
+  Returns the (B, k) indices of the k = min(5, C) highest scores, best
+  first. A ten-crop batch (B, 10, H, W, 3) is scored by the softmax
+  averaged over each image's crops.
   """
   model, _ = nnx.merge(graphdef, state)
   model.eval()
@@ -155,8 +159,10 @@ def eval_step(graphdef, state, batch, *, mean=input_pipeline.IMAGENET_MEAN,
     n, crops = images.shape[:2]
     probs = jax.nn.softmax(model(images.reshape((n * crops,) +
                                                 images.shape[2:])))
-    return jnp.argmax(probs.reshape(n, crops, -1).mean(axis=1), axis=-1)
-  return jnp.argmax(model(images), axis=-1)
+    scores = probs.reshape(n, crops, -1).mean(axis=1)
+  else:
+    scores = model(images)
+  return jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -166,19 +172,27 @@ def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
       num_classes, num_classes)
 
 
-def accuracy_metrics(confusion: np.ndarray) -> dict:
-  """Top-1 and mean class accuracy (MCA, SAS-Net's metric) from counts.
+def accuracy_metrics(confusion: np.ndarray,
+                     topk_hits: dict[int, int] | None = None) -> dict:
+  """Top-1/2/5 and mean class accuracy (MCA), SAS-Net's metrics (003_...),
+  from exact integer counts.
 
   MCA averages per-class recall over the classes present in the split;
-  classes with no example are excluded and reported.
+  classes with no example are excluded and reported. `topk_hits[k]` is
+  the number of examples whose label is among the k best scores.
   """
   per_class_total = confusion.sum(axis=1)
   present = per_class_total > 0
   recall = np.diag(confusion)[present] / per_class_total[present]
-  return dict(top1=float(np.trace(confusion) / confusion.sum()),
-              mean_class_accuracy=float(recall.mean()),
-              absent_classes=np.flatnonzero(~present).tolist(),
-              num_examples=int(confusion.sum()))
+  total = int(confusion.sum())
+  out = dict(top1=float(np.trace(confusion) / total))
+  for k, hits in sorted((topk_hits or {}).items()):
+    if k > 1:
+      out[f"top{k}"] = hits / total
+  out.update(mean_class_accuracy=float(recall.mean()),
+             absent_classes=np.flatnonzero(~present).tolist(),
+             num_examples=total)
+  return out
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -269,16 +283,20 @@ def similarity_for(config, data: datasets.Dataset, workdir) -> np.ndarray:
 
 def evaluate(eval_fn, state, split, batch_size, num_classes, data_sharding,
              preprocess=None):
-  """Confusion matrix over the whole split (padded last batch masked)."""
+  """(confusion matrix, {k: top-k hits}) over the whole split, as exact
+  counts; the padded last batch is masked out."""
   confusion = np.zeros((num_classes, num_classes), np.int64)
+  hits = {k: 0 for k in (1, 2, 5) if k <= num_classes}
   for batch in input_pipeline.eval_batches(split, batch_size,
                                            preprocess=preprocess):
     mask = batch.pop("mask")
-    predictions = np.asarray(
+    top = np.asarray(
         eval_fn(state, input_pipeline.shard_batch(batch, data_sharding)))
-    confusion += confusion_matrix(batch["label"][mask], predictions[mask],
-                                  num_classes)
-  return confusion
+    labels, top = batch["label"][mask], top[mask]
+    confusion += confusion_matrix(labels, top[:, 0], num_classes)
+    for k in hits:
+      hits[k] += int((top[:, :k] == labels[:, None]).any(axis=1).sum())
+  return confusion, hits
 
 
 def data_parallel_mesh() -> jax.sharding.Mesh:
@@ -361,35 +379,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                (model.pixel_mean, model.pixel_std))
   del model
 
+  checkpoints = _checkpoint_manager(workdir, config)
+  state, resume = _restore(checkpoints, state, config)
+  history = resume.get("history", [])
+  preempted = _PreemptionFlag()
+
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  history = []
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  with open(metrics_path, "w") as metrics_file:
-    for epoch in range(config.num_epochs):
+  confusion = None
+  with open(metrics_path, "w") as metrics_file, preempted:
+    for row in history:  # the resumed run's earlier epochs, rewritten
+      metrics_file.write(json.dumps(row) + "\n")
+    for epoch in range(resume.get("epoch", 0), config.num_epochs):
       start = time.perf_counter()
       pending = []
-      batches = input_pipeline.train_batches(
+      batches = iter(input_pipeline.train_batches(
           train, config.batch_size // jax.process_count(), seed=config.seed,
-          epoch=epoch, preprocess=train_preprocess)
+          epoch=epoch, preprocess=train_preprocess))
+      first_step = 0
+      if resume.get("epoch") == epoch and resume.get("iterator"):
+        batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
+        first_step = resume["step_in_epoch"]
       bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                 unit="step", leave=False, total=steps_per_epoch,
-                 disable=not config.progress_bar)
-      for step, batch in enumerate(bar):
+                 unit="step", leave=False, initial=first_step,
+                 total=steps_per_epoch, disable=not config.progress_bar)
+      for step, batch in enumerate(bar, start=first_step):
         state, metrics = step_fn(
             state, input_pipeline.shard_batch(batch, data_sharding),
             np.float32(epoch), similarity)
         pending.append(metrics)
         if (step + 1) % config.log_every_steps == 0:
           bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+        if preempted:
+          _check_finite(jax.device_get(pending), epoch, first_step,
+                        steps_per_epoch)
+          _save(checkpoints, epoch * steps_per_epoch + step + 1, state, dict(
+              epoch=epoch, step_in_epoch=step + 1, history=history,
+              iterator=batches.get_state()))
+          checkpoints.wait_until_finished()
+          print(f"SIGTERM: saved step {epoch * steps_per_epoch + step + 1} "
+                f"to {checkpoints.directory}; resume by running again",
+                flush=True)
+          return dict(preempted=True, epoch=epoch, step_in_epoch=step + 1)
       # One host sync per epoch for the training metrics.
-      train_metrics = {k: float(np.mean([m[k] for m in jax.device_get(
-          pending)])) for k in pending[0]}
-      confusion = evaluate(eval_fn, state, test,
-                           config.eval_batch_size // jax.process_count(),
-                           num_classes, data_sharding, eval_preprocess)
+      pending = jax.device_get(pending)
+      _check_finite(pending, epoch, first_step, steps_per_epoch)
+      train_metrics = {k: float(np.mean([m[k] for m in pending]))
+                       for k in pending[0]} if pending else {}
+      confusion, hits = evaluate(
+          eval_fn, state, test, config.eval_batch_size // jax.process_count(),
+          num_classes, data_sharding, eval_preprocess)
       row = dict(epoch=epoch + 1, **{f"train_{k}": v for k, v in
                                      train_metrics.items()},
-                 **accuracy_metrics(confusion),
+                 **accuracy_metrics(confusion, hits),
                  seconds=time.perf_counter() - start)
       if train_preprocess is not None:
         row["skipped_images"] = (train_preprocess.skipped +
@@ -397,9 +439,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       history.append(row)
       metrics_file.write(json.dumps(row) + "\n")
       metrics_file.flush()
-      if epoch == 0:
+      _save(checkpoints, (epoch + 1) * steps_per_epoch, state,
+            dict(epoch=epoch + 1, step_in_epoch=0, history=history,
+                 iterator=None), metrics=dict(top1=row["top1"]))
+      if epoch == resume.get("epoch", 0):
         print(_table_header(loss_cfg))
       print(_table_row(row, loss_cfg), flush=True)
+  checkpoints.wait_until_finished()
+  checkpoints.close()
+  if confusion is None:  # resumed a finished run: nothing left to train
+    return dict(history[-1]) if history else {}
   final = dict(history[-1], confusion=confusion.tolist(),
                class_names=list(data.class_names),
                compiles=step_fn._cache_size())  # pylint: disable=protected-access
@@ -407,6 +456,92 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          lambda f: f.write(json.dumps(final, indent=1)),
                          mode="w")
   return final
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN/inf loss; the message names step and term."""
+
+
+def _check_finite(pending: list[dict], epoch: int, first_step: int,
+                  steps_per_epoch: int) -> None:
+  """Raises at the first step whose loss is not finite, naming its terms.
+
+  Called before any checkpoint is written, so the last good one stays.
+  """
+  for i, metrics in enumerate(pending):
+    if not np.isfinite(metrics["loss"]):
+      bad = sorted(k for k, v in metrics.items()
+                   if k != "loss" and not np.isfinite(v))
+      step = epoch * steps_per_epoch + first_step + i + 1
+      raise NonFiniteLossError(
+          f"non-finite loss at step {step} (epoch {epoch + 1}): "
+          f"term(s) {', '.join(bad) or 'loss'} = "
+          f"{ {k: float(metrics[k]) for k in bad or ['loss']} }. Stopped; "
+          "the last checkpoint written before it is kept")
+
+
+class _PreemptionFlag:
+  """True once SIGTERM arrived (inside its `with` block), so the loop can
+  save and return instead of dying mid-step."""
+
+  def __init__(self):
+    self._set = False
+    self._previous = None
+
+  def __bool__(self):
+    return self._set
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self._set = True
+
+
+def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+  """Orbax manager of workdir/checkpoints: async saves, the latest
+  `config.checkpoint_keep` (default 2) plus the best by Top-1."""
+  policies = ocp.checkpoint_managers
+  keep = config.get("checkpoint_keep", 2)
+  options = ocp.CheckpointManagerOptions(
+      enable_async_checkpointing=True,
+      preservation_policy=policies.AnyPreservationPolicy([
+          policies.LatestN(keep),
+          policies.BestN(get_metric_fn=lambda m: m["top1"], n=1,
+                         keep_checkpoints_without_metrics=False)]))
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+
+
+def _save(checkpoints, step, state, meta, metrics=None) -> None:
+  checkpoints.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                   metrics=metrics)
+
+
+def _restore(checkpoints, state, config):
+  """(state, meta) of the latest complete checkpoint, or (state, {})."""
+  step = checkpoints.latest_step()
+  if step is None:
+    return state, {}
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  try:
+    restored = checkpoints.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract),
+        meta=ocp.args.JsonRestore()))
+  except (ValueError, KeyError, TypeError) as e:
+    raise ConfigError(
+        f"the checkpoint at {checkpoints.directory} (step {step}) does not "
+        f"fit config.model = {config.model!r} and this config: {e}") from e
+  print(f"resuming from step {step} in {checkpoints.directory}", flush=True)
+  return restored["state"], restored["meta"]
 
 
 def _terms(cfg: LossConfig):

@@ -1,0 +1,179 @@
+"""The trainer's checkpoints and faults: resume, SIGTERM, kill -9, NaN stop,
+mismatched workdirs, and the Top-k counting."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from scenejax import train
+from conftest import REPO
+
+
+def _tiny_config(num_epochs=3):
+  from configs import demo
+  config = demo.get_config()
+  config.data.train_per_class = 20   # 160 images: 5 steps of 32
+  config.data.test_per_class = 5
+  config.batch_size = 32
+  config.eval_batch_size = 16
+  config.num_epochs = num_epochs
+  config.progress_bar = False
+  return config
+
+
+def _final_state(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = manager.latest_step()
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))
+  leaves = [np.asarray(x) for x in
+            __import__("jax").tree.leaves(restored["state"])]
+  manager.close()
+  return step, leaves
+
+
+def _assert_same_params(a, b):
+  (step_a, leaves_a), (step_b, leaves_b) = _final_state(a), _final_state(b)
+  assert step_a == step_b
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  result = train.train_and_evaluate(_tiny_config(), workdir)
+  return workdir, result
+
+
+def test_rerun_on_a_finished_workdir_resumes_and_does_nothing(uninterrupted):
+  workdir, result = uninterrupted
+  again = train.train_and_evaluate(_tiny_config(), workdir)
+  assert again["epoch"] == 3 and again["top1"] == result["top1"]
+
+
+def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
+  """SIGTERM during epoch 2: save, return; the rerun ends bitwise equal."""
+  workdir = str(tmp_path)
+  config = _tiny_config()
+  steps_seen = []
+  real_step = train.jit_steps
+
+  def counting_jit_steps(*args, **kwargs):
+    step_fn, eval_fn = real_step(*args, **kwargs)
+
+    def step(*a):
+      steps_seen.append(1)
+      if len(steps_seen) == 7:  # epoch 2, step 2: ask to stop
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step_fn(*a)
+    step._cache_size = step_fn._cache_size  # pylint: disable=protected-access
+    return step, eval_fn
+
+  train.jit_steps = counting_jit_steps
+  try:
+    stopped = train.train_and_evaluate(config, workdir)
+  finally:
+    train.jit_steps = real_step
+  assert stopped == dict(preempted=True, epoch=1, step_in_epoch=2)
+  result = train.train_and_evaluate(config, workdir)
+  assert result["top1"] == uninterrupted[1]["top1"]
+  _assert_same_params(workdir, uninterrupted[0])
+
+
+_RUN = """
+import sys
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+import test_trainer
+from scenejax import train
+train.train_and_evaluate(test_trainer._tiny_config(), sys.argv[1])
+"""
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
+  """SIGKILL as soon as the first checkpoint is on disk (possibly while the
+  next async save is in flight); the resumed run ends bitwise equal."""
+  workdir = str(tmp_path)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  script = _RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
+  proc = subprocess.Popen([sys.executable, "-c", script, workdir],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(ckpt_dir) and any(
+        name.isdigit() for name in os.listdir(ckpt_dir)):
+      break
+    time.sleep(0.05)
+  proc.kill()
+  proc.wait()
+  assert os.path.isdir(ckpt_dir), "the run never wrote a checkpoint"
+  result = train.train_and_evaluate(_tiny_config(), workdir)
+  assert result["top1"] == uninterrupted[1]["top1"]
+  _assert_same_params(workdir, uninterrupted[0])
+
+
+def test_non_finite_loss_stops_naming_step_and_term(tmp_path):
+  config = _tiny_config(num_epochs=2)
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 1e30
+  config.optimizer.schedule = "constant"
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"non-finite loss at step \d+ \(epoch 1\): "
+                     r"term\(s\) .*ce"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.isdir(tmp_path / "checkpoints") or not [
+      n for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
+
+
+def test_workdir_of_another_model_is_refused(tmp_path, uninterrupted):
+  import shutil
+  workdir = str(tmp_path / "w")
+  shutil.copytree(uninterrupted[0], workdir)
+  config = _tiny_config(num_epochs=4)
+  config.model = "resnet18"
+  with pytest.raises(train.ConfigError,
+                     match="does not fit config.model = 'resnet18'"):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_topk_counts_by_hand():
+  """5 examples of 4 classes (class 3 absent), eval batch 2: the last batch
+  is padded; the scores put the label 1st, 2nd or nowhere near."""
+  split = [{"image": np.zeros((4, 4, 3), np.uint8), "label": y}
+           for y in (0, 1, 1, 2, 0)]
+  # Per example (in order): the top-4 class ranking the fake model returns.
+  rankings = {0: [0, 1, 2, 3], 1: [0, 1, 2, 3], 2: [2, 3, 0, 1],
+              3: [3, 2, 1, 0], 4: [1, 2, 3, 0]}
+  calls = []
+
+  def fake_eval(state, batch):
+    del state
+    start = 2 * len(calls)
+    calls.append(1)
+    n = np.asarray(batch["label"]).shape[0]
+    return np.array([rankings.get(start + i, [0, 1, 2, 3]) for i in range(n)])
+
+  import jax
+  mesh = train.data_parallel_mesh()
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  confusion, hits = train.evaluate(fake_eval, None, split, 2, 4, sharding)
+  # top-1 right: examples 0 (0), 3? no (label 2, ranked 3 first) -> 1 of 5.
+  # top-2 adds example 1 (label 1 second) and 3 (label 2 second) -> 3.
+  # top-5 caps at 4 classes: every label is somewhere -> 5.
+  assert hits == {1: 1, 2: 3}
+  assert confusion.sum() == 5 and len(calls) == 3
+  m = train.accuracy_metrics(confusion, hits)
+  assert m["top1"] == pytest.approx(1 / 5)
+  assert m["top2"] == pytest.approx(3 / 5)
+  assert m["absent_classes"] == [3]
+  # Recall: class 0 -> 1/2 (example 0 right, 4 wrong), class 1 -> 0/2,
+  # class 2 -> 0/1; MCA over the 3 present classes.
+  assert m["mean_class_accuracy"] == pytest.approx((0.5 + 0 + 0) / 3)
