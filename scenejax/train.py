@@ -195,26 +195,58 @@ def accuracy_metrics(confusion: np.ndarray,
   return out
 
 
+def learning_rate_schedule(cfg, base_lr: float, steps_per_epoch: int,
+                           num_epochs: int):
+  """constant | cosine (to 0 over the run, [PCL]) | step (×0.1 at each of
+  `cfg.decay_epochs`, [SP]: epochs 10, 15, 20)."""
+  total = steps_per_epoch * num_epochs
+  if cfg.schedule == "cosine":
+    return optax.cosine_decay_schedule(base_lr, total)
+  if cfg.schedule == "constant":
+    return base_lr
+  if cfg.schedule == "step":
+    return optax.piecewise_constant_schedule(
+        base_lr, {int(e) * steps_per_epoch: 0.1
+                  for e in cfg.get("decay_epochs", (10, 15, 20))})
+  raise ConfigError(f"config.optimizer.schedule = {cfg.schedule!r}; "
+                    "expected 'cosine', 'step' or 'constant'")
+
+
+HEAD_MODULES = frozenset({"head", "cam_conv", "cam_head", "mod_head"})
+
+
+def parameter_group(path, _) -> str:
+  """"head" for the classifier (and PCL's heads), else "backbone"."""
+  names = {getattr(k, "key", getattr(k, "name", None)) for k in path}
+  return "head" if names & HEAD_MODULES else "backbone"
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                    num_epochs: int) -> optax.GradientTransformation:
   """Adam with L2 weight decay (PyTorch's Adam(weight_decay), as [SP] uses)
-  or SGD with momentum ([PCL]); constant or cosine learning rate."""
-  total = steps_per_epoch * num_epochs
-  if cfg.schedule == "cosine":
-    lr = optax.cosine_decay_schedule(cfg.learning_rate, total)
-  elif cfg.schedule == "constant":
-    lr = cfg.learning_rate
-  else:
-    raise ConfigError(f"config.optimizer.schedule = {cfg.schedule!r}; "
-                      "expected 'cosine' or 'constant'")
-  if cfg.name == "adam":
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                       optax.adam(lr))
-  if cfg.name == "sgd":
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                       optax.sgd(lr, momentum=cfg.momentum))
-  raise ConfigError(f"config.optimizer.name = {cfg.name!r}; expected 'adam' "
-                    "or 'sgd'")
+  or SGD with momentum ([PCL]), on the schedule `cfg.schedule`.
+
+  With `cfg.backbone_learning_rate` > 0 the backbone gets that rate and the
+  head `cfg.learning_rate` ([SP] fine-tunes with 1e-5 / 1e-3).
+  """
+  if cfg.name not in ("adam", "sgd"):
+    raise ConfigError(f"config.optimizer.name = {cfg.name!r}; expected "
+                      "'adam' or 'sgd'")
+
+  def optimizer(base_lr):
+    lr = learning_rate_schedule(cfg, base_lr, steps_per_epoch, num_epochs)
+    update = (optax.adam(lr) if cfg.name == "adam" else
+              optax.sgd(lr, momentum=cfg.momentum))
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), update)
+
+  backbone_lr = cfg.get("backbone_learning_rate", 0.0)
+  if not backbone_lr:
+    return optimizer(cfg.learning_rate)
+  return optax.multi_transform(
+      {"head": optimizer(cfg.learning_rate),
+       "backbone": optimizer(backbone_lr)},
+      lambda params: jax.tree_util.tree_map_with_path(parameter_group,
+                                                      params))
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> datasets.Dataset:
@@ -312,9 +344,17 @@ def data_parallel_mesh() -> jax.sharding.Mesh:
 
 def create_train_state(config, num_classes: int, steps_per_epoch: int):
   """(graphdef, state) of the model and its optimizer, via nnx.split."""
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  dtype = config.get("dtype", "float32")
+  if dtype not in dtypes:
+    raise ConfigError(f"config.dtype = {dtype!r}; expected one of "
+                      f"{sorted(dtypes)}")
+  options = dict(dtype=dtypes[dtype])
+  if config.model.startswith("vit"):  # position embeddings fit the input
+    options["image_size"] = config.data.get("image_size", 224)
   model = models.create(config.model, num_classes,
                         init_from=config.get("init_from") or None,
-                        rngs=nnx.Rngs(config.seed))
+                        rngs=nnx.Rngs(config.seed), **options)
   if config.loss.get("pcl", False):
     stage = config.loss.get("pcl_cam_stage", -1)
     model = pcl.PCLModel(model, num_classes,
