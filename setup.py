@@ -21,10 +21,12 @@ setuptools.setup(
         "ml-collections>=1.0",
         "numpy>=1.26",
         "openpyxl>=3.1",
+        "orbax-checkpoint>=0.11",
         "optax>=0.2.5",
         "pillow>=10",
         "safetensors>=0.4",
         # Reading prepared datasets (tfds.data_source) needs no TensorFlow.
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
         "tensorflow-datasets>=4.9.9",
         "tqdm>=4.66",
     ],

@@ -3,8 +3,14 @@
   python -m scenejax.main --config=configs/demo.py --workdir=/tmp/demo
   python -m scenejax.main --config=configs/demo.py --workdir=/tmp/demo \
       --config.loss.labels=ce --config.num_epochs=2
+
+Multi-host: run the same command on every host. On SLURM and Cloud TPU,
+`jax.distributed.initialize()` finds the coordinator itself (pass
+--distributed); elsewhere give --coordinator_address, --num_processes and
+--process_id. A run started on a workdir with checkpoints resumes.
 """
 
+import jax
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -15,14 +21,26 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (a get_config() module).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Directory for the prototype, metrics and "
-                               "results.")
+                               "Directory for checkpoints, the prototype, "
+                               "metrics and results.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() (auto-detects "
+    "SLURM / Cloud TPU, or uses the three flags below).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's id")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

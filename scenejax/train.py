@@ -394,6 +394,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir."""
   os.makedirs(workdir, exist_ok=True)
   loss_cfg = LossConfig.from_config(config.loss)
+  if jax.process_index() == 0:  # the resolved config, for the record
+    prototype.atomic_write(os.path.join(workdir, "config.json"),
+                           lambda f: f.write(config.to_json(indent=1)),
+                           mode="w")
   data = load_dataset(config)
   train, test, num_classes = data.train, data.test, data.num_classes
   train_preprocess, eval_preprocess = preprocessors(config, data)
@@ -425,6 +429,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   preempted = _PreemptionFlag()
 
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from tensorboardX import SummaryWriter  # no TensorFlow needed
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   confusion = None
   with open(metrics_path, "w") as metrics_file, preempted:
@@ -449,7 +455,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             np.float32(epoch), similarity)
         pending.append(metrics)
         if (step + 1) % config.log_every_steps == 0:
-          bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+          rate = bar.format_dict.get("rate") or 0.0  # steps/s; tqdm: ETA
+          bar.set_postfix(loss=f"{float(metrics['loss']):.3f}",
+                          images_per_s=f"{rate * config.batch_size:.0f}")
         if preempted:
           _check_finite(jax.device_get(pending), epoch, first_step,
                         steps_per_epoch)
@@ -479,12 +487,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       history.append(row)
       metrics_file.write(json.dumps(row) + "\n")
       metrics_file.flush()
+      for key, value in row.items():
+        if isinstance(value, (int, float)) and key != "epoch":
+          writer.add_scalar(key, value, (epoch + 1) * steps_per_epoch)
+      writer.flush()
       _save(checkpoints, (epoch + 1) * steps_per_epoch, state,
             dict(epoch=epoch + 1, step_in_epoch=0, history=history,
                  iterator=None), metrics=dict(top1=row["top1"]))
       if epoch == resume.get("epoch", 0):
         print(_table_header(loss_cfg))
       print(_table_row(row, loss_cfg), flush=True)
+  writer.close()
   checkpoints.wait_until_finished()
   checkpoints.close()
   if confusion is None:  # resumed a finished run: nothing left to train

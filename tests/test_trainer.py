@@ -176,3 +176,30 @@ def test_topk_counts_by_hand():
   # Recall: class 0 -> 1/2 (example 0 right, 4 wrong), class 1 -> 0/2,
   # class 2 -> 0/1; MCA over the 3 present classes.
   assert m["mean_class_accuracy"] == pytest.approx((0.5 + 0 + 0) / 3)
+
+
+def test_export_and_predict(tmp_path, uninterrupted):
+  """The export has the plain model's parameters only; predict's top-1 on
+  image files equals the trained model's own prediction."""
+  import jax
+  from flax import nnx
+  from PIL import Image
+  from scenejax import export, input_pipeline, models, synthetic
+  workdir, _ = uninterrupted
+  out = str(tmp_path / "export")
+  description = export.export(workdir, out)
+  model, _ = export.load_export(out)
+  plain = nnx.eval_shape(lambda: models.create("resnet_tiny", 8))
+  assert models.num_params(model) == models.num_params(plain)
+  _, _, test = synthetic.load(train_per_class=20, test_per_class=5)
+  files, images = [], []
+  for i in range(4):
+    files.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(test[i]["image"]).save(files[-1])
+    images.append(test[i]["image"])
+  ranked = export.predict(out, files)
+  logits = model(input_pipeline.normalize(np.stack(images)))
+  expected = np.asarray(jax.numpy.argmax(logits, -1))
+  names = description["class_names"]
+  assert [r[1][0][0] for r in ranked] == [names[i] for i in expected]
+  assert all(len(r[1]) == 5 for r in ranked)

@@ -1,0 +1,149 @@
+"""Deployable inference parameters from a training workdir, and prediction.
+
+  python -m scenejax.export --workdir=/tmp/run --out=/tmp/run_export
+  python -m scenejax.export --predict=/tmp/run_export img1.jpg img2.png
+
+Export restores the workdir's best checkpoint by Top-1 (or the latest if
+none has metrics), drops the optimizer and, for PCL models, the CAM module
+and the erased-image classifier ([PCL] §4: deployment uses the backbone
+alone), and writes:
+
+  OUT/params/       the model's parameters and batch statistics (orbax)
+  OUT/model.json    model name, class names, input size, pixel statistics
+
+Predict rebuilds that model, preprocesses each image as evaluation does
+(resize the shorter side, centre crop) and prints its top-5 scene names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import app
+from absl import flags
+from flax import nnx
+
+from scenejax import input_pipeline
+from scenejax import models
+from scenejax import prototype
+from scenejax import train
+from scenejax.models import pcl
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir to export")
+_OUT = flags.DEFINE_string("out", None, "directory to write the export to")
+_PREDICT = flags.DEFINE_string("predict", None,
+                               "an export directory: classify the image "
+                               "files given as arguments")
+
+
+def best_step(directory: str) -> int:
+  """The step with the highest recorded Top-1, else the latest step."""
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(
+          read_only=True, best_fn=lambda m: m["top1"], best_mode="max"))
+  step = manager.best_step() or manager.latest_step()
+  manager.close()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {directory}")
+  return step
+
+
+def export(workdir: str, out: str) -> dict:
+  """Writes OUT/params and OUT/model.json; returns the model.json dict."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with open(os.path.join(workdir, "results.json")) as f:
+    class_names = json.load(f)["class_names"]
+  config.init_from = ""  # the checkpoint holds every weight
+  graphdef, state = train.create_train_state(config, len(class_names), 1)
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  step = best_step(directory)
+  manager = ocp.CheckpointManager(directory)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract)))
+  manager.close()
+  model, _ = nnx.merge(graphdef, restored["state"])
+  model = pcl.export(model)
+  image_size = config.data.get("image_size", 224)
+  # The synthetic scenes are rendered at their final size: no resize.
+  resize_size = (image_size if config.dataset == "synthetic_scenes" else
+                 config.data.get("resize_size", 256))
+  description = dict(
+      model=config.model, num_classes=len(class_names),
+      class_names=class_names, checkpoint_step=step,
+      image_size=image_size, resize_size=resize_size,
+      pixel_mean=list(model.pixel_mean), pixel_std=list(model.pixel_std))
+  os.makedirs(out, exist_ok=True)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.abspath(os.path.join(out, "params")),
+                      nnx.state(model), force=True)
+  prototype.atomic_write(os.path.join(out, "model.json"),
+                         lambda f: f.write(json.dumps(description, indent=1)),
+                         mode="w")
+  return description
+
+
+def load_export(directory: str):
+  """(model in inference mode, model.json dict) of an export directory."""
+  with open(os.path.join(directory, "model.json")) as f:
+    description = json.load(f)
+  options = {}
+  if description["model"].startswith("vit"):
+    options["image_size"] = description["image_size"]
+  model = nnx.eval_shape(lambda: models.create(
+      description["model"], description["num_classes"], **options))
+  graphdef, abstract = nnx.split(model)
+  with ocp.StandardCheckpointer() as checkpointer:
+    state = checkpointer.restore(
+        os.path.abspath(os.path.join(directory, "params")), abstract)
+  model = nnx.merge(graphdef, state)
+  model.eval()
+  return model, description
+
+
+def predict(directory: str, image_files: list[str], top: int = 5):
+  """[(file, [(class name, probability), ...top])] for each image file."""
+  model, description = load_export(directory)
+  preprocess = input_pipeline.Preprocess(
+      train=False, image_size=description["image_size"],
+      resize_size=description["resize_size"], on_corrupt="raise")
+  results = []
+  for path in image_files:
+    with open(path, "rb") as f:
+      image = preprocess({"image": f.read(), "label": 0, "name": path})[
+          "image"]
+    x = input_pipeline.normalize(jnp.asarray(image[None]),
+                                 description["pixel_mean"],
+                                 description["pixel_std"])
+    probs = np.asarray(jax.nn.softmax(model(x)[0]))
+    order = np.argsort(-probs)[:top]
+    results.append((path, [(description["class_names"][i], float(probs[i]))
+                           for i in order]))
+  return results
+
+
+def main(argv):
+  if _PREDICT.value:
+    for path, ranked in predict(_PREDICT.value, argv[1:]):
+      print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+    return 0
+  if not (_WORKDIR.value and _OUT.value):
+    print("error: give --workdir and --out (or --predict=EXPORT files...)",
+          file=sys.stderr)
+    return 2
+  description = export(_WORKDIR.value, _OUT.value)
+  print(f"exported {description['model']} (step "
+        f"{description['checkpoint_step']}) to {_OUT.value}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
