@@ -44,7 +44,7 @@ def run_scenejax(source):
   n = 0
   for batch in input_pipeline.train_batches(source, 32, seed=0, epoch=0,
                                             preprocess=preprocess,
-                                            shard_index=0, shard_count=1,
+                                            process_index=0, process_count=1,
                                             num_threads=0):
     n += len(batch["label"])
   return n

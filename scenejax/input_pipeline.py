@@ -23,64 +23,101 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def train_batches(source, batch_size: int, *, seed: int, epoch: int,
                   preprocess: "Preprocess | None" = None,
-                  shard_index: int | None = None,
-                  shard_count: int | None = None,
+                  process_index: int | None = None,
+                  process_count: int | None = None,
                   num_threads: int = 16):
-  """The training batches of one epoch: a fresh shuffle per epoch.
+  """This process's part of the training batches of one epoch.
 
-  The shuffle is grain's epoch-aware one over an endless repetition of the
-  source, sliced to epoch `epoch`, so every epoch is a permutation of the
-  whole source and the order depends only on (seed, epoch). `preprocess`
-  (decode + augmentation) draws from a per-example generator derived from
-  the seed and the position, so crops and flips are reproducible too.
-  Iterating gives a grain iterator whose `get_state()`/`set_state()`
-  resume an epoch exactly where it stopped.
+  The order is grain's epoch-aware shuffle of an endless repetition of the
+  source, sliced to epoch `epoch`: every epoch is a permutation of the whole
+  source that depends only on (seed, epoch). `batch_size` is the global
+  batch; each global batch is split into `process_count` contiguous parts
+  and this process reads part `process_index` (defaults: JAX's). Crops and
+  flips draw from a generator seeded by (seed, global position), so the
+  global batches, and hence the numbers, are the same whatever the number
+  of processes or devices. Iterating gives a grain iterator whose
+  `get_state()`/`set_state()` resume an epoch exactly.
 
-  Multi-host: each process reads its own strided shard of the source
-  (`jax.process_index()` of `jax.process_count()` by default) and yields
-  batches of `batch_size` (the per-process batch). The last partial batch
-  is dropped (BCL wants full batches); so are corrupt images, which
-  `preprocess` turns into None. `num_threads` grain threads decode ahead
-  (PIL releases the GIL); 0 decodes in the calling thread.
+  The last partial batch is dropped (BCL wants full batches). A corrupt
+  image (`preprocess` returns None) is replaced by the next readable one in
+  the epoch's order, so batches stay full and aligned across processes.
+  `num_threads` grain threads decode ahead (PIL releases the GIL); 0
+  decodes in the calling thread.
   """
-  shard_index = jax.process_index() if shard_index is None else shard_index
-  shard_count = jax.process_count() if shard_count is None else shard_count
-  shard = grain.MapDataset.source(source)[shard_index::shard_count]
-  num = len(shard)
-  shuffled = shard.seed(seed).shuffle().repeat()[epoch * num:(epoch + 1) * num]
+  process_index = (jax.process_index() if process_index is None else
+                   process_index)
+  process_count = (jax.process_count() if process_count is None else
+                   process_count)
+  if batch_size % process_count:
+    raise ValueError(f"batch size {batch_size} is not a multiple of the "
+                     f"process count {process_count}")
+  local = batch_size // process_count
+  num = len(source)
+  order = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+
+  def position(i):
+    step, offset = divmod(i, local)
+    return epoch * num + step * batch_size + process_index * local + offset
+
+  def example(i):
+    pos = position(i)
+    if preprocess is None:
+      return order[pos]
+    for attempt in range(16):
+      out = preprocess(order[pos + attempt],
+                       np.random.default_rng([seed, pos + attempt]))
+      if out is not None:
+        return out
+    raise common.DatasetError(f"16 unreadable images in a row at position "
+                              f"{pos} of the shuffled training order")
+
+  indices = grain.MapDataset.range((num // batch_size) * local)
   if preprocess is None:
-    return shuffled.batch(batch_size, drop_remainder=True)
-  examples = shuffled.random_map(preprocess) if preprocess.train else (
-      shuffled.map(preprocess))
+    return indices.map(example).batch(local, drop_remainder=True)
   read = grain.ReadOptions(num_threads=num_threads,
                            prefetch_buffer_size=max(2 * num_threads, 1))
-  return examples.to_iter_dataset(read).batch(batch_size, drop_remainder=True)
+  return indices.map(example).to_iter_dataset(read).batch(
+      local, drop_remainder=True)
 
 
 def eval_batches(source, batch_size: int, *,
                  preprocess: "Preprocess | None" = None,
-                 shard_index: int | None = None,
-                 shard_count: int | None = None) -> Iterator[dict]:
+                 process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[dict]:
   """Every example once, in order; the last batch is padded and masked.
 
   Yields dicts with "image", "label" and a bool "mask" (False on padding),
-  all of leading size `batch_size`, so the eval step compiles once and no
-  example is dropped. Multi-host: each process covers its own strided shard
-  (the masks keep padding out of the counts). A corrupt image is skipped
-  and counted by `preprocess`, never silently padded over.
+  all of leading size `batch_size` (this process's part of the global
+  batch), so the eval step compiles once and no example is dropped.
+  Multi-host: each process covers its own strided shard and pads to the
+  same number of batches as the largest shard, so every process takes part
+  in every step. A corrupt image is skipped and counted by `preprocess`.
   """
-  shard_index = jax.process_index() if shard_index is None else shard_index
-  shard_count = jax.process_count() if shard_count is None else shard_count
-  ds = grain.MapDataset.source(source)[shard_index::shard_count]
+  process_index = (jax.process_index() if process_index is None else
+                   process_index)
+  process_count = (jax.process_count() if process_count is None else
+                   process_count)
+  ds = grain.MapDataset.source(source)[process_index::process_count]
   if preprocess is not None:
     ds = ds.map(preprocess).to_iter_dataset()
+  largest_shard = -(-len(source) // process_count)
+  num_batches = -(-largest_shard // batch_size)
+  count = 0
+  template = None
   for batch in ds.batch(batch_size):
     real = batch["label"].shape[0]
     pad = batch_size - real
     batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
              for k, v in batch.items() if k in ("image", "label")}
     batch["mask"] = np.arange(batch_size) < real
+    template = batch
+    count += 1
     yield batch
+  while template is not None and count < num_batches:  # all padding
+    count += 1
+    yield {"image": np.zeros_like(template["image"]),
+           "label": np.zeros_like(template["label"]),
+           "mask": np.zeros(batch_size, bool)}
 
 
 class Preprocess:

@@ -148,9 +148,10 @@ def eval_step(graphdef, state, batch, *, mean=input_pipeline.IMAGENET_MEAN,
               std=input_pipeline.IMAGENET_STD):
   """Top-1 predictions of a batch, with the model in inference mode.
 
-  Returns the (B, k) indices of the k = min(5, C) highest scores, best
-  first. A ten-crop batch (B, 10, H, W, 3) is scored by the softmax
-  averaged over each image's crops.
+  Returns ((B, k) indices of the k = min(5, C) highest scores, best first;
+  the labels; the mask), all replicated, so every process can count the
+  whole global batch. A ten-crop batch (B, 10, H, W, 3) is scored by the
+  softmax averaged over each image's crops.
   """
   model, _ = nnx.merge(graphdef, state)
   model.eval()
@@ -162,7 +163,8 @@ def eval_step(graphdef, state, batch, *, mean=input_pipeline.IMAGENET_MEAN,
     scores = probs.reshape(n, crops, -1).mean(axis=1)
   else:
     scores = model(images)
-  return jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
+  top = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
+  return top, batch["label"], batch["mask"]
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -321,10 +323,9 @@ def evaluate(eval_fn, state, split, batch_size, num_classes, data_sharding,
   hits = {k: 0 for k in (1, 2, 5) if k <= num_classes}
   for batch in input_pipeline.eval_batches(split, batch_size,
                                            preprocess=preprocess):
-    mask = batch.pop("mask")
-    top = np.asarray(
-        eval_fn(state, input_pipeline.shard_batch(batch, data_sharding)))
-    labels, top = batch["label"][mask], top[mask]
+    top, labels, mask = (np.asarray(x) for x in eval_fn(
+        state, input_pipeline.shard_batch(batch, data_sharding)))
+    labels, top = labels[mask], top[mask]
     confusion += confusion_matrix(labels, top[:, 0], num_classes)
     for k in hits:
       hits[k] += int((top[:, :k] == labels[:, None]).any(axis=1).sum())

@@ -194,8 +194,8 @@ def _epoch(source, seed, epoch, batch_size=4, preprocess=None, **kw):
   return input_pipeline.train_batches(
       source, batch_size, seed=seed, epoch=epoch,
       preprocess=preprocess or input_pipeline.Preprocess(train=True),
-      shard_index=kw.get("shard_index", 0), shard_count=kw.get("shard_count",
-                                                              1))
+      process_index=kw.get("process_index", 0),
+      process_count=kw.get("process_count", 1))
 
 
 def test_pipeline_is_deterministic_and_resumes_exactly():
@@ -204,7 +204,8 @@ def test_pipeline_is_deterministic_and_resumes_exactly():
   again = list(_epoch(source, 7, 1))
   other_seed = list(_epoch(source, 8, 1))
   other_epoch = list(_epoch(source, 7, 2))
-  assert len(full) == 19 // 4  # 20 images, one corrupt, partial dropped
+  # 20 images, one corrupt (replaced by the next in the order): 5 full.
+  assert len(full) == 5 and all(len(b["label"]) == 4 for b in full)
   for a, b in zip(full, again):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
@@ -228,7 +229,7 @@ def test_corrupt_image_is_skipped_counted_or_raises():
   source = _encoded_source(n=8, corrupt=(2, 6))
   preprocess = input_pipeline.Preprocess(train=False)
   batches = list(input_pipeline.eval_batches(
-      source, 4, preprocess=preprocess, shard_index=0, shard_count=1))
+      source, 4, preprocess=preprocess, process_index=0, process_count=1))
   assert preprocess.skipped == 2
   labels = np.concatenate([b["label"][b["mask"]] for b in batches])
   # Labels i % 3 of images 0..7 without images 2 and 6.
@@ -237,7 +238,7 @@ def test_corrupt_image_is_skipped_counted_or_raises():
   strict = input_pipeline.Preprocess(train=False, on_corrupt="raise")
   with pytest.raises(common.DatasetError, match="img2.jpg: cannot decode"):
     list(input_pipeline.eval_batches(source, 4, preprocess=strict,
-                                     shard_index=0, shard_count=1))
+                                     process_index=0, process_count=1))
 
 
 def test_shards_partition_the_source():
@@ -245,12 +246,12 @@ def test_shards_partition_the_source():
              "name": str(i)} for i in range(12)]
   seen_train, seen_eval = [], []
   for shard in range(3):
-    for b in _epoch(source, 0, 0, batch_size=2, shard_index=shard,
-                    shard_count=3):
+    for b in _epoch(source, 0, 0, batch_size=6, process_index=shard,
+                    process_count=3):
       seen_train.extend(b["label"].tolist())
     for b in input_pipeline.eval_batches(
         source, 3, preprocess=input_pipeline.Preprocess(train=False),
-        shard_index=shard, shard_count=3):
+        process_index=shard, process_count=3):
       seen_eval.extend(b["label"][b["mask"]].tolist())
   assert sorted(seen_train) == sorted(seen_eval) == list(range(12))
 
@@ -265,7 +266,7 @@ def test_catalogue_datasets_through_the_pipeline():
       batch = next(iter(input_pipeline.train_batches(
           data.train, 4, seed=0, epoch=0,
           preprocess=input_pipeline.Preprocess(train=True),
-          shard_index=0, shard_count=1)))
+          process_index=0, process_count=1)))
       assert batch["image"].shape == (4, 224, 224, 3)
       assert batch["image"].dtype == np.uint8
       assert ((0 <= batch["label"]) & (batch["label"] < classes)).all()
@@ -347,7 +348,8 @@ def test_ten_crop_eval_step_averages_softmax():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (3, 10, 32, 32, 3), np.uint8)
   predictions = np.asarray(jax.jit(lambda s, b: train.eval_step(
-      graphdef, s, b))(state, {"image": images}))
+      graphdef, s, b))(state, {"image": images, "label": np.zeros(3, np.int32),
+                               "mask": np.ones(3, bool)})[0])
   model.eval()
   logits = np.asarray(model(input_pipeline.normalize(
       images.reshape(30, 32, 32, 3))), np.float64).reshape(3, 10, 5)
@@ -357,3 +359,16 @@ def test_ten_crop_eval_step_averages_softmax():
   np.testing.assert_array_equal(predictions[:, 0], expected[:, 0])
   np.testing.assert_array_equal(np.sort(predictions, -1),
                                 np.sort(expected[:, :5], -1))
+
+
+def test_global_batches_do_not_depend_on_the_process_count():
+  """Concatenating the processes' parts gives the single-process batches,
+  crops and flips included."""
+  source = _encoded_source(n=24, corrupt=(3,))
+  single = list(_epoch(source, 5, 1, batch_size=6))
+  parts = [list(_epoch(source, 5, 1, batch_size=6, process_index=p,
+                       process_count=3)) for p in range(3)]
+  assert len(single) == 4
+  for step, batch in enumerate(single):
+    joined = np.concatenate([parts[p][step]["image"] for p in range(3)])
+    np.testing.assert_array_equal(joined, batch["image"])
