@@ -307,11 +307,12 @@ def similarity_for(config, data: datasets.Dataset, workdir) -> np.ndarray:
       return_counts=True)
   similarity = prototype.similarity_prototype(
       representation, config.prototype.metric, class_names=spec.class_names)
-  prototype.save_prototype(
-      os.path.join(workdir, "prototype.npz"), similarity,
-      metric=config.prototype.metric, class_names=spec.class_names,
-      representation=representation, image_counts=counts,
-      semantic_class_names=spec.semantic_class_names)
+  if jax.process_index() == 0:
+    prototype.save_prototype(
+        os.path.join(workdir, "prototype.npz"), similarity,
+        metric=config.prototype.metric, class_names=spec.class_names,
+        representation=representation, image_counts=counts,
+        semantic_class_names=spec.semantic_class_names)
   return similarity.astype(np.float32)
 
 
@@ -431,8 +432,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   from tensorboardX import SummaryWriter  # no TensorFlow needed
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  lead = jax.process_index() == 0  # the one process that writes files
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                         write_to_disk=lead)
+  metrics_path = (os.path.join(workdir, "metrics.jsonl") if lead else
+                  os.devnull)
   confusion = None
   with open(metrics_path, "w") as metrics_file, preempted:
     for row in history:  # the resumed run's earlier epochs, rewritten
@@ -441,8 +445,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       start = time.perf_counter()
       pending = []
       batches = iter(input_pipeline.train_batches(
-          train, config.batch_size // jax.process_count(), seed=config.seed,
-          epoch=epoch, preprocess=train_preprocess))
+          train, config.batch_size, seed=config.seed, epoch=epoch,
+          preprocess=train_preprocess))
       first_step = 0
       if resume.get("epoch") == epoch and resume.get("iterator"):
         batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
@@ -506,9 +510,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   final = dict(history[-1], confusion=confusion.tolist(),
                class_names=list(data.class_names),
                compiles=step_fn._cache_size())  # pylint: disable=protected-access
-  prototype.atomic_write(os.path.join(workdir, "results.json"),
-                         lambda f: f.write(json.dumps(final, indent=1)),
-                         mode="w")
+  if lead:
+    prototype.atomic_write(os.path.join(workdir, "results.json"),
+                           lambda f: f.write(json.dumps(final, indent=1)),
+                           mode="w")
   return final
 
 

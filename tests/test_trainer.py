@@ -28,12 +28,18 @@ def _tiny_config(num_epochs=3):
 
 
 def _final_state(workdir):
+  """(step, leaves) of the latest checkpoint, restored onto this process's
+  first device (every process of the saving topology calls it)."""
+  import jax
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   step = manager.latest_step()
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      manager.item_metadata(step)["state"])
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))
-  leaves = [np.asarray(x) for x in
-            __import__("jax").tree.leaves(restored["state"])]
+      state=ocp.args.StandardRestore(target)))
+  leaves = [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
   manager.close()
   return step, leaves
 
@@ -204,3 +210,66 @@ def test_export_and_predict(tmp_path, uninterrupted):
   names = description["class_names"]
   assert [r[1][0][0] for r in ranked] == [names[i] for i in expected]
   assert all(len(r[1]) == 5 for r in ranked)
+
+
+_DISTRIBUTED_RUN = """
+import sys
+import jax
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+workdir, port, process_id, count = sys.argv[1], sys.argv[2], int(
+    sys.argv[3]), int(sys.argv[4])
+if count > 1:
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address="localhost:" + port,
+                             num_processes=count, process_id=process_id)
+import numpy as np
+import test_trainer
+from scenejax import train
+config = test_trainer._tiny_config(num_epochs=1)
+# SGD: updates linear in the gradients (Adam's 1/sqrt(v) would amplify the
+# all-reduce's rounding on near-zero gradients into whole steps).
+config.optimizer.name, config.optimizer.learning_rate = "sgd", 0.05
+train.train_and_evaluate(config, workdir)
+step, leaves = test_trainer._final_state(workdir)
+if process_id == 0:
+  np.savez(workdir + "/final.npz", step=step, *leaves)
+"""
+
+
+def _free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+  """jax.distributed over two CPU processes on loopback (gloo): the same
+  global batches, so the same parameters and metrics as one process."""
+  script = _DISTRIBUTED_RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
+  env = dict(os.environ, XLA_FLAGS="")  # one CPU device per process
+
+  def run(workdir, count):
+    port = str(_free_port())
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", script, workdir, port, str(i), str(count)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(count)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+      assert p.returncode == 0, out[-3000:]
+
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  run(one, 1)
+  run(two, 2)
+  import json
+  r1 = json.load(open(os.path.join(one, "results.json")))
+  r2 = json.load(open(os.path.join(two, "results.json")))
+  assert r1["confusion"] == r2["confusion"]
+  assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-5)
+  a = np.load(os.path.join(one, "final.npz"))
+  b = np.load(os.path.join(two, "final.npz"))
+  assert a.files == b.files and int(a["step"]) == int(b["step"]) == 5
+  # Only the all-reduce's summation order differs (gloo vs one device).
+  for key in a.files:
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
