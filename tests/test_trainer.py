@@ -270,6 +270,10 @@ def test_two_processes_match_one(tmp_path):
   a = np.load(os.path.join(one, "final.npz"))
   b = np.load(os.path.join(two, "final.npz"))
   assert a.files == b.files and int(a["step"]) == int(b["step"]) == 5
-  # Only the all-reduce's summation order differs (gloo vs one device).
+  # Only the all-reduce's summation order differs (gloo vs one device);
+  # five steps through train-mode BatchNorm grow that rounding to at most
+  # ~5e-5 on parameters of size ~0.02 (measured). A wrong batch split
+  # differs at order 1 (seen: loss 2.52 vs 2.57 before the fix).
   for key in a.files:
-    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+    scale = max(float(np.abs(a[key]).max()), 1e-3)
+    np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-2 * scale)
