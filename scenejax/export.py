@@ -36,25 +36,6 @@ from scenejax import prototype
 from scenejax import train
 from scenejax.models import pcl
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir to export")
-_OUT = flags.DEFINE_string("out", None, "directory to write the export to")
-_PREDICT = flags.DEFINE_string("predict", None,
-                               "an export directory: classify the image "
-                               "files given as arguments")
-
-
-def best_step(directory: str) -> int:
-  """The step with the highest recorded Top-1, else the latest step."""
-  manager = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(
-          read_only=True, best_fn=lambda m: m["top1"], best_mode="max"))
-  step = manager.best_step() or manager.latest_step()
-  manager.close()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {directory}")
-  return step
-
-
 def export(workdir: str, out: str) -> dict:
   """Writes OUT/params and OUT/model.json; returns the model.json dict."""
   with open(os.path.join(workdir, "config.json")) as f:
@@ -64,7 +45,7 @@ def export(workdir: str, out: str) -> dict:
   config.init_from = ""  # the checkpoint holds every weight
   graphdef, state = train.create_train_state(config, len(class_names), 1)
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  step = best_step(directory)
+  step = train.best_step(directory)
   manager = ocp.CheckpointManager(directory)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   restored = manager.restore(step, args=ocp.args.Composite(
@@ -131,19 +112,26 @@ def predict(directory: str, image_files: list[str], top: int = 5):
 
 
 def main(argv):
-  if _PREDICT.value:
-    for path, ranked in predict(_PREDICT.value, argv[1:]):
+  flag = flags.FLAGS
+  if flag.predict:
+    for path, ranked in predict(flag.predict, argv[1:]):
       print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
     return 0
-  if not (_WORKDIR.value and _OUT.value):
+  if not (flag.workdir and flag.out):
     print("error: give --workdir and --out (or --predict=EXPORT files...)",
           file=sys.stderr)
     return 2
-  description = export(_WORKDIR.value, _OUT.value)
+  description = export(flag.workdir, flag.out)
   print(f"exported {description['model']} (step "
-        f"{description['checkpoint_step']}) to {_OUT.value}")
+        f"{description['checkpoint_step']}) to {flag.out}")
   return 0
 
 
 if __name__ == "__main__":
+  # Flags live here so that importing this module (tests, notebooks)
+  # defines none.
+  flags.DEFINE_string("workdir", None, "training workdir to export")
+  flags.DEFINE_string("out", None, "directory to write the export to")
+  flags.DEFINE_string("predict", None, "an export directory: classify the "
+                      "image files given as arguments")
   app.run(main)

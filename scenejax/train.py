@@ -585,6 +585,18 @@ def _save(checkpoints, step, state, meta, metrics=None) -> None:
                    metrics=metrics)
 
 
+def best_step(directory: str) -> int:
+  """The step with the highest recorded Top-1, else the latest step."""
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(
+          read_only=True, best_fn=lambda m: m["top1"], best_mode="max"))
+  step = manager.best_step() or manager.latest_step()
+  manager.close()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {directory}")
+  return step
+
+
 def _restore(checkpoints, state, config):
   """(state, meta) of the latest complete checkpoint, or (state, {})."""
   step = checkpoints.latest_step()

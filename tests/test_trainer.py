@@ -277,3 +277,20 @@ def test_two_processes_match_one(tmp_path):
   for key in a.files:
     scale = max(float(np.abs(a[key]).max()), 1e-3)
     np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-2 * scale)
+
+
+def test_evaluate_workdir_reproduces_the_best_epoch(uninterrupted):
+  """Restoring the best checkpoint and evaluating gives the metrics the
+  trainer recorded for that epoch."""
+  import json
+  from scenejax import evaluate
+  workdir, _ = uninterrupted
+  metrics = evaluate.evaluate_workdir(workdir)
+  rows = [json.loads(line) for line in open(
+      os.path.join(workdir, "metrics.jsonl"))]
+  recorded = rows[metrics["step"] // 5 - 1]  # 5 steps per epoch
+  assert metrics["top1"] == max(r["top1"] for r in rows)
+  for key in ("top1", "top2", "top5", "mean_class_accuracy"):
+    assert metrics[key] == recorded[key]
+  ten = evaluate.evaluate_workdir(workdir, ten_crop=True)
+  assert ten["num_examples"] == metrics["num_examples"]
