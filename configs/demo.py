@@ -27,6 +27,8 @@ def get_config():
   ))
   config.model = "resnet_tiny"
   config.init_from = ""  # pretrained checkpoint (see README), '' = random
+  config.dtype = "float32"  # compute dtype: float32 | bfloat16
+  config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
   config.num_epochs = 12
   config.batch_size = 64
   config.eval_batch_size = 128

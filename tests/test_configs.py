@@ -3,6 +3,7 @@ of the trainer on a tiny setting (synthetic data, small model)."""
 
 import importlib
 
+import numpy as np
 import pytest
 
 from scenejax import config_lib, train
@@ -66,3 +67,23 @@ def test_base_config_has_every_field_the_trainer_reads():
   for field in ("init_from", "dtype", "checkpoint_keep", "log_every_steps"):
     assert field in config
   assert set(train.LossConfig.__dataclass_fields__) == set(config.loss)
+
+
+def test_bf16_compute_runs_and_keeps_fp32_parameters(tmp_path):
+  config = _load("demo")
+  config.data.train_per_class = 4
+  config.data.test_per_class = 2
+  config.num_epochs = 1
+  config.batch_size = 32
+  config.progress_bar = False
+  config.dtype = "bfloat16"
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(result["train_loss"])
+  import jax
+  import orbax.checkpoint as ocp
+  manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
+  state = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))["state"]
+  manager.close()
+  dtypes = {str(x.dtype) for x in jax.tree.leaves(state)}
+  assert "float32" in dtypes and "bfloat16" not in dtypes

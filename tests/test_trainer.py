@@ -28,17 +28,13 @@ def _tiny_config(num_epochs=3):
 
 
 def _final_state(workdir):
-  """(step, leaves) of the latest checkpoint, restored onto this process's
-  first device (every process of the saving topology calls it)."""
+  """(step, leaves) of the latest checkpoint, restored with the shardings
+  it was saved with (so every process of the saving topology calls it)."""
   import jax
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   step = manager.latest_step()
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-      manager.item_metadata(step)["state"])
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(target)))
+      state=ocp.args.StandardRestore()))
   leaves = [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
   manager.close()
   return step, leaves
