@@ -14,8 +14,6 @@ import json
 import os
 
 import jax
-import ml_collections
-import orbax.checkpoint as ocp
 from absl import app
 from absl import flags
 from flax import nnx
@@ -28,22 +26,13 @@ from scenejax import train
 def evaluate_workdir(workdir: str, *, ten_crop: bool = False,
                      step: int | None = None) -> dict:
   """Metrics of checkpoint `step` (default: best Top-1) of `workdir`."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  config.init_from = ""
+  config = train.read_workdir_config(workdir)
   config.data.ten_crop = ten_crop
   data = train.load_dataset(config)
   _, eval_preprocess = train.preprocessors(config, data)
-  graphdef, state = train.create_train_state(config, data.num_classes, 1)
   mesh = train.data_parallel_mesh()
-  state = jax.device_put(state, NamedSharding(mesh, P()))
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  step = train.best_step(directory) if step is None else step
-  manager = ocp.CheckpointManager(directory)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  state = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))["state"]
-  manager.close()
+  graphdef, state, step = train.restore_workdir(
+      workdir, config, data.num_classes, step, NamedSharding(mesh, P()))
   model, _ = nnx.merge(graphdef, state)
   loss_cfg = train.LossConfig.from_config(config.loss)
   _, eval_fn = train.jit_steps(graphdef, loss_cfg, mesh,

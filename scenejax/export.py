@@ -23,7 +23,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import app
@@ -38,20 +37,12 @@ from scenejax.models import pcl
 
 def export(workdir: str, out: str) -> dict:
   """Writes OUT/params and OUT/model.json; returns the model.json dict."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = train.read_workdir_config(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     class_names = json.load(f)["class_names"]
-  config.init_from = ""  # the checkpoint holds every weight
-  graphdef, state = train.create_train_state(config, len(class_names), 1)
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  step = train.best_step(directory)
-  manager = ocp.CheckpointManager(directory)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))
-  manager.close()
-  model, _ = nnx.merge(graphdef, restored["state"])
+  graphdef, state, step = train.restore_workdir(workdir, config,
+                                                len(class_names))
+  model, _ = nnx.merge(graphdef, state)
   model = pcl.export(model)
   image_size = config.data.get("image_size", 224)
   # The synthetic scenes are rendered at their final size: no resize.

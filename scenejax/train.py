@@ -597,6 +597,33 @@ def best_step(directory: str) -> int:
   return step
 
 
+def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run saved in workdir/config.json, with
+  init_from cleared (its checkpoints hold every weight)."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  config.init_from = ""
+  return config
+
+
+def restore_workdir(workdir: str, config, num_classes: int,
+                    step: int | None = None, sharding=None):
+  """(graphdef, state, step) of checkpoint `step` of a run (default: the
+  best by Top-1), placed with `sharding` (default: this process's first
+  device)."""
+  graphdef, state = create_train_state(config, num_classes, 1)
+  if sharding is not None:
+    state = jax.device_put(state, sharding)
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  step = best_step(directory) if step is None else step
+  manager = ocp.CheckpointManager(directory)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  state = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract)))["state"]
+  manager.close()
+  return graphdef, state, step
+
+
 def _restore(checkpoints, state, config):
   """(state, meta) of the latest complete checkpoint, or (state, {})."""
   step = checkpoints.latest_step()
