@@ -470,6 +470,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               epoch=epoch, step_in_epoch=step + 1, history=history,
               iterator=batches.get_state()))
           checkpoints.wait_until_finished()
+          checkpoints.close()
+          writer.close()
           print(f"SIGTERM: saved step {epoch * steps_per_epoch + step + 1} "
                 f"to {checkpoints.directory}; resume by running again",
                 flush=True)
