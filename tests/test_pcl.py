@@ -52,6 +52,13 @@ def _numpy_bilinear(image, size):
                                                               width=32)),
     classes=hnp.arrays(np.int32, (2,), elements=st.integers(0, 5)))
 def test_class_activation_map_matches_reference(features, weights, classes):
+  raw = np.einsum("nhwc,cn->nhw", features.astype(np.float64),
+                  weights.astype(np.float64)[:, classes])
+  span = raw.max(axis=(1, 2)) - raw.min(axis=(1, 2))
+  # A map whose range is below float32's resolution at its magnitude (e.g.
+  # 2 + 1e-7 vs 2 + 2e-7) is constant in float32: nothing to compare.
+  hypothesis.assume(np.all((span == 0) | (span > 1e-4 * np.abs(raw).max(
+      axis=(1, 2)))))
   got = np.asarray(pcl.class_activation_map(features, weights, classes))
   want = _numpy_cam(features, weights, classes)
   np.testing.assert_allclose(got, want, atol=2e-4)
