@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scenejax.models import pretrained
+from scenejax.models.classifier import Classifier
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # depths, widths
@@ -75,7 +76,7 @@ class Stage(nnx.Module):
     return x
 
 
-class ConvNeXt(nnx.Module):
+class ConvNeXt(Classifier):
   """ConvNeXt classifier; `forward_features(x)` gives (pooled, normed
   embedding, [output of each stage]); `__call__` the logits."""
 
@@ -110,14 +111,6 @@ class ConvNeXt(nnx.Module):
       maps.append(x)
     return self.head_norm(jnp.mean(x, axis=(1, 2))), maps
 
-  def embed(self, x):
-    return self.forward_features(x)[0]
-
-  def features(self, x):
-    return self.forward_features(x)[1]
-
-  def __call__(self, x):
-    return self.head(self.embed(x))
 
 
 def convnext_tiny(num_classes, **kw):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scenejax.models.classifier import Classifier
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # kernel, expanded width, output width, squeeze-excite, hard-swish, stride
@@ -101,7 +102,7 @@ class InvertedResidual(nnx.Module):
     return x + y if self.residual else y
 
 
-class MobileNetV3(nnx.Module):
+class MobileNetV3(Classifier):
   """`forward_features(x)` gives (1280-d embedding, [the map entering each
   stride-2 block, and the last 960-channel map])."""
 
@@ -142,14 +143,6 @@ class MobileNetV3(nnx.Module):
     pooled = jnp.mean(x, axis=(1, 2))
     return jax.nn.hard_swish(self.pre_logits(pooled)), maps
 
-  def embed(self, x):
-    return self.forward_features(x)[0]
-
-  def features(self, x):
-    return self.forward_features(x)[1]
-
-  def __call__(self, x):
-    return self.head(self.embed(x))
 
 
 def mobilenetv3_large(num_classes, **kw):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scenejax.models import pretrained
+from scenejax.models.classifier import Classifier
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # PyTorch's BatchNorm defaults (momentum 0.1 on the new value = 0.9 here).
@@ -78,7 +79,7 @@ class Bottleneck(nnx.Module):
     return jax.nn.relu(y + shortcut)
 
 
-class ResNet(nnx.Module):
+class ResNet(Classifier):
   """ResNet classifier. `forward_features(x)` gives (pooled embedding,
   [output of each stage]); `__call__(x)` the logits."""
 
@@ -124,14 +125,6 @@ class ResNet(nnx.Module):
       maps.append(x)
     return jnp.mean(x, axis=(1, 2)), maps
 
-  def embed(self, x):
-    return self.forward_features(x)[0]
-
-  def features(self, x):
-    return self.forward_features(x)[1]
-
-  def __call__(self, x):
-    return self.head(self.embed(x))
 
 
 def resnet18(num_classes, **kw):

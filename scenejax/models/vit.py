@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
+from scenejax.models.classifier import Classifier
 
 VARIANTS = {  # width, depth, mlp_dim, heads (big_vision's table)
     "Ti": (192, 12, 768, 3),
@@ -61,7 +62,7 @@ class EncoderBlock(nnx.Module):
     return x + self.mlp2(y)
 
 
-class ViT(nnx.Module):
+class ViT(Classifier):
   """ViT classifier. `forward_features(x)` gives (class-token embedding,
   [patch-token grid (N, h, w, D) after each block]); `__call__` the logits."""
 
@@ -113,14 +114,6 @@ class ViT(nnx.Module):
       maps.append(tokens[:, 1:].reshape(n, h, w, d))
     return self.encoder_norm(tokens)[:, 0], maps
 
-  def embed(self, x):
-    return self.forward_features(x)[0]
-
-  def features(self, x):
-    return self.forward_features(x)[1]
-
-  def __call__(self, x):
-    return self.head(self.embed(x))
 
 
 def vit_ti16(num_classes, **kw):
