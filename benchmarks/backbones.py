@@ -48,17 +48,24 @@ def hf_model(name, num_classes):
   raise ValueError(f"no transformers counterpart for {name!r}")
 
 
-def jax_step(model, num_classes, loss_cfg=None):
-  """A jitted SGD step (state donated), as the trainer builds it."""
-  optimizer = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9),
-                            wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
-  cfg = loss_cfg or train.LossConfig(labels="ce")
-  similarity = jnp.eye(num_classes)  # read only by GLS/BCL, off here
-  step = jax.jit(lambda state, batch: train.train_step(
-      graphdef, state, batch, 0.0, similarity, loss_cfg=cfg),
-                 donate_argnums=0)
-  return step, state
+class JaxStep:
+  """A jitted SGD step (state donated), as the trainer builds it; calling
+  the object runs one step on `batch` and waits for it."""
+
+  def __init__(self, model, num_classes, batch, loss_cfg=None):
+    optimizer = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9),
+                              wrt=nnx.Param)
+    graphdef, self.state = nnx.split((model, optimizer))
+    cfg = loss_cfg or train.LossConfig(labels="ce")
+    similarity = jnp.eye(num_classes)  # read only by GLS/BCL, off here
+    self.step = jax.jit(lambda state, batch: train.train_step(
+        graphdef, state, batch, 0.0, similarity, loss_cfg=cfg),
+                        donate_argnums=0)
+    self.batch = batch
+
+  def __call__(self):
+    self.state, metrics = self.step(self.state, self.batch)
+    jax.block_until_ready(metrics)
 
 
 def torch_step(hf):
@@ -76,10 +83,18 @@ def torch_step(hf):
   return step
 
 
-def timed(fn):
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
+def interleaved_medians(a, b, repeats):
+  """Median seconds of a() and b(), after one warm-up call each (compile,
+  allocation), alternating a, b, a, b..."""
+  a()
+  b()
+  times_a, times_b = [], []
+  for _ in range(repeats):
+    for fn, times in ((a, times_a), (b, times_b)):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+  return statistics.median(times_a), statistics.median(times_b)
 
 
 def main():
@@ -117,52 +132,25 @@ def main():
     with tempfile.TemporaryDirectory() as d:
       hf.save_pretrained(d)
       model = models.create(name, args.classes, init_from=d)
-    step, state = jax_step(model, args.classes)
-    t_step = torch_step(hf)
-    # Warm-up: compile, and let PyTorch allocate.
-    state, _ = step(state, batch)
-    jax.block_until_ready(state)
-    t_step(x_torch, y_torch)
-    ours, theirs = [], []
-    for _ in range(args.repeats):
-      def run_ours():
-        nonlocal state
-        state, metrics = step(state, batch)
-        jax.block_until_ready(metrics)
-      ours.append(timed(run_ours))
-      theirs.append(timed(lambda: t_step(x_torch, y_torch)))
-    a, b = statistics.median(ours), statistics.median(theirs)
+    ours = JaxStep(model, args.classes, batch)
+    theirs = torch_step(hf)
+    a, b = interleaved_medians(ours, lambda: theirs(x_torch, y_torch),
+                               args.repeats)
     print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.2f}x |", flush=True)
 
   print()
   print("| backbone | PCL step (s) | plain step (s) | PCL / plain |")
   print("|---|---|---|---|")
   for name in args.models.split(","):
-    plain_step, plain_state = jax_step(
-        models.create(name, args.classes, rngs=nnx.Rngs(0)), args.classes)
+    plain = JaxStep(models.create(name, args.classes, rngs=nnx.Rngs(0)),
+                    args.classes, batch)
     backbone = models.create(name, args.classes, rngs=nnx.Rngs(0))
-    pcl_step, pcl_state = jax_step(
-        pcl.PCLModel(backbone, args.classes, rngs=nnx.Rngs(1)), args.classes,
-        train.LossConfig(labels="ce", pcl=True))
-    plain_state, _ = plain_step(plain_state, batch)
-    pcl_state, _ = pcl_step(pcl_state, batch)
-    jax.block_until_ready((plain_state, pcl_state))
-    t_pcl, t_plain = [], []
-    for _ in range(args.repeats):
-      def run_pcl():
-        nonlocal pcl_state
-        pcl_state, m = pcl_step(pcl_state, batch)
-        jax.block_until_ready(m)
-
-      def run_plain():
-        nonlocal plain_state
-        plain_state, m = plain_step(plain_state, batch)
-        jax.block_until_ready(m)
-      t_pcl.append(timed(run_pcl))
-      t_plain.append(timed(run_plain))
-    a, b = statistics.median(t_pcl), statistics.median(t_plain)
+    with_pcl = JaxStep(pcl.PCLModel(backbone, args.classes,
+                                    rngs=nnx.Rngs(1)),
+                       args.classes, batch,
+                       train.LossConfig(labels="ce", pcl=True))
+    a, b = interleaved_medians(with_pcl, plain, args.repeats)
     print(f"| {name} | {a:.3f} | {b:.3f} | {a / b:.2f}x |", flush=True)
-
 
 if __name__ == "__main__":
   main()
