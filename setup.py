@@ -25,6 +25,8 @@ setuptools.setup(
         "optax>=0.2.5",
         "pillow>=10",
         "safetensors>=0.4",
+        "scikit-learn>=1.4",  # t-SNE in scenejax.report
+        "scipy>=1.11",  # clustering and Spearman's rho in scenejax.report
         # Reading prepared datasets (tfds.data_source) needs no TensorFlow.
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
         "tensorflow-datasets>=4.9.9",
@@ -35,7 +37,9 @@ setuptools.setup(
         # tests compare against; scenejax itself never imports them.
         "test": ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3.5",
                  "torch==2.13.0", "transformers==5.23.0",
-                 "tensorflow-cpu>=2.16"],
+                 "tensorflow-cpu>=2.16",
+                 # colabs/ notebooks run top to bottom in the tests.
+                 "ipykernel>=6.29", "nbclient>=0.10", "nbformat>=5.10"],
         # Preparing a dataset (TFDS builders encode with TensorFlow).
         "prepare": ["tensorflow-cpu>=2.16"],
     },

@@ -1,0 +1,647 @@
+"""Figures of a prototype or a training run, as PNGs and one HTML page.
+
+  python -m scenejax.report --workdir=/tmp/run [--out=DIR] [--classes=a,b]
+  python -m scenejax.report --prototype=proto.npz [--class_names=FILE]
+
+For a prototype alone: the heatmap ordered by hierarchical clustering, the
+most similar pairs, and the GLS soft labels across epochs ([SP] Fig. 3, 4).
+For a training workdir, also: the training curves from metrics.jsonl, and,
+from one pass of the best checkpoint over the evaluation split, the
+confusion matrix, the prototype's similarity against the confusion rate of
+every class pair, and a t-SNE of the penultimate features ([SP] Fig. 8).
+
+Everything lands in `--out` (default workdir/report): one PNG per figure
+and report.html, which embeds them (one file to mail or attach).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from scenejax import prototype as prototype_lib
+
+# Up to this many classes a heatmap gets one tick label per class.
+MAX_LABELLED_CLASSES = 70
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def display_name(name: str) -> str:
+  """SUN397/SAS-Net style '/a/abbey' -> 'abbey'; other names unchanged."""
+  parts = name.strip("/").split("/")
+  if len(parts) > 1 and len(parts[0]) == 1:
+    parts = parts[1:]
+  return "/".join(parts)
+
+
+def _names(class_names, num: int) -> list[str]:
+  if class_names is None:
+    return [str(c) for c in range(num)]
+  return [display_name(n) for n in class_names]
+
+
+def cluster_order(similarity: np.ndarray) -> np.ndarray:
+  """Class order of the leaves of an average-linkage clustering of the
+  distance 1 - S / max(S), so that similar scenes sit next to each other."""
+  from scipy.cluster import hierarchy  # pylint: disable=g-import-not-at-top
+  from scipy.spatial import distance  # pylint: disable=g-import-not-at-top
+  s = np.asarray(similarity, np.float64)
+  num = s.shape[0]
+  if num < 3:
+    return np.arange(num)
+  s = (s + s.T) / 2
+  top = s.max()
+  d = 1.0 - s / top if top > 0 else np.ones_like(s)
+  np.fill_diagonal(d, 0.0)
+  linkage = hierarchy.linkage(distance.squareform(np.clip(d, 0, None),
+                                                  checks=False),
+                              method="average")
+  return hierarchy.leaves_list(hierarchy.optimal_leaf_ordering(
+      linkage, distance.squareform(np.clip(d, 0, None), checks=False)))
+
+
+def _save(fig, path) -> str:
+  prototype_lib.atomic_write(path, lambda f: fig.savefig(
+      f, format="png", dpi=110, bbox_inches="tight"))
+  _pyplot().close(fig)
+  return os.fspath(path)
+
+
+def _heatmap(ax, fig, matrix, names, *, title, cbar_label, cmap, vmax=None):
+  num = matrix.shape[0]
+  image = ax.imshow(matrix, cmap=cmap, vmin=0, vmax=vmax,
+                    interpolation="nearest")
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=cbar_label)
+  if names is not None and num <= MAX_LABELLED_CLASSES:
+    size = max(5, 10 - num // 10)
+    ax.set_xticks(range(num), names, rotation=90, fontsize=size)
+    ax.set_yticks(range(num), names, fontsize=size)
+  elif names is not None:  # too many to label each: every k-th row
+    every = -(-num // 50)
+    ax.set_yticks(range(0, num, every), names[::every], fontsize=6)
+    ax.set_xticks([])
+  else:
+    ax.set_xticks([])
+    ax.set_yticks([])
+  ax.set_title(title)
+
+
+def plot_prototype(similarity, class_names, path, *, metric=None,
+                   order=None) -> str:
+  """Heatmap of S with rows/columns in `order` (default: clustering)."""
+  plt = _pyplot()
+  s = np.asarray(similarity)
+  num = s.shape[0]
+  order = cluster_order(s) if order is None else order
+  names = [_names(class_names, num)[i] for i in order]
+  size = min(4 + 0.16 * num, 16)
+  fig, ax = plt.subplots(figsize=(size + 1.5, size))
+  _heatmap(ax, fig, s[np.ix_(order, order)], names,
+           title=f"Similarity prototype S (C = {num}), clustered",
+           cbar_label=f"similarity ({metric or 'unknown metric'})",
+           cmap="Blues", vmax=1.0)
+  if num > MAX_LABELLED_CLASSES:
+    ax.set_xlabel(f"{num} classes in clustering order (every "
+                  f"{-(-num // 50)}th labelled; see the close-up)")
+  return _save(fig, path)
+
+
+def zoom_classes(similarity, num_pairs: int = 25, limit: int = 40):
+  """Classes of the most similar pairs (at most `limit`), for a labelled
+  close-up of a prototype too large to label whole."""
+  chosen = []
+  for i, j, _ in prototype_lib.most_similar_pairs(similarity, num_pairs * 4):
+    for c in (i, j):
+      if c not in chosen and len(chosen) < limit:
+        chosen.append(c)
+  return np.asarray(chosen, int)
+
+
+def plot_prototype_zoom(similarity, class_names, path, *, metric=None) -> str:
+  """Labelled heatmap of the classes in the most similar pairs."""
+  plt = _pyplot()
+  s = np.asarray(similarity)
+  classes = zoom_classes(s)
+  classes = classes[cluster_order(s[np.ix_(classes, classes)])]
+  names = [_names(class_names, s.shape[0])[c] for c in classes]
+  fig, ax = plt.subplots(figsize=(11, 9.5))
+  _heatmap(ax, fig, s[np.ix_(classes, classes)], names,
+           title=f"Close-up: the {len(classes)} classes of the most similar "
+                 "pairs", cbar_label=f"similarity ({metric or 'unknown'})",
+           cmap="Blues", vmax=1.0)
+  return _save(fig, path)
+
+
+def default_gls_classes(similarity, k: int = 3) -> list[int]:
+  """The first class of each of the k most similar pairs (distinct)."""
+  chosen = []
+  for i, _, _ in prototype_lib.most_similar_pairs(similarity, 10 * k):
+    if i not in chosen:
+      chosen.append(i)
+    if len(chosen) == k:
+      break
+  return chosen or [0]
+
+
+def gls_evolution(similarity, classes: Sequence[int], num_soft_epochs: int,
+                  final_confidence: float, neighbours: int = 4):
+  """(epochs, {class: (label indices, (epochs, k+2) values)}) of the GLS
+  soft label ([SP] Algorithm 2) of each class: its own entry, its
+  `neighbours` most similar classes, and the rest summed."""
+  from scenejax import losses  # pylint: disable=g-import-not-at-top
+  s = np.asarray(similarity, np.float64)
+  epochs = np.arange(num_soft_epochs + 2)  # the last one is hard
+  matrices = np.stack([np.asarray(losses.gls_label_matrix(
+      s, e, num_soft_epochs, final_confidence)) for e in epochs])
+  curves = {}
+  for c in classes:
+    others = np.argsort(-np.where(np.arange(len(s)) == c, -np.inf, s[c]),
+                        kind="stable")[:neighbours]
+    shown = [c] + [int(o) for o in others]
+    rows = matrices[:, c, :]
+    values = np.concatenate([rows[:, shown],
+                             1.0 - rows[:, shown].sum(1, keepdims=True)], 1)
+    curves[c] = (shown, values)
+  return epochs, curves
+
+
+def plot_gls_evolution(similarity, class_names, path, *, classes=None,
+                       num_soft_epochs: int = 20,
+                       final_confidence: float = 0.99) -> str:
+  """[SP] Fig. 4: how each chosen class's soft label moves to one-hot."""
+  plt = _pyplot()
+  s = np.asarray(similarity)
+  names = _names(class_names, s.shape[0])
+  classes = default_gls_classes(s) if classes is None else list(classes)
+  epochs, curves = gls_evolution(s, classes, num_soft_epochs,
+                                 final_confidence)
+  fig, axes = plt.subplots(1, len(classes), figsize=(5.2 * len(classes), 4.2),
+                           squeeze=False)
+  for ax, c in zip(axes[0], classes):
+    shown, values = curves[c]
+    ax.plot(epochs + 1, values[:, 0], "o-", color="black", lw=2,
+            label=f"{names[c]} (target)")
+    for k, other in enumerate(shown[1:], start=1):
+      ax.plot(epochs + 1, values[:, k], ".-", label=names[other])
+    ax.plot(epochs + 1, values[:, -1], ":", color="grey",
+            label=f"other {len(s) - len(shown)} classes (sum)")
+    ax.axvline(num_soft_epochs + 1.5, color="grey", lw=0.8)
+    if values[0, 1:-1].max() < 0.05:  # many classes: neighbours ~1/C
+      ax.set_yscale("log")
+      ax.set_ylim(1e-4, 1.5)
+    else:
+      ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch (1-based); hard labels right of the line")
+    ax.set_ylabel("soft-label probability")
+    ax.set_title(f"GLS soft label of '{names[c]}'")
+    ax.legend(fontsize=7, loc="best")
+  fig.suptitle(f"Gradient Label Softening: STEP = {num_soft_epochs} epochs, "
+               f"final confidence {final_confidence}")
+  return _save(fig, path)
+
+
+def read_history(workdir) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  try:
+    with open(path) as f:
+      return [json.loads(line) for line in f if line.strip()]
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: no metrics.jsonl; is {workdir} a "
+                            "scenejax training workdir?") from None
+
+
+def plot_training_curves(history: list[dict], path, *,
+                         num_soft_epochs: int | None = None) -> str:
+  """Each training loss term, and train accuracy / Top-1 / MCA per epoch."""
+  plt = _pyplot()
+  epochs = [row["epoch"] for row in history]
+  terms = [k for k in history[0] if k.startswith("train_") and
+           k != "train_accuracy"]
+  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+  for key in terms:
+    left.plot(epochs, [row[key] for row in history], ".-",
+              lw=2.5 if key == "train_loss" else 1.2,
+              label=("total" if key == "train_loss" else key[6:]))
+  left.set_xlabel("epoch")
+  left.set_ylabel("mean training loss")
+  left.set_title("Training loss, by term")
+  left.legend(fontsize=8)
+  for key, label in (("train_accuracy", "train accuracy (batch)"),
+                     ("top1", "eval Top-1"),
+                     ("mean_class_accuracy", "eval mean class accuracy"),
+                     ("top5", "eval Top-5")):
+    if key in history[0]:
+      # Top-1 drawn thick and dashed: on a balanced split it equals MCA.
+      style = dict(lw=3, ls="--") if key == "top1" else dict(ls="-")
+      right.plot(epochs, [row[key] for row in history], marker=".",
+                 label=label, **style)
+  right.set_xlabel("epoch")
+  right.set_ylabel("accuracy")
+  right.set_ylim(0, 1.02)
+  right.set_title("Accuracy")
+  right.legend(fontsize=8)
+  if num_soft_epochs:
+    for ax in (left, right):
+      ax.axvline(num_soft_epochs + 1.5, color="grey", lw=0.8, ls="--")
+    left.annotate("GLS labels hard from here", (num_soft_epochs + 1.5, 1),
+                  xycoords=("data", "axes fraction"), fontsize=7,
+                  va="top", ha="left", color="grey")
+  return _save(fig, path)
+
+
+def confusion_rates(confusion: np.ndarray) -> np.ndarray:
+  """Row-normalised confusion: [i, j] = P(predicted j | true i); rows of
+  absent classes are NaN."""
+  confusion = np.asarray(confusion, np.float64)
+  totals = confusion.sum(axis=1, keepdims=True)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(totals > 0, confusion / totals, np.nan)
+
+
+def plot_confusion(confusion, class_names, path, *, order=None) -> str:
+  """Row-normalised confusion matrix, classes in the prototype's order."""
+  plt = _pyplot()
+  rates = confusion_rates(confusion)
+  num = rates.shape[0]
+  order = np.arange(num) if order is None else order
+  names = [_names(class_names, num)[i] for i in order]
+  size = min(4 + 0.16 * num, 16)
+  fig, ax = plt.subplots(figsize=(size + 1.5, size))
+  _heatmap(ax, fig, rates[np.ix_(order, order)], names,
+           title="Confusion of the best checkpoint (rows: true class), "
+                 "prototype order", cbar_label="fraction of the true class",
+           cmap="Oranges", vmax=1.0)
+  ax.set_xlabel("predicted class")
+  ax.set_ylabel("true class")
+  return _save(fig, path)
+
+
+def similarity_vs_confusion(similarity, confusion):
+  """(S[i, j], rate[i, j], Spearman rho) over ordered pairs i != j whose
+  true class i occurs in the split."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rates = confusion_rates(confusion)
+  s = np.asarray(similarity, np.float64)
+  pairs = ~np.eye(s.shape[0], dtype=bool) & ~np.isnan(rates)
+  x, y = s[pairs], rates[pairs]
+  rho = (float(stats.spearmanr(x, y).statistic)
+         if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan"))
+  return x, y, rho
+
+
+def plot_similarity_vs_confusion(similarity, confusion, path) -> str:
+  """Does the prior predict the errors? One point per ordered class pair,
+  plus the mean confusion rate in bins of similarity."""
+  plt = _pyplot()
+  x, y, rho = similarity_vs_confusion(similarity, confusion)
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  ax.scatter(x, y, s=6, alpha=0.35 if len(x) < 5000 else 0.1,
+             rasterized=True, label="class pair (i, j), i ≠ j")
+  if len(x) and np.ptp(x) > 0:  # equal-width bins: centres stay honest
+    edges = np.linspace(x.min(), x.max(), 11)
+    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
+    full = [b for b in range(10) if (which == b).any()]
+    ax.plot([x[which == b].mean() for b in full],
+            [y[which == b].mean() for b in full], "o-", color="C3", lw=2,
+            label="mean rate per similarity bin (10 equal bins)")
+  ax.set_xlabel("prototype similarity S[i, j]")
+  ax.set_ylabel("confusion rate P(predict j | true i)")
+  ax.set_title(f"Prior vs errors: Spearman ρ = {rho:.2f} "
+               f"over {len(x)} pairs")
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def plot_embedding(points, labels, class_names, path, *, order=None) -> str:
+  """[SP] Fig. 8: 2-D t-SNE of penultimate features, coloured by class
+  (a legend up to 20 classes; beyond that, colours follow the prototype's
+  clustering order, so similar scenes get similar hues)."""
+  plt = _pyplot()
+  labels = np.asarray(labels)
+  num = len(class_names)
+  names = _names(class_names, num)
+  fig, ax = plt.subplots(figsize=(8, 6.5))
+  if num <= 20:
+    cmap = plt.get_cmap("tab20" if num > 10 else "tab10")
+    for c in range(num):
+      sel = labels == c
+      if sel.any():
+        ax.scatter(points[sel, 0], points[sel, 1], s=9, color=cmap(c),
+                   label=names[c])
+    ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2 if num > 10
+              else 1)
+  else:
+    rank = np.empty(num, int)
+    rank[np.arange(num) if order is None else order] = np.arange(num)
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=rank[labels], cmap="hsv",
+               rasterized=True)
+  ax.set_xticks([])
+  ax.set_yticks([])
+  ax.set_xlabel("t-SNE 1")
+  ax.set_ylabel("t-SNE 2")
+  ax.set_title(f"t-SNE of penultimate features, {len(labels)} eval images")
+  return _save(fig, path)
+
+
+def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
+  """2-D t-SNE (scikit-learn, Barnes-Hut, PCA init, perplexity <= 30)."""
+  from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
+  n = len(features)
+  perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
+  return TSNE(n_components=2, perplexity=perplexity, init="pca",
+              learning_rate="auto", random_state=seed).fit_transform(
+                  np.asarray(features, np.float64))
+
+
+def model_pass(workdir: str, *, step: int | None = None,
+               max_images: int | None = None):
+  """(confusion, features, labels, step) of the best checkpoint (or `step`)
+  over the eval split: the confusion over every image, the penultimate
+  features of at most `max_images`, spread over the split."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from scenejax import input_pipeline, train  # pylint: disable=g-import-not-at-top
+  from scenejax.models import pcl  # pylint: disable=g-import-not-at-top
+  config = train.read_workdir_config(workdir)
+  config.data.ten_crop = False
+  data = train.load_dataset(config)
+  _, eval_preprocess = train.preprocessors(config, data)
+  graphdef, state, step = train.restore_workdir(workdir, config,
+                                                data.num_classes, step)
+  model = nnx.merge(graphdef, state)[0]
+  mean, std = model.pixel_mean, model.pixel_std
+
+  @jax.jit
+  def embed_and_predict(state, images):
+    network = pcl.export(nnx.merge(graphdef, state)[0])
+    network.eval()
+    embedding = network.embed(input_pipeline.normalize(images, mean, std))
+    return embedding, jnp.argmax(network.head(embedding), axis=-1)
+
+  num = data.num_classes
+  confusion = np.zeros((num, num), np.int64)
+  keep_every = max(1, -(-len(data.test) // max_images)) if max_images else 1
+  features, labels, seen = [], [], 0
+  for batch in input_pipeline.eval_batches(
+      data.test, config.eval_batch_size, preprocess=eval_preprocess,
+      process_index=0, process_count=1):
+    embedding, predicted = (np.asarray(x) for x in embed_and_predict(
+        state, batch["image"]))
+    mask = batch["mask"]
+    confusion += train.confusion_matrix(batch["label"][mask],
+                                        predicted[mask], num)
+    index = seen + np.arange(int(mask.sum()))
+    pick = index % keep_every == 0
+    features.append(embedding[mask][pick])
+    labels.append(batch["label"][mask][pick])
+    seen += int(mask.sum())
+  return confusion, np.concatenate(features), np.concatenate(labels), step
+
+
+# --------------------------------------------------------------------------
+# The HTML page.
+
+
+def _img(path, alt) -> str:
+  with open(path, "rb") as f:
+    data = base64.b64encode(f.read()).decode("ascii")
+  return (f'<img alt="{html.escape(alt)}" style="max-width:100%" '
+          f'src="data:image/png;base64,{data}">')
+
+
+def _table(header, rows) -> str:
+  head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>"
+                                  for v in row) + "</tr>" for row in rows)
+  return f"<table><tr>{head}</tr>{body}</table>"
+
+
+_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;"
+          "line-height:1.4} table{border-collapse:collapse} td,th{border:1px "
+          "solid #ccc;padding:2px 8px;text-align:left} h2{margin-top:2em}")
+
+
+def write_html(path, title: str, sections) -> str:
+  """sections: (heading, [html fragments]); written atomically."""
+  parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>"
+           f"{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+           f"<h1>{html.escape(title)}</h1>"]
+  for heading, fragments in sections:
+    parts.append(f"<h2>{html.escape(heading)}</h2>" + "".join(fragments))
+  parts.append("</body></html>")
+  prototype_lib.atomic_write(path, lambda f: f.write("".join(parts)),
+                             mode="w")
+  return os.fspath(path)
+
+
+def _p(text) -> str:
+  return f"<p>{html.escape(text)}</p>"
+
+
+def _prototype_sections(proto, out, *, classes, num_soft_epochs,
+                        final_confidence, confusion=None):
+  s = proto.similarity
+  names = _names(proto.class_names, s.shape[0])
+  order = cluster_order(s)
+  figures = {"prototype": plot_prototype(
+      s, proto.class_names, os.path.join(out, "prototype.png"),
+      metric=proto.metric, order=order)}
+  fragments = [_p("Each cell is the similarity of two scene classes' object "
+                  "statistics ([SP] Eq. 2/4); rows and columns are ordered "
+                  "by average-linkage clustering, so blocks are groups of "
+                  "scenes that share objects."), _img(figures["prototype"],
+                                                       "prototype")]
+  if s.shape[0] > MAX_LABELLED_CLASSES:
+    figures["prototype_zoom"] = plot_prototype_zoom(
+        s, proto.class_names, os.path.join(out, "prototype_zoom.png"),
+        metric=proto.metric)
+    fragments.append(_img(figures["prototype_zoom"], "prototype close-up"))
+  rates = None if confusion is None else confusion_rates(confusion)
+  rows = []
+  for i, j, v in prototype_lib.most_similar_pairs(s, 15):
+    row = [names[i], names[j], f"{v:.4f}"]
+    if rates is not None:
+      row.append(f"{rates[i, j]:.3f} / {rates[j, i]:.3f}")
+    rows.append(row)
+  header = ["class", "class", "similarity"] + (
+      ["confusion i→j / j→i"] if rates is not None else [])
+  sections = [("Similarity prototype", fragments),
+              ("Most confusable pairs by the prototype",
+               [_table(header, rows)])]
+  classes = default_gls_classes(s) if classes is None else classes
+  figures["gls"] = plot_gls_evolution(
+      s, proto.class_names, os.path.join(out, "gls_evolution.png"),
+      classes=classes, num_soft_epochs=num_soft_epochs,
+      final_confidence=final_confidence)
+  start = float(np.max(np.diagonal(s) / s.sum(axis=1)))
+  sections.append(("GLS soft labels across epochs", [
+      _p(f"The soft labels of {', '.join(names[c] for c in classes)} "
+         "([SP] Algorithm 2): the target's own entry rises linearly from "
+         f"{start:.3f} (Eq. 8) to {final_confidence} over STEP = "
+         f"{num_soft_epochs} epochs; the mass on similar classes shrinks "
+         "with it; after STEP the label is one-hot."),
+      _img(figures["gls"], "GLS evolution")]))
+  return sections, figures, order
+
+
+def _class_indices(names_arg: str, class_names, num: int) -> list[int] | None:
+  if not names_arg:
+    return None
+  names = list(class_names or [str(c) for c in range(num)])
+  short = [display_name(n) for n in names]
+  chosen = []
+  for name in names_arg.split(","):
+    name = name.strip()
+    if name in names:
+      chosen.append(names.index(name))
+    elif name in short:
+      chosen.append(short.index(name))
+    elif name.isdigit() and int(name) < num:
+      chosen.append(int(name))
+    else:
+      raise ValueError(f"--classes: no class named {name!r} (the classes "
+                       f"are e.g. {short[:5]})")
+  return chosen
+
+
+def prototype_report(path, out, *, class_names_file: str = "",
+                     classes: str = "", num_soft_epochs: int = 20,
+                     final_confidence: float = 0.99) -> dict:
+  """Figures and report.html of a prototype NPZ alone; returns the paths."""
+  names = (prototype_lib.read_class_names(class_names_file)
+           if class_names_file else None)
+  proto = prototype_lib.load_prototype(path, class_names=names)
+  if names is not None and proto.class_names is None:
+    proto = prototype_lib.Prototype(proto.similarity, proto.metric,
+                                    tuple(names))
+  os.makedirs(out, exist_ok=True)
+  sections, figures, _ = _prototype_sections(
+      proto, out, classes=_class_indices(classes, proto.class_names,
+                                         proto.num_classes),
+      num_soft_epochs=num_soft_epochs, final_confidence=final_confidence)
+  summary = f"<pre>{html.escape(prototype_lib.summary(proto))}</pre>"
+  sections.insert(0, (f"{os.path.basename(os.fspath(path))}", [summary]))
+  figures["html"] = write_html(os.path.join(out, "report.html"),
+                               "scenejax prototype report", sections)
+  return figures
+
+
+def workdir_report(workdir, out=None, *, classes: str = "",
+                   max_tsne: int = 2000, step: int | None = None) -> dict:
+  """Figures and report.html of a training workdir; returns the paths."""
+  from scenejax import train  # pylint: disable=g-import-not-at-top
+  out = out or os.path.join(workdir, "report")
+  os.makedirs(out, exist_ok=True)
+  config = train.read_workdir_config(workdir)
+  history = read_history(workdir)
+  if not history:
+    raise ValueError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  confusion, features, labels, step = model_pass(workdir, step=step,
+                                                 max_images=max_tsne)
+  data_names = train.load_dataset(config).class_names
+  proto_path = config.prototype.path or os.path.join(workdir,
+                                                     "prototype.npz")
+  proto = prototype_lib.load_prototype(proto_path, num_classes=len(
+      data_names), class_names=data_names)
+  if proto.class_names is None:
+    proto = prototype_lib.Prototype(proto.similarity, proto.metric,
+                                    tuple(data_names))
+  loss = config.loss
+  sections, figures, order = _prototype_sections(
+      proto, out, classes=_class_indices(classes, proto.class_names,
+                                         proto.num_classes),
+      num_soft_epochs=loss.num_soft_epochs or 20,
+      final_confidence=loss.final_confidence, confusion=confusion)
+  best = max(history, key=lambda row: row["top1"])
+  figures["curves"] = plot_training_curves(
+      history, os.path.join(out, "training_curves.png"),
+      num_soft_epochs=(loss.num_soft_epochs if loss.labels == "gls" and
+                       loss.num_soft_epochs < len(history) else None))
+  metrics = train.accuracy_metrics(confusion, {})
+  figures["confusion"] = plot_confusion(
+      confusion, proto.class_names, os.path.join(out, "confusion.png"),
+      order=order)
+  figures["similarity_vs_confusion"] = plot_similarity_vs_confusion(
+      proto.similarity, confusion,
+      os.path.join(out, "similarity_vs_confusion.png"))
+  _, _, rho = similarity_vs_confusion(proto.similarity, confusion)
+  figures["tsne"] = plot_embedding(tsne(features, config.seed), labels,
+                                   list(proto.class_names),
+                                   os.path.join(out, "tsne.png"), order=order)
+  run = [
+      _p(f"{config.model} on {config.dataset}, {len(history)} epochs, "
+         f"labels {loss.labels}, BCL weight {loss.bcl_weight}, PCL "
+         f"{bool(loss.pcl)}. Best epoch {best['epoch']}: Top-1 "
+         f"{best['top1']:.4f}, MCA {best['mean_class_accuracy']:.4f}. "
+         f"Checkpoint step {step} re-evaluated here: Top-1 "
+         f"{metrics['top1']:.4f}, MCA {metrics['mean_class_accuracy']:.4f}."),
+      _img(figures["curves"], "training curves")]
+  sections = [("Training", run)] + sections + [
+      ("Confusion", [_img(figures["confusion"], "confusion"),
+                     _p(f"Spearman correlation of S[i, j] with the confusion "
+                        f"rate of (i, j): {rho:.3f}. Positive means the "
+                        "prior's similar pairs are the ones the model "
+                        "mixes up."),
+                     _img(figures["similarity_vs_confusion"],
+                          "similarity vs confusion")]),
+      ("Penultimate features", [_img(figures["tsne"], "t-SNE")])]
+  figures["html"] = write_html(os.path.join(out, "report.html"),
+                               f"scenejax report: {workdir}", sections)
+  return figures
+
+
+def main(argv=None) -> int:
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog="python -m scenejax.report", description=__doc__.split("\n")[0])
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--workdir", help="a training workdir")
+  source.add_argument("--prototype", help="a prototype .npz alone")
+  parser.add_argument("--out", help="output folder (default: workdir/report"
+                      " or the prototype's name + _report)")
+  parser.add_argument("--class_names", default="",
+                      help="class-name list for a bare prototype NPZ")
+  parser.add_argument("--classes", default="",
+                      help="comma list of classes for the GLS figure "
+                      "(default: from the most similar pairs)")
+  parser.add_argument("--num_soft_epochs", type=int, default=20,
+                      help="GLS STEP for --prototype (a workdir uses its "
+                      "config)")
+  parser.add_argument("--final_confidence", type=float, default=0.99)
+  parser.add_argument("--max_tsne", type=int, default=2000,
+                      help="at most this many eval images in the t-SNE")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step (default: best Top-1)")
+  args = parser.parse_args(argv)
+  try:
+    if args.workdir:
+      figures = workdir_report(args.workdir, args.out, classes=args.classes,
+                               max_tsne=args.max_tsne, step=args.step)
+    else:
+      out = args.out or os.path.splitext(args.prototype)[0] + "_report"
+      figures = prototype_report(
+          args.prototype, out, class_names_file=args.class_names,
+          classes=args.classes, num_soft_epochs=args.num_soft_epochs,
+          final_confidence=args.final_confidence)
+  except (prototype_lib.PrototypeError, ValueError, FileNotFoundError) as e:
+    parser.exit(2, f"error: {e}\n")
+  for name, path in figures.items():
+    print(f"{name:>24}  {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

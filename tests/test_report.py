@@ -1,0 +1,172 @@
+"""scenejax.report: every figure of a demo workdir and of the published
+prototypes is written, the HTML page is self-contained, and the numbers
+behind the figures match independent NumPy computations."""
+
+import base64
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import reference
+from scenejax import report, train
+
+WORKDIR_FIGURES = ("prototype", "gls", "curves", "confusion",
+                   "similarity_vs_confusion", "tsne", "html")
+
+
+@pytest.fixture(scope="module")
+def demo_workdir(tmp_path_factory):
+  from configs import demo
+  config = demo.get_config()
+  config.data.train_per_class = 20
+  config.data.test_per_class = 10
+  config.batch_size = 32
+  config.eval_batch_size = 32
+  config.num_epochs = 3
+  config.loss.num_soft_epochs = 1
+  config.progress_bar = False
+  workdir = str(tmp_path_factory.mktemp("demo"))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def _assert_png(path, min_size=(300, 200)):
+  with Image.open(path) as image:
+    image.verify()
+  with Image.open(path) as image:
+    assert image.format == "PNG"
+    assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
+    # Not a blank canvas: a figure has more than a handful of colours.
+    assert len(image.convert("RGB").getcolors(1 << 20) or []) > 20
+
+
+def _assert_self_contained(html_path, pngs):
+  text = open(html_path, encoding="utf-8").read()
+  sources = re.findall(r'src="([^"]*)"', text)
+  assert len(sources) == len(pngs)
+  assert all(s.startswith("data:image/png;base64,") for s in sources)
+  embedded = {base64.b64decode(s.split(",", 1)[1]) for s in sources}
+  assert embedded == {open(p, "rb").read() for p in pngs}
+  assert "http" not in text and "<link" not in text
+
+
+def test_workdir_report_writes_every_figure(demo_workdir, tmp_path):
+  out = str(tmp_path / "report")
+  assert report.main(["--workdir", demo_workdir, "--out", out]) == 0
+  figures = {name: os.path.join(out, f) for name, f in (
+      ("prototype", "prototype.png"), ("gls", "gls_evolution.png"),
+      ("curves", "training_curves.png"), ("confusion", "confusion.png"),
+      ("similarity_vs_confusion", "similarity_vs_confusion.png"),
+      ("tsne", "tsne.png"))}
+  for path in figures.values():
+    _assert_png(path)
+  _assert_self_contained(os.path.join(out, "report.html"),
+                         list(figures.values()))
+  assert sorted(os.listdir(out)) == sorted(
+      [os.path.basename(p) for p in figures.values()] + ["report.html"])
+
+
+def test_model_pass_reproduces_the_trainers_confusion(demo_workdir):
+  """The report's own eval pass over the last checkpoint counts the same
+  confusion matrix as the trainer's evaluation did."""
+  with open(os.path.join(demo_workdir, "results.json")) as f:
+    results = json.load(f)
+  history = report.read_history(demo_workdir)
+  last_step = int(max(os.listdir(os.path.join(demo_workdir, "checkpoints")),
+                      key=lambda d: int(d) if d.isdigit() else -1))
+  confusion, features, labels, step = report.model_pass(
+      demo_workdir, step=last_step, max_images=30)
+  assert step == last_step and len(history) == 3
+  np.testing.assert_array_equal(confusion, np.asarray(results["confusion"]))
+  assert len(features) == len(labels) <= 30 and features.ndim == 2
+  assert len(set(labels.tolist())) > 1  # spread over the split, not 1 class
+
+
+def test_prototype_report_of_published_sun397(shared, tmp_path):
+  from conftest import PROTOTYPES, SASNET
+  out = tmp_path / "sun"
+  figures = report.prototype_report(
+      PROTOTYPES / "SUN397_SP_cosine.npz", str(out),
+      class_names_file=str(SASNET / "SUN397_scene_names.txt"),
+      classes="abbey,/b/bedroom")
+  assert set(figures) == {"prototype", "prototype_zoom", "gls", "html"}
+  for name in ("prototype", "prototype_zoom", "gls"):
+    _assert_png(figures[name])
+  _assert_self_contained(figures["html"], [figures[n] for n in (
+      "prototype", "prototype_zoom", "gls")])
+  text = open(figures["html"], encoding="utf-8").read()
+  assert "bedroom" in text and "abbey" in text
+
+
+def test_unknown_class_is_a_clear_error(shared, tmp_path, capsys):
+  from conftest import PROTOTYPES, SASNET
+  with pytest.raises(SystemExit) as exit_info:
+    report.main(["--prototype", str(PROTOTYPES / "MIT67_SP_cosine.npz"),
+                 "--class_names", str(SASNET / "MITIndoor67_scene_names.txt"),
+                 "--classes", "spaceship", "--out", str(tmp_path)])
+  assert exit_info.value.code == 2
+  assert "spaceship" in capsys.readouterr().err
+
+
+def test_cluster_order_makes_hidden_blocks_contiguous():
+  rng = np.random.default_rng(0)
+  blocks = np.repeat(np.arange(4), 5)            # 4 groups of 5 classes
+  s = np.where(blocks[:, None] == blocks[None, :], 0.9, 0.1)
+  s = s + rng.uniform(0, 0.05, s.shape)
+  s = (s + s.T) / 2
+  np.fill_diagonal(s, 1.0)
+  perm = rng.permutation(20)
+  order = report.cluster_order(s[np.ix_(perm, perm)])
+  assert sorted(order.tolist()) == list(range(20))
+  groups = blocks[perm][order]
+  # Contiguous blocks: the group changes exactly 3 times along the order.
+  assert int((groups[1:] != groups[:-1]).sum()) == 3
+
+
+def _ranks(x):
+  order = np.argsort(x, kind="stable")
+  ranks = np.empty(len(x))
+  ranks[order] = np.arange(len(x))
+  for value in np.unique(x):  # ties share their mean rank
+    ranks[x == value] = ranks[x == value].mean()
+  return ranks
+
+
+def test_similarity_vs_confusion_matches_numpy():
+  rng = np.random.default_rng(1)
+  s = rng.uniform(0, 1, (6, 6))
+  confusion = rng.integers(0, 9, (6, 6))
+  confusion[2] = 0                               # an absent class
+  x, y, rho = report.similarity_vs_confusion(s, confusion)
+  want_x, want_y = [], []
+  for i in range(6):
+    for j in range(6):
+      if i != j and i != 2:
+        want_x.append(s[i, j])
+        want_y.append(confusion[i, j] / confusion[i].sum())
+  np.testing.assert_allclose(x, want_x)
+  np.testing.assert_allclose(y, want_y)
+  rx, ry = _ranks(np.asarray(want_x)), _ranks(np.asarray(want_y))
+  want_rho = np.corrcoef(rx, ry)[0, 1]
+  assert rho == pytest.approx(want_rho, abs=1e-12)
+
+
+def test_gls_evolution_follows_algorithm_2():
+  rng = np.random.default_rng(2)
+  reps = rng.uniform(0, 1, (5, 12))
+  s = reference.similarity(reps, "cosine")
+  epochs, curves = report.gls_evolution(s, [3], num_soft_epochs=4,
+                                        final_confidence=0.99, neighbours=2)
+  shown, values = curves[3]
+  assert list(epochs) == [0, 1, 2, 3, 4, 5]
+  others = [c for c in np.argsort(-s[3]) if c != 3][:2]
+  assert shown == [3] + [int(c) for c in others]
+  for e in epochs:
+    row = reference.algorithm2_gls(s, e + 1, step=4)[3]
+    np.testing.assert_allclose(values[e, :3], row[shown], atol=1e-6)
+    np.testing.assert_allclose(values[e, 3], 1 - row[shown].sum(), atol=1e-6)
+  np.testing.assert_allclose(values[-1], [1, 0, 0, 0], atol=1e-7)
