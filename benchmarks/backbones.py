@@ -1,22 +1,16 @@
-"""Train-step time of scenejax backbones vs transformers/PyTorch eager.
+"""Train steps of scenejax backbones and their transformers/PyTorch twins,
+for the suite (benchmarks/run.py rows 1-4).
 
-  python benchmarks/backbones.py [--models resnet50,vit_b16] [--batch 8]
-                                 [--repeats 8] [--size 224]
-
-One train step = forward, cross-entropy, backward and an SGD update, fp32,
-batch 8 at 224 px, on whatever CPU (or device) JAX and PyTorch see. Both
-frameworks get the same architecture (transformers' ResNet-50 / ViT-B/16
-with the same weights, loaded through `init_from`) and the same batch, and
-run interleaved: A, B, A, B... after warm-up; the figure is the ratio of
-the medians. A second table times the PCL step (two backbone passes: the
-image and its CAM-erased copy, [PCL] §4) against the plain step.
-
+`same_model_pair` gives a scenejax model and a transformers model holding
+the same weights (saved as safetensors, loaded through `init_from`);
+`JaxStep` is the trainer's jitted, donated train step with an SGD
+optimizer; `torch_step` is the same step in PyTorch eager; and
+`interleaved_medians` times two callables alternately after a warm-up.
 Needs the test extra (torch, transformers); scenejax itself does not.
 """
 
-import argparse
+import functools
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,7 +22,6 @@ import optax
 from flax import nnx
 
 from scenejax import models, train
-from scenejax.models import pcl
 
 # PyTorch's OpenMP threads spin after each parallel region by default; on a
 # 2-core machine the spinning steals the cores from the JAX step that runs
@@ -37,35 +30,79 @@ from scenejax.models import pcl
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def hf_model(name, num_classes):
+def hf_model(name, num_classes, image_size=224):
+  """The transformers model with scenejax `name`'s architecture, random
+  init; None where transformers has no counterpart (MobileNetV3)."""
   import transformers
-  if name == "resnet50":
-    return transformers.ResNetForImageClassification(
-        transformers.ResNetConfig(num_labels=num_classes))
-  if name == "vit_b16":
-    return transformers.ViTForImageClassification(
-        transformers.ViTConfig(num_labels=num_classes))
-  raise ValueError(f"no transformers counterpart for {name!r}")
+  resnets = {"resnet18": ("basic", [2, 2, 2, 2], [64, 128, 256, 512]),
+             "resnet34": ("basic", [3, 4, 6, 3], [64, 128, 256, 512]),
+             "resnet50": ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048])}
+  vits = {"vit_ti16": (192, 12, 3), "vit_s16": (384, 12, 6),
+          "vit_b16": (768, 12, 12), "vit_l16": (1024, 24, 16)}
+  convnexts = {"convnext_tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
+               "convnext_small": ([3, 3, 27, 3], [96, 192, 384, 768]),
+               "convnext_base": ([3, 3, 27, 3], [128, 256, 512, 1024])}
+  if name in resnets:
+    layer_type, depths, widths = resnets[name]
+    return transformers.ResNetForImageClassification(transformers.ResNetConfig(
+        layer_type=layer_type, depths=depths, hidden_sizes=widths,
+        num_labels=num_classes))
+  if name in vits:
+    width, depth, heads = vits[name]
+    return transformers.ViTForImageClassification(transformers.ViTConfig(
+        hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
+        intermediate_size=4 * width, image_size=image_size,
+        num_labels=num_classes))
+  if name in convnexts:
+    depths, widths = convnexts[name]
+    return transformers.ConvNextForImageClassification(
+        transformers.ConvNextConfig(depths=depths, hidden_sizes=widths,
+                                    num_labels=num_classes))
+  return None
+
+
+def same_model_pair(name, num_classes, image_size=224):
+  """(scenejax model, transformers model) with the same weights: the
+  transformers one saved as safetensors and loaded with `init_from`."""
+  hf = hf_model(name, num_classes, image_size)
+  options = {"image_size": image_size} if name.startswith("vit") else {}
+  with tempfile.TemporaryDirectory() as d:
+    hf.save_pretrained(d)
+    model = models.create(name, num_classes, init_from=d, **options)
+  return model, hf
 
 
 class JaxStep:
-  """A jitted SGD step (state donated), as the trainer builds it; calling
-  the object runs one step on `batch` and waits for it."""
+  """A jitted SGD step (state donated), as the trainer builds it: epoch
+  and prototype are arguments, not constants XLA could fold. Calling the
+  object runs one step on `batch` and waits for it."""
 
-  def __init__(self, model, num_classes, batch, loss_cfg=None):
+  def __init__(self, model, num_classes, batch, loss_cfg=None,
+               similarity=None):
     optimizer = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9),
                               wrt=nnx.Param)
     graphdef, self.state = nnx.split((model, optimizer))
     cfg = loss_cfg or train.LossConfig(labels="ce")
-    similarity = jnp.eye(num_classes)  # read only by GLS/BCL, off here
-    self.step = jax.jit(lambda state, batch: train.train_step(
-        graphdef, state, batch, 0.0, similarity, loss_cfg=cfg),
-                        donate_argnums=0)
-    self.batch = batch
+    self.similarity = jnp.asarray(
+        np.eye(num_classes) if similarity is None else similarity,
+        jnp.float32)  # read only by GLS/BCL
+    self.step = jax.jit(functools.partial(train.train_step, graphdef,
+                                          loss_cfg=cfg), donate_argnums=0)
+    self.batch = jax.device_put(batch)
+    self.epoch = np.float32(0.5)
 
   def __call__(self):
-    self.state, metrics = self.step(self.state, self.batch)
+    self.state, metrics = self.step(self.state, self.batch, self.epoch,
+                                    self.similarity)
     jax.block_until_ready(metrics)
+
+  def memory_bytes(self) -> int:
+    """XLA's own account of the step's peak: arguments + outputs + temps,
+    less what donation lets outputs reuse."""
+    stats = self.step.lower(self.state, self.batch, self.epoch,
+                            self.similarity).compile().memory_analysis()
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes +
+               stats.temp_size_in_bytes - stats.alias_size_in_bytes)
 
 
 def torch_step(hf):
@@ -95,62 +132,3 @@ def interleaved_medians(a, b, repeats):
       fn()
       times.append(time.perf_counter() - start)
   return statistics.median(times_a), statistics.median(times_b)
-
-
-def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--models", default="resnet50,vit_b16")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--size", type=int, default=224)
-  parser.add_argument("--repeats", type=int, default=8)
-  parser.add_argument("--classes", type=int, default=397)
-  args = parser.parse_args()
-  import torch
-
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (args.batch, args.size, args.size, 3),
-                        dtype=np.uint8)
-  labels = rng.integers(0, args.classes, args.batch).astype(np.int32)
-  batch = {"image": images, "label": labels}
-  # The torch side sees the same normalised pixels, NCHW.
-  from scenejax import input_pipeline
-  x_torch = torch.from_numpy(np.asarray(
-      input_pipeline.normalize(images)).transpose(0, 3, 1, 2).copy())
-  y_torch = torch.from_numpy(labels.astype(np.int64))
-
-  print(f"machine: {platform.processor() or platform.machine()}, "
-        f"{jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads; "
-        f"batch {args.batch}, {args.size} px, fp32, median of "
-        f"{args.repeats}, interleaved")
-  print()
-  print("| model | scenejax step (s) | PyTorch eager step (s) | "
-        "PyTorch / scenejax |")
-  print("|---|---|---|---|")
-  for name in args.models.split(","):
-    hf = hf_model(name, args.classes)
-    with tempfile.TemporaryDirectory() as d:
-      hf.save_pretrained(d)
-      model = models.create(name, args.classes, init_from=d)
-    ours = JaxStep(model, args.classes, batch)
-    theirs = torch_step(hf)
-    a, b = interleaved_medians(ours, lambda: theirs(x_torch, y_torch),
-                               args.repeats)
-    print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.2f}x |", flush=True)
-
-  print()
-  print("| backbone | PCL step (s) | plain step (s) | PCL / plain |")
-  print("|---|---|---|---|")
-  for name in args.models.split(","):
-    plain = JaxStep(models.create(name, args.classes, rngs=nnx.Rngs(0)),
-                    args.classes, batch)
-    backbone = models.create(name, args.classes, rngs=nnx.Rngs(0))
-    with_pcl = JaxStep(pcl.PCLModel(backbone, args.classes,
-                                    rngs=nnx.Rngs(1)),
-                       args.classes, batch,
-                       train.LossConfig(labels="ce", pcl=True))
-    a, b = interleaved_medians(with_pcl, plain, args.repeats)
-    print(f"| {name} | {a:.3f} | {b:.3f} | {a / b:.2f}x |", flush=True)
-
-if __name__ == "__main__":
-  main()

@@ -459,9 +459,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             state, input_pipeline.shard_batch(batch, data_sharding),
             np.float32(epoch), similarity)
         pending.append(metrics)
-        if (step + 1) % config.log_every_steps == 0:
+        if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
+          # The previous step's loss: reading it waits for that step only,
+          # while this one keeps the device busy (reading this step's would
+          # idle the device while the host fetches the next batch).
           rate = bar.format_dict.get("rate") or 0.0  # steps/s; tqdm: ETA
-          bar.set_postfix(loss=f"{float(metrics['loss']):.3f}",
+          bar.set_postfix(loss=f"{float(pending[-2]['loss']):.3f}",
                           images_per_s=f"{rate * config.batch_size:.0f}")
         if preempted:
           _check_finite(jax.device_get(pending), epoch, first_step,

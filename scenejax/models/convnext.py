@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scenejax.models import pretrained
-from scenejax.models.classifier import Classifier
+from scenejax.models.classifier import Classifier, depthwise_conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # depths, widths
@@ -47,7 +47,7 @@ class Block(nnx.Module):
         jnp.full((width,), layer_scale_init, jnp.float32))
 
   def __call__(self, x):
-    y = self.pwconv1(self.layernorm(self.dwconv(x)))
+    y = self.pwconv1(self.layernorm(depthwise_conv(self.dwconv, x)))
     y = self.pwconv2(jax.nn.gelu(y, approximate=False))
     return x + self.layer_scale_parameter[...].astype(y.dtype) * y
 

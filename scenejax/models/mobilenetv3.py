@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scenejax.models.classifier import Classifier
+from scenejax.models.classifier import Classifier, depthwise_conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # kernel, expanded width, output width, squeeze-excite, hard-swish, stride
@@ -61,7 +61,7 @@ class ConvBN(nnx.Module):
     self.activation = activation
 
   def __call__(self, x):
-    x = self.bn(self.conv(x))
+    x = self.bn(depthwise_conv(self.conv, x))
     return x if self.activation is None else self.activation(x)
 
 

@@ -1,0 +1,472 @@
+"""The benchmark suite: one table of side-by-side ratios, measured in one run.
+
+  python benchmarks/run.py [--full] [--rows 1,3] [--out benchmarks/results]
+
+Each row times scenejax and a comparison on the same machine in the same
+process. Where both are timed, they alternate (A, B, A, B, ... after one
+warm-up call each) and the figure is the ratio of the medians: these machines
+are shared and noisy, and a ratio survives noise that absolute times don't.
+
+  1  train step CE + GLS + BCL vs CE only, C = 397          target <= 1.01x
+     (and the loss kernels alone, as a share of the step)
+  2  PCL train step vs plain step, same backbone            target <= 2.1x
+  3  train step vs the same architecture in PyTorch eager,
+     same weights, fp32 on CPU                              target >= 1.0x
+     bf16 step and model FLOPs utilisation on an accelerator
+     (ViT-B/16: 17.6 GMACs per image forward, a step = 3x forward)
+                                                            target >= 40% (H200)
+  4  eval images/s vs PyTorch eager; train-step peak memory (XLA's account)
+  5  input pipeline images/s per core vs PyTorch DataLoader; device idle
+     time waiting for data in the demo run                  target < 5%
+  6  prototype building: maps/s vs the literal Algorithm 1  (target 50x)
+  7  async checkpoint: time the loop is blocked per save, as a fraction of
+     the save interval (one epoch of the demo)              target < 2%;
+     train-step compilations per run                        target 1
+
+Quick (default): batch 8 at 224 px, 3 repeats, ResNet-50 and ViT-B/16
+(~10 minutes on 2 CPU cores). --full: batch 32 (the issue's setting), 7
+repeats. --tiny: the harness on 32-px toy models (what the test runs).
+Writes OUT.md (the table) and OUT.json (one object per row). Needs the test
+extra (torch, transformers, tensorflow-cpu) for the comparisons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # benchmarks/, configs/
+import backbones  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+import input_pipeline as pipeline_bench  # noqa: E402
+import prototype_build  # noqa: E402
+from scenejax import input_pipeline, models, prototype, train  # noqa: E402
+from scenejax.models import pcl  # noqa: E402
+
+SETTINGS = {
+    "tiny": dict(backbones=("vit_ti16",), eval_backbones=("vit_ti16",),
+                 size=32, batch=4, repeats=1, eval_batch=4, images=40,
+                 maps=20, map_size=64, demo_per_class=8),
+    "quick": dict(backbones=("resnet50", "vit_b16"), eval_backbones=(
+        "resnet18", "resnet50", "vit_ti16", "vit_b16", "convnext_tiny",
+        "mobilenetv3_large"), size=224, batch=8, repeats=3, eval_batch=16,
+                  images=200, maps=200, map_size=256, demo_per_class=150),
+    "full": dict(backbones=("resnet50", "vit_b16"), eval_backbones=(
+        "resnet18", "resnet34", "resnet50", "vit_ti16", "vit_s16",
+        "vit_b16", "convnext_tiny", "convnext_base", "mobilenetv3_large"),
+                 size=224, batch=32, repeats=7, eval_batch=32, images=400,
+                 maps=400, map_size=256, demo_per_class=150),
+}
+NUM_CLASSES = 397  # SUN397
+# Dense bf16 peak FLOP/s by device kind (vendor data sheets), for MFU.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
+VIT_B16_FORWARD_FLOPS = 2 * 17.6e9  # per 224-px image (17.6 GMACs)
+
+
+def machine() -> str:
+  device = jax.devices()[0]
+  return (f"{platform.machine()} {os.cpu_count()} cores, "
+          f"{jax.device_count()}x {device.device_kind} ({device.platform}), "
+          f"JAX {jax.__version__}")
+
+
+def row(number, what, ours, theirs, ratio, target, met, setting, **extra):
+  return dict(row=number, what=what, scenejax=ours, comparison=theirs,
+              ratio=None if ratio is None else round(float(ratio), 4),
+              target=target, met=met, setting=setting, machine=machine(),
+              **extra)
+
+
+def batch_of(s):
+  rng = np.random.default_rng(0)
+  return {"image": rng.integers(0, 256, (s["batch"], s["size"], s["size"], 3),
+                                dtype=np.uint8),
+          "label": rng.integers(0, NUM_CLASSES, s["batch"]).astype(np.int32)}
+
+
+def random_prototype(num_classes=NUM_CLASSES):
+  reps = np.random.default_rng(1).uniform(0, 1, (num_classes, 150)) ** 4
+  return prototype.similarity_prototype(reps, "cosine")
+
+
+def create(name, s, seed=0):
+  options = {"image_size": s["size"]} if name.startswith("vit") else {}
+  return models.create(name, NUM_CLASSES, rngs=nnx.Rngs(seed), **options)
+
+
+GLS_BCL = train.LossConfig(labels="gls", bcl_weight=1.0,
+                           bcl_reduction="nonzero_inter_intra")
+
+
+def loss_kernel_seconds(cfg, batch, repeats=200):
+  """Median time of the loss terms and their gradient w.r.t. the logits
+  alone (B, C = 397), jitted, with epoch and prototype as arguments."""
+  rng = np.random.default_rng(2)
+  logits = jnp.asarray(rng.normal(size=(batch, NUM_CLASSES)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, NUM_CLASSES, batch), jnp.int32)
+  similarity = jnp.asarray(random_prototype(), jnp.float32)
+  fn = jax.jit(jax.grad(lambda z, e, s: sum(
+      train.loss_terms(z, labels, s, e, cfg).values())))
+  epoch = np.float32(0.5)
+  jax.block_until_ready(fn(logits, epoch, similarity))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(logits, epoch, similarity))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def rows_aux_loss(s):
+  out = []
+  batch = batch_of(s)
+  similarity = random_prototype()
+  setting = f"batch {s['batch']}, {s['size']} px, C = {NUM_CLASSES}, fp32"
+  for name in s["backbones"]:
+    ce = backbones.JaxStep(create(name, s), NUM_CLASSES, batch)
+    aux = backbones.JaxStep(create(name, s), NUM_CLASSES, batch, GLS_BCL,
+                            similarity)
+    t_aux, t_ce = backbones.interleaved_medians(aux, ce, s["repeats"])
+    ratio = t_aux / t_ce
+    out.append(row(1, f"{name} train step: CE+GLS+BCL vs CE", f"{t_aux:.3f} s",
+                   f"{t_ce:.3f} s", ratio, "<= 1.01x", ratio <= 1.01,
+                   setting))
+    extra = (loss_kernel_seconds(GLS_BCL, s["batch"]) -
+             loss_kernel_seconds(train.LossConfig(labels="ce"), s["batch"]))
+    out.append(row(1, f"{name}: GLS+BCL kernels alone, extra time per step",
+                   f"{extra * 1e6:.0f} µs", f"{t_ce:.3f} s step",
+                   1 + extra / t_ce, "<= 1.01x", 1 + extra / t_ce <= 1.01,
+                   setting + "; loss + gradient w.r.t. logits, median of 200"))
+  return out
+
+
+def rows_pcl(s):
+  out = []
+  batch = batch_of(s)
+  for name in s["backbones"]:
+    plain = backbones.JaxStep(create(name, s), NUM_CLASSES, batch)
+    with_pcl = backbones.JaxStep(
+        pcl.PCLModel(create(name, s), NUM_CLASSES, rngs=nnx.Rngs(1)),
+        NUM_CLASSES, batch, train.LossConfig(labels="ce", pcl=True))
+    t_pcl, t_plain = backbones.interleaved_medians(with_pcl, plain,
+                                                   s["repeats"])
+    ratio = t_pcl / t_plain
+    out.append(row(2, f"{name}: PCL train step vs plain", f"{t_pcl:.3f} s",
+                   f"{t_plain:.3f} s", ratio, "<= 2.1x", ratio <= 2.1,
+                   f"batch {s['batch']}, {s['size']} px, fp32"))
+  return out
+
+
+def rows_pytorch(s):
+  import torch  # pylint: disable=g-import-not-at-top
+  out = []
+  batch = batch_of(s)
+  images = torch.from_numpy(np.asarray(input_pipeline.normalize(
+      batch["image"])).transpose(0, 3, 1, 2).copy())
+  labels = torch.from_numpy(batch["label"].astype(np.int64))
+  setting = (f"batch {s['batch']}, {s['size']} px, fp32, torch "
+             f"{torch.__version__} ({torch.get_num_threads()} threads), "
+             "same weights")
+  for name in s["backbones"]:
+    model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
+    ours = backbones.JaxStep(model, NUM_CLASSES, batch)
+    theirs = backbones.torch_step(hf)
+    t_ours, t_theirs = backbones.interleaved_medians(
+        ours, lambda: theirs(images, labels), s["repeats"])
+    ratio = t_theirs / t_ours  # > 1: scenejax faster
+    out.append(row(3, f"{name} train step vs PyTorch eager (CPU)",
+                   f"{t_ours:.3f} s", f"{t_theirs:.3f} s", ratio,
+                   ">= 1.0x (PyTorch time / scenejax time)", ratio >= 1.0,
+                   setting))
+  out.extend(rows_accelerator(s))
+  return out
+
+
+def rows_accelerator(s):
+  """bf16 ViT-B/16 step time and MFU where JAX sees a GPU/TPU; rows marked
+  unmeasured otherwise (never estimated)."""
+  device = jax.devices()[0]
+  if device.platform == "cpu":
+    return [row(3, f"{name} bf16 train step and MFU on an accelerator",
+                "unmeasured: no accelerator in this run", "—", None,
+                ">= 40% MFU on an H200", None, "JAX sees only the CPU")
+            for name in ("resnet50", "vit_b16")]
+  batch_size = 256 if s is not SETTINGS["tiny"] else 8
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (batch_size, 224, 224, 3),
+                                 dtype=np.uint8),
+           "label": rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)}
+  step = backbones.JaxStep(models.create("vit_b16", NUM_CLASSES,
+                                         rngs=nnx.Rngs(0),
+                                         dtype=jnp.bfloat16),
+                           NUM_CLASSES, batch)
+  step()
+  times = []
+  for _ in range(max(5, s["repeats"])):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  seconds = statistics.median(times)
+  images_per_s = batch_size / seconds
+  peak = next((v for k, v in PEAK_BF16_FLOPS.items()
+               if k in device.device_kind), None)
+  mfu = (images_per_s * 3 * VIT_B16_FORWARD_FLOPS / peak / jax.device_count()
+         if peak else None)
+  return [row(3, "vit_b16 bf16 train step on the accelerator",
+              f"{images_per_s / jax.device_count():,.0f} images/s per device"
+              + (f", MFU {mfu:.1%}" if mfu is not None else ""),
+              "JAX-Toolbox ViT-B/16: 1,459 images/s per H100 (16% MFU)",
+              mfu, ">= 40% MFU on an H200",
+              None if mfu is None else mfu >= 0.40,
+              f"batch {batch_size}, 224 px, bf16 compute, fp32 params")]
+
+
+def rows_eval_memory(s):
+  import torch  # pylint: disable=g-import-not-at-top
+  out = []
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, (s["eval_batch"], s["size"], s["size"], 3),
+                        dtype=np.uint8)
+  x_torch = torch.from_numpy(np.asarray(input_pipeline.normalize(
+      images)).transpose(0, 3, 1, 2).copy())
+  for name in s["eval_backbones"]:
+    hf = backbones.hf_model(name, NUM_CLASSES, s["size"])
+    if hf is None:
+      model = create(name, s)
+    else:
+      model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
+    model.eval()
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda st, im: nnx.merge(graphdef, st)(
+        input_pipeline.normalize(im)))
+    x = jax.device_put(images)
+
+    def ours():
+      jax.block_until_ready(forward(state, x))
+
+    if hf is not None:
+      hf.eval()
+
+      def theirs():
+        with torch.no_grad():
+          hf(x_torch)
+
+      t_ours, t_theirs = backbones.interleaved_medians(ours, theirs,
+                                                       s["repeats"])
+      comparison = f"{s['eval_batch'] / t_theirs:,.1f} images/s"
+      ratio = t_theirs / t_ours
+    else:
+      ours()
+      t_ours = statistics.median(_times(ours, s["repeats"]))
+      comparison, ratio = "— (no transformers model)", None
+    model.train()
+    memory = backbones.JaxStep(model, NUM_CLASSES, batch_of(s)).memory_bytes()
+    out.append(row(4, f"{name}: eval throughput; train-step peak memory",
+                   f"{s['eval_batch'] / t_ours:,.1f} images/s; "
+                   f"{memory / 2**20:,.0f} MiB", comparison, ratio,
+                   "report (ratio = scenejax / PyTorch images/s)", None,
+                   f"eval batch {s['eval_batch']}, train batch {s['batch']}, "
+                   f"{s['size']} px, fp32", peak_memory_bytes=memory))
+  return out
+
+
+def _times(fn, repeats):
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def demo_config(s, num_epochs=2):
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  config = demo.get_config()
+  config.data.train_per_class = s["demo_per_class"]
+  config.data.test_per_class = max(4, s["demo_per_class"] // 3)
+  config.num_epochs = num_epochs
+  config.batch_size = min(config.batch_size, 8 * s["demo_per_class"])
+  config.progress_bar = False
+  return config
+
+
+def data_wait_fraction(s):
+  """(fraction, epoch seconds with the pipeline, without): the demo's train
+  loop over one epoch reading batches through the input pipeline, against
+  the same loop over the same batches already in memory. What the pipeline
+  adds to the epoch is time the device waits for data."""
+  config = demo_config(s)
+  data = train.load_dataset(config)
+  with tempfile.TemporaryDirectory() as workdir:
+    similarity = jnp.asarray(train.similarity_for(config, data, workdir))
+  mesh = train.data_parallel_mesh()
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
+      "data"))
+  graphdef, state = train.create_train_state(
+      config, data.num_classes, len(data.train) // config.batch_size)
+  model = nnx.merge(graphdef, state)[0]
+  step_fn, _ = train.jit_steps(graphdef, train.LossConfig.from_config(
+      config.loss), mesh, (model.pixel_mean, model.pixel_std))
+  holder = {"state": state}
+
+  def epoch(batches):  # the trainer's loop, less tqdm and checkpoints
+    pending = []
+    for step, batch in enumerate(batches):
+      holder["state"], metrics = step_fn(
+          holder["state"], input_pipeline.shard_batch(batch, sharding),
+          np.float32(0), similarity)
+      pending.append(metrics)
+      if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
+        float(pending[-2]["loss"])
+    jax.device_get(pending)
+
+  def through_pipeline():
+    epoch(input_pipeline.train_batches(data.train, config.batch_size,
+                                       seed=0, epoch=0))
+
+  in_memory = list(input_pipeline.train_batches(data.train, config.batch_size,
+                                                seed=0, epoch=0))
+  t_pipe, t_memory = backbones.interleaved_medians(
+      through_pipeline, lambda: epoch(in_memory), max(3, s["repeats"]))
+  return max(0.0, 1 - t_memory / t_pipe), t_pipe, t_memory
+
+
+def rows_input(s):
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(1)
+  source = pipeline_bench.make_jpegs(s["images"], np.random.default_rng(0))
+  t_ours, t_torch = backbones.interleaved_medians(
+      lambda: pipeline_bench.run_scenejax(source),
+      lambda: pipeline_bench.run_torch(source), s["repeats"])
+  torch.set_num_threads(os.cpu_count() or 1)
+  n = (len(source) // 32) * 32
+  out = [row(5, "input pipeline, decode + resize + crop + flip, per core",
+             f"{n / t_ours:,.0f} images/s", f"{n / t_torch:,.0f} images/s "
+             "(PyTorch DataLoader + PIL)", t_torch / t_ours,
+             "report (ratio = scenejax / DataLoader images/s)", None,
+             f"{len(source)} JPEGs, shorter side 256, one core each")]
+  fraction, t_pipe, t_memory = data_wait_fraction(s)
+  out.append(row(5, "demo run: device idle waiting for data",
+                 f"{fraction:.1%} of the epoch", f"epoch {t_pipe:.2f} s via "
+                 f"the pipeline, {t_memory:.2f} s from memory",
+                 t_pipe / t_memory, "< 5% idle", fraction < 0.05,
+                 "configs/demo.py, one epoch, interleaved"))
+  return out
+
+
+def rows_prototype(s):
+  rng = np.random.default_rng(0)
+  maps, labels = prototype_build.make_maps(s["maps"], s["map_size"], 10, rng)
+  labels[:10] = np.arange(10)
+  t_ours, t_literal = backbones.interleaved_medians(
+      lambda: prototype.class_representation(maps, labels, 10, 150),
+      lambda: prototype_build.literal_algorithm1(maps, labels, 10, 150),
+      s["repeats"])
+  ratio = t_literal / t_ours
+  return [row(6, "prototype building (Algorithm 1), label maps/s",
+              f"{len(maps) / t_ours:,.0f} maps/s",
+              f"{len(maps) / t_literal:,.0f} maps/s (literal loop)", ratio,
+              ">= 50x", ratio >= 50,
+              f"{len(maps)} maps of {s['map_size']}², L = 150")]
+
+
+def rows_checkpoint(s):
+  """Blocking time of each async save in a real demo run (the trainer's own
+  manager and `_save`), against the epoch it interrupts."""
+  config = demo_config(s, num_epochs=3)
+  blocked, epochs = [], []
+  real_save = train._save  # pylint: disable=protected-access
+
+  def timed_save(*args, **kwargs):
+    start = time.perf_counter()
+    real_save(*args, **kwargs)
+    blocked.append(time.perf_counter() - start)
+
+  train._save = timed_save  # pylint: disable=protected-access
+  try:
+    with tempfile.TemporaryDirectory() as workdir, \
+        open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+      result = train.train_and_evaluate(config, workdir)
+      with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        epochs = [json.loads(line)["seconds"] for line in f]
+  finally:
+    train._save = real_save  # pylint: disable=protected-access
+  # The first save also creates the directory tree; the steady state is the
+  # median.
+  fraction = statistics.median(b / e for b, e in zip(blocked, epochs))
+  return [
+      row(7, "async checkpoint save: loop blocked per save",
+          f"{statistics.median(blocked) * 1e3:.1f} ms "
+          f"({fraction:.2%} of the interval)",
+          f"save interval = 1 epoch = {statistics.median(epochs):.2f} s",
+          fraction, "< 2% of the interval", fraction < 0.02,
+          f"configs/demo.py, {len(blocked)} saves"),
+      row(7, "train-step compilations in the demo run",
+          str(result["compiles"]), "—", None, "1", result["compiles"] == 1,
+          f"configs/demo.py, {config.num_epochs} epochs")]
+
+
+ROWS = {1: rows_aux_loss, 2: rows_pcl, 3: rows_pytorch, 4: rows_eval_memory,
+        5: rows_input, 6: rows_prototype, 7: rows_checkpoint}
+
+
+def markdown(rows, mode) -> str:
+  lines = [f"Measured {datetime.date.today().isoformat()} on "
+           f"{rows[0]['machine'] if rows else machine()}; mode {mode}.", "",
+           "| # | what | scenejax | comparison | ratio | target | met | "
+           "setting |", "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}x"
+    met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
+    lines.append(f"| {r['row']} | {r['what']} | {r['scenejax']} | "
+                 f"{r['comparison']} | {ratio} | {r['target']} | {met} | "
+                 f"{r['setting']} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument("--full", action="store_true")
+  mode.add_argument("--tiny", action="store_true",
+                    help="toy sizes: checks the harness, not the speed")
+  parser.add_argument("--rows", default="1,2,3,4,5,6,7")
+  parser.add_argument("--out", default="benchmarks/results",
+                      help="writes OUT.md and OUT.json")
+  args = parser.parse_args(argv)
+  name = "full" if args.full else "tiny" if args.tiny else "quick"
+  s = SETTINGS[name]
+  rows = []
+  for number in (int(r) for r in args.rows.split(",")):
+    new = ROWS[number](s)
+    for r in new:
+      print(markdown([r], name).splitlines()[-1], flush=True)
+    rows.extend(new)
+  text = markdown(rows, name)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  prototype.atomic_write(args.out + ".md", lambda f: f.write(text), mode="w")
+  prototype.atomic_write(args.out + ".json", lambda f: f.write(json.dumps(
+      dict(mode=name, date=datetime.date.today().isoformat(),
+           machine=machine(), rows=rows), indent=1)), mode="w")
+  print()
+  print(text)
+  return rows
+
+
+if __name__ == "__main__":
+  main()
