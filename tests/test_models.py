@@ -10,12 +10,14 @@ import json
 import os
 
 import jax.numpy as jnp
+import hypothesis
 import numpy as np
 import pytest
 import safetensors.numpy
 import torch
 import transformers
 from flax import nnx
+from hypothesis import strategies as st
 
 from scenejax import models
 from scenejax.models import pretrained, resnet, vit
@@ -465,3 +467,38 @@ def test_forward_features_interface(name):
   assert cam_map.shape[1] == 64 // 16  # the input of the last stride-2
   np.testing.assert_allclose(_logits(model, x), model.head(embedding),
                              atol=1e-5)
+
+
+@hypothesis.given(kernel=st.sampled_from([1, 3, 5, 7]),
+                  stride=st.sampled_from([1, 2]),
+                  size=st.integers(1, 9), channels=st.integers(1, 5),
+                  bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_depthwise_conv_matches_float64_loop(kernel, stride, size, channels,
+                                             bias, seed):
+  """The CPU shifted-sum depthwise conv against a direct float64 loop of
+  y[n,h,w,c] = b[c] + Σ_ij pad(x)[n, s·h+i, s·w+j, c] · K[i,j,0,c]."""
+  from scenejax.models.classifier import depthwise_conv
+  pad = (kernel - 1) // 2
+  conv = nnx.Conv(channels, channels, (kernel, kernel), strides=stride,
+                  padding=pad, feature_group_count=channels, use_bias=bias,
+                  rngs=nnx.Rngs(seed))
+  if bias:
+    conv.bias[...] = jnp.asarray(
+        np.random.default_rng(seed + 1).normal(size=channels), jnp.float32)
+  x = np.random.default_rng(seed).normal(size=(2, size, size + 1, channels))
+  got = np.asarray(depthwise_conv(conv, jnp.asarray(x, jnp.float32)))
+  k = np.asarray(conv.kernel[...], np.float64)
+  b = np.asarray(conv.bias[...], np.float64) if bias else np.zeros(channels)
+  padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  out_h = (padded.shape[1] - kernel) // stride + 1
+  out_w = (padded.shape[2] - kernel) // stride + 1
+  want = np.zeros((2, out_h, out_w, channels))
+  for h in range(out_h):
+    for w in range(out_w):
+      for i in range(kernel):
+        for j in range(kernel):
+          want[:, h, w, :] += (padded[:, stride * h + i, stride * w + j, :] *
+                               k[i, j, 0, :])
+  want += b
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
