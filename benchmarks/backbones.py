@@ -63,9 +63,12 @@ def hf_model(name, num_classes, image_size=224):
 
 def same_model_pair(name, num_classes, image_size=224):
   """(scenejax model, transformers model) with the same weights: the
-  transformers one saved as safetensors and loaded with `init_from`."""
+  transformers one saved as safetensors and loaded with `init_from`.
+  Without a transformers twin: (random-init scenejax model, None)."""
   hf = hf_model(name, num_classes, image_size)
   options = {"image_size": image_size} if name.startswith("vit") else {}
+  if hf is None:
+    return models.create(name, num_classes, rngs=nnx.Rngs(0), **options), None
   with tempfile.TemporaryDirectory() as d:
     hf.save_pretrained(d)
     model = models.create(name, num_classes, init_from=d, **options)

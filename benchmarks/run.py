@@ -245,11 +245,7 @@ def rows_eval_memory(s):
   x_torch = torch.from_numpy(np.asarray(input_pipeline.normalize(
       images)).transpose(0, 3, 1, 2).copy())
   for name in s["eval_backbones"]:
-    hf = backbones.hf_model(name, NUM_CLASSES, s["size"])
-    if hf is None:
-      model = create(name, s)
-    else:
-      model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
+    model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
     model.eval()
     graphdef, state = nnx.split(model)
     forward = jax.jit(lambda st, im: nnx.merge(graphdef, st)(

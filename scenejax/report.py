@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -366,10 +365,11 @@ def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def model_pass(workdir: str, *, step: int | None = None,
-               max_images: int | None = None):
+               max_images: int | None = None, data=None):
   """(confusion, features, labels, step) of the best checkpoint (or `step`)
   over the eval split: the confusion over every image, the penultimate
-  features of at most `max_images`, spread over the split."""
+  features of at most `max_images`, spread over the split. `data` is the
+  run's dataset if the caller has it loaded already."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
@@ -377,7 +377,8 @@ def model_pass(workdir: str, *, step: int | None = None,
   from scenejax.models import pcl  # pylint: disable=g-import-not-at-top
   config = train.read_workdir_config(workdir)
   config.data.ten_crop = False
-  data = train.load_dataset(config)
+  if data is None:
+    data = train.load_dataset(config)
   _, eval_preprocess = train.preprocessors(config, data)
   graphdef, state, step = train.restore_workdir(workdir, config,
                                                 data.num_classes, step)
@@ -549,9 +550,10 @@ def workdir_report(workdir, out=None, *, classes: str = "",
   history = read_history(workdir)
   if not history:
     raise ValueError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
-  confusion, features, labels, step = model_pass(workdir, step=step,
-                                                 max_images=max_tsne)
-  data_names = train.load_dataset(config).class_names
+  data = train.load_dataset(config)
+  data_names = data.class_names
+  confusion, features, labels, step = model_pass(
+      workdir, step=step, max_images=max_tsne, data=data)
   proto_path = config.prototype.path or os.path.join(workdir,
                                                      "prototype.npz")
   proto = prototype_lib.load_prototype(proto_path, num_classes=len(
