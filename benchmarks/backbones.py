@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scenejax import models, train
+from scenejax import input_pipeline, models, train
 
 # PyTorch's OpenMP threads spin after each parallel region by default; on a
 # 2-core machine the spinning steals the cores from the JAX step that runs
@@ -85,12 +85,15 @@ class JaxStep:
     optimizer = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9),
                               wrt=nnx.Param)
     graphdef, self.state = nnx.split((model, optimizer))
-    cfg = loss_cfg or train.LossConfig(labels="ce")
+    cfg = loss_cfg or train.LossConfig.with_defaults(labels="ce",
+                                                     bcl_weight=0.0)
     self.similarity = jnp.asarray(
         np.eye(num_classes) if similarity is None else similarity,
         jnp.float32)  # read only by GLS/BCL
-    self.step = jax.jit(functools.partial(train.train_step, graphdef,
-                                          loss_cfg=cfg), donate_argnums=0)
+    self.step = jax.jit(functools.partial(
+        train.train_step, graphdef, loss_cfg=cfg,
+        mean=input_pipeline.IMAGENET_MEAN, std=input_pipeline.IMAGENET_STD),
+                        donate_argnums=0)
     self.batch = jax.device_put(batch)
     self.epoch = np.float32(0.5)
 

@@ -119,7 +119,7 @@ def main():
   runs = {"scenejax (grain + PIL)": run_scenejax, "tf.data": run_tf,
           "PyTorch DataLoader + PIL": run_torch}
   rates = {k: [] for k in runs}
-  for name, fn in runs.items():  # warm-up
+  for fn in runs.values():  # warm-up
     fn(source[:64])
   for _ in range(args.repeats):
     for name, fn in runs.items():

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -55,7 +56,17 @@ sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # benchmarks/, configs/
 import backbones  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
 import input_pipeline as pipeline_bench  # noqa: E402
 import prototype_build  # noqa: E402
-from scenejax import input_pipeline, models, prototype, train  # noqa: E402
+
+from scenejax import (  # noqa: E402
+  checkpoints,
+  datasets,
+  fileio,
+  input_pipeline,
+  models,
+  optim,
+  prototype,
+  train,
+)
 from scenejax.models import pcl  # noqa: E402
 
 SETTINGS = {
@@ -109,8 +120,9 @@ def create(name, s, seed=0):
   return models.create(name, NUM_CLASSES, rngs=nnx.Rngs(seed), **options)
 
 
-GLS_BCL = train.LossConfig(labels="gls", bcl_weight=1.0,
-                           bcl_reduction="nonzero_inter_intra")
+GLS_BCL = train.LossConfig.with_defaults(labels="gls", bcl_weight=1.0,
+                                         bcl_reduction="nonzero_inter_intra")
+CE = train.LossConfig.with_defaults(labels="ce", bcl_weight=0.0)
 
 
 def loss_kernel_seconds(cfg, batch, repeats=200):
@@ -147,7 +159,7 @@ def rows_aux_loss(s):
                    f"{t_ce:.3f} s", ratio, "<= 1.01x", ratio <= 1.01,
                    setting))
     extra = (loss_kernel_seconds(GLS_BCL, s["batch"]) -
-             loss_kernel_seconds(train.LossConfig(labels="ce"), s["batch"]))
+             loss_kernel_seconds(CE, s["batch"]))
     out.append(row(1, f"{name}: GLS+BCL kernels alone, extra time per step",
                    f"{extra * 1e6:.0f} µs", f"{t_ce:.3f} s step",
                    1 + extra / t_ce, "<= 1.01x", 1 + extra / t_ce <= 1.01,
@@ -162,7 +174,7 @@ def rows_pcl(s):
     plain = backbones.JaxStep(create(name, s), NUM_CLASSES, batch)
     with_pcl = backbones.JaxStep(
         pcl.PCLModel(create(name, s), NUM_CLASSES, rngs=nnx.Rngs(1)),
-        NUM_CLASSES, batch, train.LossConfig(labels="ce", pcl=True))
+        NUM_CLASSES, batch, dataclasses.replace(CE, pcl=True))
     t_pcl, t_plain = backbones.interleaved_medians(with_pcl, plain,
                                                    s["repeats"])
     ratio = t_pcl / t_plain
@@ -173,7 +185,7 @@ def rows_pcl(s):
 
 
 def rows_pytorch(s):
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   out = []
   batch = batch_of(s)
   images = torch.from_numpy(np.asarray(input_pipeline.normalize(
@@ -237,7 +249,7 @@ def rows_accelerator(s):
 
 
 def rows_eval_memory(s):
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   out = []
   rng = np.random.default_rng(3)
   images = rng.integers(0, 256, (s["eval_batch"], s["size"], s["size"], 3),
@@ -291,7 +303,7 @@ def _times(fn, repeats):
 
 
 def demo_config(s, num_epochs=2):
-  from configs import demo  # pylint: disable=g-import-not-at-top
+  from configs import demo
   config = demo.get_config()
   config.data.train_per_class = s["demo_per_class"]
   config.data.test_per_class = max(4, s["demo_per_class"] // 3)
@@ -307,16 +319,15 @@ def data_wait_fraction(s):
   the same loop over the same batches already in memory. What the pipeline
   adds to the epoch is time the device waits for data."""
   config = demo_config(s)
-  data = train.load_dataset(config)
-  with tempfile.TemporaryDirectory() as workdir:
-    similarity = jnp.asarray(train.similarity_for(config, data, workdir))
+  data = datasets.from_config(config)
+  similarity = jnp.asarray(train.prototype_for(config, data).similarity)
   mesh = train.data_parallel_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
       "data"))
-  graphdef, state = train.create_train_state(
+  graphdef, state = optim.create_train_state(
       config, data.num_classes, len(data.train) // config.batch_size)
   model = nnx.merge(graphdef, state)[0]
-  step_fn, _ = train.jit_steps(graphdef, train.LossConfig.from_config(
+  step_fn = train.jit_train_step(graphdef, train.LossConfig.from_config(
       config.loss), mesh, (model.pixel_mean, model.pixel_std))
   holder = {"state": state}
 
@@ -343,7 +354,7 @@ def data_wait_fraction(s):
 
 
 def rows_input(s):
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   torch.set_num_threads(1)
   source = pipeline_bench.make_jpegs(s["images"], np.random.default_rng(0))
   t_ours, t_torch = backbones.interleaved_medians(
@@ -383,17 +394,17 @@ def rows_prototype(s):
 
 def rows_checkpoint(s):
   """Blocking time of each async save in a real demo run (the trainer's own
-  manager and `_save`), against the epoch it interrupts."""
+  manager and `checkpoints.save`), against the epoch it interrupts."""
   config = demo_config(s, num_epochs=3)
   blocked, epochs = [], []
-  real_save = train._save  # pylint: disable=protected-access
+  real_save = checkpoints.save
 
   def timed_save(*args, **kwargs):
     start = time.perf_counter()
     real_save(*args, **kwargs)
     blocked.append(time.perf_counter() - start)
 
-  train._save = timed_save  # pylint: disable=protected-access
+  checkpoints.save = timed_save
   try:
     with tempfile.TemporaryDirectory() as workdir, \
         open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
@@ -401,7 +412,7 @@ def rows_checkpoint(s):
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [json.loads(line)["seconds"] for line in f]
   finally:
-    train._save = real_save  # pylint: disable=protected-access
+    checkpoints.save = real_save
   # The first save also creates the directory tree; the steady state is the
   # median.
   fraction = statistics.median(b / e for b, e in zip(blocked, epochs))
@@ -455,8 +466,8 @@ def main(argv=None):
     rows.extend(new)
   text = markdown(rows, name)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  prototype.atomic_write(args.out + ".md", lambda f: f.write(text), mode="w")
-  prototype.atomic_write(args.out + ".json", lambda f: f.write(json.dumps(
+  fileio.write_text(args.out + ".md", text)
+  fileio.atomic_write(args.out + ".json", lambda f: f.write(json.dumps(
       dict(mode=name, date=datetime.date.today().isoformat(),
            machine=machine(), rows=rows), indent=1)), mode="w")
   print()

@@ -1,6 +1,6 @@
-# ResNet-18 (ImageNet-1k) on ADE20K scene recognition (SAS-Net's dataset,
-# 003_...), with GLS + BCL from the prototype of ADE20K's own ground-truth
-# 150-class maps.
+# ResNet-18 (ImageNet-1k) on ADE20K scene recognition (SAS-Net's dataset:
+# López-Cifuentes et al., Pattern Recognition 2020), with GLS + BCL from the
+# prototype of ADE20K's own ground-truth 150-class maps.
 #
 #   python -m scenejax.datasets prepare ade20k_scenes --manual_dir=DIR
 #   python -m scenejax.prototype build --dataset=ade20k_scenes --out=prototypes/ade20k_cosine.npz
@@ -19,5 +19,5 @@ def get_config(arg=None):
   config.model = "resnet18"
   config.init_from = "checkpoints/resnet-18"
   config.num_epochs = 100
-  config.prototype.path = "prototypes/ade20k_cosine.npz"
+  config.prototype.path = "prototypes/ade20k_{metric}.npz"
   return config_lib.apply_variant(config, arg)

@@ -18,5 +18,5 @@ def get_config(arg=None):
   config.init_from = "checkpoints/convnext-base-224-22k"
   config.num_epochs = 30
   config.loss.bcl_reduction = "nonzero_inter_intra"
-  config.prototype.path = "prototypes/SUN397_SP_cosine.npz"
+  config.prototype.path = "prototypes/SUN397_SP_{metric}.npz"
   return config_lib.apply_variant(config, arg)

@@ -1,57 +1,100 @@
-"""Shared pieces of the experiment configs in configs/.
+"""The one place config defaults live, the `:variant` argument, and the
+whole-config check the trainer runs before any work.
 
-`base()` has every field the trainer reads, with defaults; a config file
-overrides what its recipe changes. `apply_variant(config, arg)` reads the
-config-argument string of `--config=configs/x.py:ARG`, a comma list of
+Every file in configs/ is `base()` plus the overrides of its recipe, and
+ends with `apply_variant(config, arg)`, so each takes
+`--config=configs/x.py:ARG`, a comma list of
 
   ce | lsr | gls          the targets of the CE term
   bcl[=REDUCTION]         BCL on ([SP] Eq. 10-15), default mean_inter
   cl                      the classic contrastive-loss baseline
   pcl                     pairwise consistency learning ([PCL] Eq. 3)
-  euclidean               build/compare with the exp(-euclidean) prototype
+  euclidean               the exp(-euclidean) prototype and BCL metric
 
 e.g. `--config=configs/mit67_resnet50.py:gls,bcl=nonzero_inter_intra`.
+A string naming the targets (ce, lsr or gls) lists every term it wants;
+the others start off.
+
+`config.prototype.path` may contain "{metric}", replaced by
+`config.prototype.metric`: the `euclidean` variant then reads the Euclidean
+prototype file, and a file whose recorded metric differs from the config's
+is an error naming both.
 """
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 from scenejax import losses
+from scenejax.errors import ConfigError
+
+LABELS = ("ce", "lsr", "gls")
+PROTOTYPE_METRICS = ("cosine", "euclidean")
 
 
 def base() -> ml_collections.ConfigDict:
+  """Every field the trainer reads, with its default ([SP]'s recipe)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = "synthetic_scenes"
+  config.dataset = "synthetic_scenes"  # scenejax.datasets.NAMES
   config.data = ml_collections.ConfigDict(dict(
       data_dir="",               # TFDS data_dir ('' = ~/tensorflow_datasets)
-      image_size=224,
-      resize_size=256,
-      random_resized_crop=False,
+      image_size=224,            # crop size (synthetic: the rendered size)
+      resize_size=256,           # shorter side before cropping
+      random_resized_crop=False,  # Inception-style crops instead
       ten_crop=False,            # ten-crop evaluation (SAS-Net)
       on_corrupt="skip",         # or "raise"
       sun397_config="standard-part1-120k",
+      # synthetic_scenes only (scenejax.synthetic):
+      num_groups=4,              # confusable groups of scene classes
+      scenes_per_group=2,        # C = num_groups * scenes_per_group
+      num_semantic_classes=32,   # L
+      train_per_class=150,
+      test_per_class=50,
+      render_seed=0,
   ))
-  config.model = "resnet50"
+  config.model = "resnet50"      # scenejax.models.NAMES
   config.init_from = ""          # pretrained checkpoint ('' = random init)
   config.dtype = "float32"       # compute dtype: float32 | bfloat16
   config.num_epochs = 100
-  config.batch_size = 32
+  config.batch_size = 32         # global, over all devices and processes
   config.eval_batch_size = 64
   config.optimizer = ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, backbone_learning_rate=1e-5,
-      weight_decay=1e-5, schedule="step", decay_epochs=(10, 15, 20),
-      momentum=0.9))
+      name="adam",               # adam | sgd
+      learning_rate=1e-3,        # the head's (or every parameter's)
+      backbone_learning_rate=1e-5,  # 0: one rate for all parameters
+      weight_decay=1e-5,         # L2 added to the gradient (PyTorch's)
+      schedule="step",           # step | cosine | constant
+      decay_epochs=(10, 15, 20),  # step: x0.1 at each (head's rate too)
+      momentum=0.9,              # sgd
+      # (group, regex) rules, first full match wins (scenejax.optim).
+      param_groups=(
+          ("head", r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|"
+                   r"mod_head/.*"),
+          ("backbone", r".*")),
+  ))
   config.loss = ml_collections.ConfigDict(dict(
-      labels="gls", num_soft_epochs=20, final_confidence=0.99, lsr_alpha=0.1,
-      bcl_weight=1.0, bcl_metric="cosine", bcl_reduction="mean_inter",
-      bcl_pairing="gather", cl_weight=0.0, pcl=False, pcl_alpha=1.0,
-      pcl_beta=2.0, pcl_gamma=0.7, pcl_cam_stage=-1))
-  # An NPZ from `python -m scenejax.prototype`; the synthetic dataset can
-  # build its own ('' = build from the training label maps).
+      labels="gls",              # ce | lsr | gls: targets of the CE term
+      num_soft_epochs=20,        # GLS STEP ([SP] Algorithm 2)
+      final_confidence=0.99,
+      lsr_alpha=0.1,
+      bcl_weight=1.0,            # 0 disables BCL ([SP] Eq. 16 uses 1)
+      bcl_metric="cosine",
+      bcl_reduction="mean_inter",
+      bcl_pairing="gather",      # or "product", the literal Eq. 11
+      cl_weight=0.0,             # classic contrastive loss baseline
+      pcl=False,                 # pairwise consistency ([PCL] Eq. 3)
+      pcl_alpha=1.0,             # weight of the erased image's CE
+      pcl_beta=2.0,              # weight of KL(q || p)
+      pcl_gamma=0.7,             # CAM threshold ([PCL] Eq. 2)
+      pcl_cam_stage=-1,          # -1: input of the last down-sampling stage
+  ))
+  # An NPZ from `python -m scenejax.prototype` ("{metric}" is replaced by
+  # `metric`); '' builds it from the training label maps (synthetic only).
   config.prototype = ml_collections.ConfigDict(dict(path="", metric="cosine"))
-  config.checkpoint_keep = 2
+  config.checkpoint_keep = 2     # latest checkpoints kept (plus the best)
   config.log_every_steps = 50
   config.progress_bar = True
   return config
@@ -64,19 +107,18 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None
     return config
   loss = config.loss
   tokens = [t.strip() for t in arg.split(",") if t.strip()]
-  if any(t in ("ce", "lsr", "gls") for t in tokens):
-    # A string naming the targets lists every term it wants: start clean.
+  if any(t in LABELS for t in tokens):
     loss.bcl_weight, loss.cl_weight, loss.pcl = 0.0, 0.0, False
   for token in tokens:
     name, _, value = token.partition("=")
-    if name in ("ce", "lsr", "gls") and not value:
+    if name in LABELS and not value:
       loss.labels = name
     elif name == "bcl":
       loss.bcl_weight = 1.0
       if value:
         if value not in losses.BCL_REDUCTIONS:
-          raise ValueError(f"config argument {token!r}: BCL reduction must "
-                           f"be one of {losses.BCL_REDUCTIONS}")
+          raise ConfigError(f"config argument {token!r}: BCL reduction must "
+                            f"be one of {losses.BCL_REDUCTIONS}")
         loss.bcl_reduction = value
     elif name == "cl" and not value:
       loss.cl_weight = 1.0
@@ -86,7 +128,95 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None
       loss.bcl_metric = "euclidean"
       config.prototype.metric = "euclidean"
     else:
-      raise ValueError(f"unknown config argument {token!r} in {arg!r}; "
-                       "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
-                       "euclidean")
+      raise ConfigError(f"unknown config argument {token!r} in {arg!r}; "
+                        "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
+                        "euclidean")
   return config
+
+
+def prototype_path(config: ml_collections.ConfigDict) -> str:
+  """`config.prototype.path` with "{metric}" replaced."""
+  return config.prototype.path.replace("{metric}", config.prototype.metric)
+
+
+def workdir_name(config_file: str, arg: str | None = None) -> str:
+  """The default workdir of `--config=FILE[:ARG]`: workdirs/NAME[_ARG]."""
+  stem = re.sub(r"\.py$", "", config_file.rstrip("/").split("/")[-1])
+  if arg:
+    stem += "_" + arg
+  return "workdirs/" + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_")
+
+
+def _fields(config: ml_collections.ConfigDict, prefix: str = "config"):
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _fields(value, f"{prefix}.{key}")
+    else:
+      yield f"{prefix}.{key}", value
+
+
+def unknown_field_message(name: str) -> str | None:
+  """For a dotted `name` that is no field of `base()`: what it is, and the
+  field of the same name elsewhere if there is one; None for a field."""
+  want = dict(_fields(base()))
+  if name in want or any(w.startswith(name + ".") for w in want):
+    return None
+  leaf = name.rsplit(".", 1)[-1]
+  home = [w for w in want if w.rsplit(".", 1)[-1] == leaf]
+  return (f"{name} is not a config field" +
+          (f"; did you mean {home[0]}?" if home else
+           " (see scenejax/config_lib.py for the fields)"))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the whole config before any work; a ConfigError names the
+  first field that cannot work and the allowed values."""
+  want = dict(_fields(base()))
+  have = dict(_fields(config))
+  for name in have.keys() - want.keys():
+    raise ConfigError(unknown_field_message(name))
+  for name in want.keys() - have.keys():
+    raise ConfigError(f"{name} is missing; start configs from "
+                      "scenejax.config_lib.base()")
+
+  def check(name, ok, allowed):
+    if not ok:
+      raise ConfigError(f"{name} = {have[name]!r}; allowed: {allowed}")
+
+  def one_of(name, options):
+    check(name, have[name] in options, " | ".join(map(str, options)))
+
+  def at_least(name, low):
+    value = have[name]
+    check(name, isinstance(value, (int, float)) and not
+          isinstance(value, bool) and value >= low, f">= {low}")
+
+  def between(name, low, high):
+    value = have[name]
+    check(name, isinstance(value, (int, float)) and low <= value <= high,
+          f"{low}..{high}")
+
+  for name in ("num_epochs", "batch_size", "eval_batch_size",
+               "log_every_steps", "checkpoint_keep", "data.image_size",
+               "data.resize_size"):
+    at_least(f"config.{name}", 1)
+  one_of("config.data.on_corrupt", ("skip", "raise"))
+  one_of("config.dtype", ("float32", "bfloat16"))
+  one_of("config.optimizer.name", ("adam", "sgd"))
+  one_of("config.optimizer.schedule", ("step", "cosine", "constant"))
+  check("config.optimizer.learning_rate",
+        isinstance(have["config.optimizer.learning_rate"], (int, float))
+        and have["config.optimizer.learning_rate"] > 0, "> 0")
+  for name in ("optimizer.backbone_learning_rate", "optimizer.weight_decay",
+               "optimizer.momentum", "loss.num_soft_epochs",
+               "loss.bcl_weight", "loss.cl_weight", "loss.pcl_alpha",
+               "loss.pcl_beta"):
+    at_least(f"config.{name}", 0)
+  one_of("config.loss.labels", LABELS)
+  one_of("config.loss.bcl_metric", losses.BCL_METRICS)
+  one_of("config.loss.bcl_reduction", losses.BCL_REDUCTIONS)
+  one_of("config.loss.bcl_pairing", losses.BCL_PAIRINGS)
+  between("config.loss.lsr_alpha", 0.0, 1.0)
+  between("config.loss.final_confidence", 0.0, 1.0)
+  between("config.loss.pcl_gamma", 0.0, 1.0)
+  one_of("config.prototype.metric", PROTOTYPE_METRICS)

@@ -2,10 +2,10 @@
 
   python -m scenejax.evaluate --workdir=/tmp/run [--ten_crop] [--step=N]
 
-Reads the resolved config the trainer saved (workdir/config.json), restores
+Reads the resolved config the trainer saved (WORKDIR/config.json), restores
 the checkpoint with the highest Top-1 (or `--step`), and prints Top-1/2/5
 and mean class accuracy from exact counts over the whole split; writes
-workdir/eval.json with the confusion matrix.
+WORKDIR/eval.json with the confusion matrix.
 """
 
 from __future__ import annotations
@@ -14,48 +14,54 @@ import json
 import os
 
 import jax
-from absl import app
 from absl import flags
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import prototype
-from scenejax import train
+from scenejax import (
+  checkpoints,
+  cli,
+  datasets,
+  evaluation,
+  fileio,
+  input_pipeline,
+  train,
+)
+
 
 def evaluate_workdir(workdir: str, *, ten_crop: bool = False,
                      step: int | None = None) -> dict:
   """Metrics of checkpoint `step` (default: best Top-1) of `workdir`."""
-  config = train.read_workdir_config(workdir)
+  config = checkpoints.read_workdir_config(workdir)
   config.data.ten_crop = ten_crop
-  data = train.load_dataset(config)
-  _, eval_preprocess = train.preprocessors(config, data)
+  data = datasets.from_config(config)
+  _, eval_preprocess = input_pipeline.preprocessors(config, data)
   mesh = train.data_parallel_mesh()
-  graphdef, state, step = train.restore_workdir(
-      workdir, config, data.num_classes, step, NamedSharding(mesh, P()))
-  model, _ = nnx.merge(graphdef, state)
-  loss_cfg = train.LossConfig.from_config(config.loss)
-  _, eval_fn = train.jit_steps(graphdef, loss_cfg, mesh,
-                               (model.pixel_mean, model.pixel_std))
-  confusion, hits = train.evaluate(
-      eval_fn, state, data.test, config.eval_batch_size // jax.process_count(),
-      data.num_classes, NamedSharding(mesh, P("data")), eval_preprocess)
-  metrics = dict(step=step, ten_crop=ten_crop,
-                 **train.accuracy_metrics(confusion, hits))
+  _, graphdef, state, step = checkpoints.restore_workdir(
+      workdir, data.num_classes, step, NamedSharding(mesh, P()))
+  model = nnx.merge(graphdef, state)[0]
+  eval_fn = evaluation.jit_eval_step(graphdef, mesh,
+                                     (model.pixel_mean, model.pixel_std))
+  result = evaluation.evaluate(
+      eval_fn, state, data.test,
+      batch_size=config.eval_batch_size // jax.process_count(),
+      num_classes=data.num_classes,
+      data_sharding=NamedSharding(mesh, P("data")),
+      preprocess=eval_preprocess)
+  metrics = dict(step=step, ten_crop=ten_crop, **result.metrics())
   if jax.process_index() == 0:
-    prototype.atomic_write(
-        os.path.join(workdir, "eval.json"),
-        lambda f: f.write(json.dumps(dict(metrics,
-                                          confusion=confusion.tolist()),
-                                     indent=1)), mode="w")
+    fileio.write_json(os.path.join(workdir, "eval.json"),
+                      dict(metrics, confusion=result.confusion.tolist()))
   return metrics
 
 
-def main(argv):
-  del argv
-  flag = flags.FLAGS
-  metrics = evaluate_workdir(flag.workdir, ten_crop=flag.ten_crop,
-                             step=flag.step)
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  metrics = evaluate_workdir(flags.FLAGS.workdir,
+                             ten_crop=flags.FLAGS.ten_crop,
+                             step=flags.FLAGS.step)
   print(json.dumps(metrics, indent=1))
 
 
@@ -65,4 +71,4 @@ if __name__ == "__main__":
   flags.DEFINE_bool("ten_crop", False, "ten-crop evaluation")
   flags.DEFINE_integer("step", None, "checkpoint step (default: best)")
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  cli.run(main)

@@ -19,35 +19,30 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import app
 from absl import flags
 from flax import nnx
 
-from scenejax import input_pipeline
-from scenejax import models
-from scenejax import prototype
-from scenejax import train
+from scenejax import checkpoints, cli, fileio, input_pipeline, models
 from scenejax.models import pcl
+
 
 def export(workdir: str, out: str) -> dict:
   """Writes OUT/params and OUT/model.json; returns the model.json dict."""
-  config = train.read_workdir_config(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     class_names = json.load(f)["class_names"]
-  graphdef, state, step = train.restore_workdir(workdir, config,
-                                                len(class_names))
+  config, graphdef, state, step = checkpoints.restore_workdir(
+      workdir, len(class_names))
   model, _ = nnx.merge(graphdef, state)
   model = pcl.export(model)
-  image_size = config.data.get("image_size", 224)
+  image_size = config.data.image_size
   # The synthetic scenes are rendered at their final size: no resize.
   resize_size = (image_size if config.dataset == "synthetic_scenes" else
-                 config.data.get("resize_size", 256))
+                 config.data.resize_size)
   description = dict(
       model=config.model, num_classes=len(class_names),
       class_names=class_names, checkpoint_step=step,
@@ -57,9 +52,7 @@ def export(workdir: str, out: str) -> dict:
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.abspath(os.path.join(out, "params")),
                       nnx.state(model), force=True)
-  prototype.atomic_write(os.path.join(out, "model.json"),
-                         lambda f: f.write(json.dumps(description, indent=1)),
-                         mode="w")
+  fileio.write_json(os.path.join(out, "model.json"), description)
   return description
 
 
@@ -102,20 +95,17 @@ def predict(directory: str, image_files: list[str], top: int = 5):
   return results
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   flag = flags.FLAGS
   if flag.predict:
     for path, ranked in predict(flag.predict, argv[1:]):
       print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
-    return 0
+    return
   if not (flag.workdir and flag.out):
-    print("error: give --workdir and --out (or --predict=EXPORT files...)",
-          file=sys.stderr)
-    return 2
+    cli.fail("give --workdir and --out (or --predict=EXPORT files...)")
   description = export(flag.workdir, flag.out)
   print(f"exported {description['model']} (step "
         f"{description['checkpoint_step']}) to {flag.out}")
-  return 0
 
 
 if __name__ == "__main__":
@@ -125,4 +115,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("out", None, "directory to write the export to")
   flags.DEFINE_string("predict", None, "an export directory: classify the "
                       "image files given as arguments")
-  app.run(main)
+  cli.run(main)

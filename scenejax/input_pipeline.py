@@ -22,7 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def train_batches(source, batch_size: int, *, seed: int, epoch: int,
-                  preprocess: "Preprocess | None" = None,
+                  preprocess: Preprocess | None = None,
                   process_index: int | None = None,
                   process_count: int | None = None,
                   num_threads: int = 16):
@@ -81,7 +81,7 @@ def train_batches(source, batch_size: int, *, seed: int, epoch: int,
 
 
 def eval_batches(source, batch_size: int, *,
-                 preprocess: "Preprocess | None" = None,
+                 preprocess: Preprocess | None = None,
                  process_index: int | None = None,
                  process_count: int | None = None) -> Iterator[dict]:
   """Every example once, in order; the last batch is padded and masked.
@@ -250,3 +250,18 @@ def shard_batch(batch: dict, sharding) -> dict:
   """
   return {k: jax.make_array_from_process_local_data(sharding, v)
           for k, v in batch.items()}
+
+
+def preprocessors(config, data) -> tuple[Preprocess | None,
+                                         Preprocess | None]:
+  """(train, eval) `Preprocess` of `config.data` for `data`, or (None,
+  None) for the synthetic scenes, which are rendered at their final size."""
+  if data.spec is not None:
+    return None, None
+  options = dict(image_size=config.data.image_size,
+                 resize_size=config.data.resize_size,
+                 on_corrupt=config.data.on_corrupt)
+  return (Preprocess(train=True,
+                     random_resized_crop=config.data.random_resized_crop,
+                     **options),
+          Preprocess(train=False, ten_crop=config.data.ten_crop, **options))

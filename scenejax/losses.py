@@ -3,11 +3,12 @@
 Pure functions of arrays: jittable, no Python branching on traced values,
 inputs of any float dtype (bf16 included) computed in float32.
 
-Papers (in ``../shared/seeds``):
-  [SP]  000_… Song et al., "Semantic-embedded Similarity Prototype for Scene
-        Recognition", Pattern Recognition 2024. Algorithm 2, Eq. 5-16.
-  [PCL] 001_… Chen et al., "See More for Scene: Pairwise Consistency Learning
-        for Scene Classification", NeurIPS 2021. Eq. 3.
+References:
+  [SP]  C. Song, H. Wu, X. Ma, Y. Li. Semantic-embedded Similarity Prototype
+        for Scene Recognition. Pattern Recognition, 2024. arXiv:2308.05896.
+        Algorithm 2, Eq. 5-16.
+  [PCL] G. Chen, X. Song, B. Wang, S. Jiang. See More for Scene: Pairwise
+        Consistency Learning for Scene Classification. NeurIPS 2021. Eq. 3.
 
 Notation: C scene classes, B samples, S the (C, C) similarity prototype from
 `scenejax.prototype` (symmetric, unit diagonal, entries in [0, 1]).
@@ -167,7 +168,16 @@ def bcl_loss(predictions, labels, similarity, *, metric: str = "cosine",
     mean_inter_intra    = mean(max(L_inter, 0) + max(L_intra, 0))
     nonzero_inter_intra = Σ (…) / #{entries of (…) > 0}
   "mean" averages over all B×B entries, diagonal included, as Eq. 13 reads;
-  "nonzero" is 0 when no entry is positive.
+  "nonzero" is 0 when no entry is positive. For "nonzero_inter_intra" the
+  paper does not say whether each matrix is averaged over its own positive
+  entries; here the sum max(L_inter, 0) + max(L_intra, 0) is averaged over
+  its positive entries (one count). The per-matrix reading gives values
+  1.4-2x larger on random batches.
+
+  p: Eq. 16 writes the network's output p as the logits, but Eq. 10 compares
+  cos(p_i, p_j) with S in [0, 1], and the cosine of two logit vectors can
+  be negative; the train step passes softmax probabilities, whose cosine
+  lies in [0, 1] like S.
 
   Pairing: how the (B, B) thresholds come from S and the labels y.
     "gather"  (default): S_batch[i, j] = S[y_i, y_j], S''_batch[i, j] =

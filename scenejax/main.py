@@ -1,28 +1,30 @@
 """Entry point: parses flags and hands over to `scenejax.train`.
 
-  python -m scenejax.main --config=configs/demo.py --workdir=/tmp/demo
-  python -m scenejax.main --config=configs/demo.py --workdir=/tmp/demo \
-      --config.loss.labels=ce --config.num_epochs=2
+  python -m scenejax.main --config=configs/sun397_vit.py
+  python -m scenejax.main --config=configs/demo.py:ce --workdir=/tmp/demo \
+      --config.num_epochs=2
+
+--workdir defaults to workdirs/<config name>[_<variant>] (printed at start).
+A run started on a workdir with checkpoints resumes.
 
 Multi-host: run the same command on every host. On SLURM and Cloud TPU,
 `jax.distributed.initialize()` finds the coordinator itself (pass
 --distributed); elsewhere give --coordinator_address, --num_processes and
---process_id. A run started on a workdir with checkpoints resumes.
+--process_id.
 """
 
 import jax
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from scenejax import train
+from scenejax import cli, config_lib, train
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (a get_config() module).",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Directory for checkpoints, the prototype, "
-                               "metrics and results.")
+    "config", None, "Experiment config file (a get_config() module), "
+    "optionally with :VARIANT.", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, the prototype, metrics and "
+    "results (default: workdirs/<config name>).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (auto-detects "
     "SLURM / Cloud TPU, or uses the three flags below).")
@@ -31,18 +33,24 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "number of processes")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's id")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  workdir = _WORKDIR.value
+  if not workdir:
+    path, _, arg = config_flags.get_config_filename(
+        flags.FLAGS["config"]).partition(":")
+    workdir = config_lib.workdir_name(path, arg)
+    print(f"workdir: {workdir}", flush=True)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  train.train_and_evaluate(_CONFIG.value, workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

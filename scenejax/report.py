@@ -24,16 +24,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scenejax import fileio
 from scenejax import prototype as prototype_lib
+from scenejax.errors import UserError
 
 # Up to this many classes a heatmap gets one tick label per class.
 MAX_LABELLED_CLASSES = 70
 
 
 def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   return plt
 
 
@@ -54,8 +56,8 @@ def _names(class_names, num: int) -> list[str]:
 def cluster_order(similarity: np.ndarray) -> np.ndarray:
   """Class order of the leaves of an average-linkage clustering of the
   distance 1 - S / max(S), so that similar scenes sit next to each other."""
-  from scipy.cluster import hierarchy  # pylint: disable=g-import-not-at-top
-  from scipy.spatial import distance  # pylint: disable=g-import-not-at-top
+  from scipy.cluster import hierarchy
+  from scipy.spatial import distance
   s = np.asarray(similarity, np.float64)
   num = s.shape[0]
   if num < 3:
@@ -72,7 +74,7 @@ def cluster_order(similarity: np.ndarray) -> np.ndarray:
 
 
 def _save(fig, path) -> str:
-  prototype_lib.atomic_write(path, lambda f: fig.savefig(
+  fileio.atomic_write(path, lambda f: fig.savefig(
       f, format="png", dpi=110, bbox_inches="tight"))
   _pyplot().close(fig)
   return os.fspath(path)
@@ -159,7 +161,7 @@ def gls_evolution(similarity, classes: Sequence[int], num_soft_epochs: int,
   """(epochs, {class: (label indices, (epochs, k+2) values)}) of the GLS
   soft label ([SP] Algorithm 2) of each class: its own entry, its
   `neighbours` most similar classes, and the rest summed."""
-  from scenejax import losses  # pylint: disable=g-import-not-at-top
+  from scenejax import losses
   s = np.asarray(similarity, np.float64)
   epochs = np.arange(num_soft_epochs + 2)  # the last one is hard
   matrices = np.stack([np.asarray(losses.gls_label_matrix(
@@ -217,7 +219,7 @@ def read_history(workdir) -> list[dict]:
     with open(path) as f:
       return [json.loads(line) for line in f if line.strip()]
   except FileNotFoundError:
-    raise FileNotFoundError(f"{path}: no metrics.jsonl; is {workdir} a "
+    raise UserError(f"{path}: no metrics.jsonl; is {workdir} a "
                             "scenejax training workdir?") from None
 
 
@@ -290,7 +292,7 @@ def plot_confusion(confusion, class_names, path, *, order=None) -> str:
 def similarity_vs_confusion(similarity, confusion):
   """(S[i, j], rate[i, j], Spearman rho) over ordered pairs i != j whose
   true class i occurs in the split."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
+  from scipy import stats
   rates = confusion_rates(confusion)
   s = np.asarray(similarity, np.float64)
   pairs = ~np.eye(s.shape[0], dtype=bool) & ~np.isnan(rates)
@@ -356,7 +358,7 @@ def plot_embedding(points, labels, class_names, path, *, order=None) -> str:
 
 def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
   """2-D t-SNE (scikit-learn, Barnes-Hut, PCA init, perplexity <= 30)."""
-  from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
+  from sklearn.manifold import TSNE
   n = len(features)
   perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
   return TSNE(n_components=2, perplexity=perplexity, init="pca",
@@ -367,49 +369,34 @@ def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
 def model_pass(workdir: str, *, step: int | None = None,
                max_images: int | None = None, data=None):
   """(confusion, features, labels, step) of the best checkpoint (or `step`)
-  over the eval split: the confusion over every image, the penultimate
-  features of at most `max_images`, spread over the split. `data` is the
-  run's dataset if the caller has it loaded already."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from scenejax import input_pipeline, train  # pylint: disable=g-import-not-at-top
-  from scenejax.models import pcl  # pylint: disable=g-import-not-at-top
-  config = train.read_workdir_config(workdir)
+  over the eval split, from one `scenejax.evaluation.evaluate` pass: the
+  confusion over every image, the penultimate features of at most
+  `max_images`, spread over the split. `data` is the run's dataset if the
+  caller has it loaded already."""
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  from scenejax import checkpoints, datasets, evaluation, input_pipeline, train
+  config = checkpoints.read_workdir_config(workdir)
   config.data.ten_crop = False
   if data is None:
-    data = train.load_dataset(config)
-  _, eval_preprocess = train.preprocessors(config, data)
-  graphdef, state, step = train.restore_workdir(workdir, config,
-                                                data.num_classes, step)
+    data = datasets.from_config(config)
+  _, eval_preprocess = input_pipeline.preprocessors(config, data)
+  mesh = train.data_parallel_mesh()
+  _, graphdef, state, step = checkpoints.restore_workdir(
+      workdir, data.num_classes, step, NamedSharding(mesh, P()))
+  from flax import nnx
   model = nnx.merge(graphdef, state)[0]
-  mean, std = model.pixel_mean, model.pixel_std
-
-  @jax.jit
-  def embed_and_predict(state, images):
-    network = pcl.export(nnx.merge(graphdef, state)[0])
-    network.eval()
-    embedding = network.embed(input_pipeline.normalize(images, mean, std))
-    return embedding, jnp.argmax(network.head(embedding), axis=-1)
-
-  num = data.num_classes
-  confusion = np.zeros((num, num), np.int64)
-  keep_every = max(1, -(-len(data.test) // max_images)) if max_images else 1
-  features, labels, seen = [], [], 0
-  for batch in input_pipeline.eval_batches(
-      data.test, config.eval_batch_size, preprocess=eval_preprocess,
-      process_index=0, process_count=1):
-    embedding, predicted = (np.asarray(x) for x in embed_and_predict(
-        state, batch["image"]))
-    mask = batch["mask"]
-    confusion += train.confusion_matrix(batch["label"][mask],
-                                        predicted[mask], num)
-    index = seen + np.arange(int(mask.sum()))
-    pick = index % keep_every == 0
-    features.append(embedding[mask][pick])
-    labels.append(batch["label"][mask][pick])
-    seen += int(mask.sum())
-  return confusion, np.concatenate(features), np.concatenate(labels), step
+  eval_fn = evaluation.jit_eval_step(
+      graphdef, mesh, (model.pixel_mean, model.pixel_std), features=True)
+  result = evaluation.evaluate(
+      eval_fn, state, data.test, batch_size=config.eval_batch_size,
+      num_classes=data.num_classes,
+      data_sharding=NamedSharding(mesh, P("data")),
+      preprocess=eval_preprocess,
+      feature_every=max(1, -(-len(data.test) // max_images))
+      if max_images else 1)
+  return result.confusion, result.features, result.feature_labels, step
 
 
 # --------------------------------------------------------------------------
@@ -443,8 +430,7 @@ def write_html(path, title: str, sections) -> str:
   for heading, fragments in sections:
     parts.append(f"<h2>{html.escape(heading)}</h2>" + "".join(fragments))
   parts.append("</body></html>")
-  prototype_lib.atomic_write(path, lambda f: f.write("".join(parts)),
-                             mode="w")
+  fileio.write_text(path, "".join(parts))
   return os.fspath(path)
 
 
@@ -513,7 +499,7 @@ def _class_indices(names_arg: str, class_names, num: int) -> list[int] | None:
     elif name.isdigit() and int(name) < num:
       chosen.append(int(name))
     else:
-      raise ValueError(f"--classes: no class named {name!r} (the classes "
+      raise UserError(f"--classes: no class named {name!r} (the classes "
                        f"are e.g. {short[:5]})")
   return chosen
 
@@ -525,15 +511,14 @@ def prototype_report(path, out, *, class_names_file: str = "",
   names = (prototype_lib.read_class_names(class_names_file)
            if class_names_file else None)
   proto = prototype_lib.load_prototype(path, class_names=names)
-  if names is not None and proto.class_names is None:
-    proto = prototype_lib.Prototype(proto.similarity, proto.metric,
-                                    tuple(names))
+  if names is not None:
+    proto = prototype_lib.with_class_names(proto, names)
   os.makedirs(out, exist_ok=True)
   sections, figures, _ = _prototype_sections(
       proto, out, classes=_class_indices(classes, proto.class_names,
                                          proto.num_classes),
       num_soft_epochs=num_soft_epochs, final_confidence=final_confidence)
-  summary = f"<pre>{html.escape(prototype_lib.summary(proto))}</pre>"
+  summary = f"<pre>{html.escape(proto.summary())}</pre>"
   sections.insert(0, (f"{os.path.basename(os.fspath(path))}", [summary]))
   figures["html"] = write_html(os.path.join(out, "report.html"),
                                "scenejax prototype report", sections)
@@ -543,24 +528,21 @@ def prototype_report(path, out, *, class_names_file: str = "",
 def workdir_report(workdir, out=None, *, classes: str = "",
                    max_tsne: int = 2000, step: int | None = None) -> dict:
   """Figures and report.html of a training workdir; returns the paths."""
-  from scenejax import train  # pylint: disable=g-import-not-at-top
+  from scenejax import checkpoints, config_lib, datasets, evaluation
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
-  config = train.read_workdir_config(workdir)
+  config = checkpoints.read_workdir_config(workdir)
   history = read_history(workdir)
   if not history:
-    raise ValueError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
-  data = train.load_dataset(config)
+    raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  data = datasets.from_config(config)
   data_names = data.class_names
   confusion, features, labels, step = model_pass(
       workdir, step=step, max_images=max_tsne, data=data)
-  proto_path = config.prototype.path or os.path.join(workdir,
-                                                     "prototype.npz")
-  proto = prototype_lib.load_prototype(proto_path, num_classes=len(
-      data_names), class_names=data_names)
-  if proto.class_names is None:
-    proto = prototype_lib.Prototype(proto.similarity, proto.metric,
-                                    tuple(data_names))
+  proto_path = (config_lib.prototype_path(config) if config.prototype.path
+                else os.path.join(workdir, "prototype.npz"))
+  proto = prototype_lib.with_class_names(prototype_lib.load_prototype(
+      proto_path, class_names=data_names), data_names)
   loss = config.loss
   sections, figures, order = _prototype_sections(
       proto, out, classes=_class_indices(classes, proto.class_names,
@@ -572,7 +554,7 @@ def workdir_report(workdir, out=None, *, classes: str = "",
       history, os.path.join(out, "training_curves.png"),
       num_soft_epochs=(loss.num_soft_epochs if loss.labels == "gls" and
                        loss.num_soft_epochs < len(history) else None))
-  metrics = train.accuracy_metrics(confusion, {})
+  metrics = evaluation.accuracy_metrics(confusion, {})
   figures["confusion"] = plot_confusion(
       confusion, proto.class_names, os.path.join(out, "confusion.png"),
       order=order)
@@ -605,45 +587,43 @@ def workdir_report(workdir, out=None, *, classes: str = "",
   return figures
 
 
-def main(argv=None) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog="python -m scenejax.report", description=__doc__.split("\n")[0])
-  source = parser.add_mutually_exclusive_group(required=True)
-  source.add_argument("--workdir", help="a training workdir")
-  source.add_argument("--prototype", help="a prototype .npz alone")
-  parser.add_argument("--out", help="output folder (default: workdir/report"
-                      " or the prototype's name + _report)")
-  parser.add_argument("--class_names", default="",
-                      help="class-name list for a bare prototype NPZ")
-  parser.add_argument("--classes", default="",
-                      help="comma list of classes for the GLS figure "
-                      "(default: from the most similar pairs)")
-  parser.add_argument("--num_soft_epochs", type=int, default=20,
-                      help="GLS STEP for --prototype (a workdir uses its "
-                      "config)")
-  parser.add_argument("--final_confidence", type=float, default=0.99)
-  parser.add_argument("--max_tsne", type=int, default=2000,
-                      help="at most this many eval images in the t-SNE")
-  parser.add_argument("--step", type=int, default=None,
-                      help="checkpoint step (default: best Top-1)")
-  args = parser.parse_args(argv)
-  try:
-    if args.workdir:
-      figures = workdir_report(args.workdir, args.out, classes=args.classes,
-                               max_tsne=args.max_tsne, step=args.step)
-    else:
-      out = args.out or os.path.splitext(args.prototype)[0] + "_report"
-      figures = prototype_report(
-          args.prototype, out, class_names_file=args.class_names,
-          classes=args.classes, num_soft_epochs=args.num_soft_epochs,
-          final_confidence=args.final_confidence)
-  except (prototype_lib.PrototypeError, ValueError, FileNotFoundError) as e:
-    parser.exit(2, f"error: {e}\n")
+def main(argv: list[str]) -> None:
+  from absl import flags
+  flag = flags.FLAGS
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments {argv[1:]}")
+  if bool(flag.workdir) == bool(flag.prototype):
+    raise UserError("give one of --workdir or --prototype")
+  if flag.workdir:
+    figures = workdir_report(flag.workdir, flag.out, classes=flag.classes,
+                             max_tsne=flag.max_tsne, step=flag.step)
+  else:
+    out = flag.out or os.path.splitext(flag.prototype)[0] + "_report"
+    figures = prototype_report(
+        flag.prototype, out, class_names_file=flag.class_names,
+        classes=flag.classes, num_soft_epochs=flag.num_soft_epochs,
+        final_confidence=flag.final_confidence)
   for name, path in figures.items():
     print(f"{name:>24}  {path}")
-  return 0
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  from absl import flags
+
+  from scenejax import cli
+  flags.DEFINE_string("workdir", None, "a training workdir")
+  flags.DEFINE_string("prototype", None, "a prototype .npz alone")
+  flags.DEFINE_string("out", None, "output folder (default: workdir/report "
+                      "or the prototype's name + _report)")
+  flags.DEFINE_string("class_names", "",
+                      "class-name list for a bare prototype NPZ")
+  flags.DEFINE_string("classes", "", "comma list of classes for the GLS "
+                      "figure (default: from the most similar pairs)")
+  flags.DEFINE_integer("num_soft_epochs", 20, "GLS STEP for --prototype (a "
+                       "workdir uses its config)")
+  flags.DEFINE_float("final_confidence", 0.99, "GLS final confidence for "
+                     "--prototype")
+  flags.DEFINE_integer("max_tsne", 2000,
+                       "at most this many eval images in the t-SNE")
+  flags.DEFINE_integer("step", None, "checkpoint step (default: best Top-1)")
+  cli.run(main)

@@ -25,3 +25,25 @@ def shared():
     pytest.fail(f"reference data not found at {SHARED} (expected ../shared "
                 "beside the checkout, or set SCENEJAX_SHARED)")
   return SHARED
+
+
+def run_cli(module, *args, cwd=REPO, timeout=600, env=None):
+  """`python -m MODULE ARGS` as a user runs it; the CompletedProcess."""
+  import subprocess
+  import sys
+  return subprocess.run([sys.executable, "-m", module, *map(str, args)],
+                        cwd=cwd, capture_output=True, text=True,
+                        timeout=timeout, env=env)
+
+
+def assert_user_error(proc, *fragments):
+  """Exit status 2 and one line `error: ...` holding each fragment, no
+  traceback."""
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  errors = [line for line in lines if line.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  for fragment in fragments:
+    assert fragment in errors[0], (fragment, errors[0])
+  return errors[0]

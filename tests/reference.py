@@ -4,8 +4,9 @@ Deliberately literal (loops over classes, pairs and semantic ids, as the
 papers print them) and sharing no code with scenejax, so the tests compare two
 independent readings of the same equations.
 
-[SP]  ../shared/seeds/000_… (similarity prototype, GLS, BCL)
-[PCL] ../shared/seeds/001_… (pairwise consistency)
+[SP]  Song et al., Pattern Recognition 2024, arXiv:2308.05896 (similarity
+      prototype, GLS, BCL)
+[PCL] Chen et al., NeurIPS 2021 (pairwise consistency)
 """
 
 import math

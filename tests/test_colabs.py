@@ -7,18 +7,17 @@ import os
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import PROTOTYPES, REPO, SASNET
+from nbclient import NotebookClient
 
 NOTEBOOKS = sorted(p.name for p in (REPO / "colabs").glob("*.ipynb"))
 
 # Test settings shared by the two training notebooks: the recipe's losses
 # and optimizer, on synthetic scenes with a tiny model, two epochs.
-_TINY_TRAINING = dict(
-    dataset="synthetic_scenes",
-    data=dict(train_per_class=12, test_per_class=4, image_size=32),
-    num_epochs=2, batch_size=32, eval_batch_size=16, progress_bar=False)
+_TINY_TRAINING = {
+    "dataset": "synthetic_scenes", "data.train_per_class": 12,
+    "data.test_per_class": 4, "data.image_size": 32, "num_epochs": 2,
+    "batch_size": 32, "eval_batch_size": 16, "progress_bar": False}
 
 
 def _overrides(name, tmp_path):

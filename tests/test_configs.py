@@ -5,9 +5,10 @@ import importlib
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from scenejax import config_lib, train
-from conftest import REPO
+from scenejax.errors import ConfigError
 
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py")
                  if p.stem != "__init__")
@@ -28,7 +29,7 @@ def test_config_header_and_one_step(name, tmp_path):
   train.LossConfig.from_config(config.loss)  # every loss field valid
   # Tiny setting: the recipe's losses and optimizer, synthetic data.
   config.dataset = "synthetic_scenes"
-  config.data = dict(train_per_class=4, test_per_class=2, image_size=32)
+  config.data.update(dict(train_per_class=4, test_per_class=2, image_size=32))
   config.model = "vit_ti16" if config.model.startswith("vit") else (
       "resnet_tiny")
   config.init_from = ""
@@ -37,8 +38,6 @@ def test_config_header_and_one_step(name, tmp_path):
   config.batch_size = 32
   config.eval_batch_size = 16
   config.progress_bar = False
-  if config.model.startswith("vit"):
-    config.data["image_size"] = 32
   result = train.train_and_evaluate(config, str(tmp_path))
   assert result["epoch"] == 1 and result["num_examples"] == 16
 
@@ -56,17 +55,73 @@ def test_variants():
   c = _load("sun397_vit", "lsr,cl,euclidean")
   assert (c.loss.labels, c.loss.cl_weight, c.prototype.metric) == (
       "lsr", 1.0, "euclidean")
-  with pytest.raises(ValueError, match="unknown config argument 'bcll'"):
+  with pytest.raises(ConfigError, match="unknown config argument 'bcll'"):
     _load("mit67_resnet50", "gls,bcll")
-  with pytest.raises(ValueError, match="BCL reduction must be one of"):
+  with pytest.raises(ConfigError, match="BCL reduction must be one of"):
     _load("mit67_resnet50", "bcl=max")
+  # Every config takes a variant, the demo too.
+  for name in CONFIGS:
+    c = _load(name, "ce")
+    assert (c.loss.labels, c.loss.bcl_weight, c.loss.pcl) == ("ce", 0.0,
+                                                               False)
 
 
-def test_base_config_has_every_field_the_trainer_reads():
+def test_every_config_is_base_plus_overrides():
+  """One place for defaults: every config has exactly base()'s fields (so
+  validate() accepts it), and the loss dataclass has no defaults of its
+  own."""
+  import dataclasses
+  fields = dict(config_lib._fields(config_lib.base()))
+  for name in CONFIGS:
+    config = _load(name)
+    config_lib.validate(config)
+    assert dict(config_lib._fields(config)).keys() == fields.keys(), name
+  assert set(train.LossConfig.__dataclass_fields__) == set(
+      config_lib.base().loss)
+  assert all(f.default is dataclasses.MISSING
+             for f in dataclasses.fields(train.LossConfig))
+
+
+def test_validate_names_the_field_and_allowed_values():
   config = config_lib.base()
-  for field in ("init_from", "dtype", "checkpoint_keep", "log_every_steps"):
-    assert field in config
-  assert set(train.LossConfig.__dataclass_fields__) == set(config.loss)
+  for field, value, message in [
+      ("num_epochs", 0, "config.num_epochs = 0; allowed: >= 1"),
+      ("eval_batch_size", 0, "config.eval_batch_size = 0"),
+      ("log_every_steps", 0, "config.log_every_steps = 0"),
+      ("loss.lsr_alpha", 1.5, r"config.loss.lsr_alpha = 1.5; allowed: "
+       r"0.0..1.0"),
+      ("loss.labels", "soft", "config.loss.labels = 'soft'; allowed: ce"),
+      ("optimizer.schedule", "poly", "config.optimizer.schedule = 'poly'"),
+      ("prototype.metric", "l2", "config.prototype.metric = 'l2'")]:
+    bad = config_lib.base()
+    parent, _, leaf = ("." + field).rpartition(".")
+    target = bad
+    for part in filter(None, parent.split(".")):
+      target = target[part]
+    target[leaf] = value
+    with pytest.raises(ConfigError, match=message):
+      config_lib.validate(bad)
+  config_lib.validate(config)
+  assert config_lib.unknown_field_message("config.learning_rate") == (
+      "config.learning_rate is not a config field; did you mean "
+      "config.optimizer.learning_rate?")
+  assert config_lib.unknown_field_message("config.optimizer.momentum") is None
+
+
+def test_places365_recipes_follow_pcl_section_5():
+  """[PCL] §5: Places365-small (1,000 per class, 30 epochs, wd 5e-4) and
+  the full Places365 (40 epochs, wd 2e-4)."""
+  small = _load("places365_1k_resnet18_pcl")
+  full = _load("places365_resnet18_pcl")
+  assert small.dataset == "places365_1k" and full.dataset == "places365"
+  assert (small.num_epochs, small.optimizer.weight_decay) == (30, 5e-4)
+  assert (full.num_epochs, full.optimizer.weight_decay) == (40, 2e-4)
+  for c in (small, full):
+    assert (c.optimizer.name, c.optimizer.learning_rate, c.batch_size,
+            c.optimizer.schedule, c.loss.pcl) == ("sgd", 0.1, 256, "cosine",
+                                                  True)
+  text = (REPO / "configs" / "places365_resnet18_pcl.py").read_text()
+  assert "55.12" in text and "84.94" in text and "54.36" in text
 
 
 def test_bf16_compute_runs_and_keeps_fp32_parameters(tmp_path):

@@ -157,10 +157,44 @@ def test_places_subsets_remap_labels():
 def test_subset_source_relabels_in_order():
   base = [{"image": b"", "label": y, "name": str(i)}
           for i, y in enumerate([5, 2, 9, 2, 7, 5])]
-  sub = datasets.SubsetSource(base, keep=[2, 5],
-                              labels=np.array([r["label"] for r in base]))
+  sub = datasets.SubsetSource.of_classes(
+      base, keep=[2, 5], labels=np.array([r["label"] for r in base]))
   assert [(r["name"], r["label"]) for r in (sub[i] for i in range(len(sub)))
           ] == [("0", 1), ("1", 0), ("3", 0), ("5", 1)]
+
+
+def test_places365_1k_is_a_seeded_per_class_sample():
+  """[PCL]'s Places365-small: at most 1,000 training images of each class,
+  drawn without replacement, the same draw every time, and the full
+  validation split."""
+  labels = np.random.default_rng(1).integers(0, 4, 5000)
+  labels[labels == 3] = 2  # class 3 absent, class 2 large
+  picked = datasets.per_class_sample(labels, 300, seed=0)
+  counts = np.bincount(labels[picked], minlength=4)
+  np.testing.assert_array_equal(counts, [300, 300, 300, 0])
+  assert len(set(picked.tolist())) == len(picked)
+  np.testing.assert_array_equal(picked, np.sort(picked))
+  np.testing.assert_array_equal(
+      picked, datasets.per_class_sample(labels, 300, seed=0))
+  assert not np.array_equal(picked,
+                            datasets.per_class_sample(labels, 300, seed=1))
+  small = np.array([0, 0, 1])  # a class smaller than the quota: all of it
+  np.testing.assert_array_equal(datasets.per_class_sample(small, 5, 0),
+                                [0, 1, 2])
+  with tfds.testing.mock_data(num_examples=400, policy=(
+      tfds.testing.MockPolicy.USE_CODE)):
+    data = datasets.load("places365_1k")
+    full = datasets.load("places365")
+  assert data.num_classes == 365 and len(data.test) == len(full.test)
+  assert len(data.train) == len(full.train)  # 400 mock records: < 1,000 each
+
+
+def test_label_maps_in_the_zero_based_format_are_converted():
+  from scenejax.datasets import label_maps
+  ids = label_maps.to_ade20k_ids(np.array([[0, 149, 255]]), "zero_based")
+  np.testing.assert_array_equal(ids, [[1, 150, 0]])
+  with pytest.raises(common.DatasetError, match="label format 'mmseg'"):
+    label_maps.to_ade20k_ids(np.zeros((1, 1)), "mmseg")
 
 
 # ----------------------------------------------------------------------------
@@ -281,13 +315,12 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   classes = _mit67_tree(tmp_path / "manual", np.random.default_rng(0))
   _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
   similarity = np.full((67, 67), 0.2) + 0.8 * np.eye(67)
-  prototype.save_prototype(tmp_path / "proto.npz", similarity,
-                           metric="cosine", class_names=classes)
+  prototype.save_prototype(tmp_path / "proto.npz", prototype.Prototype(
+      similarity, "cosine", tuple(classes)))
   config = demo.get_config()
   config.dataset = "mit67"
-  config.data = dict(data_dir=str(tmp_path / "tfds"), image_size=32,
-                     resize_size=40, random_resized_crop=False,
-                     on_corrupt="skip", ten_crop=True)
+  config.data.update(dict(data_dir=str(tmp_path / "tfds"), image_size=32,
+                          resize_size=40, ten_crop=True))
   config.prototype.path = str(tmp_path / "proto.npz")
   config.num_epochs = 1
   config.batch_size = 32
@@ -305,6 +338,7 @@ def test_prototype_from_ade20k_scenes_label_maps(tmp_path):
   """`prototype build --dataset=ade20k_scenes` equals Algorithm 1 run
   literally (tests/reference.py) on the maps written into the zip."""
   import reference
+
   from scenejax import prototype
   from scenejax.datasets import ade20k_scenes
   manual = tmp_path / "manual"
@@ -312,8 +346,10 @@ def test_prototype_from_ade20k_scenes_label_maps(tmp_path):
   maps, scenes = _ade20k_zip(manual, np.random.default_rng(0))
   _prepare(ade20k_scenes.Ade20kScenes, tmp_path / "tfds", manual)
   out = tmp_path / "ade.npz"
-  assert prototype.main(["build", "--dataset", "ade20k_scenes", "--data_dir",
-                         str(tmp_path / "tfds"), "--out", str(out)]) == 0
+  from conftest import run_cli
+  proc = run_cli("scenejax.prototype", "build", "--dataset=ade20k_scenes",
+                 f"--data_dir={tmp_path / 'tfds'}", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
   proto = prototype.load_prototype(out)
   names = ["bedroom", "kitchen", "street"]
   assert list(proto.class_names) == names
@@ -341,15 +377,18 @@ def test_ten_crop_eval_step_averages_softmax():
   import jax
   import optax
   from flax import nnx
-  from scenejax import models, train
+
+  from scenejax import evaluation, models
   model = models.create("resnet_tiny", 5)
   graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.sgd(0.1),
                                                     wrt=nnx.Param)))
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (3, 10, 32, 32, 3), np.uint8)
-  predictions = np.asarray(jax.jit(lambda s, b: train.eval_step(
-      graphdef, s, b))(state, {"image": images, "label": np.zeros(3, np.int32),
-                               "mask": np.ones(3, bool)})[0])
+  predictions = np.asarray(jax.jit(lambda s, b: evaluation.eval_step(
+      graphdef, s, b, mean=input_pipeline.IMAGENET_MEAN,
+      std=input_pipeline.IMAGENET_STD))(state, {
+          "image": images, "label": np.zeros(3, np.int32),
+          "mask": np.ones(3, bool)})["top"])
   model.eval()
   logits = np.asarray(model(input_pipeline.normalize(
       images.reshape(30, 32, 32, 3))), np.float64).reshape(3, 10, 5)

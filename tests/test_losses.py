@@ -8,13 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import reference
+from conftest import PROTOTYPES
 from hypothesis import given
 from hypothesis import strategies as st
 
-import reference
-from conftest import PROTOTYPES
-from scenejax import losses
-from scenejax import train
+from scenejax import losses, train
 
 RTOL, ATOL = 2e-5, 2e-6  # float32 kernels vs float64 reference
 
@@ -101,7 +100,7 @@ def test_gls_traced_epoch_compiles_once():
   s = random_similarity(np.random.default_rng(0), 7)
   fn = jax.jit(losses.gls_label_matrix, static_argnums=(2, 3))
   outs = [fn(s, jnp.float32(e), 20, 0.99) for e in range(30)]
-  assert fn._cache_size() == 1  # pylint: disable=protected-access
+  assert fn._cache_size() == 1
   assert float(outs[5][0, 0]) < float(outs[15][0, 0]) < 1.0
   np.testing.assert_array_equal(np.asarray(outs[25]), np.eye(7))
 
@@ -131,7 +130,8 @@ def test_gls_cross_entropy_is_eq9(seed, num, batch, epoch):
   s = random_similarity(rng, num)
   logits = rng.normal(0, 3, (batch, num))
   labels = rng.integers(0, num, batch)
-  cfg = train.LossConfig(labels="gls", num_soft_epochs=20)
+  cfg = train.LossConfig.with_defaults(labels="gls", num_soft_epochs=20,
+                                      bcl_weight=0.0)
   ours = float(train.loss_terms(jnp.asarray(logits, jnp.float32), labels,
                                 jnp.asarray(s, jnp.float32), epoch, cfg)["ce"])
   ref = reference.eq9_cross_entropy(

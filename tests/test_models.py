@@ -9,8 +9,8 @@ is checked against an independent float64 NumPy ViT written below.
 import json
 import os
 
-import jax.numpy as jnp
 import hypothesis
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy

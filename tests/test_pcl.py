@@ -174,12 +174,14 @@ def test_train_step_with_pcl_terms():
   model = _pcl_model(num_classes=4)
   optimizer = nnx.Optimizer(model, optax.sgd(0.0), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  cfg = train.LossConfig(labels="ce", pcl=True, pcl_alpha=1.5, pcl_beta=2.0)
+  cfg = train.LossConfig.with_defaults(labels="ce", bcl_weight=0.0, pcl=True,
+                                      pcl_alpha=1.5, pcl_beta=2.0)
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 255, (8, 32, 32, 3), np.uint8),
            "label": rng.integers(0, 4, 8).astype(np.int32)}
-  step = jax.jit(lambda s, b: train.train_step(graphdef, s, b, 0.0,
-                                                jnp.eye(4), loss_cfg=cfg))
+  step = jax.jit(lambda s, b: train.train_step(
+      graphdef, s, b, 0.0, jnp.eye(4), loss_cfg=cfg,
+      mean=input_pipeline.IMAGENET_MEAN, std=input_pipeline.IMAGENET_STD))
   model.train()
   out = model.pcl_outputs(input_pipeline.normalize(batch["image"]))
   _, metrics = step(state, batch)

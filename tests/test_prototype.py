@@ -5,14 +5,20 @@ import os
 
 import numpy as np
 import pytest
+import reference
+from conftest import PROTOTYPES, SASNET, assert_user_error, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-import reference
-from conftest import PROTOTYPES, SASNET
 from scenejax import prototype
-from scenejax.prototype import PrototypeError
+from scenejax.errors import DatasetError, PrototypeError
+
+
+def _save(path, similarity, metric="cosine", class_names=("a", "b"), **kw):
+  prototype.save_prototype(path, prototype.Prototype(
+      similarity=np.asarray(similarity), metric=metric,
+      class_names=tuple(class_names), **kw))
 
 
 def random_maps(rng, num_maps, num_classes, num_semantic, size=(6, 5)):
@@ -36,8 +42,7 @@ def test_class_representation_matches_algorithm1(seed, num_classes,
   maps, labels = random_maps(rng, num_classes + extra, num_classes,
                              num_semantic)
   ours, counts = prototype.class_representation(
-      iter(maps), iter(labels), num_classes, num_semantic,
-      return_counts=True)
+      iter(maps), iter(labels), num_classes, num_semantic)
   ref = reference.algorithm1_class_representation(maps, labels, num_classes,
                                                   num_semantic)
   np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-15)
@@ -73,15 +78,16 @@ def test_chunks_of_maps_with_different_shapes():
     np.testing.assert_array_equal(
         row, [(m == l).any() for l in range(1, 31)])
   np.testing.assert_allclose(
-      prototype.class_representation(maps, labels, 4, 30),
+      prototype.class_representation(maps, labels, 4, 30)[0],
       reference.algorithm1_class_representation(maps, labels, 4, 30))
 
 
 def test_workers_give_the_same_result():
   rng = np.random.default_rng(0)
   maps, labels = random_maps(rng, 60, 4, 20, size=(16, 16))
-  serial = prototype.class_representation(maps, labels, 4, 20)
-  parallel = prototype.class_representation(maps, labels, 4, 20, workers=2)
+  serial, _ = prototype.class_representation(maps, labels, 4, 20)
+  parallel, _ = prototype.class_representation(maps, labels, 4, 20,
+                                               workers=2)
   np.testing.assert_array_equal(serial, parallel)
 
 
@@ -90,10 +96,28 @@ def test_ade20k_convention_and_id_errors():
   presence = prototype.presence_vector(m)
   assert presence.shape == (150,)
   assert presence[0] and presence[149] and presence.sum() == 2
-  with pytest.raises(PrototypeError, match=r"label map #1: semantic id 151 outside 0..L = 150"):
+  with pytest.raises(PrototypeError, match=r"label map #1: value 151 is not "
+                     r"an id of label format 'ade20k'; allowed: 0 \(unlabeled\) or 1..150"):
     prototype.class_representation([m, np.array([[151]])], [0, 0], 1)
-  with pytest.raises(PrototypeError, match="semantic id -1 outside"):
+  with pytest.raises(PrototypeError, match="value -1 is not"):
     prototype.presence_vector(np.array([[-1]]))
+  # An mmseg-style map (0..149, 255 = ignore) read as ADE20K: the 255 is
+  # refused and the message points at the other format.
+  with pytest.raises(PrototypeError, match="look like --label_format="
+                     "zero_based"):
+    prototype.presence_vector(np.array([[0, 255]]))
+
+
+def test_zero_based_label_format_shifts_ids():
+  """zero_based: id k is ADE20K class k+1 (so 0 = "wall" is kept) and 255
+  is unlabeled; reading the same map as ade20k would drop "wall"."""
+  m = np.array([[0, 0, 255], [149, 3, 255]])
+  presence = prototype.presence_vector(m, label_format="zero_based")
+  want = np.zeros(150, bool)
+  want[[0, 3, 149]] = True  # columns of ADE20K ids 1, 4, 150
+  np.testing.assert_array_equal(presence, want)
+  with pytest.raises(PrototypeError, match="value 150 is not an id of label format 'zero_based'"):
+    prototype.presence_vector(np.array([[150]]), label_format="zero_based")
 
 
 def test_class_errors_name_the_class():
@@ -108,8 +132,8 @@ def test_class_errors_name_the_class():
   with pytest.raises(PrototypeError, match="more scene labels"):
     prototype.class_representation(maps, [0, 1, 1], 2)
   # Class 1's images have no labelled pixel: cosine undefined, named.
-  rep = prototype.class_representation([np.array([[1]]), np.array([[0]])],
-                                       [0, 1], 2)
+  rep, _ = prototype.class_representation(
+      [np.array([[1]]), np.array([[0]])], [0, 1], 2)
   with pytest.raises(PrototypeError, match=r"no labelled pixel: 1 \(kitchen\)"):
     prototype.similarity_prototype(rep, "cosine",
                                    class_names=["bath", "kitchen"])
@@ -125,14 +149,15 @@ def test_class_errors_name_the_class():
 def test_save_load_roundtrip(tmp_path):
   rng = np.random.default_rng(1)
   maps, labels = random_maps(rng, 30, 3, 7)
-  rep, counts = prototype.class_representation(maps, labels, 3, 7,
-                                               return_counts=True)
-  s = prototype.similarity_prototype(rep, "euclidean")
+  built = prototype.build_prototype(maps, labels, ["x", "y", "z"],
+                                    metric="euclidean",
+                                    num_semantic_classes=7,
+                                    semantic_class_names=list("abcdefg"))
+  rep = reference.algorithm1_class_representation(maps, labels, 3, 7)
+  s = reference.similarity(rep, "euclidean")
+  counts = np.bincount(labels)
   path = tmp_path / "p.npz"
-  prototype.save_prototype(path, s, metric="euclidean",
-                           class_names=["x", "y", "z"], representation=rep,
-                           image_counts=counts,
-                           semantic_class_names=list("abcdefg"))
+  prototype.save_prototype(path, built)
   with np.load(path, allow_pickle=False) as npz:
     assert sorted(npz.files) == sorted([
         "similarity", "metric", "class_names", "format_version",
@@ -173,10 +198,13 @@ def test_bad_matrices_are_rejected_on_load(tmp_path, message):
 
 def test_load_errors_name_file_and_key(tmp_path):
   good = tmp_path / "good.npz"
-  prototype.save_prototype(good, np.eye(2), metric="cosine",
-                           class_names=["a", "b"])
+  _save(good, np.eye(2))
   with pytest.raises(PrototypeError, match="has 2 classes, the dataset has 3"):
     prototype.load_prototype(good, num_classes=3)
+  with pytest.raises(PrototypeError, match="good.npz: the file records metric "
+                     "'cosine' but the config asks for 'euclidean'"):
+    prototype.load_prototype(good, metric="euclidean")
+  assert prototype.load_prototype(good, metric="cosine").metric == "cosine"
   with pytest.raises(PrototypeError, match=r"class 1 is 'b' in the prototype "
                      r"but 'c' in the dataset"):
     prototype.load_prototype(good, class_names=["a", "c"])
@@ -203,21 +231,18 @@ def test_load_errors_name_file_and_key(tmp_path):
 
 def test_nothing_half_written(tmp_path, monkeypatch):
   path = tmp_path / "p.npz"
-  prototype.save_prototype(path, np.eye(2), metric="cosine",
-                           class_names=["a", "b"])
+  _save(path, np.eye(2))
   before = path.read_bytes()
   # Invalid input: rejected before anything is written.
   with pytest.raises(PrototypeError):
-    prototype.save_prototype(path, np.ones((2, 3)), metric="cosine",
-                             class_names=["a", "b"])
+    _save(path, np.ones((2, 3)))
   # A failure in the middle of writing: the old file stays, no temp remains.
   def failing_savez(f, **arrays):
     f.write(b"PK\x03\x04partial")
     raise OSError("disk full")
   monkeypatch.setattr(np, "savez", failing_savez)
   with pytest.raises(OSError, match="disk full"):
-    prototype.save_prototype(path, np.eye(2), metric="cosine",
-                             class_names=["a", "b"])
+    _save(path, np.eye(2))
   assert path.read_bytes() == before
   assert os.listdir(tmp_path) == ["p.npz"]
 
@@ -251,17 +276,18 @@ def test_import_published_xlsx(tmp_path, xlsx, shared):
     names_file.write_text("\n".join(f"class_{i}" for i in
                                     range(len(expected))))
   out = tmp_path / "p.npz"
-  assert prototype.main(["import-xlsx", "--xlsx", xlsx, "--class-names",
-                         str(names_file), "--metric", metric, "--out",
-                         str(out)]) == 0
+  proc = run_cli("scenejax.prototype", "import_xlsx", f"--xlsx={xlsx}",
+                 f"--class_names={names_file}", f"--metric={metric}",
+                 f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
   p = prototype.load_prototype(out, class_names=prototype.read_class_names(
       names_file))
   assert p.metric == metric
   np.testing.assert_allclose(p.similarity, expected, rtol=1e-6, atol=1e-7)
 
 
-def test_import_xlsx_errors(tmp_path, capsys):
-  import openpyxl  # pylint: disable=g-import-not-at-top
+def test_import_xlsx_errors(tmp_path):
+  import openpyxl
   book = openpyxl.Workbook()
   sheet = book.active
   sheet.append([1.0, 0.5])
@@ -271,27 +297,28 @@ def test_import_xlsx_errors(tmp_path, capsys):
   names = tmp_path / "names.txt"
   names.write_text("a\nb\n")
   out = tmp_path / "out.npz"
-  args = ["import-xlsx", "--xlsx", str(bad), "--class-names", str(names),
-          "--metric", "cosine", "--out", str(out)]
-  assert prototype.main(args) == 2
-  assert "bad.xlsx: cell B2 is 'n/a'" in capsys.readouterr().err
+  args = ["import_xlsx", f"--xlsx={bad}", f"--class_names={names}",
+          "--metric=cosine", f"--out={out}"]
+  assert_user_error(run_cli("scenejax.prototype", *args),
+                    "bad.xlsx: cell B2 is 'n/a'")
   assert not out.exists()
   names.write_text("a\nb\nc\n")
   sheet["B2"] = 1.0
   book.save(bad)
-  assert prototype.main(args) == 2
-  assert "has 3 class names but" in capsys.readouterr().err
+  assert_user_error(run_cli("scenejax.prototype", *args),
+                    "has 3 class names but")
   (tmp_path / "notxlsx.xlsx").write_text("hello")
-  args[2] = str(tmp_path / "notxlsx.xlsx")
-  assert prototype.main(args) == 2
-  assert "not a readable .xlsx" in capsys.readouterr().err
+  args[1] = f"--xlsx={tmp_path / 'notxlsx.xlsx'}"
+  assert_user_error(run_cli("scenejax.prototype", *args),
+                    "not a readable .xlsx")
+  assert not out.exists()
 
 
 # --------------------------------------------------------------------------
 # Command line: build from files, show
 
 
-def test_build_from_png_and_npy_files(tmp_path, capsys):
+def test_build_from_png_and_npy_files(tmp_path):
   rng = np.random.default_rng(2)
   maps, labels = random_maps(rng, 12, 3, 150, size=(20, 24))
   root = tmp_path / "maps"
@@ -310,10 +337,11 @@ def test_build_from_png_and_npy_files(tmp_path, capsys):
   (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
   (tmp_path / "names.txt").write_text("bath\nbed\ncook\n")
   out = tmp_path / "proto.npz"
-  assert prototype.main([
-      "build", "--label-maps", str(root), "--list", str(tmp_path / "list.txt"),
-      "--class-names", str(tmp_path / "names.txt"), "--metric", "cosine",
-      "--out", str(out)]) == 0
+  proc = run_cli("scenejax.prototype", "build", f"--label_maps={root}",
+                 f"--list={tmp_path / 'list.txt'}",
+                 f"--class_names={tmp_path / 'names.txt'}",
+                 "--label_format=ade20k", "--metric=cosine", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
   p = prototype.load_prototype(out, class_names=["bath", "bed", "cook"])
   ref_rep = reference.algorithm1_class_representation(maps, labels, 3, 150)
   np.testing.assert_allclose(p.representation, ref_rep, rtol=1e-6)
@@ -323,9 +351,10 @@ def test_build_from_png_and_npy_files(tmp_path, capsys):
   np.testing.assert_array_equal(p.image_counts, np.bincount(labels))
 
   png = tmp_path / "heat.png"
-  assert prototype.main(["show", str(out), "--top", "2", "--png",
-                         str(png)]) == 0
-  shown = capsys.readouterr().out
+  proc = run_cli("scenejax.prototype", "show", out, "--top=2",
+                 f"--png={png}")
+  assert proc.returncode == 0, proc.stderr
+  shown = proc.stdout
   assert "classes C        3" in shown and "metric           cosine" in shown
   i, j, v = prototype.most_similar_pairs(p.similarity, 1)[0]
   names = ["bath", "bed", "cook"]
@@ -334,27 +363,83 @@ def test_build_from_png_and_npy_files(tmp_path, capsys):
     assert image.format == "PNG" and image.size[0] > 200
 
 
-def test_build_errors_name_the_file(tmp_path, capsys):
+def test_build_errors_name_the_file(tmp_path):
   root = tmp_path / "maps"
   root.mkdir()
   Image.fromarray(np.full((4, 4), 151, np.uint8), mode="L").save(root /
                                                                  "a.png")
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "rgb.png")
+  Image.fromarray(np.full((4, 4), 3, np.uint8), mode="L").save(root /
+                                                               "lossy.jpg")
   lst = tmp_path / "list.txt"
   out = tmp_path / "out.npz"
-  args = ["build", "--label-maps", str(root), "--list", str(lst), "--out",
-          str(out)]
+  args = ["build", f"--label_maps={root}", f"--list={lst}", f"--out={out}",
+          "--label_format=ade20k"]
+
+  def build_error(*fragments):
+    return assert_user_error(run_cli("scenejax.prototype", *args),
+                             *fragments)
+
   lst.write_text("a.png 0\n")
-  assert prototype.main(args) == 2
-  assert "a.png: semantic id 151 outside 0..L = 150" in capsys.readouterr().err
+  build_error("a.png: value 151 is not an id of label format 'ade20k'")
   lst.write_text("rgb.png 0\n")
-  assert prototype.main(args) == 2
-  assert "rgb.png: label map must be a single-channel" in (
-      capsys.readouterr().err)
+  build_error("rgb.png: label map must be a single-channel")
+  lst.write_text("lossy.jpg 0\n")
+  build_error("lossy.jpg: label maps must be stored losslessly")
   lst.write_text("missing.png 0\n")
-  assert prototype.main(args) == 2
-  assert "missing.png (listed in" in capsys.readouterr().err
+  build_error("missing.png (listed in")
   lst.write_text("a.png kitchen\n")
-  assert prototype.main(args) == 2
-  assert "list.txt:1: scene label 'kitchen'" in capsys.readouterr().err
+  build_error("list.txt:1: scene label 'kitchen'")
   assert not out.exists()
+  # The id convention must be named: a map of 0..149 is a valid ADE20K map
+  # that would silently lose "wall".
+  lst.write_text("a.png 0\n")
+  assert_user_error(run_cli("scenejax.prototype", *args[:-1]),
+                    "build --label_maps needs --label_format")
+  assert_user_error(run_cli("scenejax.prototype", "bild"),
+                    "give a command: one of build, import_xlsx, show")
+  assert_user_error(run_cli("scenejax.prototype", "show", "--top=x"),
+                    "--top")
+
+
+def test_read_class_names_refuses_bad_lists(tmp_path):
+  path = tmp_path / "names.txt"
+  path.write_bytes("\ufeffkitchen\nbath\n".encode("utf-8"))
+  assert prototype.read_class_names(path) == ["kitchen", "bath"]  # BOM
+  path.write_text("kitchen\nbath\nkitchen\n")
+  with pytest.raises(PrototypeError, match=r"names.txt:3: class 'kitchen' is "
+                     r"listed twice \(first on line 1\)"):
+    prototype.read_class_names(path)
+  path.write_text("kitchen 0\nbath\n")
+  with pytest.raises(PrototypeError, match="names.txt:2: some lines end in "
+                     "an index"):
+    prototype.read_class_names(path)
+  path.write_text("kitchen 0\nbath 0\n")
+  with pytest.raises(PrototypeError, match="index 0 given twice"):
+    prototype.read_class_names(path)
+
+
+def test_xlsx_cells_are_addressed_as_in_the_sheet(tmp_path):
+  """An empty row inside the grid is reported at its own address, and a
+  formula without a cached value is explained."""
+  import openpyxl
+  book = openpyxl.Workbook()
+  sheet = book.active
+  sheet["A1"], sheet["B1"] = 1.0, 0.5
+  sheet["A3"], sheet["B3"] = 0.5, 1.0  # row 2 empty
+  path = tmp_path / "gap.xlsx"
+  book.save(path)
+  with pytest.raises(PrototypeError, match=r"gap.xlsx: cell A2 is empty"):
+    prototype.read_xlsx_matrix(path)
+  sheet["A2"], sheet["B2"] = "=1/2", "=1/2"  # formulas, no cached values
+  book.save(path)
+  with pytest.raises(PrototypeError, match="formula without a saved value"):
+    prototype.read_xlsx_matrix(path)
+
+
+def test_label_map_files_in_lossy_formats_are_refused(tmp_path):
+  path = tmp_path / "m.jpg"
+  Image.fromarray(np.full((8, 8), 3, np.uint8), mode="L").save(path)
+  with pytest.raises(DatasetError, match="m.jpg: label maps must be stored "
+                     "losslessly"):
+    prototype.presence_vector(str(path))

@@ -9,9 +9,10 @@ import re
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_user_error, run_cli
 from PIL import Image
 
-import reference
 from scenejax import report, train
 
 WORKDIR_FIGURES = ("prototype", "gls", "curves", "confusion",
@@ -56,7 +57,9 @@ def _assert_self_contained(html_path, pngs):
 
 def test_workdir_report_writes_every_figure(demo_workdir, tmp_path):
   out = str(tmp_path / "report")
-  assert report.main(["--workdir", demo_workdir, "--out", out]) == 0
+  proc = run_cli("scenejax.report", f"--workdir={demo_workdir}",
+                 f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
   figures = {name: os.path.join(out, f) for name, f in (
       ("prototype", "prototype.png"), ("gls", "gls_evolution.png"),
       ("curves", "training_curves.png"), ("confusion", "confusion.png"),
@@ -102,14 +105,15 @@ def test_prototype_report_of_published_sun397(shared, tmp_path):
   assert "bedroom" in text and "abbey" in text
 
 
-def test_unknown_class_is_a_clear_error(shared, tmp_path, capsys):
+def test_unknown_class_is_a_clear_error(shared, tmp_path):
   from conftest import PROTOTYPES, SASNET
-  with pytest.raises(SystemExit) as exit_info:
-    report.main(["--prototype", str(PROTOTYPES / "MIT67_SP_cosine.npz"),
-                 "--class_names", str(SASNET / "MITIndoor67_scene_names.txt"),
-                 "--classes", "spaceship", "--out", str(tmp_path)])
-  assert exit_info.value.code == 2
-  assert "spaceship" in capsys.readouterr().err
+  assert_user_error(run_cli(
+      "scenejax.report", f"--prototype={PROTOTYPES / 'MIT67_SP_cosine.npz'}",
+      f"--class_names={SASNET / 'MITIndoor67_scene_names.txt'}",
+      "--classes=spaceship", f"--out={tmp_path}"),
+      "--classes: no class named 'spaceship'")
+  assert_user_error(run_cli("scenejax.report"),
+                    "give one of --workdir or --prototype")
 
 
 def test_cluster_order_makes_hidden_blocks_contiguous():

@@ -8,22 +8,19 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import REPO, assert_user_error, run_cli
 
-from conftest import REPO
-from scenejax import prototype
-from scenejax import synthetic
-from scenejax import train
+from scenejax import config_lib, evaluation, prototype, synthetic, train
+from scenejax.errors import PrototypeError
 
 TINY = ["--config.num_epochs=2", "--config.data.train_per_class=24",
         "--config.data.test_per_class=5", "--config.batch_size=32",
         "--config.progress_bar=False"]
 
 
-def run_main(workdir, *overrides, env=None):
-  return subprocess.run(
-      [sys.executable, "-m", "scenejax.main", "--config=configs/demo.py",
-       f"--workdir={workdir}", *overrides], cwd=REPO, capture_output=True,
-      text=True, timeout=600, env=env)
+def run_main(workdir, *overrides, config="configs/demo.py"):
+  return run_cli("scenejax.main", f"--config={config}",
+                 f"--workdir={workdir}", *overrides)
 
 
 def test_demo_main_job_end_to_end(tmp_path):
@@ -44,28 +41,100 @@ def test_demo_main_job_end_to_end(tmp_path):
   assert proto.metric == "cosine" and proto.representation.shape == (8, 32)
 
 
-def test_config_errors_are_clear(tmp_path):
-  proc = run_main(tmp_path, *TINY, "--config.loss.lables=ce")
-  assert proc.returncode != 0 and "lables" in proc.stderr
-  proc = run_main(tmp_path, *TINY, "--config.loss.bcl_reduction=mean")
-  assert proc.returncode != 0
-  assert "config.loss.bcl_reduction = 'mean'" in proc.stderr
+def test_config_errors_are_one_line_naming_the_field(tmp_path):
+  """Every expected failure of the command line: status 2, one line naming
+  the field or file, no traceback, nothing written."""
+  workdir = tmp_path / "w"
+  assert_user_error(run_main(workdir, *TINY, "--config.loss.lables=ce"),
+                    "config.loss.lables is not a config field")
+  assert_user_error(run_main(workdir, *TINY, "--config.learning_rate=0.1"),
+                    "did you mean config.optimizer.learning_rate?")
+  assert_user_error(run_main(workdir, *TINY, "--config.loss.bcl_reduction="
+                             "mean"), "config.loss.bcl_reduction = 'mean'")
+  assert_user_error(run_main(workdir, *TINY, "--config.batch_size=0"),
+                    "config.batch_size = 0; allowed: >= 1")
+  assert_user_error(run_main(workdir, *TINY, config="configs/demo.py:bcll"),
+                    "unknown config argument 'bcll'")
   bad = tmp_path / "seven.npz"
-  prototype.save_prototype(bad, np.eye(7), metric="cosine",
-                           class_names=[str(i) for i in range(7)])
-  proc = run_main(tmp_path, *TINY, f"--config.prototype.path={bad}")
-  assert proc.returncode != 0
-  assert "seven.npz: prototype has 7 classes, the dataset has 8" in (
-      proc.stderr)
+  prototype.save_prototype(bad, prototype.Prototype(
+      np.eye(7), "cosine", tuple(str(i) for i in range(7))))
+  assert_user_error(run_main(workdir, *TINY,
+                             f"--config.prototype.path={bad}"),
+                    "seven.npz: prototype has 7 classes, the dataset has 8")
+  assert not workdir.exists()
+
+
+def test_design_card_command_works_as_typed(tmp_path):
+  """`python -m scenejax.main --config=configs/sun397_vit.py`, no other
+  flag: the default workdir is printed, and the first missing input (the
+  dataset) is named in one line; nothing is written."""
+  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"))
+  proc = run_cli("scenejax.main", "--config=configs/sun397_vit.py", env=env)
+  assert "workdir: workdirs/sun397_vit" in proc.stdout
+  assert_user_error(proc, "sun397", "is not prepared",
+                    "python -m scenejax.datasets prepare sun397")
+  assert not (REPO / "workdirs" / "sun397_vit").exists()
+  assert config_lib.workdir_name("configs/mit67_resnet50.py",
+                                 "gls,bcl=nonzero_inter_intra") == (
+      "workdirs/mit67_resnet50_gls_bcl_nonzero_inter_intra")
+
+
+def _tiny(arg=None):
+  from configs import demo
+  config = demo.get_config(arg)
+  config.data.train_per_class, config.data.test_per_class = 8, 2
+  config.num_epochs, config.batch_size, config.progress_bar = 1, 32, False
+  return config
+
+
+def test_euclidean_variant_reads_the_euclidean_prototype(tmp_path):
+  """`:euclidean` selects the Euclidean file through "{metric}", and a file
+  recording another metric is refused naming both."""
+  names = tuple(synthetic.load(train_per_class=1,
+                              test_per_class=1)[0].class_names)
+  cosine = prototype.Prototype(np.eye(8), "cosine", names)
+  prototype.save_prototype(tmp_path / "p_cosine.npz", cosine)
+  config = _tiny("gls,bcl,euclidean")
+  config.prototype.path = str(tmp_path / "p_{metric}.npz")
+  with pytest.raises(PrototypeError, match="p_euclidean.npz: no such "
+                     "prototype file"):
+    train.train_and_evaluate(config, str(tmp_path / "w"))
+  config.prototype.path = str(tmp_path / "p_cosine.npz")
+  with pytest.raises(PrototypeError, match="records metric 'cosine' but the "
+                     "config asks for 'euclidean'"):
+    train.train_and_evaluate(config, str(tmp_path / "w"))
+  prototype.save_prototype(tmp_path / "p_euclidean.npz",
+                           prototype.Prototype(np.eye(8), "euclidean", names))
+  config.prototype.path = str(tmp_path / "p_{metric}.npz")
+  assert train.train_and_evaluate(config, str(tmp_path / "w"))["epoch"] == 1
+  from configs import mit67_resnet50, sun397_vit
+  for module in (mit67_resnet50, sun397_vit):
+    assert config_lib.prototype_path(module.get_config("gls,bcl,euclidean")
+                                     ).endswith("_SP_euclidean.npz")
+    assert config_lib.prototype_path(module.get_config()).endswith(
+        "_SP_cosine.npz")
+
+
+@pytest.mark.slow
+def test_demo_learns_with_plain_ce(tmp_path):
+  """Plain CE on the demo, 3 epochs of the full synthetic set: Top-1 must be
+  far above chance (1/8). Measured 0.570 (2-core CPU, 2026-11-23); a broken
+  gradient, label or input path stays near 0.125."""
+  proc = run_main(tmp_path, "--config.num_epochs=3",
+                  "--config.progress_bar=False", config="configs/demo.py:ce")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["top1"] >= 0.40, results["top1"]
+  assert "train_bcl" not in results
 
 
 def test_accuracy_metrics_from_counts():
   # 3 classes; class 2 absent from the split.
   labels = np.array([0, 0, 0, 1])
   preds = np.array([0, 1, 0, 1])
-  confusion = train.confusion_matrix(labels, preds, 3)
+  confusion = evaluation.confusion_matrix(labels, preds, 3)
   np.testing.assert_array_equal(confusion, [[2, 1, 0], [0, 1, 0], [0, 0, 0]])
-  m = train.accuracy_metrics(confusion)
+  m = evaluation.accuracy_metrics(confusion)
   assert m["top1"] == pytest.approx(3 / 4)
   assert m["mean_class_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
   assert m["absent_classes"] == [2] and m["num_examples"] == 4
@@ -85,9 +154,9 @@ def test_synthetic_scenes_are_deterministic_and_structured():
   assert np.abs(colour - spec.colors[l - 1]).max() < 12
   # The prototype sees the confusable groups: siblings are more similar
   # than classes of different groups.
-  rep = prototype.class_representation(train_split.label_maps,
-                                       train_split.labels, spec.num_classes,
-                                       spec.num_semantic_classes)
+  rep, _ = prototype.class_representation(
+      train_split.label_maps, train_split.labels, spec.num_classes,
+      spec.num_semantic_classes)
   s = prototype.similarity_prototype(rep, "cosine")
   same = spec.groups[:, None] == spec.groups[None, :]
   off = ~np.eye(spec.num_classes, dtype=bool)
@@ -100,14 +169,14 @@ DP_SCRIPT = textwrap.dedent("""
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec as P
     from configs import demo
-    from scenejax import input_pipeline, train
+    from scenejax import datasets, input_pipeline, optim, train
     config = demo.get_config()
     config.data.train_per_class = 4
     config.batch_size = 32
     config.optimizer.name = "sgd"
     config.optimizer.learning_rate = 0.05
     config.loss.bcl_reduction = "nonzero_inter_intra"
-    split = train.load_dataset(config).train
+    split = datasets.from_config(config).train
     sim = jnp.asarray(np.random.default_rng(0).uniform(.2, .9, (8, 8)))
     sim = (sim + sim.T) / 2
     sim = sim.at[jnp.diag_indices(8)].set(1.0).astype(jnp.float32)
@@ -115,7 +184,7 @@ DP_SCRIPT = textwrap.dedent("""
     assert mesh.devices.size == int(sys.argv[2])
     data = NamedSharding(mesh, P("data"))
     rep = NamedSharding(mesh, P())
-    graphdef, state = train.create_train_state(config, 8, 1)
+    graphdef, state = optim.create_train_state(config, 8, 1)
     state = jax.device_put(state, rep)
     loss_cfg = train.LossConfig.from_config(config.loss)
     batch = next(iter(input_pipeline.train_batches(split, 32, seed=0,
@@ -132,7 +201,9 @@ DP_SCRIPT = textwrap.dedent("""
       return nnx.value_and_grad(loss_fn)(model)
 
     loss, grads = loss_and_grads(state, batch)
-    step_fn, _ = train.jit_steps(graphdef, loss_cfg, mesh)
+    step_fn = train.jit_train_step(graphdef, loss_cfg, mesh,
+                                   (input_pipeline.IMAGENET_MEAN,
+                                    input_pipeline.IMAGENET_STD))
     for _ in range(3):
       state, _ = step_fn(state, batch, np.float32(2), sim)
     flat = lambda t: np.concatenate(

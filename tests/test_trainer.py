@@ -10,9 +10,10 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
-from scenejax import train
 from conftest import REPO
+
+from scenejax import evaluation, train
+from scenejax.errors import ConfigError
 
 
 def _tiny_config(num_epochs=3):
@@ -66,24 +67,24 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   config = _tiny_config()
   steps_seen = []
-  real_step = train.jit_steps
+  real_step = train.jit_train_step
 
-  def counting_jit_steps(*args, **kwargs):
-    step_fn, eval_fn = real_step(*args, **kwargs)
+  def counting_jit_train_step(*args, **kwargs):
+    step_fn = real_step(*args, **kwargs)
 
     def step(*a):
       steps_seen.append(1)
       if len(steps_seen) == 7:  # epoch 2, step 2: ask to stop
         os.kill(os.getpid(), signal.SIGTERM)
       return step_fn(*a)
-    step._cache_size = step_fn._cache_size  # pylint: disable=protected-access
-    return step, eval_fn
+    step._cache_size = step_fn._cache_size
+    return step
 
-  train.jit_steps = counting_jit_steps
+  train.jit_train_step = counting_jit_train_step
   try:
     stopped = train.train_and_evaluate(config, workdir)
   finally:
-    train.jit_steps = real_step
+    train.jit_train_step = real_step
   assert stopped == dict(preempted=True, epoch=1, step_in_epoch=2)
   result = train.train_and_evaluate(config, workdir)
   assert result["top1"] == uninterrupted[1]["top1"]
@@ -140,7 +141,7 @@ def test_workdir_of_another_model_is_refused(tmp_path, uninterrupted):
   shutil.copytree(uninterrupted[0], workdir)
   config = _tiny_config(num_epochs=4)
   config.model = "resnet18"
-  with pytest.raises(train.ConfigError,
+  with pytest.raises(ConfigError,
                      match="does not fit config.model = 'resnet18'"):
     train.train_and_evaluate(config, workdir)
 
@@ -161,18 +162,20 @@ def test_topk_counts_by_hand():
     calls.append(1)
     n = np.asarray(batch["label"]).shape[0]
     top = np.array([rankings.get(start + i, [0, 1, 2, 3]) for i in range(n)])
-    return top, batch["label"], batch["mask"]
+    return dict(top=top, label=batch["label"], mask=batch["mask"])
 
   import jax
   mesh = train.data_parallel_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  confusion, hits = train.evaluate(fake_eval, None, split, 2, 4, sharding)
+  result = evaluation.evaluate(fake_eval, None, split, batch_size=2,
+                               num_classes=4, data_sharding=sharding)
+  confusion, hits = result.confusion, result.topk_hits
   # top-1 right: examples 0 (0), 3? no (label 2, ranked 3 first) -> 1 of 5.
   # top-2 adds example 1 (label 1 second) and 3 (label 2 second) -> 3.
   # top-5 caps at 4 classes: every label is somewhere -> 5.
   assert hits == {1: 1, 2: 3}
   assert confusion.sum() == 5 and len(calls) == 3
-  m = train.accuracy_metrics(confusion, hits)
+  m = result.metrics()
   assert m["top1"] == pytest.approx(1 / 5)
   assert m["top2"] == pytest.approx(3 / 5)
   assert m["absent_classes"] == [3]
@@ -182,38 +185,56 @@ def test_topk_counts_by_hand():
 
 
 def test_export_and_predict(tmp_path, uninterrupted):
-  """The export has the plain model's parameters only; predict's top-1 on
-  image files equals the trained model's own prediction."""
+  """The export has the plain model's parameters only; predict on image
+  files gives the probabilities of the trained model's own forward pass,
+  restored here straight from the checkpoint the export names."""
   import jax
   from flax import nnx
   from PIL import Image
-  from scenejax import export, input_pipeline, models, synthetic
+
+  from scenejax import export, input_pipeline, models, optim, synthetic
   workdir, _ = uninterrupted
   out = str(tmp_path / "export")
   description = export.export(workdir, out)
-  model, _ = export.load_export(out)
+  exported, _ = export.load_export(out)
   plain = nnx.eval_shape(lambda: models.create("resnet_tiny", 8))
-  assert models.num_params(model) == models.num_params(plain)
+  assert models.num_params(exported) == models.num_params(plain)
+
+  # The trained model (model + optimizer state, as the trainer saved it).
+  config = _tiny_config()
+  graphdef, state = optim.create_train_state(config, 8, 5)
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  state = manager.restore(description["checkpoint_step"],
+                          args=ocp.args.Composite(state=ocp.args.StandardRestore(
+                              jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                           state))))["state"]
+  manager.close()
+  trained = nnx.merge(graphdef, state)[0]
+  trained.eval()
+
   _, _, test = synthetic.load(train_per_class=20, test_per_class=5)
   files, images = [], []
-  for i in range(4):
+  for i in range(6):
     files.append(str(tmp_path / f"{i}.png"))
-    Image.fromarray(test[i]["image"]).save(files[-1])
+    Image.fromarray(test[i]["image"]).save(files[-1])  # lossless
     images.append(test[i]["image"])
-  ranked = export.predict(out, files)
-  logits = model(input_pipeline.normalize(np.stack(images)))
-  expected = np.asarray(jax.numpy.argmax(logits, -1))
+  ranked = export.predict(out, files, top=8)
+  probs = np.asarray(jax.nn.softmax(trained(input_pipeline.normalize(
+      np.stack(images)))))
   names = description["class_names"]
-  assert [r[1][0][0] for r in ranked] == [names[i] for i in expected]
-  assert all(len(r[1]) == 5 for r in ranked)
+  for (path, got), want in zip(ranked, probs):
+    order = np.argsort(-want)
+    assert [name for name, _ in got] == [names[i] for i in order], path
+    np.testing.assert_allclose([p for _, p in got], want[order], rtol=1e-5,
+                               atol=1e-6)
 
 
 _DISTRIBUTED_RUN = """
-import sys
+import json, os, signal, sys, time
 import jax
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
-workdir, port, process_id, count = sys.argv[1], sys.argv[2], int(
-    sys.argv[3]), int(sys.argv[4])
+workdir, port, process_id, count, epochs, sigterm_at = sys.argv[1], sys.argv[
+    2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 if count > 1:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address="localhost:" + port,
@@ -221,15 +242,53 @@ if count > 1:
 import numpy as np
 import test_trainer
 from scenejax import train
-config = test_trainer._tiny_config(num_epochs=1)
+config = test_trainer._tiny_config(num_epochs=epochs)
 # SGD: updates linear in the gradients (Adam's 1/sqrt(v) would amplify the
 # all-reduce's rounding on near-zero gradients into whole steps).
 config.optimizer.name, config.optimizer.learning_rate = "sgd", 0.05
-train.train_and_evaluate(config, workdir)
-step, leaves = test_trainer._final_state(workdir)
-if process_id == 0:
-  np.savez(workdir + "/final.npz", step=step, *leaves)
+if sigterm_at:
+  # Process 1 alone gets SIGTERM before step `sigterm_at`. From then on
+  # every process's steps take 0.4 s: JAX's preemption service needs about
+  # a second of wall time to agree on the sync step, longer than the tiny
+  # run's remaining steps would otherwise last.
+  real_step, calls = train.jit_train_step, []
+  def jit_train_step(*args, **kwargs):
+    step_fn = real_step(*args, **kwargs)
+    def step(*a):
+      calls.append(1)
+      if len(calls) == sigterm_at and process_id == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+      if len(calls) >= sigterm_at:
+        time.sleep(0.4)
+      return step_fn(*a)
+    step._cache_size = step_fn._cache_size
+    return step
+  train.jit_train_step = jit_train_step
+result = train.train_and_evaluate(config, workdir)
+print("RESULT " + json.dumps({{k: v for k, v in result.items()
+                              if k in ("preempted", "epoch",
+                                       "step_in_epoch")}}))
+if not result.get("preempted"):
+  step, leaves = test_trainer._final_state(workdir)
+  if process_id == 0:
+    np.savez(workdir + "/final.npz", step=step, *leaves)
 """
+
+
+# One vs two processes after 5 SGD steps, measured on the 2-core CPU
+# machine (2026-11-23, jax 0.10.2), the same before and after the issue-12
+# restructure:
+#  - the largest |difference| / max|tensor| over the saved tensors: 3.61e-2,
+#    in SGD's momentum trace of the first BatchNorm bias (its gradient sums
+#    many cancelling terms; the parameters themselves differ by <= 1.5e-2);
+#  - the relative difference of the epoch's mean training loss: 2.81e-6.
+# Only the all-reduce's summation order differs (gloo vs one device), and
+# train-mode BatchNorm grows that rounding over the steps (to 5e-2 after 10
+# steps). The bounds are 4x the measurements. The loss bound is the sharp
+# one: a wrong batch split moves the loss at order 1e-2 (seen: 2.52 vs 2.57
+# before that fix).
+TWO_PROCESS_PARAMETER_TOLERANCE = 4 * 3.61e-2
+TWO_PROCESS_LOSS_TOLERANCE = 4 * 2.81e-6
 
 
 def _free_port():
@@ -239,46 +298,75 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one(tmp_path):
-  """jax.distributed over two CPU processes on loopback (gloo): the same
-  global batches, so the same parameters and metrics as one process."""
+def _run_processes(workdir, count, epochs, sigterm_at=0):
+  """Runs the script in `count` processes for `epochs` epochs of 5 steps;
+  `sigterm_at` > 0 sends SIGTERM to process 1 alone before that step.
+  Returns each process's RESULT dict."""
+  import json
   script = _DISTRIBUTED_RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
   env = dict(os.environ, XLA_FLAGS="")  # one CPU device per process
+  port = str(_free_port())
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", script, workdir, port, str(i), str(count),
+       str(epochs), str(sigterm_at)],
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(count)]
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  results = []
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+    line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
+    results.append(json.loads(line[len("RESULT "):]))
+  return results
 
-  def run(workdir, count):
-    port = str(_free_port())
-    procs = [subprocess.Popen(
-        [sys.executable, "-c", script, workdir, port, str(i), str(count)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(count)]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-      assert p.returncode == 0, out[-3000:]
 
-  one, two = str(tmp_path / "one"), str(tmp_path / "two")
-  run(one, 1)
-  run(two, 2)
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  """jax.distributed over two CPU processes on loopback (gloo): the same
+  global batches, so the same metrics, and parameters equal up to the
+  all-reduce's rounding."""
   import json
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  _run_processes(one, 1, epochs=1)
+  _run_processes(two, 2, epochs=1)
   r1 = json.load(open(os.path.join(one, "results.json")))
   r2 = json.load(open(os.path.join(two, "results.json")))
   assert r1["confusion"] == r2["confusion"]
-  assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-5)
   a = np.load(os.path.join(one, "final.npz"))
   b = np.load(os.path.join(two, "final.npz"))
   assert a.files == b.files and int(a["step"]) == int(b["step"]) == 5
-  # Only the all-reduce's summation order differs (gloo vs one device);
-  # five steps through train-mode BatchNorm grow that rounding to at most
-  # ~5e-5 on parameters of size ~0.02 (measured). A wrong batch split
-  # differs at order 1 (seen: loss 2.52 vs 2.57 before the fix).
+  worst = max(float(np.abs(a[k] - b[k]).max()) /
+              max(float(np.abs(a[k]).max()), 1e-3) for k in a.files)
+  loss = abs(r1["train_loss"] - r2["train_loss"]) / abs(r1["train_loss"])
+  print(f"one vs two processes: parameters {worst:.2e}, loss {loss:.2e}")
+  assert worst <= TWO_PROCESS_PARAMETER_TOLERANCE
+  assert loss <= TWO_PROCESS_LOSS_TOLERANCE
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes(tmp_path):
+  """SIGTERM to process 1 only, during epoch 1: both processes save the
+  same step (JAX's preemption sync point) and stop; running again resumes
+  to parameters bitwise equal to an uninterrupted two-process run."""
+  whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+  _run_processes(whole, 2, epochs=3)
+  stopped = _run_processes(cut, 2, epochs=3, sigterm_at=3)
+  assert stopped[0] == stopped[1], stopped
+  assert stopped[0].get("preempted"), stopped
+  resumed = _run_processes(cut, 2, epochs=3)
+  assert not resumed[0].get("preempted") and resumed[0]["epoch"] == 3
+  a = np.load(os.path.join(whole, "final.npz"))
+  b = np.load(os.path.join(cut, "final.npz"))
+  assert a.files == b.files and int(a["step"]) == int(b["step"]) == 15
   for key in a.files:
-    scale = max(float(np.abs(a[key]).max()), 1e-3)
-    np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-2 * scale)
+    np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_evaluate_workdir_reproduces_the_best_epoch(uninterrupted):
   """Restoring the best checkpoint and evaluating gives the metrics the
   trainer recorded for that epoch."""
   import json
+
   from scenejax import evaluate
   workdir, _ = uninterrupted
   metrics = evaluate.evaluate_workdir(workdir)

@@ -8,42 +8,39 @@ ade20k_scenes read the files placed in --manual_dir. Written as ArrayRecord,
 the format `tfds.data_source` reads without TensorFlow.
 """
 
-import argparse
 import importlib
-import sys
 
-from scenejax.datasets import DatasetError
+from absl import flags
 
-_TFDS_NAMES = {"sun397": "sun397/standard-part1-120k",
-               "places365": "places365_small", "places365_7": "places365_small",
-               "places365_14": "places365_small", "mit67": "mit67",
-               "ade20k_scenes": "ade20k_scenes"}
+from scenejax import cli, datasets
+from scenejax.errors import DatasetError
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "TFDS data_dir (default ~/tensorflow_datasets)")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "directory holding manually downloaded files")
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m scenejax.datasets")
-  sub = parser.add_subparsers(dest="command", required=True)
-  prepare = sub.add_parser("prepare", help=__doc__)
-  prepare.add_argument("name", choices=sorted(_TFDS_NAMES))
-  prepare.add_argument("--data_dir", default=None)
-  prepare.add_argument("--manual_dir", default=None)
-  args = parser.parse_args(argv)
+def main(argv: list[str]) -> None:
+  if len(argv) != 3 or argv[1] != "prepare":
+    raise DatasetError("usage: python -m scenejax.datasets prepare NAME; "
+                       f"NAME is one of {', '.join(datasets.REGISTRY)}")
+  name = argv[2]
+  if name not in datasets.REGISTRY:
+    raise DatasetError(f"unknown dataset {name!r}; one of "
+                       f"{', '.join(datasets.REGISTRY)}")
   import tensorflow_datasets as tfds
-  for builder_module in ("ade20k_scenes", "mit67"):  # registers them
-    importlib.import_module(f"scenejax.datasets.{builder_module}")
-  builder = tfds.builder(_TFDS_NAMES[args.name], data_dir=args.data_dir)
-  try:
-    builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=args.manual_dir))
-  except DatasetError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  entry = datasets.REGISTRY[name]
+  if entry.builder_module:
+    importlib.import_module(f"scenejax.datasets.{entry.builder_module}")
+  builder = tfds.builder(entry.tfds_name, data_dir=_DATA_DIR.value)
+  builder.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=_MANUAL_DIR.value))
   print(f"prepared {builder.name} in {builder.data_dir}: "
         f"{ {k: v.num_examples for k, v in builder.info.splits.items()} }")
-  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

@@ -1,6 +1,6 @@
 """TFDS builder for ADE20K scene recognition with 150-class label maps.
 
-SAS-Net (003_...) recognises the scene of ADE20K images; 000_... builds its
+SAS-Net [SAS] recognises the scene of ADE20K images; [SP] builds its
 similarity prototype from the 150-class semantic maps. This builder joins
 the SceneParsing challenge release (the 150-class maps, not TFDS
 `scene_parse150`'s 2017 instance annotations) with its scene labels:
@@ -14,6 +14,13 @@ from http://sceneparsing.csail.mit.edu/ (the zip may be extracted in the
 manual directory: an ADEChallengeData2016/ directory is used as is).
 Splits: train (20,210), validation (2,000). Scene class names are the
 distinct names of sceneCategories.txt, sorted (1,055 in the release).
+
+References:
+  [SAS] A. López-Cifuentes, M. Escudero-Viñolo, J. Bescós, Á. García-Martín.
+  Semantic-Aware Scene Recognition. Pattern Recognition 102, 2020.
+  doi:10.1016/j.patcog.2020.107256, arXiv:1909.02410.
+  [SP] C. Song, H. Wu, X. Ma, Y. Li. Semantic-embedded Similarity Prototype
+  for Scene Recognition. Pattern Recognition, 2024. arXiv:2308.05896.
 """
 
 from __future__ import annotations

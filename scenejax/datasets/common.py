@@ -8,11 +8,11 @@ import os
 import numpy as np
 from absl import logging
 
-from scenejax import prototype
+from scenejax.datasets import label_maps
+from scenejax.errors import DatasetError
 
-
-class DatasetError(ValueError):
-  """Missing or malformed dataset files; the message names the file."""
+__all__ = ["DatasetError", "decode_image", "decode_image_file", "open_image",
+           "read_image_list", "read_label_map_file", "require_file"]
 
 
 def require_file(directory: str, name: str, url: str) -> str:
@@ -55,11 +55,8 @@ def decode_image_file(path: str) -> np.ndarray | None:
 
 
 def read_label_map_file(path: str) -> np.ndarray:
-  """A uint8 label map (ADE20K: 0 unlabelled, 1..150)."""
-  try:
-    label_map = prototype.read_label_map(path)
-  except prototype.PrototypeError as e:
-    raise DatasetError(str(e)) from e
-  if label_map.max(initial=0) > 255 or label_map.min(initial=0) < 0:
-    raise DatasetError(f"{path}: label ids outside 0..255")
-  return label_map.astype(np.uint8)
+  """A uint8 ADE20K label map (0 unlabelled, 1..150), as SceneParsing
+  stores them."""
+  ids = label_maps.to_ade20k_ids(label_maps.read_label_map(path), "ade20k",
+                                 source=path)
+  return ids.astype(np.uint8)

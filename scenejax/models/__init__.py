@@ -17,9 +17,11 @@ from __future__ import annotations
 import sys
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from scenejax.models import convnext, mobilenetv3, pretrained, resnet, vit
+from scenejax.errors import ConfigError
+from scenejax.models import convnext, mobilenetv3, pcl, pretrained, resnet, vit
 
 _MODELS = {
     "resnet18": resnet.resnet18,
@@ -54,7 +56,7 @@ def create(name: str, num_classes: int, *, init_from: str | None = None,
       `dtype=jnp.bfloat16` for the compute dtype (parameters stay fp32).
   """
   if name not in _MODELS:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(NAMES)}")
+    raise ConfigError(f"unknown model {name!r}; known: {', '.join(NAMES)}")
   builder = _MODELS[name]
   family = sys.modules[builder.__module__]
   path = None
@@ -74,3 +76,30 @@ def create(name: str, num_classes: int, *, init_from: str | None = None,
 def num_params(model: nnx.Module) -> int:
   """Number of trainable parameters (batch statistics excluded)."""
   return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def from_config(config, num_classes: int) -> nnx.Module:
+  """The model of a training config: `config.model` with `config.init_from`
+  and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`."""
+  if config.model not in _MODELS:
+    raise ConfigError(f"config.model = {config.model!r}; expected one of "
+                      f"{', '.join(NAMES)}")
+  if config.dtype not in DTYPES:
+    raise ConfigError(f"config.dtype = {config.dtype!r}; expected one of "
+                      f"{sorted(DTYPES)}")
+  options = dict(dtype=DTYPES[config.dtype])
+  if config.model.startswith("vit"):  # position embeddings fit the input
+    options["image_size"] = config.data.image_size
+  model = create(config.model, num_classes,
+                 init_from=config.init_from or None,
+                 rngs=nnx.Rngs(config.seed), **options)
+  if config.loss.pcl:
+    stage = config.loss.pcl_cam_stage
+    model = pcl.PCLModel(model, num_classes,
+                         cam_stage=None if stage == -1 else stage,
+                         gamma=config.loss.pcl_gamma,
+                         rngs=nnx.Rngs(config.seed + 1))
+  return model

@@ -1,7 +1,7 @@
 """MobileNetV3-Large (Howard et al. 2019), Flax NNX, NHWC.
 
 The architecture of torchvision's `mobilenet_v3_large` (width 1.0): the
-edge-device backbone 000_... argues the similarity prior suits, since the
+edge-device backbone [SP] (arXiv:2308.05896) argues the similarity prior suits, since the
 prior adds nothing at deployment. Inverted residual blocks with optional
 squeeze-excitation (ReLU, then hard-sigmoid gate), hard-swish in the later
 half, BatchNorm eps 1e-3 / momentum 0.01 (PyTorch's convention), head

@@ -1,4 +1,4 @@
-"""Pairwise consistency learning model ([PCL] 001_..., §4, Eq. 1-2).
+"""Pairwise consistency learning model ([PCL] §4, Eq. 1-2).
 
 A backbone with two training-only additions:
   * a CAM module (1x1 conv -> global average pool -> linear classifier)
@@ -11,8 +11,10 @@ A backbone with two training-only additions:
 `export(model)` returns the plain backbone: the deployed network has the
 baseline's parameters and FLOPs exactly.
 
-[PCL] Zhao et al., "Pairwise consistency learning for scene
-classification" (seed 001_...).
+References:
+  [PCL] G. Chen, X. Song, B. Wang, S. Jiang. See More for Scene: Pairwise
+  Consistency Learning for Scene Classification. Advances in Neural
+  Information Processing Systems 34 (NeurIPS), 2021.
 """
 
 from __future__ import annotations

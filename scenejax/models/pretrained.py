@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 
@@ -32,11 +31,11 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from scenejax import fileio
+from scenejax.errors import CheckpointError
+
 HEAD_PREFIX = "head/"
 
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be read or does not fit the model."""
 
 
 def local_path(path: str) -> str:
@@ -58,19 +57,19 @@ def local_path(path: str) -> str:
   target = os.path.join(cache, f"{digest}-{os.path.basename(path)}")
   if os.path.exists(target):
     return target
-  fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
+
+  def fetch(out):
+    if path.startswith(("http://", "https://")):
+      with urllib.request.urlopen(path) as response:
+        shutil.copyfileobj(response, out)
+    else:
+      from etils import epath  # Comes with orbax; gs:// needs gcsfs.
+      with epath.Path(path).open("rb") as src:
+        shutil.copyfileobj(src, out)
+
   try:
-    with os.fdopen(fd, "wb") as out:
-      if path.startswith(("http://", "https://")):
-        with urllib.request.urlopen(path) as response:
-          shutil.copyfileobj(response, out)
-      else:
-        from etils import epath  # Comes with orbax; gs:// needs gcsfs.
-        with epath.Path(path).open("rb") as src:
-          shutil.copyfileobj(src, out)
-    os.replace(tmp, target)
+    fileio.atomic_write(target, fetch)
   except Exception as e:
-    os.unlink(tmp)
     raise CheckpointError(f"could not fetch checkpoint {path!r}: {e}") from e
   return target
 

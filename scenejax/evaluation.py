@@ -1,0 +1,143 @@
+"""Evaluation: the eval step, the one loop over an evaluation split, and the
+classification metrics (Top-1/2/5 and mean class accuracy, as SAS-Net
+reports them).
+
+The loop counts exact integers over the whole split (the padded last batch
+is masked out), so Top-k and MCA do not depend on the batch size or the
+device count. With `feature_every` it also keeps the penultimate features
+of every k-th image (the report's t-SNE), from the same pass.
+
+References:
+  [SAS] A. López-Cifuentes, M. Escudero-Viñolo, J. Bescós, Á. García-Martín.
+  Semantic-Aware Scene Recognition. Pattern Recognition 102, 2020.
+  doi:10.1016/j.patcog.2020.107256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scenejax import input_pipeline
+from scenejax.models import pcl
+
+TOP_K = (1, 2, 5)
+
+
+def eval_step(graphdef, state, batch, *, mean, std, features: bool = False
+              ) -> dict:
+  """Predictions of one batch, the model in inference mode.
+
+  Returns {"top": (B, k) indices of the k = min(5, C) highest scores, best
+  first; "label"; "mask"} and, with `features`, "features": the penultimate
+  embedding. A ten-crop batch (B, 10, H, W, 3) is scored by the softmax
+  averaged over each image's crops. PCL's training-only heads are not used.
+  """
+  model = pcl.export(nnx.merge(graphdef, state)[0])
+  model.eval()
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  out = dict(label=batch["label"], mask=batch["mask"])
+  if images.ndim == 5:  # ten-crop: (B, 10, H, W, 3), average the softmax
+    n, crops = images.shape[:2]
+    embedding = model.embed(images.reshape((n * crops,) + images.shape[2:]))
+    probs = jax.nn.softmax(model.head(embedding))
+    scores = probs.reshape(n, crops, -1).mean(axis=1)
+    embedding = embedding.reshape(n, crops, -1).mean(axis=1)
+  else:
+    embedding = model.embed(images)
+    scores = model.head(embedding)
+  out["top"] = jax.lax.top_k(scores, min(max(TOP_K), scores.shape[-1]))[1]
+  if features:
+    out["features"] = embedding
+  return out
+
+
+def jit_eval_step(graphdef, mesh, pixel_stats, *, features: bool = False):
+  """`eval_step` jitted for `mesh`: state replicated, the batch split on
+  "data", the outputs replicated so every process counts the whole global
+  batch."""
+  return jax.jit(
+      functools.partial(eval_step, graphdef, mean=pixel_stats[0],
+                        std=pixel_stats[1], features=features),
+      in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
+      out_shardings=NamedSharding(mesh, P()))
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
+  """(C, C) int64 counts, rows = true class, columns = predicted class."""
+  flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions)
+  return np.bincount(flat, minlength=num_classes * num_classes).reshape(
+      num_classes, num_classes)
+
+
+def accuracy_metrics(confusion: np.ndarray,
+                     topk_hits: dict[int, int] | None = None) -> dict:
+  """Top-1/2/5 and mean class accuracy (MCA) from exact integer counts.
+
+  MCA averages per-class recall over the classes present in the split;
+  classes with no example are excluded and listed in "absent_classes".
+  `topk_hits[k]` is the number of examples whose label is among the k best
+  scores.
+  """
+  per_class_total = confusion.sum(axis=1)
+  present = per_class_total > 0
+  recall = np.diag(confusion)[present] / per_class_total[present]
+  total = int(confusion.sum())
+  out = dict(top1=float(np.trace(confusion) / total))
+  for k, hits in sorted((topk_hits or {}).items()):
+    if k > 1:
+      out[f"top{k}"] = hits / total
+  out.update(mean_class_accuracy=float(recall.mean()),
+             absent_classes=np.flatnonzero(~present).tolist(),
+             num_examples=total)
+  return out
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """What one pass over an evaluation split counted."""
+  confusion: np.ndarray                 # (C, C) int64
+  topk_hits: dict[int, int]             # k -> examples with label in top k
+  features: np.ndarray | None = None    # (N', D) of every k-th image
+  feature_labels: np.ndarray | None = None
+
+  def metrics(self) -> dict:
+    return accuracy_metrics(self.confusion, self.topk_hits)
+
+
+def evaluate(eval_fn, state, split, *, batch_size: int, num_classes: int,
+             data_sharding, preprocess=None, feature_every: int = 0
+             ) -> Evaluation:
+  """One pass of `eval_fn` over `split` (this process's part of each global
+  batch of `batch_size` * process count), counted exactly.
+
+  `feature_every` > 0 keeps the features of images 0, k, 2k, ... of the
+  split (`eval_fn` must return them: `jit_eval_step(features=True)`).
+  """
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  hits = {k: 0 for k in TOP_K if k <= num_classes}
+  features, feature_labels, seen = [], [], 0
+  for batch in input_pipeline.eval_batches(split, batch_size,
+                                           preprocess=preprocess):
+    out = jax.device_get(eval_fn(
+        state, input_pipeline.shard_batch(batch, data_sharding)))
+    mask = np.asarray(out["mask"])
+    labels, top = np.asarray(out["label"])[mask], np.asarray(out["top"])[mask]
+    confusion += confusion_matrix(labels, top[:, 0], num_classes)
+    for k in hits:
+      hits[k] += int((top[:, :k] == labels[:, None]).any(axis=1).sum())
+    if feature_every:
+      pick = (seen + np.arange(len(labels))) % feature_every == 0
+      features.append(np.asarray(out["features"])[mask][pick])
+      feature_labels.append(labels[pick])
+    seen += len(labels)
+  if not feature_every:
+    return Evaluation(confusion, hits)
+  return Evaluation(confusion, hits, np.concatenate(features),
+                    np.concatenate(feature_labels))

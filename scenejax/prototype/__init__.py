@@ -1,0 +1,40 @@
+"""Semantic similarity prototypes ([SP], Song et al., Pattern Recognition
+2024, arXiv:2308.05896).
+
+  algorithm.py   Algorithm 1 and Eq. 1-4; `build_prototype`, the one path
+                 from label maps to a `Prototype`
+  files.py       the NPZ format, the authors' xlsx matrices, text lists
+  __main__.py    python -m scenejax.prototype build | import_xlsx | show
+"""
+
+from scenejax.errors import PrototypeError
+from scenejax.prototype.algorithm import (
+                                          ADE20K_NUM_CLASSES,
+                                          FORMAT_VERSION,
+                                          METRICS,
+                                          Prototype,
+                                          build_prototype,
+                                          check_similarity_matrix,
+                                          class_representation,
+                                          most_similar_pairs,
+                                          presence_vector,
+                                          presence_vectors,
+                                          similarity_prototype,
+)
+from scenejax.prototype.files import (
+                                          load_prototype,
+                                          read_class_names,
+                                          read_list_file,
+                                          read_xlsx_matrix,
+                                          save_prototype,
+                                          with_class_names,
+)
+
+__all__ = [
+    "ADE20K_NUM_CLASSES", "FORMAT_VERSION", "METRICS", "Prototype",
+    "PrototypeError", "build_prototype", "check_similarity_matrix",
+    "class_representation", "load_prototype", "most_similar_pairs",
+    "presence_vector", "presence_vectors", "read_class_names",
+    "read_list_file", "read_xlsx_matrix", "save_prototype",
+    "similarity_prototype", "with_class_names",
+]
