@@ -16,7 +16,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 hypothesis.settings.register_profile(
     "ci", max_examples=40, deadline=None, derandomize=True,
     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+# The fast lane (-m "not slow") draws 10 examples per property instead of 40.
+hypothesis.settings.register_profile("fast", max_examples=10,
+                                     parent=hypothesis.settings.get_profile(
+                                         "ci"))
 hypothesis.settings.load_profile("ci")
+
+
+def pytest_configure(config):
+  if (config.option.markexpr or "").replace(" ", "") == "notslow":
+    hypothesis.settings.load_profile("fast")
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,11 @@ every row is measured and written, not how fast anything is."""
 import json
 import sys
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_suite_harness_writes_every_row(tmp_path, monkeypatch):
   monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
   monkeypatch.syspath_prepend(str(REPO))

@@ -56,6 +56,7 @@ def test_notebook_is_committed_clean(name):
   assert len(tagged) == 1, f"colabs/{name} needs one 'parameters' cell"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_on_cpu(name, tmp_path, shared):
   for overrides in _overrides(name, tmp_path):

@@ -20,14 +20,21 @@ def _load(name, arg=None):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_header_and_one_step(name, tmp_path):
+def test_config_header_and_fields(name):
   text = (REPO / "configs" / f"{name}.py").read_text()
   assert text.startswith("#") and "python -m scenejax.main" in text.split(
       "\n\n")[0]
   assert "Expected" in text and ("Paper" in text or "demo" in name)
   config = _load(name)
+  config_lib.validate(config)
   train.LossConfig.from_config(config.loss)  # every loss field valid
-  # Tiny setting: the recipe's losses and optimizer, synthetic data.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_runs_one_epoch_on_a_tiny_setting(name, tmp_path):
+  """The recipe's losses and optimizer, on synthetic data, small model."""
+  config = _load(name)
   config.dataset = "synthetic_scenes"
   config.data.update(dict(train_per_class=4, test_per_class=2, image_size=32))
   config.model = "vit_ti16" if config.model.startswith("vit") else (
@@ -124,6 +131,7 @@ def test_places365_recipes_follow_pcl_section_5():
   assert "55.12" in text and "84.94" in text and "54.36" in text
 
 
+@pytest.mark.slow
 def test_bf16_compute_runs_and_keeps_fp32_parameters(tmp_path):
   config = _load("demo")
   config.data.train_per_class = 4

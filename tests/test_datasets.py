@@ -306,6 +306,7 @@ def test_catalogue_datasets_through_the_pipeline():
       assert ((0 <= batch["label"]) & (batch["label"] < classes)).all()
 
 
+@pytest.mark.slow
 def test_trainer_runs_on_a_prepared_builder(tmp_path):
   """mit67 prepared from a fake tree, a prototype NPZ, one epoch of the
   trainer: the real-data path end to end (decode, crop, pad, evaluate)."""
@@ -373,6 +374,7 @@ def test_ten_crop_is_corners_centre_and_flips():
   np.testing.assert_array_equal(out, np.stack(expected))
 
 
+@pytest.mark.slow
 def test_ten_crop_eval_step_averages_softmax():
   import jax
   import optax

@@ -129,7 +129,8 @@ def _convnext(variant="tiny", num_labels=7):
                                   num_labels=num_labels)))
 
 
-@pytest.mark.parametrize("act", ["gelu", "gelu_pytorch_tanh"])
+@pytest.mark.parametrize("act", [
+    "gelu", pytest.param("gelu_pytorch_tanh", marks=pytest.mark.slow)])
 def test_vit_matches_transformers(tmp_path, act):
   hf = _small_vit(hidden_act=act, layer_norm_eps=1e-6 if act == "gelu"
                   else 1e-12)
@@ -151,8 +152,9 @@ def test_vit_resized_posemb_matches_transformers_interpolation_shape(
   assert out.shape == (2, 5) and np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("kind,name", [("bottleneck", "resnet50"),
-                                       ("basic", "resnet18")])
+@pytest.mark.parametrize("kind,name", [
+    pytest.param("bottleneck", "resnet50", marks=pytest.mark.slow),
+    ("basic", "resnet18")])
 def test_resnet_matches_transformers(tmp_path, kind, name):
   hf = _resnet(kind)
   model = models.create(name, 7, init_from=_save(hf, tmp_path))
@@ -166,6 +168,7 @@ def test_resnet_matches_transformers(tmp_path, kind, name):
                 ref.hidden_states[3].numpy().transpose(0, 2, 3, 1))
 
 
+@pytest.mark.slow
 def test_convnext_matches_transformers(tmp_path):
   hf = _convnext()
   model = models.create("convnext_tiny", 7, init_from=_save(hf, tmp_path))
@@ -173,6 +176,7 @@ def test_convnext_matches_transformers(tmp_path):
   _assert_close(_logits(model, jnp.asarray(x)), _torch_logits(hf, x).logits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vit_b16", "resnet50", "convnext_base"])
 def test_full_size_matches_transformers(tmp_path, name):
   """Once each at full size and 224 px, with a 1000-class head."""
@@ -386,6 +390,7 @@ def test_missing_key_is_an_error_and_model_untouched(tmp_path):
   np.testing.assert_array_equal(model.stem_conv.kernel[...], before)
 
 
+@pytest.mark.slow
 def test_unexpected_key_is_an_error(tmp_path):
   path = _save(_convnext(), tmp_path)
   _edit_safetensors(path, lambda t: t.update(
@@ -407,6 +412,7 @@ def test_wrong_shape_is_an_error(tmp_path):
     models.create("vit_ti16", 5, init_from=path, image_size=32)
 
 
+@pytest.mark.slow
 def test_wrong_architecture_is_an_error(tmp_path):
   vit_path = _save(_small_vit(), tmp_path / "vit")
   with pytest.raises(pretrained.CheckpointError,
@@ -445,6 +451,7 @@ def test_unreadable_files_are_errors(tmp_path):
     models.create("mobilenetv3_large", 3, init_from=str(no_config))
 
 
+@pytest.mark.slow
 def test_bf16_compute_keeps_fp32_params():
   model = models.create("resnet18", 4, dtype=jnp.bfloat16)
   model.eval()
@@ -453,6 +460,7 @@ def test_bf16_compute_keeps_fp32_params():
   assert model.stem_conv.kernel[...].dtype == jnp.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenetv3_large", "convnext_tiny",
                                   "vit_ti16", "resnet34"])
 def test_forward_features_interface(name):
@@ -469,6 +477,7 @@ def test_forward_features_interface(name):
                              atol=1e-5)
 
 
+@pytest.mark.slow
 @hypothesis.given(kernel=st.sampled_from([1, 3, 5, 7]),
                   stride=st.sampled_from([1, 2]),
                   size=st.integers(1, 9), channels=st.integers(1, 5),

@@ -110,6 +110,7 @@ def _pcl_model(name="resnet_tiny", num_classes=5):
   return pcl.PCLModel(backbone, num_classes, rngs=nnx.Rngs(1))
 
 
+@pytest.mark.slow
 def test_no_gradient_through_the_mask():
   """d(mod logits)/d(CAM module) = 0; d/d(input) = mask ⊙ d/d(erased)."""
   model = _pcl_model()
@@ -159,6 +160,7 @@ def test_export_has_the_baseline_parameters(name):
   assert models.num_params(pcl.export(model)) == models.num_params(plain)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [0, 1, 2])
 def test_cam_stage_is_configurable(stage):
   backbone = models.create("resnet_tiny", 3)

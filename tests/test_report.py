@@ -55,6 +55,7 @@ def _assert_self_contained(html_path, pngs):
   assert "http" not in text and "<link" not in text
 
 
+@pytest.mark.slow
 def test_workdir_report_writes_every_figure(demo_workdir, tmp_path):
   out = str(tmp_path / "report")
   proc = run_cli("scenejax.report", f"--workdir={demo_workdir}",
@@ -73,6 +74,7 @@ def test_workdir_report_writes_every_figure(demo_workdir, tmp_path):
       [os.path.basename(p) for p in figures.values()] + ["report.html"])
 
 
+@pytest.mark.slow
 def test_model_pass_reproduces_the_trainers_confusion(demo_workdir):
   """The report's own eval pass over the last checkpoint counts the same
   confusion matrix as the trainer's evaluation did."""

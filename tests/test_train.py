@@ -213,6 +213,7 @@ DP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_agree(tmp_path):
   """Loss, gradients and parameters after 3 steps: 1 vs 8 host devices."""
   results = {}

@@ -100,6 +100,7 @@ train.train_and_evaluate(test_trainer._tiny_config(), sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
   """SIGKILL as soon as the first checkpoint is on disk (possibly while the
   next async save is in flight); the resumed run ends bitwise equal."""
