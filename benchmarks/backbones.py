@@ -34,30 +34,52 @@ def hf_model(name, num_classes, image_size=224):
   """The transformers model with scenejax `name`'s architecture, random
   init; None where transformers has no counterpart (MobileNetV3)."""
   import transformers
-  resnets = {"resnet18": ("basic", [2, 2, 2, 2], [64, 128, 256, 512]),
-             "resnet34": ("basic", [3, 4, 6, 3], [64, 128, 256, 512]),
-             "resnet50": ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048])}
-  vits = {"vit_ti16": (192, 12, 3), "vit_s16": (384, 12, 6),
-          "vit_b16": (768, 12, 12), "vit_l16": (1024, 24, 16)}
-  convnexts = {"convnext_tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
-               "convnext_small": ([3, 3, 27, 3], [96, 192, 384, 768]),
-               "convnext_base": ([3, 3, 27, 3], [128, 256, 512, 1024])}
+
+  resnets = {
+    "resnet18": ("basic", [2, 2, 2, 2], [64, 128, 256, 512]),
+    "resnet34": ("basic", [3, 4, 6, 3], [64, 128, 256, 512]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048]),
+  }
+  vits = {
+    "vit_ti16": (192, 12, 3),
+    "vit_s16": (384, 12, 6),
+    "vit_b16": (768, 12, 12),
+    "vit_l16": (1024, 24, 16),
+  }
+  convnexts = {
+    "convnext_tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
+    "convnext_small": ([3, 3, 27, 3], [96, 192, 384, 768]),
+    "convnext_base": ([3, 3, 27, 3], [128, 256, 512, 1024]),
+  }
   if name in resnets:
     layer_type, depths, widths = resnets[name]
-    return transformers.ResNetForImageClassification(transformers.ResNetConfig(
-        layer_type=layer_type, depths=depths, hidden_sizes=widths,
-        num_labels=num_classes))
+    return transformers.ResNetForImageClassification(
+      transformers.ResNetConfig(
+        layer_type=layer_type,
+        depths=depths,
+        hidden_sizes=widths,
+        num_labels=num_classes,
+      )
+    )
   if name in vits:
     width, depth, heads = vits[name]
-    return transformers.ViTForImageClassification(transformers.ViTConfig(
-        hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
-        intermediate_size=4 * width, image_size=image_size,
-        num_labels=num_classes))
+    return transformers.ViTForImageClassification(
+      transformers.ViTConfig(
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=4 * width,
+        image_size=image_size,
+        num_labels=num_classes,
+      )
+    )
   if name in convnexts:
     depths, widths = convnexts[name]
     return transformers.ConvNextForImageClassification(
-        transformers.ConvNextConfig(depths=depths, hidden_sizes=widths,
-                                    num_labels=num_classes))
+      transformers.ConvNextConfig(
+        depths=depths, hidden_sizes=widths, num_labels=num_classes
+      )
+    )
   return None
 
 
@@ -80,39 +102,55 @@ class JaxStep:
   and prototype are arguments, not constants XLA could fold. Calling the
   object runs one step on `batch` and waits for it."""
 
-  def __init__(self, model, num_classes, batch, loss_cfg=None,
-               similarity=None):
-    optimizer = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9),
-                              wrt=nnx.Param)
+  def __init__(self, model, num_classes, batch, loss_cfg=None, similarity=None):
+    optimizer = nnx.Optimizer(
+      model, optax.sgd(1e-3, momentum=0.9), wrt=nnx.Param
+    )
     graphdef, self.state = nnx.split((model, optimizer))
-    cfg = loss_cfg or train.LossConfig.with_defaults(labels="ce",
-                                                     bcl_weight=0.0)
+    cfg = loss_cfg or train.LossConfig.with_defaults(
+      labels="ce", bcl_weight=0.0
+    )
     self.similarity = jnp.asarray(
-        np.eye(num_classes) if similarity is None else similarity,
-        jnp.float32)  # read only by GLS/BCL
-    self.step = jax.jit(functools.partial(
-        train.train_step, graphdef, loss_cfg=cfg,
-        mean=input_pipeline.IMAGENET_MEAN, std=input_pipeline.IMAGENET_STD),
-                        donate_argnums=0)
+      np.eye(num_classes) if similarity is None else similarity, jnp.float32
+    )  # read only by GLS/BCL
+    self.step = jax.jit(
+      functools.partial(
+        train.train_step,
+        graphdef,
+        loss_cfg=cfg,
+        mean=input_pipeline.IMAGENET_MEAN,
+        std=input_pipeline.IMAGENET_STD,
+      ),
+      donate_argnums=0,
+    )
     self.batch = jax.device_put(batch)
     self.epoch = np.float32(0.5)
 
   def __call__(self):
-    self.state, metrics = self.step(self.state, self.batch, self.epoch,
-                                    self.similarity)
+    self.state, metrics = self.step(
+      self.state, self.batch, self.epoch, self.similarity
+    )
     jax.block_until_ready(metrics)
 
   def memory_bytes(self) -> int:
     """XLA's own account of the step's peak: arguments + outputs + temps,
     less what donation lets outputs reuse."""
-    stats = self.step.lower(self.state, self.batch, self.epoch,
-                            self.similarity).compile().memory_analysis()
-    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes +
-               stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+    stats = (
+      self.step.lower(self.state, self.batch, self.epoch, self.similarity)
+      .compile()
+      .memory_analysis()
+    )
+    return int(
+      stats.argument_size_in_bytes
+      + stats.output_size_in_bytes
+      + stats.temp_size_in_bytes
+      - stats.alias_size_in_bytes
+    )
 
 
 def torch_step(hf):
   import torch
+
   opt = torch.optim.SGD(hf.parameters(), lr=1e-3, momentum=0.9)
   hf.train()
 

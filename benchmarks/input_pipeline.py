@@ -42,18 +42,26 @@ def make_jpegs(count, rng):
 def run_scenejax(source):
   preprocess = input_pipeline.Preprocess(train=True)
   n = 0
-  for batch in input_pipeline.train_batches(source, 32, seed=0, epoch=0,
-                                            preprocess=preprocess,
-                                            process_index=0, process_count=1,
-                                            num_threads=0):
+  for batch in input_pipeline.train_batches(
+    source,
+    32,
+    seed=0,
+    epoch=0,
+    preprocess=preprocess,
+    process_index=0,
+    process_count=1,
+    num_threads=0,
+  ):
     n += len(batch["label"])
   return n
 
 
 def run_tf(source):
   import tensorflow as tf
+
   data = tf.data.Dataset.from_tensor_slices(
-      ([r["image"] for r in source], [r["label"] for r in source]))
+    ([r["image"] for r in source], [r["label"] for r in source])
+  )
 
   def augment(encoded, label):
     image = tf.io.decode_jpeg(encoded, channels=3)
@@ -66,8 +74,12 @@ def run_tf(source):
 
   options = tf.data.Options()
   options.threading.private_threadpool_size = 1
-  data = data.shuffle(len(source), seed=0).map(augment).batch(
-      32, drop_remainder=True).with_options(options)
+  data = (
+    data.shuffle(len(source), seed=0)
+    .map(augment)
+    .batch(32, drop_remainder=True)
+    .with_options(options)
+  )
   n = 0
   for images, _ in data:
     n += int(images.shape[0])
@@ -78,7 +90,6 @@ def run_torch(source):
   import torch
 
   class Decoded(torch.utils.data.Dataset):
-
     def __len__(self):
       return len(source)
 
@@ -86,19 +97,21 @@ def run_torch(source):
       with Image.open(io.BytesIO(source[i]["image"])) as image:
         image = image.convert("RGB")
         scale = 256 / min(image.size)
-        image = image.resize((round(image.size[0] * scale),
-                              round(image.size[1] * scale)), Image.BILINEAR)
+        image = image.resize(
+          (round(image.size[0] * scale), round(image.size[1] * scale)),
+          Image.BILINEAR,
+        )
       w, h = image.size
       left = np.random.randint(0, w - 224 + 1)
       top = np.random.randint(0, h - 224 + 1)
-      array = np.asarray(image)[top:top + 224, left:left + 224]
+      array = np.asarray(image)[top : top + 224, left : left + 224]
       if np.random.rand() < 0.5:
         array = array[:, ::-1]
       return torch.from_numpy(array.copy()), source[i]["label"]
 
-  loader = torch.utils.data.DataLoader(Decoded(), batch_size=32,
-                                       shuffle=True, num_workers=0,
-                                       drop_last=True)
+  loader = torch.utils.data.DataLoader(
+    Decoded(), batch_size=32, shuffle=True, num_workers=0, drop_last=True
+  )
   n = 0
   for images, _ in loader:
     n += images.shape[0]
@@ -112,12 +125,16 @@ def main():
   args = parser.parse_args()
   import tensorflow as tf
   import torch
+
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   torch.set_num_threads(1)
   source = make_jpegs(args.images, np.random.default_rng(0))
-  runs = {"scenejax (grain + PIL)": run_scenejax, "tf.data": run_tf,
-          "PyTorch DataLoader + PIL": run_torch}
+  runs = {
+    "scenejax (grain + PIL)": run_scenejax,
+    "tf.data": run_tf,
+    "PyTorch DataLoader + PIL": run_torch,
+  }
   rates = {k: [] for k in runs}
   for fn in runs.values():  # warm-up
     fn(source[:64])
@@ -126,9 +143,11 @@ def main():
       start = time.perf_counter()
       n = fn(source)
       rates[name].append(n / (time.perf_counter() - start))
-  print(f"machine: {platform.machine()}, {os.cpu_count()} cores; one core "
-        f"each; {args.images} JPEGs (shorter side 256); median of "
-        f"{args.repeats}, interleaved")
+  print(
+    f"machine: {platform.machine()}, {os.cpu_count()} cores; one core "
+    f"each; {args.images} JPEGs (shorter side 256); median of "
+    f"{args.repeats}, interleaved"
+  )
   print()
   ours = statistics.median(rates["scenejax (grain + PIL)"])
   print("| pipeline | images/s per core | scenejax / this |")

@@ -42,7 +42,7 @@ def make_maps(num_maps, size, num_classes, rng):
       cy, cx = rng.uniform(0, size, 2)
       ry, rx = rng.uniform(size / 40, size / 4, 2)
       if rng.random() < 0.5:
-        mask = ((yy - cy) / ry)**2 + ((xx - cx) / rx)**2 <= 1
+        mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
       else:
         mask = (np.abs(yy - cy) < ry) & (np.abs(xx - cx) < rx)
       m[mask] = rng.integers(0, 151)
@@ -59,7 +59,7 @@ def main():
   args = parser.parse_args()
   rng = np.random.default_rng(0)
   maps, labels = make_maps(args.maps, args.size, args.classes, rng)
-  labels[:args.classes] = np.arange(args.classes)
+  labels[: args.classes] = np.arange(args.classes)
   ours_t, literal_t, hist_t = [], [], []
   for _ in range(args.repeats):
     t = time.perf_counter()
@@ -75,18 +75,25 @@ def main():
   ours_rate = args.maps / statistics.median(ours_t)
   literal_rate = args.maps / statistics.median(literal_t)
   hist_rate = args.maps / statistics.median(hist_t)
-  print(f"machine: {platform.processor() or platform.machine()}, "
-        f"{platform.python_implementation()} {platform.python_version()}")
-  print(f"{args.maps} maps of {args.size}x{args.size}, L = 150, median of "
-        f"{args.repeats}")
+  print(
+    f"machine: {platform.processor() or platform.machine()}, "
+    f"{platform.python_implementation()} {platform.python_version()}"
+  )
+  print(
+    f"{args.maps} maps of {args.size}x{args.size}, L = 150, median of "
+    f"{args.repeats}"
+  )
   print("| what | label maps/s |")
   print("|---|---|")
   print(f"| class_representation (change points) | {ours_rate:,.0f} |")
-  print(f"| literal Algorithm 1 loop (`l in M`, l = 1..L) | "
-        f"{literal_rate:,.0f} |")
+  print(
+    f"| literal Algorithm 1 loop (`l in M`, l = 1..L) | {literal_rate:,.0f} |"
+  )
   print(f"| presence only, np.bincount of every pixel | {hist_rate:,.0f} |")
-  print(f"| ratio class_representation / literal | "
-        f"{ours_rate / literal_rate:.1f}x |")
+  print(
+    f"| ratio class_representation / literal | "
+    f"{ours_rate / literal_rate:.1f}x |"
+  )
 
 
 if __name__ == "__main__":

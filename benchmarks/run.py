@@ -70,18 +70,59 @@ from scenejax import (  # noqa: E402
 from scenejax.models import pcl  # noqa: E402
 
 SETTINGS = {
-    "tiny": dict(backbones=("vit_ti16",), eval_backbones=("vit_ti16",),
-                 size=32, batch=4, repeats=1, eval_batch=4, images=40,
-                 maps=20, map_size=64, demo_per_class=8),
-    "quick": dict(backbones=("resnet50", "vit_b16"), eval_backbones=(
-        "resnet18", "resnet50", "vit_ti16", "vit_b16", "convnext_tiny",
-        "mobilenetv3_large"), size=224, batch=8, repeats=3, eval_batch=16,
-                  images=200, maps=200, map_size=256, demo_per_class=150),
-    "full": dict(backbones=("resnet50", "vit_b16"), eval_backbones=(
-        "resnet18", "resnet34", "resnet50", "vit_ti16", "vit_s16",
-        "vit_b16", "convnext_tiny", "convnext_base", "mobilenetv3_large"),
-                 size=224, batch=32, repeats=7, eval_batch=32, images=400,
-                 maps=400, map_size=256, demo_per_class=150),
+  "tiny": dict(
+    backbones=("vit_ti16",),
+    eval_backbones=("vit_ti16",),
+    size=32,
+    batch=4,
+    repeats=1,
+    eval_batch=4,
+    images=40,
+    maps=20,
+    map_size=64,
+    demo_per_class=8,
+  ),
+  "quick": dict(
+    backbones=("resnet50", "vit_b16"),
+    eval_backbones=(
+      "resnet18",
+      "resnet50",
+      "vit_ti16",
+      "vit_b16",
+      "convnext_tiny",
+      "mobilenetv3_large",
+    ),
+    size=224,
+    batch=8,
+    repeats=3,
+    eval_batch=16,
+    images=200,
+    maps=200,
+    map_size=256,
+    demo_per_class=150,
+  ),
+  "full": dict(
+    backbones=("resnet50", "vit_b16"),
+    eval_backbones=(
+      "resnet18",
+      "resnet34",
+      "resnet50",
+      "vit_ti16",
+      "vit_s16",
+      "vit_b16",
+      "convnext_tiny",
+      "convnext_base",
+      "mobilenetv3_large",
+    ),
+    size=224,
+    batch=32,
+    repeats=7,
+    eval_batch=32,
+    images=400,
+    maps=400,
+    map_size=256,
+    demo_per_class=150,
+  ),
 }
 NUM_CLASSES = 397  # SUN397
 # Dense bf16 peak FLOP/s by device kind (vendor data sheets), for MFU.
@@ -91,23 +132,36 @@ VIT_B16_FORWARD_FLOPS = 2 * 17.6e9  # per 224-px image (17.6 GMACs)
 
 def machine() -> str:
   device = jax.devices()[0]
-  return (f"{platform.machine()} {os.cpu_count()} cores, "
-          f"{jax.device_count()}x {device.device_kind} ({device.platform}), "
-          f"JAX {jax.__version__}")
+  return (
+    f"{platform.machine()} {os.cpu_count()} cores, "
+    f"{jax.device_count()}x {device.device_kind} ({device.platform}), "
+    f"JAX {jax.__version__}"
+  )
 
 
 def row(number, what, ours, theirs, ratio, target, met, setting, **extra):
-  return dict(row=number, what=what, scenejax=ours, comparison=theirs,
-              ratio=None if ratio is None else round(float(ratio), 4),
-              target=target, met=met, setting=setting, machine=machine(),
-              **extra)
+  return dict(
+    row=number,
+    what=what,
+    scenejax=ours,
+    comparison=theirs,
+    ratio=None if ratio is None else round(float(ratio), 4),
+    target=target,
+    met=met,
+    setting=setting,
+    machine=machine(),
+    **extra,
+  )
 
 
 def batch_of(s):
   rng = np.random.default_rng(0)
-  return {"image": rng.integers(0, 256, (s["batch"], s["size"], s["size"], 3),
-                                dtype=np.uint8),
-          "label": rng.integers(0, NUM_CLASSES, s["batch"]).astype(np.int32)}
+  return {
+    "image": rng.integers(
+      0, 256, (s["batch"], s["size"], s["size"], 3), dtype=np.uint8
+    ),
+    "label": rng.integers(0, NUM_CLASSES, s["batch"]).astype(np.int32),
+  }
 
 
 def random_prototype(num_classes=NUM_CLASSES):
@@ -120,8 +174,9 @@ def create(name, s, seed=0):
   return models.create(name, NUM_CLASSES, rngs=nnx.Rngs(seed), **options)
 
 
-GLS_BCL = train.LossConfig.with_defaults(labels="gls", bcl_weight=1.0,
-                                         bcl_reduction="nonzero_inter_intra")
+GLS_BCL = train.LossConfig.with_defaults(
+  labels="gls", bcl_weight=1.0, bcl_reduction="nonzero_inter_intra"
+)
 CE = train.LossConfig.with_defaults(labels="ce", bcl_weight=0.0)
 
 
@@ -132,8 +187,11 @@ def loss_kernel_seconds(cfg, batch, repeats=200):
   logits = jnp.asarray(rng.normal(size=(batch, NUM_CLASSES)), jnp.float32)
   labels = jnp.asarray(rng.integers(0, NUM_CLASSES, batch), jnp.int32)
   similarity = jnp.asarray(random_prototype(), jnp.float32)
-  fn = jax.jit(jax.grad(lambda z, e, s: sum(
-      train.loss_terms(z, labels, s, e, cfg).values())))
+  fn = jax.jit(
+    jax.grad(
+      lambda z, e, s: sum(train.loss_terms(z, labels, s, e, cfg).values())
+    )
+  )
   epoch = np.float32(0.5)
   jax.block_until_ready(fn(logits, epoch, similarity))
   times = []
@@ -151,19 +209,38 @@ def rows_aux_loss(s):
   setting = f"batch {s['batch']}, {s['size']} px, C = {NUM_CLASSES}, fp32"
   for name in s["backbones"]:
     ce = backbones.JaxStep(create(name, s), NUM_CLASSES, batch)
-    aux = backbones.JaxStep(create(name, s), NUM_CLASSES, batch, GLS_BCL,
-                            similarity)
+    aux = backbones.JaxStep(
+      create(name, s), NUM_CLASSES, batch, GLS_BCL, similarity
+    )
     t_aux, t_ce = backbones.interleaved_medians(aux, ce, s["repeats"])
     ratio = t_aux / t_ce
-    out.append(row(1, f"{name} train step: CE+GLS+BCL vs CE", f"{t_aux:.3f} s",
-                   f"{t_ce:.3f} s", ratio, "<= 1.01x", ratio <= 1.01,
-                   setting))
-    extra = (loss_kernel_seconds(GLS_BCL, s["batch"]) -
-             loss_kernel_seconds(CE, s["batch"]))
-    out.append(row(1, f"{name}: GLS+BCL kernels alone, extra time per step",
-                   f"{extra * 1e6:.0f} µs", f"{t_ce:.3f} s step",
-                   1 + extra / t_ce, "<= 1.01x", 1 + extra / t_ce <= 1.01,
-                   setting + "; loss + gradient w.r.t. logits, median of 200"))
+    out.append(
+      row(
+        1,
+        f"{name} train step: CE+GLS+BCL vs CE",
+        f"{t_aux:.3f} s",
+        f"{t_ce:.3f} s",
+        ratio,
+        "<= 1.01x",
+        ratio <= 1.01,
+        setting,
+      )
+    )
+    extra = loss_kernel_seconds(GLS_BCL, s["batch"]) - loss_kernel_seconds(
+      CE, s["batch"]
+    )
+    out.append(
+      row(
+        1,
+        f"{name}: GLS+BCL kernels alone, extra time per step",
+        f"{extra * 1e6:.0f} µs",
+        f"{t_ce:.3f} s step",
+        1 + extra / t_ce,
+        "<= 1.01x",
+        1 + extra / t_ce <= 1.01,
+        setting + "; loss + gradient w.r.t. logits, median of 200",
+      )
+    )
   return out
 
 
@@ -173,38 +250,66 @@ def rows_pcl(s):
   for name in s["backbones"]:
     plain = backbones.JaxStep(create(name, s), NUM_CLASSES, batch)
     with_pcl = backbones.JaxStep(
-        pcl.PCLModel(create(name, s), NUM_CLASSES, rngs=nnx.Rngs(1)),
-        NUM_CLASSES, batch, dataclasses.replace(CE, pcl=True))
-    t_pcl, t_plain = backbones.interleaved_medians(with_pcl, plain,
-                                                   s["repeats"])
+      pcl.PCLModel(create(name, s), NUM_CLASSES, rngs=nnx.Rngs(1)),
+      NUM_CLASSES,
+      batch,
+      dataclasses.replace(CE, pcl=True),
+    )
+    t_pcl, t_plain = backbones.interleaved_medians(
+      with_pcl, plain, s["repeats"]
+    )
     ratio = t_pcl / t_plain
-    out.append(row(2, f"{name}: PCL train step vs plain", f"{t_pcl:.3f} s",
-                   f"{t_plain:.3f} s", ratio, "<= 2.1x", ratio <= 2.1,
-                   f"batch {s['batch']}, {s['size']} px, fp32"))
+    out.append(
+      row(
+        2,
+        f"{name}: PCL train step vs plain",
+        f"{t_pcl:.3f} s",
+        f"{t_plain:.3f} s",
+        ratio,
+        "<= 2.1x",
+        ratio <= 2.1,
+        f"batch {s['batch']}, {s['size']} px, fp32",
+      )
+    )
   return out
 
 
 def rows_pytorch(s):
   import torch
+
   out = []
   batch = batch_of(s)
-  images = torch.from_numpy(np.asarray(input_pipeline.normalize(
-      batch["image"])).transpose(0, 3, 1, 2).copy())
+  images = torch.from_numpy(
+    np.asarray(input_pipeline.normalize(batch["image"]))
+    .transpose(0, 3, 1, 2)
+    .copy()
+  )
   labels = torch.from_numpy(batch["label"].astype(np.int64))
-  setting = (f"batch {s['batch']}, {s['size']} px, fp32, torch "
-             f"{torch.__version__} ({torch.get_num_threads()} threads), "
-             "same weights")
+  setting = (
+    f"batch {s['batch']}, {s['size']} px, fp32, torch "
+    f"{torch.__version__} ({torch.get_num_threads()} threads), "
+    "same weights"
+  )
   for name in s["backbones"]:
     model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
     ours = backbones.JaxStep(model, NUM_CLASSES, batch)
     theirs = backbones.torch_step(hf)
     t_ours, t_theirs = backbones.interleaved_medians(
-        ours, lambda: theirs(images, labels), s["repeats"])
+      ours, lambda: theirs(images, labels), s["repeats"]
+    )
     ratio = t_theirs / t_ours  # > 1: scenejax faster
-    out.append(row(3, f"{name} train step vs PyTorch eager (CPU)",
-                   f"{t_ours:.3f} s", f"{t_theirs:.3f} s", ratio,
-                   ">= 1.0x (PyTorch time / scenejax time)", ratio >= 1.0,
-                   setting))
+    out.append(
+      row(
+        3,
+        f"{name} train step vs PyTorch eager (CPU)",
+        f"{t_ours:.3f} s",
+        f"{t_theirs:.3f} s",
+        ratio,
+        ">= 1.0x (PyTorch time / scenejax time)",
+        ratio >= 1.0,
+        setting,
+      )
+    )
   out.extend(rows_accelerator(s))
   return out
 
@@ -214,19 +319,30 @@ def rows_accelerator(s):
   unmeasured otherwise (never estimated)."""
   device = jax.devices()[0]
   if device.platform == "cpu":
-    return [row(3, f"{name} bf16 train step and MFU on an accelerator",
-                "unmeasured: no accelerator in this run", "—", None,
-                ">= 40% MFU on an H200", None, "JAX sees only the CPU")
-            for name in ("resnet50", "vit_b16")]
+    return [
+      row(
+        3,
+        f"{name} bf16 train step and MFU on an accelerator",
+        "unmeasured: no accelerator in this run",
+        "—",
+        None,
+        ">= 40% MFU on an H200",
+        None,
+        "JAX sees only the CPU",
+      )
+      for name in ("resnet50", "vit_b16")
+    ]
   batch_size = 256 if s is not SETTINGS["tiny"] else 8
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (batch_size, 224, 224, 3),
-                                 dtype=np.uint8),
-           "label": rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)}
-  step = backbones.JaxStep(models.create("vit_b16", NUM_CLASSES,
-                                         rngs=nnx.Rngs(0),
-                                         dtype=jnp.bfloat16),
-                           NUM_CLASSES, batch)
+  batch = {
+    "image": rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8),
+    "label": rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32),
+  }
+  step = backbones.JaxStep(
+    models.create("vit_b16", NUM_CLASSES, rngs=nnx.Rngs(0), dtype=jnp.bfloat16),
+    NUM_CLASSES,
+    batch,
+  )
   step()
   times = []
   for _ in range(max(5, s["repeats"])):
@@ -235,33 +351,47 @@ def rows_accelerator(s):
     times.append(time.perf_counter() - start)
   seconds = statistics.median(times)
   images_per_s = batch_size / seconds
-  peak = next((v for k, v in PEAK_BF16_FLOPS.items()
-               if k in device.device_kind), None)
-  mfu = (images_per_s * 3 * VIT_B16_FORWARD_FLOPS / peak / jax.device_count()
-         if peak else None)
-  return [row(3, "vit_b16 bf16 train step on the accelerator",
-              f"{images_per_s / jax.device_count():,.0f} images/s per device"
-              + (f", MFU {mfu:.1%}" if mfu is not None else ""),
-              "JAX-Toolbox ViT-B/16: 1,459 images/s per H100 (16% MFU)",
-              mfu, ">= 40% MFU on an H200",
-              None if mfu is None else mfu >= 0.40,
-              f"batch {batch_size}, 224 px, bf16 compute, fp32 params")]
+  peak = next(
+    (v for k, v in PEAK_BF16_FLOPS.items() if k in device.device_kind), None
+  )
+  mfu = (
+    images_per_s * 3 * VIT_B16_FORWARD_FLOPS / peak / jax.device_count()
+    if peak
+    else None
+  )
+  return [
+    row(
+      3,
+      "vit_b16 bf16 train step on the accelerator",
+      f"{images_per_s / jax.device_count():,.0f} images/s per device"
+      + (f", MFU {mfu:.1%}" if mfu is not None else ""),
+      "JAX-Toolbox ViT-B/16: 1,459 images/s per H100 (16% MFU)",
+      mfu,
+      ">= 40% MFU on an H200",
+      None if mfu is None else mfu >= 0.40,
+      f"batch {batch_size}, 224 px, bf16 compute, fp32 params",
+    )
+  ]
 
 
 def rows_eval_memory(s):
   import torch
+
   out = []
   rng = np.random.default_rng(3)
-  images = rng.integers(0, 256, (s["eval_batch"], s["size"], s["size"], 3),
-                        dtype=np.uint8)
-  x_torch = torch.from_numpy(np.asarray(input_pipeline.normalize(
-      images)).transpose(0, 3, 1, 2).copy())
+  images = rng.integers(
+    0, 256, (s["eval_batch"], s["size"], s["size"], 3), dtype=np.uint8
+  )
+  x_torch = torch.from_numpy(
+    np.asarray(input_pipeline.normalize(images)).transpose(0, 3, 1, 2).copy()
+  )
   for name in s["eval_backbones"]:
     model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
     model.eval()
     graphdef, state = nnx.split(model)
-    forward = jax.jit(lambda st, im: nnx.merge(graphdef, st)(
-        input_pipeline.normalize(im)))
+    forward = jax.jit(
+      lambda st, im: nnx.merge(graphdef, st)(input_pipeline.normalize(im))
+    )
     x = jax.device_put(images)
 
     def ours():
@@ -274,8 +404,9 @@ def rows_eval_memory(s):
         with torch.no_grad():
           hf(x_torch)
 
-      t_ours, t_theirs = backbones.interleaved_medians(ours, theirs,
-                                                       s["repeats"])
+      t_ours, t_theirs = backbones.interleaved_medians(
+        ours, theirs, s["repeats"]
+      )
       comparison = f"{s['eval_batch'] / t_theirs:,.1f} images/s"
       ratio = t_theirs / t_ours
     else:
@@ -284,12 +415,20 @@ def rows_eval_memory(s):
       comparison, ratio = "— (no transformers model)", None
     model.train()
     memory = backbones.JaxStep(model, NUM_CLASSES, batch_of(s)).memory_bytes()
-    out.append(row(4, f"{name}: eval throughput; train-step peak memory",
-                   f"{s['eval_batch'] / t_ours:,.1f} images/s; "
-                   f"{memory / 2**20:,.0f} MiB", comparison, ratio,
-                   "report (ratio = scenejax / PyTorch images/s)", None,
-                   f"eval batch {s['eval_batch']}, train batch {s['batch']}, "
-                   f"{s['size']} px, fp32", peak_memory_bytes=memory))
+    out.append(
+      row(
+        4,
+        f"{name}: eval throughput; train-step peak memory",
+        f"{s['eval_batch'] / t_ours:,.1f} images/s; {memory / 2**20:,.0f} MiB",
+        comparison,
+        ratio,
+        "report (ratio = scenejax / PyTorch images/s)",
+        None,
+        f"eval batch {s['eval_batch']}, train batch {s['batch']}, "
+        f"{s['size']} px, fp32",
+        peak_memory_bytes=memory,
+      )
+    )
   return out
 
 
@@ -304,6 +443,7 @@ def _times(fn, repeats):
 
 def demo_config(s, num_epochs=2):
   from configs import demo
+
   config = demo.get_config()
   config.data.train_per_class = s["demo_per_class"]
   config.data.test_per_class = max(4, s["demo_per_class"] // 3)
@@ -322,57 +462,88 @@ def data_wait_fraction(s):
   data = datasets.from_config(config)
   similarity = jnp.asarray(train.prototype_for(config, data).similarity)
   mesh = train.data_parallel_mesh()
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
-      "data"))
+  sharding = jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec("data")
+  )
   graphdef, state = optim.create_train_state(
-      config, data.num_classes, len(data.train) // config.batch_size)
+    config, data.num_classes, len(data.train) // config.batch_size
+  )
   model = nnx.merge(graphdef, state)[0]
-  step_fn = train.jit_train_step(graphdef, train.LossConfig.from_config(
-      config.loss), mesh, (model.pixel_mean, model.pixel_std))
+  step_fn = train.jit_train_step(
+    graphdef,
+    train.LossConfig.from_config(config.loss),
+    mesh,
+    (model.pixel_mean, model.pixel_std),
+  )
   holder = {"state": state}
 
   def epoch(batches):  # the trainer's loop, less tqdm and checkpoints
     pending = []
     for step, batch in enumerate(batches):
       holder["state"], metrics = step_fn(
-          holder["state"], input_pipeline.shard_batch(batch, sharding),
-          np.float32(0), similarity)
+        holder["state"],
+        input_pipeline.shard_batch(batch, sharding),
+        np.float32(0),
+        similarity,
+      )
       pending.append(metrics)
       if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
         float(pending[-2]["loss"])
     jax.device_get(pending)
 
   def through_pipeline():
-    epoch(input_pipeline.train_batches(data.train, config.batch_size,
-                                       seed=0, epoch=0))
+    epoch(
+      input_pipeline.train_batches(
+        data.train, config.batch_size, seed=0, epoch=0
+      )
+    )
 
-  in_memory = list(input_pipeline.train_batches(data.train, config.batch_size,
-                                                seed=0, epoch=0))
+  in_memory = list(
+    input_pipeline.train_batches(data.train, config.batch_size, seed=0, epoch=0)
+  )
   t_pipe, t_memory = backbones.interleaved_medians(
-      through_pipeline, lambda: epoch(in_memory), max(3, s["repeats"]))
+    through_pipeline, lambda: epoch(in_memory), max(3, s["repeats"])
+  )
   return max(0.0, 1 - t_memory / t_pipe), t_pipe, t_memory
 
 
 def rows_input(s):
   import torch
+
   torch.set_num_threads(1)
   source = pipeline_bench.make_jpegs(s["images"], np.random.default_rng(0))
   t_ours, t_torch = backbones.interleaved_medians(
-      lambda: pipeline_bench.run_scenejax(source),
-      lambda: pipeline_bench.run_torch(source), s["repeats"])
+    lambda: pipeline_bench.run_scenejax(source),
+    lambda: pipeline_bench.run_torch(source),
+    s["repeats"],
+  )
   torch.set_num_threads(os.cpu_count() or 1)
   n = (len(source) // 32) * 32
-  out = [row(5, "input pipeline, decode + resize + crop + flip, per core",
-             f"{n / t_ours:,.0f} images/s", f"{n / t_torch:,.0f} images/s "
-             "(PyTorch DataLoader + PIL)", t_torch / t_ours,
-             "report (ratio = scenejax / DataLoader images/s)", None,
-             f"{len(source)} JPEGs, shorter side 256, one core each")]
+  out = [
+    row(
+      5,
+      "input pipeline, decode + resize + crop + flip, per core",
+      f"{n / t_ours:,.0f} images/s",
+      f"{n / t_torch:,.0f} images/s (PyTorch DataLoader + PIL)",
+      t_torch / t_ours,
+      "report (ratio = scenejax / DataLoader images/s)",
+      None,
+      f"{len(source)} JPEGs, shorter side 256, one core each",
+    )
+  ]
   fraction, t_pipe, t_memory = data_wait_fraction(s)
-  out.append(row(5, "demo run: device idle waiting for data",
-                 f"{fraction:.1%} of the epoch", f"epoch {t_pipe:.2f} s via "
-                 f"the pipeline, {t_memory:.2f} s from memory",
-                 t_pipe / t_memory, "< 5% idle", fraction < 0.05,
-                 "configs/demo.py, one epoch, interleaved"))
+  out.append(
+    row(
+      5,
+      "demo run: device idle waiting for data",
+      f"{fraction:.1%} of the epoch",
+      f"epoch {t_pipe:.2f} s via the pipeline, {t_memory:.2f} s from memory",
+      t_pipe / t_memory,
+      "< 5% idle",
+      fraction < 0.05,
+      "configs/demo.py, one epoch, interleaved",
+    )
+  )
   return out
 
 
@@ -381,15 +552,23 @@ def rows_prototype(s):
   maps, labels = prototype_build.make_maps(s["maps"], s["map_size"], 10, rng)
   labels[:10] = np.arange(10)
   t_ours, t_literal = backbones.interleaved_medians(
-      lambda: prototype.class_representation(maps, labels, 10, 150),
-      lambda: prototype_build.literal_algorithm1(maps, labels, 10, 150),
-      s["repeats"])
+    lambda: prototype.class_representation(maps, labels, 10, 150),
+    lambda: prototype_build.literal_algorithm1(maps, labels, 10, 150),
+    s["repeats"],
+  )
   ratio = t_literal / t_ours
-  return [row(6, "prototype building (Algorithm 1), label maps/s",
-              f"{len(maps) / t_ours:,.0f} maps/s",
-              f"{len(maps) / t_literal:,.0f} maps/s (literal loop)", ratio,
-              ">= 50x", ratio >= 50,
-              f"{len(maps)} maps of {s['map_size']}², L = 150")]
+  return [
+    row(
+      6,
+      "prototype building (Algorithm 1), label maps/s",
+      f"{len(maps) / t_ours:,.0f} maps/s",
+      f"{len(maps) / t_literal:,.0f} maps/s (literal loop)",
+      ratio,
+      ">= 50x",
+      ratio >= 50,
+      f"{len(maps)} maps of {s['map_size']}², L = 150",
+    )
+  ]
 
 
 def rows_checkpoint(s):
@@ -406,8 +585,11 @@ def rows_checkpoint(s):
 
   checkpoints.save = timed_save
   try:
-    with tempfile.TemporaryDirectory() as workdir, \
-        open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+    with (
+      tempfile.TemporaryDirectory() as workdir,
+      open(os.devnull, "w") as quiet,
+      contextlib.redirect_stdout(quiet),
+    ):
       result = train.train_and_evaluate(config, workdir)
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [json.loads(line)["seconds"] for line in f]
@@ -417,32 +599,57 @@ def rows_checkpoint(s):
   # median.
   fraction = statistics.median(b / e for b, e in zip(blocked, epochs))
   return [
-      row(7, "async checkpoint save: loop blocked per save",
-          f"{statistics.median(blocked) * 1e3:.1f} ms "
-          f"({fraction:.2%} of the interval)",
-          f"save interval = 1 epoch = {statistics.median(epochs):.2f} s",
-          fraction, "< 2% of the interval", fraction < 0.02,
-          f"configs/demo.py, {len(blocked)} saves"),
-      row(7, "train-step compilations in the demo run",
-          str(result["compiles"]), "—", None, "1", result["compiles"] == 1,
-          f"configs/demo.py, {config.num_epochs} epochs")]
+    row(
+      7,
+      "async checkpoint save: loop blocked per save",
+      f"{statistics.median(blocked) * 1e3:.1f} ms "
+      f"({fraction:.2%} of the interval)",
+      f"save interval = 1 epoch = {statistics.median(epochs):.2f} s",
+      fraction,
+      "< 2% of the interval",
+      fraction < 0.02,
+      f"configs/demo.py, {len(blocked)} saves",
+    ),
+    row(
+      7,
+      "train-step compilations in the demo run",
+      str(result["compiles"]),
+      "—",
+      None,
+      "1",
+      result["compiles"] == 1,
+      f"configs/demo.py, {config.num_epochs} epochs",
+    ),
+  ]
 
 
-ROWS = {1: rows_aux_loss, 2: rows_pcl, 3: rows_pytorch, 4: rows_eval_memory,
-        5: rows_input, 6: rows_prototype, 7: rows_checkpoint}
+ROWS = {
+  1: rows_aux_loss,
+  2: rows_pcl,
+  3: rows_pytorch,
+  4: rows_eval_memory,
+  5: rows_input,
+  6: rows_prototype,
+  7: rows_checkpoint,
+}
 
 
 def markdown(rows, mode) -> str:
-  lines = [f"Measured {datetime.date.today().isoformat()} on "
-           f"{rows[0]['machine'] if rows else machine()}; mode {mode}.", "",
-           "| # | what | scenejax | comparison | ratio | target | met | "
-           "setting |", "|---|---|---|---|---|---|---|---|"]
+  lines = [
+    f"Measured {datetime.date.today().isoformat()} on "
+    f"{rows[0]['machine'] if rows else machine()}; mode {mode}.",
+    "",
+    "| # | what | scenejax | comparison | ratio | target | met | setting |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
     ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}x"
     met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
-    lines.append(f"| {r['row']} | {r['what']} | {r['scenejax']} | "
-                 f"{r['comparison']} | {ratio} | {r['target']} | {met} | "
-                 f"{r['setting']} |")
+    lines.append(
+      f"| {r['row']} | {r['what']} | {r['scenejax']} | "
+      f"{r['comparison']} | {ratio} | {r['target']} | {met} | "
+      f"{r['setting']} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -450,11 +657,15 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument("--full", action="store_true")
-  mode.add_argument("--tiny", action="store_true",
-                    help="toy sizes: checks the harness, not the speed")
+  mode.add_argument(
+    "--tiny",
+    action="store_true",
+    help="toy sizes: checks the harness, not the speed",
+  )
   parser.add_argument("--rows", default="1,2,3,4,5,6,7")
-  parser.add_argument("--out", default="benchmarks/results",
-                      help="writes OUT.md and OUT.json")
+  parser.add_argument(
+    "--out", default="benchmarks/results", help="writes OUT.md and OUT.json"
+  )
   args = parser.parse_args(argv)
   name = "full" if args.full else "tiny" if args.tiny else "quick"
   s = SETTINGS[name]
@@ -467,9 +678,21 @@ def main(argv=None):
   text = markdown(rows, name)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   fileio.write_text(args.out + ".md", text)
-  fileio.atomic_write(args.out + ".json", lambda f: f.write(json.dumps(
-      dict(mode=name, date=datetime.date.today().isoformat(),
-           machine=machine(), rows=rows), indent=1)), mode="w")
+  fileio.atomic_write(
+    args.out + ".json",
+    lambda f: f.write(
+      json.dumps(
+        dict(
+          mode=name,
+          date=datetime.date.today().isoformat(),
+          machine=machine(),
+          rows=rows,
+        ),
+        indent=1,
+      )
+    ),
+    mode="w",
+  )
   print()
   print(text)
   return rows

@@ -15,13 +15,14 @@ from scenejax import config_lib
 def get_config(arg=None):
   config = config_lib.base()
   config.dataset = "synthetic_scenes"
-  config.data.image_size = 32    # rendered at 32 px: 8 classes, L = 32
+  config.data.image_size = 32  # rendered at 32 px: 8 classes, L = 32
   config.model = "resnet_tiny"
   config.num_epochs = 12
   config.batch_size = 64
   config.eval_batch_size = 128
-  config.optimizer.update(dict(learning_rate=2e-3, backbone_learning_rate=0.0,
-                               schedule="cosine"))
+  config.optimizer.update(
+    dict(learning_rate=2e-3, backbone_learning_rate=0.0, schedule="cosine")
+  )
   config.loss.num_soft_epochs = 6  # GLS STEP (the paper uses 20 of 100)
   config.log_every_steps = 5
   return config_lib.apply_variant(config, arg)

@@ -15,7 +15,7 @@ def get_config(arg=None):
   config.dataset = "places365_14"
   config.model = "resnet50"
   config.init_from = "checkpoints/resnet-50"
-  config.num_epochs = 30          # [SP]: Places365 converges in 30 epochs
+  config.num_epochs = 30  # [SP]: Places365 converges in 30 epochs
   config.batch_size = 64
   config.prototype.path = "prototypes/Places_14_SP_{metric}.npz"
   return config_lib.apply_variant(config, arg)

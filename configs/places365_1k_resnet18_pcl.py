@@ -20,11 +20,18 @@ def get_config(arg=None):
   config = config_lib.base()
   config.dataset = "places365_1k"
   config.model = "resnet18"
-  config.num_epochs = 30          # [PCL] §5: 30 epochs on Places365-small
+  config.num_epochs = 30  # [PCL] §5: 30 epochs on Places365-small
   config.batch_size = 256
   config.eval_batch_size = 256
-  config.optimizer.update(dict(
-      name="sgd", learning_rate=0.1, backbone_learning_rate=0.0,
-      momentum=0.9, weight_decay=5e-4, schedule="cosine"))
+  config.optimizer.update(
+    dict(
+      name="sgd",
+      learning_rate=0.1,
+      backbone_learning_rate=0.0,
+      momentum=0.9,
+      weight_decay=5e-4,
+      schedule="cosine",
+    )
+  )
   config.loss.update(dict(labels="ce", bcl_weight=0.0, pcl=True))
   return config_lib.apply_variant(config, arg)

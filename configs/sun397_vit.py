@@ -19,9 +19,11 @@ def get_config(arg=None):
   config = config_lib.base()
   config.dataset = "sun397"
   config.model = "vit_b16"
-  config.init_from = ("gs://vit_models/augreg/B_16-i21k-300ep-lr_0.001-"
-                      "aug_medium1-wd_0.1-do_0.0-sd_0.0.npz")
-  config.num_epochs = 30          # [SP]: 30 epochs for IN22k backbones
+  config.init_from = (
+    "gs://vit_models/augreg/B_16-i21k-300ep-lr_0.001-"
+    "aug_medium1-wd_0.1-do_0.0-sd_0.0.npz"
+  )
+  config.num_epochs = 30  # [SP]: 30 epochs for IN22k backbones
   config.batch_size = 32
   config.loss.bcl_reduction = "nonzero_inter_intra"
   config.prototype.path = "prototypes/SUN397_SP_{metric}.npz"

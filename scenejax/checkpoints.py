@@ -40,23 +40,40 @@ def manager(workdir: str, keep: int = 2) -> ocp.CheckpointManager:
   plus the best by Top-1."""
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
-      enable_async_checkpointing=True,
-      preservation_policy=policies.AnyPreservationPolicy([
-          policies.LatestN(keep),
-          policies.BestN(get_metric_fn=lambda m: m["top1"], n=1,
-                         keep_checkpoints_without_metrics=False)]))
+    enable_async_checkpointing=True,
+    preservation_policy=policies.AnyPreservationPolicy(
+      [
+        policies.LatestN(keep),
+        policies.BestN(
+          get_metric_fn=lambda m: m["top1"],
+          n=1,
+          keep_checkpoints_without_metrics=False,
+        ),
+      ]
+    ),
+  )
   return ocp.CheckpointManager(directory(workdir), options=options)
 
 
-def save(checkpoints: ocp.CheckpointManager, step: int, state, meta: dict,
-         metrics: dict | None = None) -> None:
-  checkpoints.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-                   metrics=metrics)
+def save(
+  checkpoints: ocp.CheckpointManager,
+  step: int,
+  state,
+  meta: dict,
+  metrics: dict | None = None,
+) -> None:
+  checkpoints.save(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+    ),
+    metrics=metrics,
+  )
 
 
-def restore_latest(checkpoints: ocp.CheckpointManager, state, config
-                   ) -> tuple[object, dict]:
+def restore_latest(
+  checkpoints: ocp.CheckpointManager, state, config
+) -> tuple[object, dict]:
   """(state, meta) of the latest complete checkpoint, or (state, {}) when
   there is none. `state` gives the structure, shapes and shardings."""
   step = checkpoints.latest_step()
@@ -64,14 +81,18 @@ def restore_latest(checkpoints: ocp.CheckpointManager, state, config
     return state, {}
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   try:
-    restored = checkpoints.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        meta=ocp.args.JsonRestore()))
+    restored = checkpoints.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+      ),
+    )
   except (ValueError, KeyError, TypeError) as e:
     raise ConfigError(
-        f"the checkpoint at {checkpoints.directory} (step {step}) does not "
-        f"fit config.model = {config.model!r} and this config: "
-        f"{' '.join(str(e).split())[:300]}") from e
+      f"the checkpoint at {checkpoints.directory} (step {step}) does not "
+      f"fit config.model = {config.model!r} and this config: "
+      f"{' '.join(str(e).split())[:300]}"
+    ) from e
   print(f"resuming from step {step} in {checkpoints.directory}", flush=True)
   return restored["state"], restored["meta"]
 
@@ -79,13 +100,18 @@ def restore_latest(checkpoints: ocp.CheckpointManager, state, config
 def best_step(checkpoint_dir: str) -> int:
   """The step with the highest recorded Top-1, else the latest step."""
   reader = ocp.CheckpointManager(
-      checkpoint_dir, options=ocp.CheckpointManagerOptions(
-          create=False, best_fn=lambda m: m["top1"], best_mode="max"))
+    checkpoint_dir,
+    options=ocp.CheckpointManagerOptions(
+      create=False, best_fn=lambda m: m["top1"], best_mode="max"
+    ),
+  )
   step = reader.best_step() or reader.latest_step()
   reader.close()
   if step is None:
-    raise UserError(f"no checkpoint in {checkpoint_dir}: train first "
-                    "(python -m scenejax.main --workdir=...)")
+    raise UserError(
+      f"no checkpoint in {checkpoint_dir}: train first "
+      "(python -m scenejax.main --workdir=...)"
+    )
   return step
 
 
@@ -97,16 +123,18 @@ def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     with open(path) as f:
       config = ml_collections.ConfigDict(json.load(f))
   except FileNotFoundError:
-    raise UserError(f"{path} not found: {workdir} is not a training "
-                    "workdir") from None
+    raise UserError(
+      f"{path} not found: {workdir} is not a training workdir"
+    ) from None
   except json.JSONDecodeError as e:
     raise UserError(f"{path}: not valid JSON ({e})") from e
   config.init_from = ""
   return config
 
 
-def restore_workdir(workdir: str, num_classes: int, step: int | None = None,
-                    sharding=None):
+def restore_workdir(
+  workdir: str, num_classes: int, step: int | None = None, sharding=None
+):
   """(config, graphdef, state, step) of checkpoint `step` of a run (default:
   the best by Top-1), placed with `sharding` (default: one device)."""
   config = read_workdir_config(workdir)
@@ -117,8 +145,9 @@ def restore_workdir(workdir: str, num_classes: int, step: int | None = None,
   step = best_step(checkpoint_dir) if step is None else step
   reader = ocp.CheckpointManager(checkpoint_dir)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  state = reader.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))["state"]
+  state = reader.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+  )["state"]
   reader.close()
   return config, graphdef, state, step
 
@@ -139,8 +168,10 @@ class Preemption:
     self._multihost = jax.process_count() > 1
 
   def __enter__(self):
-    if (not self._multihost and
-        threading.current_thread() is threading.main_thread()):
+    if (
+      not self._multihost
+      and threading.current_thread() is threading.main_thread()
+    ):
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 

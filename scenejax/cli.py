@@ -51,6 +51,7 @@ def _config_override_error(argv: list[str]) -> str | None:
   """For a `--config.a.b=v` naming no field of `config_lib.base()`: the
   field's full name, if it lives elsewhere ("did you mean ...")."""
   from scenejax import config_lib
+
   for arg in argv:
     match = re.match(r"--config\.([\w.]+)=", arg)
     if match:
@@ -67,8 +68,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
     fail(str(e))
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     # A bad flag, or a config override ml_collections refused.
-    fail(_user_error_in(e) or _config_override_error(argv) or
-         " ".join(str(e).split()))
+    fail(
+      _user_error_in(e)
+      or _config_override_error(argv)
+      or " ".join(str(e).split())
+    )
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:

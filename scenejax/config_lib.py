@@ -39,69 +39,80 @@ def base() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = "synthetic_scenes"  # scenejax.datasets.NAMES
-  config.data = ml_collections.ConfigDict(dict(
-      data_dir="",               # TFDS data_dir ('' = ~/tensorflow_datasets)
-      image_size=224,            # crop size (synthetic: the rendered size)
-      resize_size=256,           # shorter side before cropping
+  config.data = ml_collections.ConfigDict(
+    dict(
+      data_dir="",  # TFDS data_dir ('' = ~/tensorflow_datasets)
+      image_size=224,  # crop size (synthetic: the rendered size)
+      resize_size=256,  # shorter side before cropping
       random_resized_crop=False,  # Inception-style crops instead
-      ten_crop=False,            # ten-crop evaluation (SAS-Net)
-      on_corrupt="skip",         # or "raise"
+      ten_crop=False,  # ten-crop evaluation (SAS-Net)
+      on_corrupt="skip",  # or "raise"
       sun397_config="standard-part1-120k",
       # synthetic_scenes only (scenejax.synthetic):
-      num_groups=4,              # confusable groups of scene classes
-      scenes_per_group=2,        # C = num_groups * scenes_per_group
-      num_semantic_classes=32,   # L
+      num_groups=4,  # confusable groups of scene classes
+      scenes_per_group=2,  # C = num_groups * scenes_per_group
+      num_semantic_classes=32,  # L
       train_per_class=150,
       test_per_class=50,
       render_seed=0,
-  ))
-  config.model = "resnet50"      # scenejax.models.NAMES
-  config.init_from = ""          # pretrained checkpoint ('' = random init)
-  config.dtype = "float32"       # compute dtype: float32 | bfloat16
+    )
+  )
+  config.model = "resnet50"  # scenejax.models.NAMES
+  config.init_from = ""  # pretrained checkpoint ('' = random init)
+  config.dtype = "float32"  # compute dtype: float32 | bfloat16
   config.num_epochs = 100
-  config.batch_size = 32         # global, over all devices and processes
+  config.batch_size = 32  # global, over all devices and processes
   config.eval_batch_size = 64
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adam",               # adam | sgd
-      learning_rate=1e-3,        # the head's (or every parameter's)
+  config.optimizer = ml_collections.ConfigDict(
+    dict(
+      name="adam",  # adam | sgd
+      learning_rate=1e-3,  # the head's (or every parameter's)
       backbone_learning_rate=1e-5,  # 0: one rate for all parameters
-      weight_decay=1e-5,         # L2 added to the gradient (PyTorch's)
-      schedule="step",           # step | cosine | constant
+      weight_decay=1e-5,  # L2 added to the gradient (PyTorch's)
+      schedule="step",  # step | cosine | constant
       decay_epochs=(10, 15, 20),  # step: x0.1 at each (head's rate too)
-      momentum=0.9,              # sgd
+      momentum=0.9,  # sgd
       # (group, regex) rules, first full match wins (scenejax.optim).
       param_groups=(
-          ("head", r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|"
-                   r"mod_head/.*"),
-          ("backbone", r".*")),
-  ))
-  config.loss = ml_collections.ConfigDict(dict(
-      labels="gls",              # ce | lsr | gls: targets of the CE term
-      num_soft_epochs=20,        # GLS STEP ([SP] Algorithm 2)
+        (
+          "head",
+          r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|"
+          r"mod_head/.*",
+        ),
+        ("backbone", r".*"),
+      ),
+    )
+  )
+  config.loss = ml_collections.ConfigDict(
+    dict(
+      labels="gls",  # ce | lsr | gls: targets of the CE term
+      num_soft_epochs=20,  # GLS STEP ([SP] Algorithm 2)
       final_confidence=0.99,
       lsr_alpha=0.1,
-      bcl_weight=1.0,            # 0 disables BCL ([SP] Eq. 16 uses 1)
+      bcl_weight=1.0,  # 0 disables BCL ([SP] Eq. 16 uses 1)
       bcl_metric="cosine",
       bcl_reduction="mean_inter",
-      bcl_pairing="gather",      # or "product", the literal Eq. 11
-      cl_weight=0.0,             # classic contrastive loss baseline
-      pcl=False,                 # pairwise consistency ([PCL] Eq. 3)
-      pcl_alpha=1.0,             # weight of the erased image's CE
-      pcl_beta=2.0,              # weight of KL(q || p)
-      pcl_gamma=0.7,             # CAM threshold ([PCL] Eq. 2)
-      pcl_cam_stage=-1,          # -1: input of the last down-sampling stage
-  ))
+      bcl_pairing="gather",  # or "product", the literal Eq. 11
+      cl_weight=0.0,  # classic contrastive loss baseline
+      pcl=False,  # pairwise consistency ([PCL] Eq. 3)
+      pcl_alpha=1.0,  # weight of the erased image's CE
+      pcl_beta=2.0,  # weight of KL(q || p)
+      pcl_gamma=0.7,  # CAM threshold ([PCL] Eq. 2)
+      pcl_cam_stage=-1,  # -1: input of the last down-sampling stage
+    )
+  )
   # An NPZ from `python -m scenejax.prototype` ("{metric}" is replaced by
   # `metric`); '' builds it from the training label maps (synthetic only).
   config.prototype = ml_collections.ConfigDict(dict(path="", metric="cosine"))
-  config.checkpoint_keep = 2     # latest checkpoints kept (plus the best)
+  config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
   config.log_every_steps = 50
   config.progress_bar = True
   return config
 
 
-def apply_variant(config: ml_collections.ConfigDict, arg: str | None
-                  ) -> ml_collections.ConfigDict:
+def apply_variant(
+  config: ml_collections.ConfigDict, arg: str | None
+) -> ml_collections.ConfigDict:
   """Applies a `ce|lsr|gls,bcl[=r],cl,pcl,euclidean` string (see above)."""
   if not arg:
     return config
@@ -117,8 +128,10 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None
       loss.bcl_weight = 1.0
       if value:
         if value not in losses.BCL_REDUCTIONS:
-          raise ConfigError(f"config argument {token!r}: BCL reduction must "
-                            f"be one of {losses.BCL_REDUCTIONS}")
+          raise ConfigError(
+            f"config argument {token!r}: BCL reduction must "
+            f"be one of {losses.BCL_REDUCTIONS}"
+          )
         loss.bcl_reduction = value
     elif name == "cl" and not value:
       loss.cl_weight = 1.0
@@ -128,9 +141,11 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None
       loss.bcl_metric = "euclidean"
       config.prototype.metric = "euclidean"
     else:
-      raise ConfigError(f"unknown config argument {token!r} in {arg!r}; "
-                        "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
-                        "euclidean")
+      raise ConfigError(
+        f"unknown config argument {token!r} in {arg!r}; "
+        "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
+        "euclidean"
+      )
   return config
 
 
@@ -163,9 +178,11 @@ def unknown_field_message(name: str) -> str | None:
     return None
   leaf = name.rsplit(".", 1)[-1]
   home = [w for w in want if w.rsplit(".", 1)[-1] == leaf]
-  return (f"{name} is not a config field" +
-          (f"; did you mean {home[0]}?" if home else
-           " (see scenejax/config_lib.py for the fields)"))
+  return f"{name} is not a config field" + (
+    f"; did you mean {home[0]}?"
+    if home
+    else " (see scenejax/config_lib.py for the fields)"
+  )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -176,8 +193,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in have.keys() - want.keys():
     raise ConfigError(unknown_field_message(name))
   for name in want.keys() - have.keys():
-    raise ConfigError(f"{name} is missing; start configs from "
-                      "scenejax.config_lib.base()")
+    raise ConfigError(
+      f"{name} is missing; start configs from scenejax.config_lib.base()"
+    )
 
   def check(name, ok, allowed):
     if not ok:
@@ -188,29 +206,52 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   def at_least(name, low):
     value = have[name]
-    check(name, isinstance(value, (int, float)) and not
-          isinstance(value, bool) and value >= low, f">= {low}")
+    check(
+      name,
+      isinstance(value, (int, float))
+      and not isinstance(value, bool)
+      and value >= low,
+      f">= {low}",
+    )
 
   def between(name, low, high):
     value = have[name]
-    check(name, isinstance(value, (int, float)) and low <= value <= high,
-          f"{low}..{high}")
+    check(
+      name,
+      isinstance(value, (int, float)) and low <= value <= high,
+      f"{low}..{high}",
+    )
 
-  for name in ("num_epochs", "batch_size", "eval_batch_size",
-               "log_every_steps", "checkpoint_keep", "data.image_size",
-               "data.resize_size"):
+  for name in (
+    "num_epochs",
+    "batch_size",
+    "eval_batch_size",
+    "log_every_steps",
+    "checkpoint_keep",
+    "data.image_size",
+    "data.resize_size",
+  ):
     at_least(f"config.{name}", 1)
   one_of("config.data.on_corrupt", ("skip", "raise"))
   one_of("config.dtype", ("float32", "bfloat16"))
   one_of("config.optimizer.name", ("adam", "sgd"))
   one_of("config.optimizer.schedule", ("step", "cosine", "constant"))
-  check("config.optimizer.learning_rate",
-        isinstance(have["config.optimizer.learning_rate"], (int, float))
-        and have["config.optimizer.learning_rate"] > 0, "> 0")
-  for name in ("optimizer.backbone_learning_rate", "optimizer.weight_decay",
-               "optimizer.momentum", "loss.num_soft_epochs",
-               "loss.bcl_weight", "loss.cl_weight", "loss.pcl_alpha",
-               "loss.pcl_beta"):
+  check(
+    "config.optimizer.learning_rate",
+    isinstance(have["config.optimizer.learning_rate"], (int, float))
+    and have["config.optimizer.learning_rate"] > 0,
+    "> 0",
+  )
+  for name in (
+    "optimizer.backbone_learning_rate",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "loss.num_soft_epochs",
+    "loss.bcl_weight",
+    "loss.cl_weight",
+    "loss.pcl_alpha",
+    "loss.pcl_beta",
+  ):
     at_least(f"config.{name}", 0)
   one_of("config.loss.labels", LABELS)
   one_of("config.loss.bcl_metric", losses.BCL_METRICS)

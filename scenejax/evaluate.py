@@ -30,8 +30,9 @@ from scenejax import (
 )
 
 
-def evaluate_workdir(workdir: str, *, ten_crop: bool = False,
-                     step: int | None = None) -> dict:
+def evaluate_workdir(
+  workdir: str, *, ten_crop: bool = False, step: int | None = None
+) -> dict:
   """Metrics of checkpoint `step` (default: best Top-1) of `workdir`."""
   config = checkpoints.read_workdir_config(workdir)
   config.data.ten_crop = ten_crop
@@ -39,29 +40,36 @@ def evaluate_workdir(workdir: str, *, ten_crop: bool = False,
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
   mesh = train.data_parallel_mesh()
   _, graphdef, state, step = checkpoints.restore_workdir(
-      workdir, data.num_classes, step, NamedSharding(mesh, P()))
+    workdir, data.num_classes, step, NamedSharding(mesh, P())
+  )
   model = nnx.merge(graphdef, state)[0]
-  eval_fn = evaluation.jit_eval_step(graphdef, mesh,
-                                     (model.pixel_mean, model.pixel_std))
+  eval_fn = evaluation.jit_eval_step(
+    graphdef, mesh, (model.pixel_mean, model.pixel_std)
+  )
   result = evaluation.evaluate(
-      eval_fn, state, data.test,
-      batch_size=config.eval_batch_size // jax.process_count(),
-      num_classes=data.num_classes,
-      data_sharding=NamedSharding(mesh, P("data")),
-      preprocess=eval_preprocess)
+    eval_fn,
+    state,
+    data.test,
+    batch_size=config.eval_batch_size // jax.process_count(),
+    num_classes=data.num_classes,
+    data_sharding=NamedSharding(mesh, P("data")),
+    preprocess=eval_preprocess,
+  )
   metrics = dict(step=step, ten_crop=ten_crop, **result.metrics())
   if jax.process_index() == 0:
-    fileio.write_json(os.path.join(workdir, "eval.json"),
-                      dict(metrics, confusion=result.confusion.tolist()))
+    fileio.write_json(
+      os.path.join(workdir, "eval.json"),
+      dict(metrics, confusion=result.confusion.tolist()),
+    )
   return metrics
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
-  metrics = evaluate_workdir(flags.FLAGS.workdir,
-                             ten_crop=flags.FLAGS.ten_crop,
-                             step=flags.FLAGS.step)
+  metrics = evaluate_workdir(
+    flags.FLAGS.workdir, ten_crop=flags.FLAGS.ten_crop, step=flags.FLAGS.step
+  )
   print(json.dumps(metrics, indent=1))
 
 

@@ -30,8 +30,9 @@ from scenejax.models import pcl
 TOP_K = (1, 2, 5)
 
 
-def eval_step(graphdef, state, batch, *, mean, std, features: bool = False
-              ) -> dict:
+def eval_step(
+  graphdef, state, batch, *, mean, std, features: bool = False
+) -> dict:
   """Predictions of one batch, the model in inference mode.
 
   Returns {"top": (B, k) indices of the k = min(5, C) highest scores, best
@@ -63,21 +64,29 @@ def jit_eval_step(graphdef, mesh, pixel_stats, *, features: bool = False):
   "data", the outputs replicated so every process counts the whole global
   batch."""
   return jax.jit(
-      functools.partial(eval_step, graphdef, mean=pixel_stats[0],
-                        std=pixel_stats[1], features=features),
-      in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
-      out_shardings=NamedSharding(mesh, P()))
+    functools.partial(
+      eval_step,
+      graphdef,
+      mean=pixel_stats[0],
+      std=pixel_stats[1],
+      features=features,
+    ),
+    in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
+    out_shardings=NamedSharding(mesh, P()),
+  )
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
   """(C, C) int64 counts, rows = true class, columns = predicted class."""
   flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions)
   return np.bincount(flat, minlength=num_classes * num_classes).reshape(
-      num_classes, num_classes)
+    num_classes, num_classes
+  )
 
 
-def accuracy_metrics(confusion: np.ndarray,
-                     topk_hits: dict[int, int] | None = None) -> dict:
+def accuracy_metrics(
+  confusion: np.ndarray, topk_hits: dict[int, int] | None = None
+) -> dict:
   """Top-1/2/5 and mean class accuracy (MCA) from exact integer counts.
 
   MCA averages per-class recall over the classes present in the split;
@@ -93,27 +102,38 @@ def accuracy_metrics(confusion: np.ndarray,
   for k, hits in sorted((topk_hits or {}).items()):
     if k > 1:
       out[f"top{k}"] = hits / total
-  out.update(mean_class_accuracy=float(recall.mean()),
-             absent_classes=np.flatnonzero(~present).tolist(),
-             num_examples=total)
+  out.update(
+    mean_class_accuracy=float(recall.mean()),
+    absent_classes=np.flatnonzero(~present).tolist(),
+    num_examples=total,
+  )
   return out
 
 
 @dataclasses.dataclass
 class Evaluation:
   """What one pass over an evaluation split counted."""
-  confusion: np.ndarray                 # (C, C) int64
-  topk_hits: dict[int, int]             # k -> examples with label in top k
-  features: np.ndarray | None = None    # (N', D) of every k-th image
+
+  confusion: np.ndarray  # (C, C) int64
+  topk_hits: dict[int, int]  # k -> examples with label in top k
+  features: np.ndarray | None = None  # (N', D) of every k-th image
   feature_labels: np.ndarray | None = None
 
   def metrics(self) -> dict:
     return accuracy_metrics(self.confusion, self.topk_hits)
 
 
-def evaluate(eval_fn, state, split, *, batch_size: int, num_classes: int,
-             data_sharding, preprocess=None, feature_every: int = 0
-             ) -> Evaluation:
+def evaluate(
+  eval_fn,
+  state,
+  split,
+  *,
+  batch_size: int,
+  num_classes: int,
+  data_sharding,
+  preprocess=None,
+  feature_every: int = 0,
+) -> Evaluation:
   """One pass of `eval_fn` over `split` (this process's part of each global
   batch of `batch_size` * process count), counted exactly.
 
@@ -123,10 +143,12 @@ def evaluate(eval_fn, state, split, *, batch_size: int, num_classes: int,
   confusion = np.zeros((num_classes, num_classes), np.int64)
   hits = {k: 0 for k in TOP_K if k <= num_classes}
   features, feature_labels, seen = [], [], 0
-  for batch in input_pipeline.eval_batches(split, batch_size,
-                                           preprocess=preprocess):
-    out = jax.device_get(eval_fn(
-        state, input_pipeline.shard_batch(batch, data_sharding)))
+  for batch in input_pipeline.eval_batches(
+    split, batch_size, preprocess=preprocess
+  ):
+    out = jax.device_get(
+      eval_fn(state, input_pipeline.shard_batch(batch, data_sharding))
+    )
     mask = np.asarray(out["mask"])
     labels, top = np.asarray(out["label"])[mask], np.asarray(out["top"])[mask]
     confusion += confusion_matrix(labels, top[:, 0], num_classes)
@@ -139,5 +161,6 @@ def evaluate(eval_fn, state, split, *, batch_size: int, num_classes: int,
     seen += len(labels)
   if not feature_every:
     return Evaluation(confusion, hits)
-  return Evaluation(confusion, hits, np.concatenate(features),
-                    np.concatenate(feature_labels))
+  return Evaluation(
+    confusion, hits, np.concatenate(features), np.concatenate(feature_labels)
+  )

@@ -36,22 +36,32 @@ def export(workdir: str, out: str) -> dict:
   with open(os.path.join(workdir, "results.json")) as f:
     class_names = json.load(f)["class_names"]
   config, graphdef, state, step = checkpoints.restore_workdir(
-      workdir, len(class_names))
+    workdir, len(class_names)
+  )
   model, _ = nnx.merge(graphdef, state)
   model = pcl.export(model)
   image_size = config.data.image_size
   # The synthetic scenes are rendered at their final size: no resize.
-  resize_size = (image_size if config.dataset == "synthetic_scenes" else
-                 config.data.resize_size)
+  resize_size = (
+    image_size
+    if config.dataset == "synthetic_scenes"
+    else config.data.resize_size
+  )
   description = dict(
-      model=config.model, num_classes=len(class_names),
-      class_names=class_names, checkpoint_step=step,
-      image_size=image_size, resize_size=resize_size,
-      pixel_mean=list(model.pixel_mean), pixel_std=list(model.pixel_std))
+    model=config.model,
+    num_classes=len(class_names),
+    class_names=class_names,
+    checkpoint_step=step,
+    image_size=image_size,
+    resize_size=resize_size,
+    pixel_mean=list(model.pixel_mean),
+    pixel_std=list(model.pixel_std),
+  )
   os.makedirs(out, exist_ok=True)
   with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.abspath(os.path.join(out, "params")),
-                      nnx.state(model), force=True)
+    checkpointer.save(
+      os.path.abspath(os.path.join(out, "params")), nnx.state(model), force=True
+    )
   fileio.write_json(os.path.join(out, "model.json"), description)
   return description
 
@@ -63,12 +73,16 @@ def load_export(directory: str):
   options = {}
   if description["model"].startswith("vit"):
     options["image_size"] = description["image_size"]
-  model = nnx.eval_shape(lambda: models.create(
-      description["model"], description["num_classes"], **options))
+  model = nnx.eval_shape(
+    lambda: models.create(
+      description["model"], description["num_classes"], **options
+    )
+  )
   graphdef, abstract = nnx.split(model)
   with ocp.StandardCheckpointer() as checkpointer:
     state = checkpointer.restore(
-        os.path.abspath(os.path.join(directory, "params")), abstract)
+      os.path.abspath(os.path.join(directory, "params")), abstract
+    )
   model = nnx.merge(graphdef, state)
   model.eval()
   return model, description
@@ -78,20 +92,25 @@ def predict(directory: str, image_files: list[str], top: int = 5):
   """[(file, [(class name, probability), ...top])] for each image file."""
   model, description = load_export(directory)
   preprocess = input_pipeline.Preprocess(
-      train=False, image_size=description["image_size"],
-      resize_size=description["resize_size"], on_corrupt="raise")
+    train=False,
+    image_size=description["image_size"],
+    resize_size=description["resize_size"],
+    on_corrupt="raise",
+  )
   results = []
   for path in image_files:
     with open(path, "rb") as f:
-      image = preprocess({"image": f.read(), "label": 0, "name": path})[
-          "image"]
-    x = input_pipeline.normalize(jnp.asarray(image[None]),
-                                 description["pixel_mean"],
-                                 description["pixel_std"])
+      image = preprocess({"image": f.read(), "label": 0, "name": path})["image"]
+    x = input_pipeline.normalize(
+      jnp.asarray(image[None]),
+      description["pixel_mean"],
+      description["pixel_std"],
+    )
     probs = np.asarray(jax.nn.softmax(model(x)[0]))
     order = np.argsort(-probs)[:top]
-    results.append((path, [(description["class_names"][i], float(probs[i]))
-                           for i in order]))
+    results.append(
+      (path, [(description["class_names"][i], float(probs[i])) for i in order])
+    )
   return results
 
 
@@ -104,8 +123,10 @@ def main(argv: list[str]) -> None:
   if not (flag.workdir and flag.out):
     cli.fail("give --workdir and --out (or --predict=EXPORT files...)")
   description = export(flag.workdir, flag.out)
-  print(f"exported {description['model']} (step "
-        f"{description['checkpoint_step']}) to {flag.out}")
+  print(
+    f"exported {description['model']} (step "
+    f"{description['checkpoint_step']}) to {flag.out}"
+  )
 
 
 if __name__ == "__main__":
@@ -113,6 +134,9 @@ if __name__ == "__main__":
   # defines none.
   flags.DEFINE_string("workdir", None, "training workdir to export")
   flags.DEFINE_string("out", None, "directory to write the export to")
-  flags.DEFINE_string("predict", None, "an export directory: classify the "
-                      "image files given as arguments")
+  flags.DEFINE_string(
+    "predict",
+    None,
+    "an export directory: classify the image files given as arguments",
+  )
   cli.run(main)

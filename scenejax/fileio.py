@@ -15,8 +15,9 @@ def _umask() -> int:
   return mask
 
 
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], Any],
-                 mode: str = "wb") -> None:
+def atomic_write(
+  path: str | os.PathLike, write_fn: Callable[[IO], Any], mode: str = "wb"
+) -> None:
   """Calls `write_fn(file)` on a temporary file beside `path`, then renames.
 
   A crash or an exception leaves the old file or none, never a half-written
@@ -26,9 +27,9 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], Any],
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix="." + os.path.basename(path) + ".",
-                             suffix=".tmp")
+  fd, tmp = tempfile.mkstemp(
+    dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
+  )
   try:
     os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, mode) as f:
@@ -44,8 +45,9 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], Any],
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 1) -> None:
   """`obj` as JSON, atomically."""
-  atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent)),
-               mode="w")
+  atomic_write(
+    path, lambda f: f.write(json.dumps(obj, indent=indent)), mode="w"
+  )
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -21,11 +21,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_batches(source, batch_size: int, *, seed: int, epoch: int,
-                  preprocess: Preprocess | None = None,
-                  process_index: int | None = None,
-                  process_count: int | None = None,
-                  num_threads: int = 16):
+def train_batches(
+  source,
+  batch_size: int,
+  *,
+  seed: int,
+  epoch: int,
+  preprocess: Preprocess | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  num_threads: int = 16,
+):
   """This process's part of the training batches of one epoch.
 
   The order is grain's epoch-aware shuffle of an endless repetition of the
@@ -44,13 +50,17 @@ def train_batches(source, batch_size: int, *, seed: int, epoch: int,
   `num_threads` grain threads decode ahead (PIL releases the GIL); 0
   decodes in the calling thread.
   """
-  process_index = (jax.process_index() if process_index is None else
-                   process_index)
-  process_count = (jax.process_count() if process_count is None else
-                   process_count)
+  process_index = (
+    jax.process_index() if process_index is None else process_index
+  )
+  process_count = (
+    jax.process_count() if process_count is None else process_count
+  )
   if batch_size % process_count:
-    raise ValueError(f"batch size {batch_size} is not a multiple of the "
-                     f"process count {process_count}")
+    raise ValueError(
+      f"batch size {batch_size} is not a multiple of the "
+      f"process count {process_count}"
+    )
   local = batch_size // process_count
   num = len(source)
   order = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
@@ -64,26 +74,35 @@ def train_batches(source, batch_size: int, *, seed: int, epoch: int,
     if preprocess is None:
       return order[pos]
     for attempt in range(16):
-      out = preprocess(order[pos + attempt],
-                       np.random.default_rng([seed, pos + attempt]))
+      out = preprocess(
+        order[pos + attempt], np.random.default_rng([seed, pos + attempt])
+      )
       if out is not None:
         return out
-    raise common.DatasetError(f"16 unreadable images in a row at position "
-                              f"{pos} of the shuffled training order")
+    raise common.DatasetError(
+      f"16 unreadable images in a row at position "
+      f"{pos} of the shuffled training order"
+    )
 
   indices = grain.MapDataset.range((num // batch_size) * local)
   if preprocess is None:
     return indices.map(example).batch(local, drop_remainder=True)
-  read = grain.ReadOptions(num_threads=num_threads,
-                           prefetch_buffer_size=max(2 * num_threads, 1))
-  return indices.map(example).to_iter_dataset(read).batch(
-      local, drop_remainder=True)
+  read = grain.ReadOptions(
+    num_threads=num_threads, prefetch_buffer_size=max(2 * num_threads, 1)
+  )
+  return (
+    indices.map(example).to_iter_dataset(read).batch(local, drop_remainder=True)
+  )
 
 
-def eval_batches(source, batch_size: int, *,
-                 preprocess: Preprocess | None = None,
-                 process_index: int | None = None,
-                 process_count: int | None = None) -> Iterator[dict]:
+def eval_batches(
+  source,
+  batch_size: int,
+  *,
+  preprocess: Preprocess | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> Iterator[dict]:
   """Every example once, in order; the last batch is padded and masked.
 
   Yields dicts with "image", "label" and a bool "mask" (False on padding),
@@ -93,10 +112,12 @@ def eval_batches(source, batch_size: int, *,
   same number of batches as the largest shard, so every process takes part
   in every step. A corrupt image is skipped and counted by `preprocess`.
   """
-  process_index = (jax.process_index() if process_index is None else
-                   process_index)
-  process_count = (jax.process_count() if process_count is None else
-                   process_count)
+  process_index = (
+    jax.process_index() if process_index is None else process_index
+  )
+  process_count = (
+    jax.process_count() if process_count is None else process_count
+  )
   ds = grain.MapDataset.source(source)[process_index::process_count]
   if preprocess is not None:
     ds = ds.map(preprocess).to_iter_dataset()
@@ -107,17 +128,22 @@ def eval_batches(source, batch_size: int, *,
   for batch in ds.batch(batch_size):
     real = batch["label"].shape[0]
     pad = batch_size - real
-    batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
-             for k, v in batch.items() if k in ("image", "label")}
+    batch = {
+      k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+      for k, v in batch.items()
+      if k in ("image", "label")
+    }
     batch["mask"] = np.arange(batch_size) < real
     template = batch
     count += 1
     yield batch
   while template is not None and count < num_batches:  # all padding
     count += 1
-    yield {"image": np.zeros_like(template["image"]),
-           "label": np.zeros_like(template["label"]),
-           "mask": np.zeros(batch_size, bool)}
+    yield {
+      "image": np.zeros_like(template["image"]),
+      "label": np.zeros_like(template["label"]),
+      "mask": np.zeros(batch_size, bool),
+    }
 
 
 class Preprocess:
@@ -141,14 +167,25 @@ class Preprocess:
   only on (seed, example position), not on worker count or timing.
   """
 
-  def __init__(self, *, train: bool, image_size: int = 224,
-               resize_size: int = 256, random_resized_crop: bool = False,
-               ten_crop: bool = False, on_corrupt: str = "skip"):
+  def __init__(
+    self,
+    *,
+    train: bool,
+    image_size: int = 224,
+    resize_size: int = 256,
+    random_resized_crop: bool = False,
+    ten_crop: bool = False,
+    on_corrupt: str = "skip",
+  ):
     if on_corrupt not in ("skip", "raise"):
-      raise ValueError(f"on_corrupt = {on_corrupt!r}; expected 'skip' or "
-                       "'raise'")
-    self.train, self.image_size, self.resize_size = train, image_size, (
-        resize_size)
+      raise ValueError(
+        f"on_corrupt = {on_corrupt!r}; expected 'skip' or 'raise'"
+      )
+    self.train, self.image_size, self.resize_size = (
+      train,
+      image_size,
+      (resize_size),
+    )
     self.random_resized_crop = random_resized_crop
     if ten_crop and train:
       raise ValueError("ten_crop is an evaluation transform (train=False)")
@@ -158,6 +195,7 @@ class Preprocess:
 
   def __call__(self, example: dict, rng: np.random.Generator | None = None):
     from PIL import Image
+
     image = example["image"]
     name = example.get("name", "?")
     if isinstance(image, (bytes, np.bytes_)):
@@ -169,38 +207,55 @@ class Preprocess:
         self.skipped += 1
         return None
     size = self.image_size
-    if (isinstance(image, np.ndarray) and image.shape[:2] == (size, size)
-        and not self.random_resized_crop):
+    if (
+      isinstance(image, np.ndarray)
+      and image.shape[:2] == (size, size)
+      and not self.random_resized_crop
+    ):
       crop = image  # already final (the synthetic scenes)
     else:
       if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
       if self.ten_crop:
-        return {"image": self._ten_crops(image),
-                "label": np.int32(example["label"])}
+        return {
+          "image": self._ten_crops(image),
+          "label": np.int32(example["label"]),
+        }
       crop = self._crop(image, rng)
     if self.train and rng.random() < 0.5:
       crop = crop[:, ::-1]
-    return {"image": np.ascontiguousarray(crop, np.uint8),
-            "label": np.int32(example["label"])}
+    return {
+      "image": np.ascontiguousarray(crop, np.uint8),
+      "label": np.int32(example["label"]),
+    }
 
   def _ten_crops(self, image):
     size = self.image_size
     resized = np.asarray(self._resize(image))
     h, w = resized.shape[:2]
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
-               ((h - size) // 2, (w - size) // 2)]
-    crops = [resized[t:t + size, l:l + size] for t, l in corners]
+    corners = [
+      (0, 0),
+      (0, w - size),
+      (h - size, 0),
+      (h - size, w - size),
+      ((h - size) // 2, (w - size) // 2),
+    ]
+    crops = [resized[t : t + size, l : l + size] for t, l in corners]
     return np.ascontiguousarray(np.stack(crops + [c[:, ::-1] for c in crops]))
 
   def _resize(self, image):
     """Shorter side to `resize_size` (never below `image_size`)."""
     from PIL import Image
+
     size = self.image_size
     scale = self.resize_size / min(image.size)
-    return image.resize((max(size, round(image.size[0] * scale)),
-                         max(size, round(image.size[1] * scale))),
-                        Image.BILINEAR)
+    return image.resize(
+      (
+        max(size, round(image.size[0] * scale)),
+        max(size, round(image.size[1] * scale)),
+      ),
+      Image.BILINEAR,
+    )
 
   def _crop(self, image, rng):
     """PIL image -> (size, size, 3) uint8 crop, by the train/eval rule."""
@@ -216,10 +271,12 @@ class Preprocess:
     return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
-def _random_resized_crop(pil, size, rng, scale=(0.08, 1.0),
-                         ratio=(3 / 4, 4 / 3)):
+def _random_resized_crop(
+  pil, size, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+):
   """Inception-style crop (10 tries, then the centre crop), resized."""
   from PIL import Image
+
   w, h = pil.size
   area = w * h
   for _ in range(10):
@@ -248,20 +305,25 @@ def shard_batch(batch: dict, sharding) -> dict:
   Uses `jax.make_array_from_process_local_data`: on one host the batch is the
   global batch; on several, each process passes its own slice.
   """
-  return {k: jax.make_array_from_process_local_data(sharding, v)
-          for k, v in batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(sharding, v)
+    for k, v in batch.items()
+  }
 
 
-def preprocessors(config, data) -> tuple[Preprocess | None,
-                                         Preprocess | None]:
+def preprocessors(config, data) -> tuple[Preprocess | None, Preprocess | None]:
   """(train, eval) `Preprocess` of `config.data` for `data`, or (None,
   None) for the synthetic scenes, which are rendered at their final size."""
   if data.spec is not None:
     return None, None
-  options = dict(image_size=config.data.image_size,
-                 resize_size=config.data.resize_size,
-                 on_corrupt=config.data.on_corrupt)
-  return (Preprocess(train=True,
-                     random_resized_crop=config.data.random_resized_crop,
-                     **options),
-          Preprocess(train=False, ten_crop=config.data.ten_crop, **options))
+  options = dict(
+    image_size=config.data.image_size,
+    resize_size=config.data.resize_size,
+    on_corrupt=config.data.on_corrupt,
+  )
+  return (
+    Preprocess(
+      train=True, random_resized_crop=config.data.random_resized_crop, **options
+    ),
+    Preprocess(train=False, ten_crop=config.data.ten_crop, **options),
+  )

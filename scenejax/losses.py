@@ -20,8 +20,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-BCL_REDUCTIONS = ("mean_inter", "nonzero_inter", "mean_inter_intra",
-                  "nonzero_inter_intra")
+BCL_REDUCTIONS = (
+  "mean_inter",
+  "nonzero_inter",
+  "mean_inter_intra",
+  "nonzero_inter_intra",
+)
 BCL_METRICS = ("cosine", "euclidean")
 BCL_PAIRINGS = ("gather", "product")
 # Floor on a prediction row's norm in the cosine similarity. Probability rows
@@ -38,8 +42,9 @@ def _f32(x):
 # [SP] Algorithm 2: Gradient Label Softening.
 
 
-def gls_label_matrix(similarity, epoch, num_soft_epochs: int = 20,
-                     final_confidence: float = 0.99):
+def gls_label_matrix(
+  similarity, epoch, num_soft_epochs: int = 20, final_confidence: float = 0.99
+):
   """Soft-label matrix of Gradient Label Softening ([SP] Algorithm 2).
 
   Row c is the soft label of class c: it sums to 1 and its diagonal entry
@@ -86,8 +91,9 @@ def gls_label_matrix(similarity, epoch, num_soft_epochs: int = 20,
   if num_soft_epochs < 0:
     raise ValueError(f"num_soft_epochs must be >= 0, got {num_soft_epochs}")
   if not 0.0 < final_confidence < 1.0:
-    raise ValueError(f"final_confidence must be in (0, 1), got "
-                     f"{final_confidence}")
+    raise ValueError(
+      f"final_confidence must be in (0, 1), got {final_confidence}"
+    )
   s = _f32(similarity)
   num_classes = s.shape[0]
   eye = jnp.eye(num_classes, dtype=bool)
@@ -95,16 +101,17 @@ def gls_label_matrix(similarity, epoch, num_soft_epochs: int = 20,
   if num_soft_epochs == 0:
     return hard_labels
   off_diagonal = jnp.where(eye, 0.0, s)
-  off_sum = off_diagonal.sum(axis=1)                       # Σ_{i≠c} S[c, i]
-  value_start = jnp.max(jnp.diagonal(s) / s.sum(axis=1))   # Eq. 5 + Eq. 8
+  off_sum = off_diagonal.sum(axis=1)  # Σ_{i≠c} S[c, i]
+  value_start = jnp.max(jnp.diagonal(s) / s.sum(axis=1))  # Eq. 5 + Eq. 8
   t = _f32(epoch) / num_soft_epochs
   value = value_start + (final_confidence - value_start) * t
   # Clamped so value / (1 - value) stays finite in the branch not taken.
   value = jnp.clip(value, 0.0, final_confidence)
   s1 = off_diagonal + jnp.diag(value / (1.0 - value) * off_sum)  # Eq. 7-8
   row_sum = s1.sum(axis=1, keepdims=True)
-  soft = jnp.where(row_sum > 0, s1 / jnp.where(row_sum > 0, row_sum, 1.0),
-                   hard_labels)                            # Eq. 5
+  soft = jnp.where(
+    row_sum > 0, s1 / jnp.where(row_sum > 0, row_sum, 1.0), hard_labels
+  )  # Eq. 5
   hard = (t > 1.0) | (value_start >= final_confidence)
   return jnp.where(hard, hard_labels, soft)
 
@@ -154,8 +161,15 @@ def _reduce(matrix, how: str):
   return matrix.sum() / jnp.maximum(count, 1)
 
 
-def bcl_loss(predictions, labels, similarity, *, metric: str = "cosine",
-             reduction: str = "mean_inter", pairing: str = "gather"):
+def bcl_loss(
+  predictions,
+  labels,
+  similarity,
+  *,
+  metric: str = "cosine",
+  reduction: str = "mean_inter",
+  pairing: str = "gather",
+):
   """Batch-level Contrastive Loss ([SP] Eq. 10-15).
 
     L_inter_matrix = p_matrix - S_batch                       (Eq. 12)
@@ -204,11 +218,11 @@ def bcl_loss(predictions, labels, similarity, *, metric: str = "cosine",
     scalar float32 loss.
   """
   if reduction not in BCL_REDUCTIONS:
-    raise ValueError(f"reduction must be one of {BCL_REDUCTIONS}, got "
-                     f"{reduction!r}")
+    raise ValueError(
+      f"reduction must be one of {BCL_REDUCTIONS}, got {reduction!r}"
+    )
   if pairing not in BCL_PAIRINGS:
-    raise ValueError(f"pairing must be one of {BCL_PAIRINGS}, got "
-                     f"{pairing!r}")
+    raise ValueError(f"pairing must be one of {BCL_PAIRINGS}, got {pairing!r}")
   s = _f32(similarity)
   labels = jnp.asarray(labels)
   p_matrix = prediction_similarity(predictions, metric)
@@ -219,8 +233,8 @@ def bcl_loss(predictions, labels, similarity, *, metric: str = "cosine",
     s2_batch = jnp.where(same_class, intra_threshold[labels][:, None], 0.0)
   else:
     s_rows = s[labels]
-    s_batch = s_rows @ s_rows.T                              # Eq. 11
-    s2_rows = jnp.diag(intra_threshold)[labels]              # S''[y], Eq. 14
+    s_batch = s_rows @ s_rows.T  # Eq. 11
+    s2_rows = jnp.diag(intra_threshold)[labels]  # S''[y], Eq. 14
     s2_batch = s2_rows @ s2_rows.T
   loss_matrix = jax.nn.relu(p_matrix - s_batch)
   if reduction.endswith("inter_intra"):
@@ -241,8 +255,9 @@ def contrastive_loss(predictions, labels, *, metric: str = "cosine"):
   p_matrix = prediction_similarity(predictions, metric)
   labels = jnp.asarray(labels)
   same_class = labels[:, None] == labels[None, :]
-  return jnp.where(same_class, jax.nn.relu(1.0 - p_matrix),
-                   jax.nn.relu(p_matrix)).mean()
+  return jnp.where(
+    same_class, jax.nn.relu(1.0 - p_matrix), jax.nn.relu(p_matrix)
+  ).mean()
 
 
 def label_smoothing_targets(labels, num_classes: int, alpha: float = 0.1):
@@ -275,8 +290,14 @@ def kl_consistency(logits, mod_logits):
   return optax.losses.kl_divergence_with_log_targets(log_p, log_q).mean()
 
 
-def pcl_loss(main_logits, side_logits, mod_logits, targets, alpha: float = 1.0,
-             beta: float = 2.0):
+def pcl_loss(
+  main_logits,
+  side_logits,
+  mod_logits,
+  targets,
+  alpha: float = 1.0,
+  beta: float = 2.0,
+):
   """Pairwise consistency learning loss, [PCL] Eq. 3.
 
     L = l_main + l_side + α · l_mod + β · l_kl
@@ -294,8 +315,13 @@ def pcl_loss(main_logits, side_logits, mod_logits, targets, alpha: float = 1.0,
   def ce(logits):
     return optax.softmax_cross_entropy(_f32(logits), targets).mean()
 
-  parts = dict(main=ce(main_logits), side=ce(side_logits), mod=ce(mod_logits),
-               kl=kl_consistency(main_logits, mod_logits))
-  total = parts["main"] + parts["side"] + alpha * parts["mod"] + beta * parts[
-      "kl"]
+  parts = dict(
+    main=ce(main_logits),
+    side=ce(side_logits),
+    mod=ce(mod_logits),
+    kl=kl_consistency(main_logits, mod_logits),
+  )
+  total = (
+    parts["main"] + parts["side"] + alpha * parts["mod"] + beta * parts["kl"]
+  )
   return total, parts

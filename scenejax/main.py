@@ -20,18 +20,29 @@ from ml_collections import config_flags
 from scenejax import cli, config_lib, train
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (a get_config() module), "
-    "optionally with :VARIANT.", lock_config=True)
+  "config",
+  None,
+  "Experiment config file (a get_config() module), optionally with :VARIANT.",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory for checkpoints, the prototype, metrics and "
-    "results (default: workdirs/<config name>).")
+  "workdir",
+  None,
+  "Directory for checkpoints, the prototype, metrics and "
+  "results (default: workdirs/<config name>).",
+)
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() (auto-detects "
-    "SLURM / Cloud TPU, or uses the three flags below).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
-                                      "number of processes")
+  "distributed",
+  False,
+  "Call jax.distributed.initialize() (auto-detects "
+  "SLURM / Cloud TPU, or uses the three flags below).",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "host:port of process 0"
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "number of processes"
+)
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's id")
 flags.mark_flags_as_required(["config"])
 
@@ -42,13 +53,16 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value
   if not workdir:
     path, _, arg = config_flags.get_config_filename(
-        flags.FLAGS["config"]).partition(":")
+      flags.FLAGS["config"]
+    ).partition(":")
     workdir = config_lib.workdir_name(path, arg)
     print(f"workdir: {workdir}", flush=True)
   if _DISTRIBUTED.value or _COORDINATOR.value:
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+    )
   train.train_and_evaluate(_CONFIG.value, workdir)
 
 

@@ -35,14 +35,17 @@ SCHEDULES = ("constant", "cosine", "step")
 GROUPS = ("head", "backbone")
 # The classifier and PCL's CAM / erased-image heads: the rest is backbone.
 DEFAULT_PARAM_GROUPS = (
-    ("head", r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|mod_head/.*"),
-    ("backbone", r".*"),
+  ("head", r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|mod_head/.*"),
+  ("backbone", r".*"),
 )
 
 
-def learning_rate_schedule(cfg: ml_collections.ConfigDict, base_lr: float,
-                           steps_per_epoch: int,
-                           num_epochs: int) -> optax.Schedule | float:
+def learning_rate_schedule(
+  cfg: ml_collections.ConfigDict,
+  base_lr: float,
+  steps_per_epoch: int,
+  num_epochs: int,
+) -> optax.Schedule | float:
   """constant | cosine (to 0 over the run, per step, [PCL]) | step (x0.1 at
   each of `cfg.decay_epochs`, [SP]: epochs 10, 15, 20)."""
   if cfg.schedule == "cosine":
@@ -51,9 +54,11 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, base_lr: float,
     return base_lr
   if cfg.schedule == "step":
     return optax.piecewise_constant_schedule(
-        base_lr, {int(e) * steps_per_epoch: 0.1 for e in cfg.decay_epochs})
-  raise ConfigError(f"config.optimizer.schedule = {cfg.schedule!r}; "
-                    f"expected one of {SCHEDULES}")
+      base_lr, {int(e) * steps_per_epoch: 0.1 for e in cfg.decay_epochs}
+    )
+  raise ConfigError(
+    f"config.optimizer.schedule = {cfg.schedule!r}; expected one of {SCHEDULES}"
+  )
 
 
 def parameter_path(path) -> str:
@@ -72,13 +77,17 @@ def parameter_groups(params, rules: Sequence[tuple[str, str]]):
   compiled = []
   for group, pattern in rules:
     if group not in GROUPS:
-      raise ConfigError(f"config.optimizer.param_groups: group {group!r}; "
-                        f"expected one of {GROUPS}")
+      raise ConfigError(
+        f"config.optimizer.param_groups: group {group!r}; "
+        f"expected one of {GROUPS}"
+      )
     try:
       compiled.append((group, re.compile(pattern)))
     except re.error as e:
-      raise ConfigError(f"config.optimizer.param_groups: bad regex "
-                        f"{pattern!r} for {group!r}: {e}") from e
+      raise ConfigError(
+        f"config.optimizer.param_groups: bad regex "
+        f"{pattern!r} for {group!r}: {e}"
+      ) from e
   used, unmatched = set(), []
 
   def label(path, _):
@@ -93,18 +102,22 @@ def parameter_groups(params, rules: Sequence[tuple[str, str]]):
   labels = jax.tree_util.tree_map_with_path(label, params)
   if unmatched:
     raise ConfigError(
-        f"config.optimizer.param_groups: {len(unmatched)} parameter(s) match "
-        f"no rule, e.g. {unmatched[:3]}; add a rule (a last ('backbone', "
-        "'.*') catches the rest)")
+      f"config.optimizer.param_groups: {len(unmatched)} parameter(s) match "
+      f"no rule, e.g. {unmatched[:3]}; add a rule (a last ('backbone', "
+      "'.*') catches the rest)"
+    )
   unused = [rules[i] for i in range(len(rules)) if i not in used]
   if unused:
-    raise ConfigError(f"config.optimizer.param_groups: rule(s) {unused} "
-                      "match no parameter of this model")
+    raise ConfigError(
+      f"config.optimizer.param_groups: rule(s) {unused} "
+      "match no parameter of this model"
+    )
   return labels
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
-                   num_epochs: int) -> optax.GradientTransformation:
+def make_optimizer(
+  cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int
+) -> optax.GradientTransformation:
   """Adam or SGD (momentum) with L2 weight decay added to the gradient
   (PyTorch's `weight_decay`, as both papers use), on `cfg.schedule`.
 
@@ -113,26 +126,34 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   `cfg.backbone_learning_rate` ([SP]: 1e-3 / 1e-5).
   """
   if cfg.name not in OPTIMIZERS:
-    raise ConfigError(f"config.optimizer.name = {cfg.name!r}; expected one "
-                      f"of {OPTIMIZERS}")
+    raise ConfigError(
+      f"config.optimizer.name = {cfg.name!r}; expected one of {OPTIMIZERS}"
+    )
 
   def optimizer(base_lr):
     lr = learning_rate_schedule(cfg, base_lr, steps_per_epoch, num_epochs)
-    update = (optax.adam(lr) if cfg.name == "adam" else
-              optax.sgd(lr, momentum=cfg.momentum))
+    update = (
+      optax.adam(lr)
+      if cfg.name == "adam"
+      else optax.sgd(lr, momentum=cfg.momentum)
+    )
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), update)
 
   if not cfg.backbone_learning_rate:
     return optimizer(cfg.learning_rate)
   rules = tuple(tuple(rule) for rule in cfg.param_groups)
   return optax.multi_transform(
-      {"head": optimizer(cfg.learning_rate),
-       "backbone": optimizer(cfg.backbone_learning_rate)},
-      lambda params: parameter_groups(params, rules))
+    {
+      "head": optimizer(cfg.learning_rate),
+      "backbone": optimizer(cfg.backbone_learning_rate),
+    },
+    lambda params: parameter_groups(params, rules),
+  )
 
 
-def create_train_state(config: ml_collections.ConfigDict, num_classes: int,
-                       steps_per_epoch: int):
+def create_train_state(
+  config: ml_collections.ConfigDict, num_classes: int, steps_per_epoch: int
+):
   """(graphdef, state) of the model of `config` and its optimizer."""
   model = models.from_config(config, num_classes)
   tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)

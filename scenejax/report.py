@@ -34,8 +34,10 @@ MAX_LABELLED_CLASSES = 70
 
 def _pyplot():
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   return plt
 
 
@@ -58,6 +60,7 @@ def cluster_order(similarity: np.ndarray) -> np.ndarray:
   distance 1 - S / max(S), so that similar scenes sit next to each other."""
   from scipy.cluster import hierarchy
   from scipy.spatial import distance
+
   s = np.asarray(similarity, np.float64)
   num = s.shape[0]
   if num < 3:
@@ -66,24 +69,29 @@ def cluster_order(similarity: np.ndarray) -> np.ndarray:
   top = s.max()
   d = 1.0 - s / top if top > 0 else np.ones_like(s)
   np.fill_diagonal(d, 0.0)
-  linkage = hierarchy.linkage(distance.squareform(np.clip(d, 0, None),
-                                                  checks=False),
-                              method="average")
-  return hierarchy.leaves_list(hierarchy.optimal_leaf_ordering(
-      linkage, distance.squareform(np.clip(d, 0, None), checks=False)))
+  linkage = hierarchy.linkage(
+    distance.squareform(np.clip(d, 0, None), checks=False), method="average"
+  )
+  return hierarchy.leaves_list(
+    hierarchy.optimal_leaf_ordering(
+      linkage, distance.squareform(np.clip(d, 0, None), checks=False)
+    )
+  )
 
 
 def _save(fig, path) -> str:
-  fileio.atomic_write(path, lambda f: fig.savefig(
-      f, format="png", dpi=110, bbox_inches="tight"))
+  fileio.atomic_write(
+    path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+  )
   _pyplot().close(fig)
   return os.fspath(path)
 
 
 def _heatmap(ax, fig, matrix, names, *, title, cbar_label, cmap, vmax=None):
   num = matrix.shape[0]
-  image = ax.imshow(matrix, cmap=cmap, vmin=0, vmax=vmax,
-                    interpolation="nearest")
+  image = ax.imshow(
+    matrix, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest"
+  )
   fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=cbar_label)
   if names is not None and num <= MAX_LABELLED_CLASSES:
     size = max(5, 10 - num // 10)
@@ -99,8 +107,9 @@ def _heatmap(ax, fig, matrix, names, *, title, cbar_label, cmap, vmax=None):
   ax.set_title(title)
 
 
-def plot_prototype(similarity, class_names, path, *, metric=None,
-                   order=None) -> str:
+def plot_prototype(
+  similarity, class_names, path, *, metric=None, order=None
+) -> str:
   """Heatmap of S with rows/columns in `order` (default: clustering)."""
   plt = _pyplot()
   s = np.asarray(similarity)
@@ -109,13 +118,21 @@ def plot_prototype(similarity, class_names, path, *, metric=None,
   names = [_names(class_names, num)[i] for i in order]
   size = min(4 + 0.16 * num, 16)
   fig, ax = plt.subplots(figsize=(size + 1.5, size))
-  _heatmap(ax, fig, s[np.ix_(order, order)], names,
-           title=f"Similarity prototype S (C = {num}), clustered",
-           cbar_label=f"similarity ({metric or 'unknown metric'})",
-           cmap="Blues", vmax=1.0)
+  _heatmap(
+    ax,
+    fig,
+    s[np.ix_(order, order)],
+    names,
+    title=f"Similarity prototype S (C = {num}), clustered",
+    cbar_label=f"similarity ({metric or 'unknown metric'})",
+    cmap="Blues",
+    vmax=1.0,
+  )
   if num > MAX_LABELLED_CLASSES:
-    ax.set_xlabel(f"{num} classes in clustering order (every "
-                  f"{-(-num // 50)}th labelled; see the close-up)")
+    ax.set_xlabel(
+      f"{num} classes in clustering order (every "
+      f"{-(-num // 50)}th labelled; see the close-up)"
+    )
   return _save(fig, path)
 
 
@@ -138,10 +155,16 @@ def plot_prototype_zoom(similarity, class_names, path, *, metric=None) -> str:
   classes = classes[cluster_order(s[np.ix_(classes, classes)])]
   names = [_names(class_names, s.shape[0])[c] for c in classes]
   fig, ax = plt.subplots(figsize=(11, 9.5))
-  _heatmap(ax, fig, s[np.ix_(classes, classes)], names,
-           title=f"Close-up: the {len(classes)} classes of the most similar "
-                 "pairs", cbar_label=f"similarity ({metric or 'unknown'})",
-           cmap="Blues", vmax=1.0)
+  _heatmap(
+    ax,
+    fig,
+    s[np.ix_(classes, classes)],
+    names,
+    title=f"Close-up: the {len(classes)} classes of the most similar pairs",
+    cbar_label=f"similarity ({metric or 'unknown'})",
+    cmap="Blues",
+    vmax=1.0,
+  )
   return _save(fig, path)
 
 
@@ -156,48 +179,79 @@ def default_gls_classes(similarity, k: int = 3) -> list[int]:
   return chosen or [0]
 
 
-def gls_evolution(similarity, classes: Sequence[int], num_soft_epochs: int,
-                  final_confidence: float, neighbours: int = 4):
+def gls_evolution(
+  similarity,
+  classes: Sequence[int],
+  num_soft_epochs: int,
+  final_confidence: float,
+  neighbours: int = 4,
+):
   """(epochs, {class: (label indices, (epochs, k+2) values)}) of the GLS
   soft label ([SP] Algorithm 2) of each class: its own entry, its
   `neighbours` most similar classes, and the rest summed."""
   from scenejax import losses
+
   s = np.asarray(similarity, np.float64)
   epochs = np.arange(num_soft_epochs + 2)  # the last one is hard
-  matrices = np.stack([np.asarray(losses.gls_label_matrix(
-      s, e, num_soft_epochs, final_confidence)) for e in epochs])
+  matrices = np.stack(
+    [
+      np.asarray(
+        losses.gls_label_matrix(s, e, num_soft_epochs, final_confidence)
+      )
+      for e in epochs
+    ]
+  )
   curves = {}
   for c in classes:
-    others = np.argsort(-np.where(np.arange(len(s)) == c, -np.inf, s[c]),
-                        kind="stable")[:neighbours]
+    others = np.argsort(
+      -np.where(np.arange(len(s)) == c, -np.inf, s[c]), kind="stable"
+    )[:neighbours]
     shown = [c] + [int(o) for o in others]
     rows = matrices[:, c, :]
-    values = np.concatenate([rows[:, shown],
-                             1.0 - rows[:, shown].sum(1, keepdims=True)], 1)
+    values = np.concatenate(
+      [rows[:, shown], 1.0 - rows[:, shown].sum(1, keepdims=True)], 1
+    )
     curves[c] = (shown, values)
   return epochs, curves
 
 
-def plot_gls_evolution(similarity, class_names, path, *, classes=None,
-                       num_soft_epochs: int = 20,
-                       final_confidence: float = 0.99) -> str:
+def plot_gls_evolution(
+  similarity,
+  class_names,
+  path,
+  *,
+  classes=None,
+  num_soft_epochs: int = 20,
+  final_confidence: float = 0.99,
+) -> str:
   """[SP] Fig. 4: how each chosen class's soft label moves to one-hot."""
   plt = _pyplot()
   s = np.asarray(similarity)
   names = _names(class_names, s.shape[0])
   classes = default_gls_classes(s) if classes is None else list(classes)
-  epochs, curves = gls_evolution(s, classes, num_soft_epochs,
-                                 final_confidence)
-  fig, axes = plt.subplots(1, len(classes), figsize=(5.2 * len(classes), 4.2),
-                           squeeze=False)
+  epochs, curves = gls_evolution(s, classes, num_soft_epochs, final_confidence)
+  fig, axes = plt.subplots(
+    1, len(classes), figsize=(5.2 * len(classes), 4.2), squeeze=False
+  )
   for ax, c in zip(axes[0], classes):
     shown, values = curves[c]
-    ax.plot(epochs + 1, values[:, 0], "o-", color="black", lw=2,
-            label=f"{names[c]} (target)")
+    ax.plot(
+      epochs + 1,
+      values[:, 0],
+      "o-",
+      color="black",
+      lw=2,
+      label=f"{names[c]} (target)",
+    )
     for k, other in enumerate(shown[1:], start=1):
       ax.plot(epochs + 1, values[:, k], ".-", label=names[other])
-    ax.plot(epochs + 1, values[:, -1], ":", color="grey",
-            label=f"other {len(s) - len(shown)} classes (sum)")
+    ax.plot(
+      epochs + 1,
+      values[:, -1],
+      ":",
+      color="grey",
+      label=f"other {len(s) - len(shown)} classes (sum)",
+    )
     ax.axvline(num_soft_epochs + 1.5, color="grey", lw=0.8)
     if values[0, 1:-1].max() < 0.05:  # many classes: neighbours ~1/C
       ax.set_yscale("log")
@@ -208,8 +262,10 @@ def plot_gls_evolution(similarity, class_names, path, *, classes=None,
     ax.set_ylabel("soft-label probability")
     ax.set_title(f"GLS soft label of '{names[c]}'")
     ax.legend(fontsize=7, loc="best")
-  fig.suptitle(f"Gradient Label Softening: STEP = {num_soft_epochs} epochs, "
-               f"final confidence {final_confidence}")
+  fig.suptitle(
+    f"Gradient Label Softening: STEP = {num_soft_epochs} epochs, "
+    f"final confidence {final_confidence}"
+  )
   return _save(fig, path)
 
 
@@ -219,35 +275,45 @@ def read_history(workdir) -> list[dict]:
     with open(path) as f:
       return [json.loads(line) for line in f if line.strip()]
   except FileNotFoundError:
-    raise UserError(f"{path}: no metrics.jsonl; is {workdir} a "
-                            "scenejax training workdir?") from None
+    raise UserError(
+      f"{path}: no metrics.jsonl; is {workdir} a scenejax training workdir?"
+    ) from None
 
 
-def plot_training_curves(history: list[dict], path, *,
-                         num_soft_epochs: int | None = None) -> str:
+def plot_training_curves(
+  history: list[dict], path, *, num_soft_epochs: int | None = None
+) -> str:
   """Each training loss term, and train accuracy / Top-1 / MCA per epoch."""
   plt = _pyplot()
   epochs = [row["epoch"] for row in history]
-  terms = [k for k in history[0] if k.startswith("train_") and
-           k != "train_accuracy"]
+  terms = [
+    k for k in history[0] if k.startswith("train_") and k != "train_accuracy"
+  ]
   fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
   for key in terms:
-    left.plot(epochs, [row[key] for row in history], ".-",
-              lw=2.5 if key == "train_loss" else 1.2,
-              label=("total" if key == "train_loss" else key[6:]))
+    left.plot(
+      epochs,
+      [row[key] for row in history],
+      ".-",
+      lw=2.5 if key == "train_loss" else 1.2,
+      label=("total" if key == "train_loss" else key[6:]),
+    )
   left.set_xlabel("epoch")
   left.set_ylabel("mean training loss")
   left.set_title("Training loss, by term")
   left.legend(fontsize=8)
-  for key, label in (("train_accuracy", "train accuracy (batch)"),
-                     ("top1", "eval Top-1"),
-                     ("mean_class_accuracy", "eval mean class accuracy"),
-                     ("top5", "eval Top-5")):
+  for key, label in (
+    ("train_accuracy", "train accuracy (batch)"),
+    ("top1", "eval Top-1"),
+    ("mean_class_accuracy", "eval mean class accuracy"),
+    ("top5", "eval Top-5"),
+  ):
     if key in history[0]:
       # Top-1 drawn thick and dashed: on a balanced split it equals MCA.
       style = dict(lw=3, ls="--") if key == "top1" else dict(ls="-")
-      right.plot(epochs, [row[key] for row in history], marker=".",
-                 label=label, **style)
+      right.plot(
+        epochs, [row[key] for row in history], marker=".", label=label, **style
+      )
   right.set_xlabel("epoch")
   right.set_ylabel("accuracy")
   right.set_ylim(0, 1.02)
@@ -256,9 +322,15 @@ def plot_training_curves(history: list[dict], path, *,
   if num_soft_epochs:
     for ax in (left, right):
       ax.axvline(num_soft_epochs + 1.5, color="grey", lw=0.8, ls="--")
-    left.annotate("GLS labels hard from here", (num_soft_epochs + 1.5, 1),
-                  xycoords=("data", "axes fraction"), fontsize=7,
-                  va="top", ha="left", color="grey")
+    left.annotate(
+      "GLS labels hard from here",
+      (num_soft_epochs + 1.5, 1),
+      xycoords=("data", "axes fraction"),
+      fontsize=7,
+      va="top",
+      ha="left",
+      color="grey",
+    )
   return _save(fig, path)
 
 
@@ -280,10 +352,17 @@ def plot_confusion(confusion, class_names, path, *, order=None) -> str:
   names = [_names(class_names, num)[i] for i in order]
   size = min(4 + 0.16 * num, 16)
   fig, ax = plt.subplots(figsize=(size + 1.5, size))
-  _heatmap(ax, fig, rates[np.ix_(order, order)], names,
-           title="Confusion of the best checkpoint (rows: true class), "
-                 "prototype order", cbar_label="fraction of the true class",
-           cmap="Oranges", vmax=1.0)
+  _heatmap(
+    ax,
+    fig,
+    rates[np.ix_(order, order)],
+    names,
+    title="Confusion of the best checkpoint (rows: true class), "
+    "prototype order",
+    cbar_label="fraction of the true class",
+    cmap="Oranges",
+    vmax=1.0,
+  )
   ax.set_xlabel("predicted class")
   ax.set_ylabel("true class")
   return _save(fig, path)
@@ -293,12 +372,16 @@ def similarity_vs_confusion(similarity, confusion):
   """(S[i, j], rate[i, j], Spearman rho) over ordered pairs i != j whose
   true class i occurs in the split."""
   from scipy import stats
+
   rates = confusion_rates(confusion)
   s = np.asarray(similarity, np.float64)
   pairs = ~np.eye(s.shape[0], dtype=bool) & ~np.isnan(rates)
   x, y = s[pairs], rates[pairs]
-  rho = (float(stats.spearmanr(x, y).statistic)
-         if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan"))
+  rho = (
+    float(stats.spearmanr(x, y).statistic)
+    if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+    else float("nan")
+  )
   return x, y, rho
 
 
@@ -308,19 +391,29 @@ def plot_similarity_vs_confusion(similarity, confusion, path) -> str:
   plt = _pyplot()
   x, y, rho = similarity_vs_confusion(similarity, confusion)
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
-  ax.scatter(x, y, s=6, alpha=0.35 if len(x) < 5000 else 0.1,
-             rasterized=True, label="class pair (i, j), i ≠ j")
+  ax.scatter(
+    x,
+    y,
+    s=6,
+    alpha=0.35 if len(x) < 5000 else 0.1,
+    rasterized=True,
+    label="class pair (i, j), i ≠ j",
+  )
   if len(x) and np.ptp(x) > 0:  # equal-width bins: centres stay honest
     edges = np.linspace(x.min(), x.max(), 11)
     which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
     full = [b for b in range(10) if (which == b).any()]
-    ax.plot([x[which == b].mean() for b in full],
-            [y[which == b].mean() for b in full], "o-", color="C3", lw=2,
-            label="mean rate per similarity bin (10 equal bins)")
+    ax.plot(
+      [x[which == b].mean() for b in full],
+      [y[which == b].mean() for b in full],
+      "o-",
+      color="C3",
+      lw=2,
+      label="mean rate per similarity bin (10 equal bins)",
+    )
   ax.set_xlabel("prototype similarity S[i, j]")
   ax.set_ylabel("confusion rate P(predict j | true i)")
-  ax.set_title(f"Prior vs errors: Spearman ρ = {rho:.2f} "
-               f"over {len(x)} pairs")
+  ax.set_title(f"Prior vs errors: Spearman ρ = {rho:.2f} over {len(x)} pairs")
   ax.legend(fontsize=8)
   return _save(fig, path)
 
@@ -339,15 +432,21 @@ def plot_embedding(points, labels, class_names, path, *, order=None) -> str:
     for c in range(num):
       sel = labels == c
       if sel.any():
-        ax.scatter(points[sel, 0], points[sel, 1], s=9, color=cmap(c),
-                   label=names[c])
-    ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2 if num > 10
-              else 1)
+        ax.scatter(
+          points[sel, 0], points[sel, 1], s=9, color=cmap(c), label=names[c]
+        )
+    ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2 if num > 10 else 1)
   else:
     rank = np.empty(num, int)
     rank[np.arange(num) if order is None else order] = np.arange(num)
-    ax.scatter(points[:, 0], points[:, 1], s=4, c=rank[labels], cmap="hsv",
-               rasterized=True)
+    ax.scatter(
+      points[:, 0],
+      points[:, 1],
+      s=4,
+      c=rank[labels],
+      cmap="hsv",
+      rasterized=True,
+    )
   ax.set_xticks([])
   ax.set_yticks([])
   ax.set_xlabel("t-SNE 1")
@@ -359,15 +458,25 @@ def plot_embedding(points, labels, class_names, path, *, order=None) -> str:
 def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
   """2-D t-SNE (scikit-learn, Barnes-Hut, PCA init, perplexity <= 30)."""
   from sklearn.manifold import TSNE
+
   n = len(features)
   perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
-  return TSNE(n_components=2, perplexity=perplexity, init="pca",
-              learning_rate="auto", random_state=seed).fit_transform(
-                  np.asarray(features, np.float64))
+  return TSNE(
+    n_components=2,
+    perplexity=perplexity,
+    init="pca",
+    learning_rate="auto",
+    random_state=seed,
+  ).fit_transform(np.asarray(features, np.float64))
 
 
-def model_pass(workdir: str, *, step: int | None = None,
-               max_images: int | None = None, data=None):
+def model_pass(
+  workdir: str,
+  *,
+  step: int | None = None,
+  max_images: int | None = None,
+  data=None,
+):
   """(confusion, features, labels, step) of the best checkpoint (or `step`)
   over the eval split, from one `scenejax.evaluation.evaluate` pass: the
   confusion over every image, the penultimate features of at most
@@ -377,6 +486,7 @@ def model_pass(workdir: str, *, step: int | None = None,
   from jax.sharding import PartitionSpec as P
 
   from scenejax import checkpoints, datasets, evaluation, input_pipeline, train
+
   config = checkpoints.read_workdir_config(workdir)
   config.data.ten_crop = False
   if data is None:
@@ -384,18 +494,24 @@ def model_pass(workdir: str, *, step: int | None = None,
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
   mesh = train.data_parallel_mesh()
   _, graphdef, state, step = checkpoints.restore_workdir(
-      workdir, data.num_classes, step, NamedSharding(mesh, P()))
+    workdir, data.num_classes, step, NamedSharding(mesh, P())
+  )
   from flax import nnx
+
   model = nnx.merge(graphdef, state)[0]
   eval_fn = evaluation.jit_eval_step(
-      graphdef, mesh, (model.pixel_mean, model.pixel_std), features=True)
+    graphdef, mesh, (model.pixel_mean, model.pixel_std), features=True
+  )
   result = evaluation.evaluate(
-      eval_fn, state, data.test, batch_size=config.eval_batch_size,
-      num_classes=data.num_classes,
-      data_sharding=NamedSharding(mesh, P("data")),
-      preprocess=eval_preprocess,
-      feature_every=max(1, -(-len(data.test) // max_images))
-      if max_images else 1)
+    eval_fn,
+    state,
+    data.test,
+    batch_size=config.eval_batch_size,
+    num_classes=data.num_classes,
+    data_sharding=NamedSharding(mesh, P("data")),
+    preprocess=eval_preprocess,
+    feature_every=max(1, -(-len(data.test) // max_images)) if max_images else 1,
+  )
   return result.confusion, result.features, result.feature_labels, step
 
 
@@ -406,27 +522,35 @@ def model_pass(workdir: str, *, step: int | None = None,
 def _img(path, alt) -> str:
   with open(path, "rb") as f:
     data = base64.b64encode(f.read()).decode("ascii")
-  return (f'<img alt="{html.escape(alt)}" style="max-width:100%" '
-          f'src="data:image/png;base64,{data}">')
+  return (
+    f'<img alt="{html.escape(alt)}" style="max-width:100%" '
+    f'src="data:image/png;base64,{data}">'
+  )
 
 
 def _table(header, rows) -> str:
   head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-  body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>"
-                                  for v in row) + "</tr>" for row in rows)
+  body = "".join(
+    "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+    for row in rows
+  )
   return f"<table><tr>{head}</tr>{body}</table>"
 
 
-_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;"
-          "line-height:1.4} table{border-collapse:collapse} td,th{border:1px "
-          "solid #ccc;padding:2px 8px;text-align:left} h2{margin-top:2em}")
+_STYLE = (
+  "body{font-family:sans-serif;max-width:1100px;margin:2em auto;"
+  "line-height:1.4} table{border-collapse:collapse} td,th{border:1px "
+  "solid #ccc;padding:2px 8px;text-align:left} h2{margin-top:2em}"
+)
 
 
 def write_html(path, title: str, sections) -> str:
   """sections: (heading, [html fragments]); written atomically."""
-  parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>"
-           f"{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-           f"<h1>{html.escape(title)}</h1>"]
+  parts = [
+    f"<!doctype html><html><head><meta charset='utf-8'><title>"
+    f"{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+    f"<h1>{html.escape(title)}</h1>"
+  ]
   for heading, fragments in sections:
     parts.append(f"<h2>{html.escape(heading)}</h2>" + "".join(fragments))
   parts.append("</body></html>")
@@ -438,23 +562,37 @@ def _p(text) -> str:
   return f"<p>{html.escape(text)}</p>"
 
 
-def _prototype_sections(proto, out, *, classes, num_soft_epochs,
-                        final_confidence, confusion=None):
+def _prototype_sections(
+  proto, out, *, classes, num_soft_epochs, final_confidence, confusion=None
+):
   s = proto.similarity
   names = _names(proto.class_names, s.shape[0])
   order = cluster_order(s)
-  figures = {"prototype": plot_prototype(
-      s, proto.class_names, os.path.join(out, "prototype.png"),
-      metric=proto.metric, order=order)}
-  fragments = [_p("Each cell is the similarity of two scene classes' object "
-                  "statistics ([SP] Eq. 2/4); rows and columns are ordered "
-                  "by average-linkage clustering, so blocks are groups of "
-                  "scenes that share objects."), _img(figures["prototype"],
-                                                       "prototype")]
+  figures = {
+    "prototype": plot_prototype(
+      s,
+      proto.class_names,
+      os.path.join(out, "prototype.png"),
+      metric=proto.metric,
+      order=order,
+    )
+  }
+  fragments = [
+    _p(
+      "Each cell is the similarity of two scene classes' object "
+      "statistics ([SP] Eq. 2/4); rows and columns are ordered "
+      "by average-linkage clustering, so blocks are groups of "
+      "scenes that share objects."
+    ),
+    _img(figures["prototype"], "prototype"),
+  ]
   if s.shape[0] > MAX_LABELLED_CLASSES:
     figures["prototype_zoom"] = plot_prototype_zoom(
-        s, proto.class_names, os.path.join(out, "prototype_zoom.png"),
-        metric=proto.metric)
+      s,
+      proto.class_names,
+      os.path.join(out, "prototype_zoom.png"),
+      metric=proto.metric,
+    )
     fragments.append(_img(figures["prototype_zoom"], "prototype close-up"))
   rates = None if confusion is None else confusion_rates(confusion)
   rows = []
@@ -464,23 +602,37 @@ def _prototype_sections(proto, out, *, classes, num_soft_epochs,
       row.append(f"{rates[i, j]:.3f} / {rates[j, i]:.3f}")
     rows.append(row)
   header = ["class", "class", "similarity"] + (
-      ["confusion i→j / j→i"] if rates is not None else [])
-  sections = [("Similarity prototype", fragments),
-              ("Most confusable pairs by the prototype",
-               [_table(header, rows)])]
+    ["confusion i→j / j→i"] if rates is not None else []
+  )
+  sections = [
+    ("Similarity prototype", fragments),
+    ("Most confusable pairs by the prototype", [_table(header, rows)]),
+  ]
   classes = default_gls_classes(s) if classes is None else classes
   figures["gls"] = plot_gls_evolution(
-      s, proto.class_names, os.path.join(out, "gls_evolution.png"),
-      classes=classes, num_soft_epochs=num_soft_epochs,
-      final_confidence=final_confidence)
+    s,
+    proto.class_names,
+    os.path.join(out, "gls_evolution.png"),
+    classes=classes,
+    num_soft_epochs=num_soft_epochs,
+    final_confidence=final_confidence,
+  )
   start = float(np.max(np.diagonal(s) / s.sum(axis=1)))
-  sections.append(("GLS soft labels across epochs", [
-      _p(f"The soft labels of {', '.join(names[c] for c in classes)} "
-         "([SP] Algorithm 2): the target's own entry rises linearly from "
-         f"{start:.3f} (Eq. 8) to {final_confidence} over STEP = "
-         f"{num_soft_epochs} epochs; the mass on similar classes shrinks "
-         "with it; after STEP the label is one-hot."),
-      _img(figures["gls"], "GLS evolution")]))
+  sections.append(
+    (
+      "GLS soft labels across epochs",
+      [
+        _p(
+          f"The soft labels of {', '.join(names[c] for c in classes)} "
+          "([SP] Algorithm 2): the target's own entry rises linearly from "
+          f"{start:.3f} (Eq. 8) to {final_confidence} over STEP = "
+          f"{num_soft_epochs} epochs; the mass on similar classes shrinks "
+          "with it; after STEP the label is one-hot."
+        ),
+        _img(figures["gls"], "GLS evolution"),
+      ],
+    )
+  )
   return sections, figures, order
 
 
@@ -499,36 +651,57 @@ def _class_indices(names_arg: str, class_names, num: int) -> list[int] | None:
     elif name.isdigit() and int(name) < num:
       chosen.append(int(name))
     else:
-      raise UserError(f"--classes: no class named {name!r} (the classes "
-                       f"are e.g. {short[:5]})")
+      raise UserError(
+        f"--classes: no class named {name!r} (the classes are e.g. {short[:5]})"
+      )
   return chosen
 
 
-def prototype_report(path, out, *, class_names_file: str = "",
-                     classes: str = "", num_soft_epochs: int = 20,
-                     final_confidence: float = 0.99) -> dict:
+def prototype_report(
+  path,
+  out,
+  *,
+  class_names_file: str = "",
+  classes: str = "",
+  num_soft_epochs: int = 20,
+  final_confidence: float = 0.99,
+) -> dict:
   """Figures and report.html of a prototype NPZ alone; returns the paths."""
-  names = (prototype_lib.read_class_names(class_names_file)
-           if class_names_file else None)
+  names = (
+    prototype_lib.read_class_names(class_names_file)
+    if class_names_file
+    else None
+  )
   proto = prototype_lib.load_prototype(path, class_names=names)
   if names is not None:
     proto = prototype_lib.with_class_names(proto, names)
   os.makedirs(out, exist_ok=True)
   sections, figures, _ = _prototype_sections(
-      proto, out, classes=_class_indices(classes, proto.class_names,
-                                         proto.num_classes),
-      num_soft_epochs=num_soft_epochs, final_confidence=final_confidence)
+    proto,
+    out,
+    classes=_class_indices(classes, proto.class_names, proto.num_classes),
+    num_soft_epochs=num_soft_epochs,
+    final_confidence=final_confidence,
+  )
   summary = f"<pre>{html.escape(proto.summary())}</pre>"
   sections.insert(0, (f"{os.path.basename(os.fspath(path))}", [summary]))
-  figures["html"] = write_html(os.path.join(out, "report.html"),
-                               "scenejax prototype report", sections)
+  figures["html"] = write_html(
+    os.path.join(out, "report.html"), "scenejax prototype report", sections
+  )
   return figures
 
 
-def workdir_report(workdir, out=None, *, classes: str = "",
-                   max_tsne: int = 2000, step: int | None = None) -> dict:
+def workdir_report(
+  workdir,
+  out=None,
+  *,
+  classes: str = "",
+  max_tsne: int = 2000,
+  step: int | None = None,
+) -> dict:
   """Figures and report.html of a training workdir; returns the paths."""
   from scenejax import checkpoints, config_lib, datasets, evaluation
+
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
   config = checkpoints.read_workdir_config(workdir)
@@ -538,71 +711,118 @@ def workdir_report(workdir, out=None, *, classes: str = "",
   data = datasets.from_config(config)
   data_names = data.class_names
   confusion, features, labels, step = model_pass(
-      workdir, step=step, max_images=max_tsne, data=data)
-  proto_path = (config_lib.prototype_path(config) if config.prototype.path
-                else os.path.join(workdir, "prototype.npz"))
-  proto = prototype_lib.with_class_names(prototype_lib.load_prototype(
-      proto_path, class_names=data_names), data_names)
+    workdir, step=step, max_images=max_tsne, data=data
+  )
+  proto_path = (
+    config_lib.prototype_path(config)
+    if config.prototype.path
+    else os.path.join(workdir, "prototype.npz")
+  )
+  proto = prototype_lib.with_class_names(
+    prototype_lib.load_prototype(proto_path, class_names=data_names), data_names
+  )
   loss = config.loss
   sections, figures, order = _prototype_sections(
-      proto, out, classes=_class_indices(classes, proto.class_names,
-                                         proto.num_classes),
-      num_soft_epochs=loss.num_soft_epochs or 20,
-      final_confidence=loss.final_confidence, confusion=confusion)
+    proto,
+    out,
+    classes=_class_indices(classes, proto.class_names, proto.num_classes),
+    num_soft_epochs=loss.num_soft_epochs or 20,
+    final_confidence=loss.final_confidence,
+    confusion=confusion,
+  )
   best = max(history, key=lambda row: row["top1"])
   figures["curves"] = plot_training_curves(
-      history, os.path.join(out, "training_curves.png"),
-      num_soft_epochs=(loss.num_soft_epochs if loss.labels == "gls" and
-                       loss.num_soft_epochs < len(history) else None))
+    history,
+    os.path.join(out, "training_curves.png"),
+    num_soft_epochs=(
+      loss.num_soft_epochs
+      if loss.labels == "gls" and loss.num_soft_epochs < len(history)
+      else None
+    ),
+  )
   metrics = evaluation.accuracy_metrics(confusion, {})
   figures["confusion"] = plot_confusion(
-      confusion, proto.class_names, os.path.join(out, "confusion.png"),
-      order=order)
+    confusion,
+    proto.class_names,
+    os.path.join(out, "confusion.png"),
+    order=order,
+  )
   figures["similarity_vs_confusion"] = plot_similarity_vs_confusion(
-      proto.similarity, confusion,
-      os.path.join(out, "similarity_vs_confusion.png"))
+    proto.similarity,
+    confusion,
+    os.path.join(out, "similarity_vs_confusion.png"),
+  )
   _, _, rho = similarity_vs_confusion(proto.similarity, confusion)
-  figures["tsne"] = plot_embedding(tsne(features, config.seed), labels,
-                                   list(proto.class_names),
-                                   os.path.join(out, "tsne.png"), order=order)
+  figures["tsne"] = plot_embedding(
+    tsne(features, config.seed),
+    labels,
+    list(proto.class_names),
+    os.path.join(out, "tsne.png"),
+    order=order,
+  )
   run = [
-      _p(f"{config.model} on {config.dataset}, {len(history)} epochs, "
-         f"labels {loss.labels}, BCL weight {loss.bcl_weight}, PCL "
-         f"{bool(loss.pcl)}. Best epoch {best['epoch']}: Top-1 "
-         f"{best['top1']:.4f}, MCA {best['mean_class_accuracy']:.4f}. "
-         f"Checkpoint step {step} re-evaluated here: Top-1 "
-         f"{metrics['top1']:.4f}, MCA {metrics['mean_class_accuracy']:.4f}."),
-      _img(figures["curves"], "training curves")]
-  sections = [("Training", run)] + sections + [
-      ("Confusion", [_img(figures["confusion"], "confusion"),
-                     _p(f"Spearman correlation of S[i, j] with the confusion "
-                        f"rate of (i, j): {rho:.3f}. Positive means the "
-                        "prior's similar pairs are the ones the model "
-                        "mixes up."),
-                     _img(figures["similarity_vs_confusion"],
-                          "similarity vs confusion")]),
-      ("Penultimate features", [_img(figures["tsne"], "t-SNE")])]
-  figures["html"] = write_html(os.path.join(out, "report.html"),
-                               f"scenejax report: {workdir}", sections)
+    _p(
+      f"{config.model} on {config.dataset}, {len(history)} epochs, "
+      f"labels {loss.labels}, BCL weight {loss.bcl_weight}, PCL "
+      f"{bool(loss.pcl)}. Best epoch {best['epoch']}: Top-1 "
+      f"{best['top1']:.4f}, MCA {best['mean_class_accuracy']:.4f}. "
+      f"Checkpoint step {step} re-evaluated here: Top-1 "
+      f"{metrics['top1']:.4f}, MCA {metrics['mean_class_accuracy']:.4f}."
+    ),
+    _img(figures["curves"], "training curves"),
+  ]
+  sections = (
+    [("Training", run)]
+    + sections
+    + [
+      (
+        "Confusion",
+        [
+          _img(figures["confusion"], "confusion"),
+          _p(
+            f"Spearman correlation of S[i, j] with the confusion "
+            f"rate of (i, j): {rho:.3f}. Positive means the "
+            "prior's similar pairs are the ones the model "
+            "mixes up."
+          ),
+          _img(figures["similarity_vs_confusion"], "similarity vs confusion"),
+        ],
+      ),
+      ("Penultimate features", [_img(figures["tsne"], "t-SNE")]),
+    ]
+  )
+  figures["html"] = write_html(
+    os.path.join(out, "report.html"), f"scenejax report: {workdir}", sections
+  )
   return figures
 
 
 def main(argv: list[str]) -> None:
   from absl import flags
+
   flag = flags.FLAGS
   if len(argv) > 1:
     raise UserError(f"unexpected arguments {argv[1:]}")
   if bool(flag.workdir) == bool(flag.prototype):
     raise UserError("give one of --workdir or --prototype")
   if flag.workdir:
-    figures = workdir_report(flag.workdir, flag.out, classes=flag.classes,
-                             max_tsne=flag.max_tsne, step=flag.step)
+    figures = workdir_report(
+      flag.workdir,
+      flag.out,
+      classes=flag.classes,
+      max_tsne=flag.max_tsne,
+      step=flag.step,
+    )
   else:
     out = flag.out or os.path.splitext(flag.prototype)[0] + "_report"
     figures = prototype_report(
-        flag.prototype, out, class_names_file=flag.class_names,
-        classes=flag.classes, num_soft_epochs=flag.num_soft_epochs,
-        final_confidence=flag.final_confidence)
+      flag.prototype,
+      out,
+      class_names_file=flag.class_names,
+      classes=flag.classes,
+      num_soft_epochs=flag.num_soft_epochs,
+      final_confidence=flag.final_confidence,
+    )
   for name, path in figures.items():
     print(f"{name:>24}  {path}")
 
@@ -611,19 +831,33 @@ if __name__ == "__main__":
   from absl import flags
 
   from scenejax import cli
+
   flags.DEFINE_string("workdir", None, "a training workdir")
   flags.DEFINE_string("prototype", None, "a prototype .npz alone")
-  flags.DEFINE_string("out", None, "output folder (default: workdir/report "
-                      "or the prototype's name + _report)")
-  flags.DEFINE_string("class_names", "",
-                      "class-name list for a bare prototype NPZ")
-  flags.DEFINE_string("classes", "", "comma list of classes for the GLS "
-                      "figure (default: from the most similar pairs)")
-  flags.DEFINE_integer("num_soft_epochs", 20, "GLS STEP for --prototype (a "
-                       "workdir uses its config)")
-  flags.DEFINE_float("final_confidence", 0.99, "GLS final confidence for "
-                     "--prototype")
-  flags.DEFINE_integer("max_tsne", 2000,
-                       "at most this many eval images in the t-SNE")
+  flags.DEFINE_string(
+    "out",
+    None,
+    "output folder (default: workdir/report or the prototype's name + _report)",
+  )
+  flags.DEFINE_string(
+    "class_names", "", "class-name list for a bare prototype NPZ"
+  )
+  flags.DEFINE_string(
+    "classes",
+    "",
+    "comma list of classes for the GLS "
+    "figure (default: from the most similar pairs)",
+  )
+  flags.DEFINE_integer(
+    "num_soft_epochs",
+    20,
+    "GLS STEP for --prototype (a workdir uses its config)",
+  )
+  flags.DEFINE_float(
+    "final_confidence", 0.99, "GLS final confidence for --prototype"
+  )
+  flags.DEFINE_integer(
+    "max_tsne", 2000, "at most this many eval images in the t-SNE"
+  )
   flags.DEFINE_integer("step", None, "checkpoint step (default: best Top-1)")
   cli.run(main)

@@ -55,20 +55,21 @@ from scenejax.errors import ConfigError
 class LossConfig:
   """The loss composition, from `config.loss` (defaults live in
   `config_lib.base()` only); plain Python values closed over by the step."""
-  labels: str               # ce | lsr | gls: targets of the CE term
-  num_soft_epochs: int      # GLS STEP ([SP] Algorithm 2)
+
+  labels: str  # ce | lsr | gls: targets of the CE term
+  num_soft_epochs: int  # GLS STEP ([SP] Algorithm 2)
   final_confidence: float
   lsr_alpha: float
-  bcl_weight: float         # 0 disables BCL ([SP] Eq. 16 uses 1)
+  bcl_weight: float  # 0 disables BCL ([SP] Eq. 16 uses 1)
   bcl_metric: str
   bcl_reduction: str
   bcl_pairing: str
-  cl_weight: float          # classic contrastive loss baseline
-  pcl: bool                 # pairwise consistency learning ([PCL] Eq. 3)
-  pcl_alpha: float          # weight of the erased image's CE
-  pcl_beta: float           # weight of KL(q || p)
-  pcl_gamma: float          # CAM threshold γ ([PCL] Eq. 2)
-  pcl_cam_stage: int        # -1: the input of the last down-sampling stage
+  cl_weight: float  # classic contrastive loss baseline
+  pcl: bool  # pairwise consistency learning ([PCL] Eq. 3)
+  pcl_alpha: float  # weight of the erased image's CE
+  pcl_beta: float  # weight of KL(q || p)
+  pcl_gamma: float  # CAM threshold γ ([PCL] Eq. 2)
+  pcl_cam_stage: int  # -1: the input of the last down-sampling stage
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> LossConfig:
@@ -77,12 +78,20 @@ class LossConfig:
   @classmethod
   def with_defaults(cls, **overrides) -> LossConfig:
     """`config_lib.base()`'s loss with `overrides` (tests, benchmarks)."""
-    return dataclasses.replace(cls.from_config(config_lib.base().loss),
-                               **overrides)
+    return dataclasses.replace(
+      cls.from_config(config_lib.base().loss), **overrides
+    )
 
 
-def loss_terms(logits, labels, similarity, epoch, cfg: LossConfig, *,
-               pcl_logits: dict | None = None) -> dict:
+def loss_terms(
+  logits,
+  labels,
+  similarity,
+  epoch,
+  cfg: LossConfig,
+  *,
+  pcl_logits: dict | None = None,
+) -> dict:
   """The weighted loss terms of one batch; their sum is the training loss.
 
   "ce": softmax cross-entropy against hard (ce), smoothed (lsr, [SP]
@@ -94,35 +103,47 @@ def loss_terms(logits, labels, similarity, epoch, cfg: LossConfig, *,
   """
   num_classes = logits.shape[-1]
   if cfg.labels == "gls":
-    label_matrix = losses.gls_label_matrix(similarity, epoch,
-                                           cfg.num_soft_epochs,
-                                           cfg.final_confidence)
+    label_matrix = losses.gls_label_matrix(
+      similarity, epoch, cfg.num_soft_epochs, cfg.final_confidence
+    )
     targets = label_matrix[labels]
   elif cfg.labels == "lsr":
-    targets = losses.label_smoothing_targets(labels, num_classes,
-                                             cfg.lsr_alpha)
+    targets = losses.label_smoothing_targets(labels, num_classes, cfg.lsr_alpha)
   else:
     targets = jax.nn.one_hot(labels, num_classes)
   terms = {"ce": optax.softmax_cross_entropy(logits, targets).mean()}
   probs = jax.nn.softmax(logits)
   if cfg.bcl_weight:
     terms["bcl"] = cfg.bcl_weight * losses.bcl_loss(
-        probs, labels, similarity, metric=cfg.bcl_metric,
-        reduction=cfg.bcl_reduction, pairing=cfg.bcl_pairing)
+      probs,
+      labels,
+      similarity,
+      metric=cfg.bcl_metric,
+      reduction=cfg.bcl_reduction,
+      pairing=cfg.bcl_pairing,
+    )
   if cfg.cl_weight:
     terms["cl"] = cfg.cl_weight * losses.contrastive_loss(
-        probs, labels, metric=cfg.bcl_metric)
+      probs, labels, metric=cfg.bcl_metric
+    )
   if pcl_logits is not None:
-    _, parts = losses.pcl_loss(logits, pcl_logits["side"], pcl_logits["mod"],
-                               targets, cfg.pcl_alpha, cfg.pcl_beta)
+    _, parts = losses.pcl_loss(
+      logits,
+      pcl_logits["side"],
+      pcl_logits["mod"],
+      targets,
+      cfg.pcl_alpha,
+      cfg.pcl_beta,
+    )
     terms["side"] = parts["side"]
     terms["mod"] = cfg.pcl_alpha * parts["mod"]
     terms["kl"] = cfg.pcl_beta * parts["kl"]
   return terms
 
 
-def train_step(graphdef, state, batch, epoch, similarity, *,
-               loss_cfg: LossConfig, mean, std):
+def train_step(
+  graphdef, state, batch, epoch, similarity, *, loss_cfg: LossConfig, mean, std
+):
   """One optimizer step. Pure: (state, batch) -> (new state, metrics)."""
   model, optimizer = nnx.merge(graphdef, state)
   images = input_pipeline.normalize(batch["image"], mean, std)
@@ -132,8 +153,9 @@ def train_step(graphdef, state, batch, epoch, similarity, *,
     if loss_cfg.pcl:
       outputs = model.pcl_outputs(images)
       logits = outputs["main"].astype(jnp.float32)
-      terms = loss_terms(logits, labels, similarity, epoch, loss_cfg,
-                         pcl_logits=outputs)
+      terms = loss_terms(
+        logits, labels, similarity, epoch, loss_cfg, pcl_logits=outputs
+      )
     else:
       logits = model(images).astype(jnp.float32)
       terms = loss_terms(logits, labels, similarity, epoch, loss_cfg)
@@ -154,11 +176,22 @@ def jit_train_step(graphdef, loss_cfg: LossConfig, mesh, pixel_stats):
   (`model.pixel_mean/std`: ImageNet's, or [-1, 1] for big_vision ViTs)."""
   replicated = NamedSharding(mesh, P())
   return jax.jit(
-      functools.partial(train_step, graphdef, loss_cfg=loss_cfg,
-                        mean=pixel_stats[0], std=pixel_stats[1]),
-      in_shardings=(replicated, NamedSharding(mesh, P("data")), replicated,
-                    replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0)
+    functools.partial(
+      train_step,
+      graphdef,
+      loss_cfg=loss_cfg,
+      mean=pixel_stats[0],
+      std=pixel_stats[1],
+    ),
+    in_shardings=(
+      replicated,
+      NamedSharding(mesh, P("data")),
+      replicated,
+      replicated,
+    ),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
 
 
 def data_parallel_mesh() -> jax.sharding.Mesh:
@@ -168,12 +201,14 @@ def data_parallel_mesh() -> jax.sharding.Mesh:
   loss kernels stay sharding-agnostic: no out_sharding annotations on the
   gathers S[y_i, y_j].
   """
-  return jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh(
+    (jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
+  )
 
 
-def prototype_for(config: ml_collections.ConfigDict,
-                  data: datasets.Dataset) -> prototype.Prototype:
+def prototype_for(
+  config: ml_collections.ConfigDict, data: datasets.Dataset
+) -> prototype.Prototype:
   """The run's prototype: `config.prototype.path` (with "{metric}" replaced
   by `config.prototype.metric`), checked against the dataset's classes and
   the metric; or, for the synthetic scenes, built from the training label
@@ -182,18 +217,26 @@ def prototype_for(config: ml_collections.ConfigDict,
   if config.prototype.path:
     path = config_lib.prototype_path(config)
     return prototype.with_class_names(
-        prototype.load_prototype(path, class_names=data.class_names,
-                                 metric=metric), data.class_names)
+      prototype.load_prototype(
+        path, class_names=data.class_names, metric=metric
+      ),
+      data.class_names,
+    )
   if data.spec is None:
     raise ConfigError(
-        f"config.prototype.path is empty and {config.dataset!r} is not the "
-        "synthetic dataset: build the prototype first (python -m "
-        "scenejax.prototype build ...) and set config.prototype.path")
+      f"config.prototype.path is empty and {config.dataset!r} is not the "
+      "synthetic dataset: build the prototype first (python -m "
+      "scenejax.prototype build ...) and set config.prototype.path"
+    )
   spec = data.spec
   return prototype.build_prototype(
-      data.train.label_maps, data.train.labels, spec.class_names,
-      metric=metric, num_semantic_classes=spec.num_semantic_classes,
-      semantic_class_names=spec.semantic_class_names)
+    data.train.label_maps,
+    data.train.labels,
+    spec.class_names,
+    metric=metric,
+    num_semantic_classes=spec.num_semantic_classes,
+    semantic_class_names=spec.semantic_class_names,
+  )
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -212,23 +255,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   loss_cfg = LossConfig.from_config(config.loss)
   data = datasets.from_config(config)
-  train_preprocess, eval_preprocess = input_pipeline.preprocessors(config,
-                                                                    data)
+  train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
   proto = prototype_for(config, data)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % jax.device_count():
-      raise ConfigError(f"config.{field} = {config[field]} must be a multiple"
-                        f" of the device count {jax.device_count()}")
+      raise ConfigError(
+        f"config.{field} = {config[field]} must be a multiple"
+        f" of the device count {jax.device_count()}"
+      )
   steps_per_epoch = len(data.train) // config.batch_size
   if steps_per_epoch == 0:
-    raise ConfigError(f"config.batch_size = {config.batch_size} exceeds the "
-                      f"training set ({len(data.train)} examples)")
+    raise ConfigError(
+      f"config.batch_size = {config.batch_size} exceeds the "
+      f"training set ({len(data.train)} examples)"
+    )
 
   mesh = data_parallel_mesh()
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
-  graphdef, state = optim.create_train_state(config, data.num_classes,
-                                             steps_per_epoch)
+  graphdef, state = optim.create_train_state(
+    config, data.num_classes, steps_per_epoch
+  )
   state = jax.device_put(state, replicated)
   similarity = jax.device_put(jnp.asarray(proto.similarity), replicated)
   model = nnx.merge(graphdef, state)[0]
@@ -239,10 +286,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   def evaluate_epoch(state):
     result = evaluation.evaluate(
-        eval_fn, state, data.test,
-        batch_size=config.eval_batch_size // jax.process_count(),
-        num_classes=data.num_classes, data_sharding=data_sharding,
-        preprocess=eval_preprocess)
+      eval_fn,
+      state,
+      data.test,
+      batch_size=config.eval_batch_size // jax.process_count(),
+      num_classes=data.num_classes,
+      data_sharding=data_sharding,
+      preprocess=eval_preprocess,
+    )
     return result.metrics(), result.confusion
 
   os.makedirs(workdir, exist_ok=True)
@@ -250,75 +301,115 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, resume = checkpoints.restore_latest(manager, state, config)
   lead = jax.process_index() == 0  # the one process that writes files
   if lead:  # everything fits: now write the record of the run
-    fileio.write_text(os.path.join(workdir, "config.json"),
-                      config.to_json(indent=1))
+    fileio.write_text(
+      os.path.join(workdir, "config.json"), config.to_json(indent=1)
+    )
     if not config.prototype.path:
       prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
   history = resume.get("history", [])
 
   from tensorboardX import SummaryWriter  # no TensorFlow needed
   from tqdm import tqdm
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                         write_to_disk=lead)
-  metrics_path = (os.path.join(workdir, "metrics.jsonl") if lead else
-                  os.devnull)
+
+  writer = SummaryWriter(
+    os.path.join(workdir, "tensorboard"), write_to_disk=lead
+  )
+  metrics_path = os.path.join(workdir, "metrics.jsonl") if lead else os.devnull
   terms = _loss_term_names(loss_cfg)
   confusion = None
-  with open(metrics_path, "w") as metrics_file, \
-      checkpoints.Preemption() as preemption:
+  with (
+    open(metrics_path, "w") as metrics_file,
+    checkpoints.Preemption() as preemption,
+  ):
     for row in history:  # the resumed run's earlier epochs, rewritten
       metrics_file.write(json.dumps(row) + "\n")
     for epoch in range(resume.get("epoch", 0), config.num_epochs):
       start = time.perf_counter()
       pending = []
-      batches = iter(input_pipeline.train_batches(
-          data.train, config.batch_size, seed=config.seed, epoch=epoch,
-          preprocess=train_preprocess))
+      batches = iter(
+        input_pipeline.train_batches(
+          data.train,
+          config.batch_size,
+          seed=config.seed,
+          epoch=epoch,
+          preprocess=train_preprocess,
+        )
+      )
       first_step = 0
       if resume.get("epoch") == epoch and resume.get("iterator"):
         batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
         first_step = resume["step_in_epoch"]
-      bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                 unit="step", leave=False, initial=first_step,
-                 total=steps_per_epoch, disable=not config.progress_bar)
+      bar = tqdm(
+        batches,
+        desc=f"epoch {epoch + 1}/{config.num_epochs}",
+        unit="step",
+        leave=False,
+        initial=first_step,
+        total=steps_per_epoch,
+        disable=not config.progress_bar,
+      )
       for step, batch in enumerate(bar, start=first_step):
         state, metrics = step_fn(
-            state, input_pipeline.shard_batch(batch, data_sharding),
-            np.float32(epoch), similarity)
+          state,
+          input_pipeline.shard_batch(batch, data_sharding),
+          np.float32(epoch),
+          similarity,
+        )
         pending.append(metrics)
         if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
           # The previous step's loss: reading it waits for that step only,
           # while this one keeps the device busy (reading this step's would
           # idle the device while the host fetches the next batch).
           rate = bar.format_dict.get("rate") or 0.0  # steps/s; tqdm: ETA
-          bar.set_postfix(loss=f"{float(pending[-2]['loss']):.3f}",
-                          images_per_s=f"{rate * config.batch_size:.0f}")
+          bar.set_postfix(
+            loss=f"{float(pending[-2]['loss']):.3f}",
+            images_per_s=f"{rate * config.batch_size:.0f}",
+          )
         global_step = epoch * steps_per_epoch + step + 1
         if preemption.reached(global_step):
-          _check_finite(jax.device_get(pending), epoch, first_step,
-                        steps_per_epoch)
-          checkpoints.save(manager, global_step, state, dict(
-              epoch=epoch, step_in_epoch=step + 1, history=history,
+          _check_finite(
+            jax.device_get(pending), epoch, first_step, steps_per_epoch
+          )
+          checkpoints.save(
+            manager,
+            global_step,
+            state,
+            dict(
+              epoch=epoch,
+              step_in_epoch=step + 1,
+              history=history,
               iterator=batches.get_state(),
-              class_names=list(data.class_names)))
+              class_names=list(data.class_names),
+            ),
+          )
           manager.wait_until_finished()
           manager.close()
           writer.close()
-          print(f"SIGTERM: saved step {global_step} to {manager.directory}; "
-                "resume by running again", flush=True)
+          print(
+            f"SIGTERM: saved step {global_step} to {manager.directory}; "
+            "resume by running again",
+            flush=True,
+          )
           return dict(preempted=True, epoch=epoch, step_in_epoch=step + 1)
       # One host sync per epoch for the training metrics.
       pending = jax.device_get(pending)
       _check_finite(pending, epoch, first_step, steps_per_epoch)
-      train_metrics = {k: float(np.mean([m[k] for m in pending]))
-                       for k in pending[0]} if pending else {}
+      train_metrics = (
+        {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
+        if pending
+        else {}
+      )
       eval_metrics, confusion = evaluate_epoch(state)
-      row = dict(epoch=epoch + 1, **{f"train_{k}": v for k, v in
-                                     train_metrics.items()},
-                 **eval_metrics, seconds=time.perf_counter() - start)
+      row = dict(
+        epoch=epoch + 1,
+        **{f"train_{k}": v for k, v in train_metrics.items()},
+        **eval_metrics,
+        seconds=time.perf_counter() - start,
+      )
       if train_preprocess is not None:
-        row["skipped_images"] = (train_preprocess.skipped +
-                                 eval_preprocess.skipped)
+        row["skipped_images"] = (
+          train_preprocess.skipped + eval_preprocess.skipped
+        )
       history.append(row)
       metrics_file.write(json.dumps(row) + "\n")
       metrics_file.flush()
@@ -326,11 +417,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if isinstance(value, (int, float)) and key != "epoch":
           writer.add_scalar(key, value, (epoch + 1) * steps_per_epoch)
       writer.flush()
-      checkpoints.save(manager, (epoch + 1) * steps_per_epoch, state,
-                       dict(epoch=epoch + 1, step_in_epoch=0,
-                            history=history, iterator=None,
-                            class_names=list(data.class_names)),
-                       metrics=dict(top1=row["top1"]))
+      checkpoints.save(
+        manager,
+        (epoch + 1) * steps_per_epoch,
+        state,
+        dict(
+          epoch=epoch + 1,
+          step_in_epoch=0,
+          history=history,
+          iterator=None,
+          class_names=list(data.class_names),
+        ),
+        metrics=dict(top1=row["top1"]),
+      )
       if epoch == resume.get("epoch", 0):
         print(_table_header(terms))
       print(_table_row(row, terms), flush=True)
@@ -339,36 +438,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   manager.close()
   if confusion is None:  # resumed a finished run: nothing left to train
     return dict(history[-1]) if history else {}
-  final = dict(history[-1], confusion=confusion.tolist(),
-               class_names=list(data.class_names),
-               compiles=step_fn._cache_size())
+  final = dict(
+    history[-1],
+    confusion=confusion.tolist(),
+    class_names=list(data.class_names),
+    compiles=step_fn._cache_size(),
+  )
   if lead:
     fileio.write_json(os.path.join(workdir, "results.json"), final)
   return final
 
 
-def _check_finite(pending: list[dict], epoch: int, first_step: int,
-                  steps_per_epoch: int) -> None:
+def _check_finite(
+  pending: list[dict], epoch: int, first_step: int, steps_per_epoch: int
+) -> None:
   """Raises at the first step whose loss is not finite, naming its terms.
 
   Called before any checkpoint is written, so the last good one stays.
   """
   for i, metrics in enumerate(pending):
     if not np.isfinite(metrics["loss"]):
-      bad = sorted(k for k, v in metrics.items()
-                   if k != "loss" and not np.isfinite(v))
+      bad = sorted(
+        k for k, v in metrics.items() if k != "loss" and not np.isfinite(v)
+      )
       step = epoch * steps_per_epoch + first_step + i + 1
       raise NonFiniteLossError(
-          f"non-finite loss at step {step} (epoch {epoch + 1}): "
-          f"term(s) {', '.join(bad) or 'loss'} = "
-          f"{ {k: float(metrics[k]) for k in bad or ['loss']} }. Stopped; "
-          "the last checkpoint written before it is kept")
+        f"non-finite loss at step {step} (epoch {epoch + 1}): "
+        f"term(s) {', '.join(bad) or 'loss'} = "
+        f"{ {k: float(metrics[k]) for k in bad or ['loss']} }. Stopped; "
+        "the last checkpoint written before it is kept"
+      )
 
 
 def _loss_term_names(cfg: LossConfig) -> list[str]:
-  return (["ce"] + (["bcl"] if cfg.bcl_weight else []) +
-          (["cl"] if cfg.cl_weight else []) +
-          (["side", "mod", "kl"] if cfg.pcl else []))
+  return (
+    ["ce"]
+    + (["bcl"] if cfg.bcl_weight else [])
+    + (["cl"] if cfg.cl_weight else [])
+    + (["side", "mod", "kl"] if cfg.pcl else [])
+  )
 
 
 def _table_header(terms: list[str]) -> str:
@@ -377,8 +485,14 @@ def _table_header(terms: list[str]) -> str:
 
 
 def _table_row(row: dict, terms: list[str]) -> str:
-  values = ([f"{row['epoch']:>9d}", f"{row['train_loss']:9.4f}"] +
-            [f"{row['train_' + t]:9.4f}" for t in terms] +
-            [f"{row['train_accuracy']:9.3f}", f"{row['top1']:9.3f}",
-             f"{row['mean_class_accuracy']:9.3f}", f"{row['seconds']:9.1f}"])
+  values = (
+    [f"{row['epoch']:>9d}", f"{row['train_loss']:9.4f}"]
+    + [f"{row['train_' + t]:9.4f}" for t in terms]
+    + [
+      f"{row['train_accuracy']:9.3f}",
+      f"{row['top1']:9.3f}",
+      f"{row['mean_class_accuracy']:9.3f}",
+      f"{row['seconds']:9.1f}",
+    ]
+  )
   return " | ".join(values)

@@ -7,19 +7,25 @@ import hypothesis
 import pytest
 
 SHARED = pathlib.Path(
-    os.environ.get("SCENEJAX_SHARED",
-                   pathlib.Path(__file__).resolve().parents[2] / "shared"))
+  os.environ.get(
+    "SCENEJAX_SHARED", pathlib.Path(__file__).resolve().parents[2] / "shared"
+  )
+)
 PROTOTYPES = SHARED / "reference" / "similarity_prototypes"
 SASNET = SHARED / "reference" / "sasnet_lists"
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 hypothesis.settings.register_profile(
-    "ci", max_examples=40, deadline=None, derandomize=True,
-    suppress_health_check=[hypothesis.HealthCheck.too_slow])
+  "ci",
+  max_examples=40,
+  deadline=None,
+  derandomize=True,
+  suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
 # The fast lane (-m "not slow") draws 10 examples per property instead of 40.
-hypothesis.settings.register_profile("fast", max_examples=10,
-                                     parent=hypothesis.settings.get_profile(
-                                         "ci"))
+hypothesis.settings.register_profile(
+  "fast", max_examples=10, parent=hypothesis.settings.get_profile("ci")
+)
 hypothesis.settings.load_profile("ci")
 
 
@@ -31,8 +37,10 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def shared():
   if not PROTOTYPES.is_dir():
-    pytest.fail(f"reference data not found at {SHARED} (expected ../shared "
-                "beside the checkout, or set SCENEJAX_SHARED)")
+    pytest.fail(
+      f"reference data not found at {SHARED} (expected ../shared "
+      "beside the checkout, or set SCENEJAX_SHARED)"
+    )
   return SHARED
 
 
@@ -40,9 +48,15 @@ def run_cli(module, *args, cwd=REPO, timeout=600, env=None):
   """`python -m MODULE ARGS` as a user runs it; the CompletedProcess."""
   import subprocess
   import sys
-  return subprocess.run([sys.executable, "-m", module, *map(str, args)],
-                        cwd=cwd, capture_output=True, text=True,
-                        timeout=timeout, env=env)
+
+  return subprocess.run(
+    [sys.executable, "-m", module, *map(str, args)],
+    cwd=cwd,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+  )
 
 
 def assert_user_error(proc, *fragments):

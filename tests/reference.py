@@ -14,8 +14,9 @@ import math
 import numpy as np
 
 
-def algorithm1_class_representation(label_maps, scene_labels, num_classes,
-                                    num_semantic):
+def algorithm1_class_representation(
+  label_maps, scene_labels, num_classes, num_semantic
+):
   """[SP] Algorithm 1 as printed: for c, for n, for l: if l in M: s(l) = 1."""
   reps = np.zeros((num_classes, num_semantic))
   for c in range(num_classes):
@@ -27,7 +28,7 @@ def algorithm1_class_representation(label_maps, scene_labels, num_classes,
         if (np.asarray(m) == l).any():
           s[l - 1] = 1
       total += s
-    reps[c] = total / len(maps)                                  # Eq. 1
+    reps[c] = total / len(maps)  # Eq. 1
   return reps
 
 
@@ -41,7 +42,7 @@ def similarity(reps, metric):
       if metric == "cosine":
         out[i, j] = a.dot(b) / (math.sqrt(a.dot(a)) * math.sqrt(b.dot(b)))
       else:
-        out[i, j] = math.exp(-math.sqrt(sum((a - b)**2)))
+        out[i, j] = math.exp(-math.sqrt(sum((a - b) ** 2)))
   return out
 
 
@@ -64,9 +65,10 @@ def algorithm2_gls(s, paper_epoch, step=20, final=0.99):
   value = vs + (final - vs) * (paper_epoch - 1) / step
   s1 = s.copy()
   for c in range(num):
-    s1[c, c] = value / (1 - value) * sum(s[i, c] for i in range(num)
-                                         if i != c)            # Eq. 7-8
-  s1_norm = s1 / (s1 @ np.ones((num, num)))                     # Eq. 5
+    s1[c, c] = (
+      value / (1 - value) * sum(s[i, c] for i in range(num) if i != c)
+    )  # Eq. 7-8
+  s1_norm = s1 / (s1 @ np.ones((num, num)))  # Eq. 5
   if value > final + 1e-12:
     s1_norm = np.eye(num)
   return s1_norm
@@ -99,10 +101,11 @@ def pair_similarity(p, metric):
       if metric == "cosine":
         # A cosine is at most 1; without the min, rounding makes
         # cos(p, p) = 1 + 2e-16 > S[y, y] = 1, which "nonzero" would count.
-        out[i, j] = min(p[i].dot(p[j]) / (np.linalg.norm(p[i]) *
-                                          np.linalg.norm(p[j])), 1.0)
+        out[i, j] = min(
+          p[i].dot(p[j]) / (np.linalg.norm(p[i]) * np.linalg.norm(p[j])), 1.0
+        )
       else:
-        out[i, j] = math.exp(-math.sqrt(((p[i] - p[j])**2).sum()))
+        out[i, j] = math.exp(-math.sqrt(((p[i] - p[j]) ** 2).sum()))
   return out
 
 
@@ -111,8 +114,10 @@ def bcl(p, y, s, metric="cosine", reduction="mean_inter", pairing="gather"):
   s = np.asarray(s, float)
   num, b = len(s), len(y)
   pm = pair_similarity(p, metric)
-  m = [max([s[c, k] for k in range(num) if k != c], default=0.0)
-       for c in range(num)]                                     # Eq. 14
+  m = [
+    max([s[c, k] for k in range(num) if k != c], default=0.0)
+    for c in range(num)
+  ]  # Eq. 14
   s2 = np.diag(m)
   inter = np.zeros((b, b))
   intra = np.zeros((b, b))
@@ -121,11 +126,11 @@ def bcl(p, y, s, metric="cosine", reduction="mean_inter", pairing="gather"):
       if pairing == "gather":
         thr = s[y[i], y[j]]
         thr2 = m[y[i]] if y[i] == y[j] else 0.0
-      else:                                                     # Eq. 11
+      else:  # Eq. 11
         thr = sum(s[y[i], k] * s[y[j], k] for k in range(num))
         thr2 = sum(s2[y[i], k] * s2[y[j], k] for k in range(num))
-      inter[i, j] = max(pm[i, j] - thr, 0.0)                    # Eq. 12-13
-      intra[i, j] = max(thr2 - pm[i, j], 0.0)                   # Eq. 15
+      inter[i, j] = max(pm[i, j] - thr, 0.0)  # Eq. 12-13
+      intra[i, j] = max(thr2 - pm[i, j], 0.0)  # Eq. 15
   mat = inter + intra if reduction.endswith("inter_intra") else inter
   if reduction.startswith("mean"):
     return mat.sum() / (b * b)
@@ -160,5 +165,7 @@ def pcl(main, side, mod, g, alpha=1.0, beta=2.0):
   l_side = -sum((g[i] * np.log(r[i])).sum() for i in range(b)) / b
   l_mod = -sum((g[i] * np.log(q[i])).sum() for i in range(b)) / b
   l_kl = sum((q[i] * np.log(q[i] / p[i])).sum() for i in range(b)) / b
-  return (l_main + l_side + alpha * l_mod + beta * l_kl,
-          dict(main=l_main, side=l_side, mod=l_mod, kl=l_kl))
+  return (
+    l_main + l_side + alpha * l_mod + beta * l_kl,
+    dict(main=l_main, side=l_side, mod=l_mod, kl=l_kl),
+  )

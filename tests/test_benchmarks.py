@@ -13,6 +13,7 @@ def test_suite_harness_writes_every_row(tmp_path, monkeypatch):
   monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
   monkeypatch.syspath_prepend(str(REPO))
   import run  # benchmarks/run.py
+
   out = str(tmp_path / "results")
   rows = run.main(["--tiny", "--out", out])
   assert sorted({r["row"] for r in rows}) == [1, 2, 3, 4, 5, 6, 7]
@@ -28,8 +29,10 @@ def test_suite_harness_writes_every_row(tmp_path, monkeypatch):
   accelerator = [r for r in rows if "accelerator" in r["what"]]
   assert accelerator
   if "cpu" in rows[0]["machine"]:
-    assert all(r["ratio"] is None and r["scenejax"].startswith("unmeasured")
-               for r in accelerator)
+    assert all(
+      r["ratio"] is None and r["scenejax"].startswith("unmeasured")
+      for r in accelerator
+    )
   compiles = next(r for r in rows if "compilations" in r["what"])
   assert compiles["scenejax"] == "1" and compiles["met"]
   del sys.modules["run"]

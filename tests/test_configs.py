@@ -10,8 +10,9 @@ from conftest import REPO
 from scenejax import config_lib, train
 from scenejax.errors import ConfigError
 
-CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py")
-                 if p.stem != "__init__")
+CONFIGS = sorted(
+  p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "__init__"
+)
 
 
 def _load(name, arg=None):
@@ -22,8 +23,9 @@ def _load(name, arg=None):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_header_and_fields(name):
   text = (REPO / "configs" / f"{name}.py").read_text()
-  assert text.startswith("#") and "python -m scenejax.main" in text.split(
-      "\n\n")[0]
+  assert (
+    text.startswith("#") and "python -m scenejax.main" in text.split("\n\n")[0]
+  )
   assert "Expected" in text and ("Paper" in text or "demo" in name)
   config = _load(name)
   config_lib.validate(config)
@@ -37,8 +39,9 @@ def test_config_runs_one_epoch_on_a_tiny_setting(name, tmp_path):
   config = _load(name)
   config.dataset = "synthetic_scenes"
   config.data.update(dict(train_per_class=4, test_per_class=2, image_size=32))
-  config.model = "vit_ti16" if config.model.startswith("vit") else (
-      "resnet_tiny")
+  config.model = (
+    "vit_ti16" if config.model.startswith("vit") else ("resnet_tiny")
+  )
   config.init_from = ""
   config.prototype.path = ""
   config.num_epochs = 1
@@ -61,7 +64,10 @@ def test_variants():
   assert _load("places365_resnet18_pcl").loss.pcl
   c = _load("sun397_vit", "lsr,cl,euclidean")
   assert (c.loss.labels, c.loss.cl_weight, c.prototype.metric) == (
-      "lsr", 1.0, "euclidean")
+    "lsr",
+    1.0,
+    "euclidean",
+  )
   with pytest.raises(ConfigError, match="unknown config argument 'bcll'"):
     _load("mit67_resnet50", "gls,bcll")
   with pytest.raises(ConfigError, match="BCL reduction must be one of"):
@@ -69,8 +75,7 @@ def test_variants():
   # Every config takes a variant, the demo too.
   for name in CONFIGS:
     c = _load(name, "ce")
-    assert (c.loss.labels, c.loss.bcl_weight, c.loss.pcl) == ("ce", 0.0,
-                                                               False)
+    assert (c.loss.labels, c.loss.bcl_weight, c.loss.pcl) == ("ce", 0.0, False)
 
 
 def test_every_config_is_base_plus_overrides():
@@ -78,28 +83,37 @@ def test_every_config_is_base_plus_overrides():
   validate() accepts it), and the loss dataclass has no defaults of its
   own."""
   import dataclasses
+
   fields = dict(config_lib._fields(config_lib.base()))
   for name in CONFIGS:
     config = _load(name)
     config_lib.validate(config)
     assert dict(config_lib._fields(config)).keys() == fields.keys(), name
   assert set(train.LossConfig.__dataclass_fields__) == set(
-      config_lib.base().loss)
-  assert all(f.default is dataclasses.MISSING
-             for f in dataclasses.fields(train.LossConfig))
+    config_lib.base().loss
+  )
+  assert all(
+    f.default is dataclasses.MISSING
+    for f in dataclasses.fields(train.LossConfig)
+  )
 
 
 def test_validate_names_the_field_and_allowed_values():
   config = config_lib.base()
   for field, value, message in [
-      ("num_epochs", 0, "config.num_epochs = 0; allowed: >= 1"),
-      ("eval_batch_size", 0, "config.eval_batch_size = 0"),
-      ("log_every_steps", 0, "config.log_every_steps = 0"),
-      ("loss.lsr_alpha", 1.5, r"config.loss.lsr_alpha = 1.5; allowed: "
-       r"0.0..1.0"),
-      ("loss.labels", "soft", "config.loss.labels = 'soft'; allowed: ce"),
-      ("optimizer.schedule", "poly", "config.optimizer.schedule = 'poly'"),
-      ("prototype.metric", "l2", "config.prototype.metric = 'l2'")]:
+    ("num_epochs", 0, "config.num_epochs = 0; allowed: >= 1"),
+    ("eval_batch_size", 0, "config.eval_batch_size = 0"),
+    ("log_every_steps", 0, "config.log_every_steps = 0"),
+    (
+      "loss.lsr_alpha",
+      1.5,
+      r"config.loss.lsr_alpha = 1.5; allowed: "
+      r"0.0..1.0",
+    ),
+    ("loss.labels", "soft", "config.loss.labels = 'soft'; allowed: ce"),
+    ("optimizer.schedule", "poly", "config.optimizer.schedule = 'poly'"),
+    ("prototype.metric", "l2", "config.prototype.metric = 'l2'"),
+  ]:
     bad = config_lib.base()
     parent, _, leaf = ("." + field).rpartition(".")
     target = bad
@@ -110,8 +124,9 @@ def test_validate_names_the_field_and_allowed_values():
       config_lib.validate(bad)
   config_lib.validate(config)
   assert config_lib.unknown_field_message("config.learning_rate") == (
-      "config.learning_rate is not a config field; did you mean "
-      "config.optimizer.learning_rate?")
+    "config.learning_rate is not a config field; did you mean "
+    "config.optimizer.learning_rate?"
+  )
   assert config_lib.unknown_field_message("config.optimizer.momentum") is None
 
 
@@ -124,9 +139,13 @@ def test_places365_recipes_follow_pcl_section_5():
   assert (small.num_epochs, small.optimizer.weight_decay) == (30, 5e-4)
   assert (full.num_epochs, full.optimizer.weight_decay) == (40, 2e-4)
   for c in (small, full):
-    assert (c.optimizer.name, c.optimizer.learning_rate, c.batch_size,
-            c.optimizer.schedule, c.loss.pcl) == ("sgd", 0.1, 256, "cosine",
-                                                  True)
+    assert (
+      c.optimizer.name,
+      c.optimizer.learning_rate,
+      c.batch_size,
+      c.optimizer.schedule,
+      c.loss.pcl,
+    ) == ("sgd", 0.1, 256, "cosine", True)
   text = (REPO / "configs" / "places365_resnet18_pcl.py").read_text()
   assert "55.12" in text and "84.94" in text and "54.36" in text
 
@@ -144,9 +163,12 @@ def test_bf16_compute_runs_and_keeps_fp32_parameters(tmp_path):
   assert np.isfinite(result["train_loss"])
   import jax
   import orbax.checkpoint as ocp
+
   manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
-  state = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))["state"]
+  state = manager.restore(
+    manager.latest_step(),
+    args=ocp.args.Composite(state=ocp.args.StandardRestore()),
+  )["state"]
   manager.close()
   dtypes = {str(x.dtype) for x in jax.tree.leaves(state)}
   assert "float32" in dtypes and "bfloat16" not in dtypes

@@ -19,7 +19,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 def _jpeg(rng, h, w):
   buf = io.BytesIO()
   Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(
-      buf, format="JPEG")
+    buf, format="JPEG"
+  )
   return buf.getvalue()
 
 
@@ -41,14 +42,15 @@ def _mit67_tree(root, rng, per_class=3, corrupt="class00/img0.jpg"):
 def _prepare(builder_cls, data_dir, manual_dir):
   builder = builder_cls(data_dir=str(data_dir))
   builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(
-          manual_dir)))
+    file_format="array_record",
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+  )
   return builder
 
 
 def test_mit67_builder(tmp_path):
   from scenejax.datasets import mit67
+
   rng = np.random.default_rng(0)
   classes = _mit67_tree(tmp_path / "manual", rng)
   builder = _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
@@ -58,8 +60,10 @@ def test_mit67_builder(tmp_path):
   assert builder.info.splits["test"].num_examples == 67
   data = datasets.load("mit67", data_dir=str(tmp_path / "tfds"))
   assert data.num_classes == 67 and len(data.train) == 133
-  names = {data.train[i]["name"].split(" ")[1]: data.train[i]["label"]
-           for i in range(len(data.train))}
+  names = {
+    data.train[i]["name"].split(" ")[1]: data.train[i]["label"]
+    for i in range(len(data.train))
+  }
   assert "class00/img0.jpg" not in names
   assert names["scene05/img1.jpg"] == classes.index("scene05")
   record = data.test[0]
@@ -68,36 +72,48 @@ def test_mit67_builder(tmp_path):
 
 def test_mit67_missing_file_names_it(tmp_path):
   from scenejax.datasets import mit67
+
   _mit67_tree(tmp_path / "manual", np.random.default_rng(0))
   os.remove(tmp_path / "manual" / "TestImages.txt")
-  with pytest.raises(common.DatasetError,
-                     match=r"TestImages.txt not found: looked for .*manual"
-                     r"/TestImages.txt\. Download it from https://web.mit"):
+  with pytest.raises(
+    common.DatasetError,
+    match=r"TestImages.txt not found: looked for .*manual"
+    r"/TestImages.txt\. Download it from https://web.mit",
+  ):
     _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
 
 
 def test_mit67_class_names_match_the_official_lists(shared):
   """SAS-Net's list of the 67 classes is the set of TrainImages folders."""
-  names = [line.split()[0].split("/")[-1] for line in open(
-      shared / "reference" / "sasnet_lists" / "MITIndoor67_scene_names.txt")]
+  names = [
+    line.split()[0].split("/")[-1]
+    for line in open(
+      shared / "reference" / "sasnet_lists" / "MITIndoor67_scene_names.txt"
+    )
+  ]
   assert len(names) == 67 and names == sorted(names)
 
 
 def _ade20k_zip(manual, rng, scenes=("bedroom", "street", "kitchen")):
   lines, maps = [], {}
   with zipfile.ZipFile(manual / "ADEChallengeData2016.zip", "w") as z:
-    for folder, prefix, n in (("training", "ADE_train", 4),
-                              ("validation", "ADE_val", 2)):
+    for folder, prefix, n in (
+      ("training", "ADE_train", 4),
+      ("validation", "ADE_val", 2),
+    ):
       for i in range(1, n + 1):
         stem = f"{prefix}_{i:08d}"
         h, w = 20 + i, 30
-        z.writestr(f"ADEChallengeData2016/images/{folder}/{stem}.jpg",
-                   _jpeg(rng, h, w))
+        z.writestr(
+          f"ADEChallengeData2016/images/{folder}/{stem}.jpg", _jpeg(rng, h, w)
+        )
         label_map = rng.integers(0, 151, (h, w)).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(label_map, mode="L").save(buf, format="PNG")
-        z.writestr(f"ADEChallengeData2016/annotations/{folder}/{stem}.png",
-                   buf.getvalue())
+        z.writestr(
+          f"ADEChallengeData2016/annotations/{folder}/{stem}.png",
+          buf.getvalue(),
+        )
         maps[stem] = label_map
         lines.append(f"{stem} {scenes[i % len(scenes)]}")
   (manual / "sceneCategories.txt").write_text("\n".join(lines) + "\n")
@@ -106,6 +122,7 @@ def _ade20k_zip(manual, rng, scenes=("bedroom", "street", "kitchen")):
 
 def test_ade20k_scenes_builder(tmp_path):
   from scenejax.datasets import ade20k_scenes
+
   manual = tmp_path / "manual"
   manual.mkdir()
   maps, scenes = _ade20k_zip(manual, np.random.default_rng(0))
@@ -124,27 +141,33 @@ def test_ade20k_scenes_builder(tmp_path):
 
 def test_ade20k_scenes_missing_annotation_is_an_error(tmp_path):
   from scenejax.datasets import ade20k_scenes
+
   manual = tmp_path / "manual"
   manual.mkdir()
   _ade20k_zip(manual, np.random.default_rng(0))
   (manual / "sceneCategories.txt").write_text("ADE_train_00000001\n")
-  with pytest.raises(common.DatasetError,
-                     match=r"sceneCategories.txt:1: expected 'image_id scene'"):
+  with pytest.raises(
+    common.DatasetError,
+    match=r"sceneCategories.txt:1: expected 'image_id scene'",
+  ):
     _prepare(ade20k_scenes.Ade20kScenes, tmp_path / "tfds", manual)
 
 
 def test_unknown_and_unprepared_datasets(tmp_path):
   with pytest.raises(common.DatasetError, match="unknown dataset 'sun398'"):
     datasets.load("sun398")
-  with pytest.raises(common.DatasetError, match="'mit67' is not prepared "
-                     "under data_dir=.*Prepare it first"):
+  with pytest.raises(
+    common.DatasetError,
+    match="'mit67' is not prepared under data_dir=.*Prepare it first",
+  ):
     datasets.load("mit67", data_dir=str(tmp_path))
 
 
 def test_places_subsets_remap_labels():
   places = datasets.PLACES365_14
-  with tfds.testing.mock_data(num_examples=400, policy=(
-      tfds.testing.MockPolicy.USE_CODE)):
+  with tfds.testing.mock_data(
+    num_examples=400, policy=(tfds.testing.MockPolicy.USE_CODE)
+  ):
     data = datasets.load("places365_14")
   all_names = tfds.builder("places365_small").info.features["label"].names
   assert data.class_names == places and data.num_classes == 14
@@ -155,12 +178,16 @@ def test_places_subsets_remap_labels():
 
 
 def test_subset_source_relabels_in_order():
-  base = [{"image": b"", "label": y, "name": str(i)}
-          for i, y in enumerate([5, 2, 9, 2, 7, 5])]
+  base = [
+    {"image": b"", "label": y, "name": str(i)}
+    for i, y in enumerate([5, 2, 9, 2, 7, 5])
+  ]
   sub = datasets.SubsetSource.of_classes(
-      base, keep=[2, 5], labels=np.array([r["label"] for r in base]))
-  assert [(r["name"], r["label"]) for r in (sub[i] for i in range(len(sub)))
-          ] == [("0", 1), ("1", 0), ("3", 0), ("5", 1)]
+    base, keep=[2, 5], labels=np.array([r["label"] for r in base])
+  )
+  assert [
+    (r["name"], r["label"]) for r in (sub[i] for i in range(len(sub)))
+  ] == [("0", 1), ("1", 0), ("3", 0), ("5", 1)]
 
 
 def test_places365_1k_is_a_seeded_per_class_sample():
@@ -175,14 +202,18 @@ def test_places365_1k_is_a_seeded_per_class_sample():
   assert len(set(picked.tolist())) == len(picked)
   np.testing.assert_array_equal(picked, np.sort(picked))
   np.testing.assert_array_equal(
-      picked, datasets.per_class_sample(labels, 300, seed=0))
-  assert not np.array_equal(picked,
-                            datasets.per_class_sample(labels, 300, seed=1))
+    picked, datasets.per_class_sample(labels, 300, seed=0)
+  )
+  assert not np.array_equal(
+    picked, datasets.per_class_sample(labels, 300, seed=1)
+  )
   small = np.array([0, 0, 1])  # a class smaller than the quota: all of it
-  np.testing.assert_array_equal(datasets.per_class_sample(small, 5, 0),
-                                [0, 1, 2])
-  with tfds.testing.mock_data(num_examples=400, policy=(
-      tfds.testing.MockPolicy.USE_CODE)):
+  np.testing.assert_array_equal(
+    datasets.per_class_sample(small, 5, 0), [0, 1, 2]
+  )
+  with tfds.testing.mock_data(
+    num_examples=400, policy=(tfds.testing.MockPolicy.USE_CODE)
+  ):
     data = datasets.load("places365_1k")
     full = datasets.load("places365")
   assert data.num_classes == 365 and len(data.test) == len(full.test)
@@ -191,6 +222,7 @@ def test_places365_1k_is_a_seeded_per_class_sample():
 
 def test_label_maps_in_the_zero_based_format_are_converted():
   from scenejax.datasets import label_maps
+
   ids = label_maps.to_ade20k_ids(np.array([[0, 149, 255]]), "zero_based")
   np.testing.assert_array_equal(ids, [[1, 150, 0]])
   with pytest.raises(common.DatasetError, match="label format 'mmseg'"):
@@ -203,8 +235,10 @@ def test_label_maps_in_the_zero_based_format_are_converted():
 
 def _encoded_source(n=20, corrupt=(5,)):
   rng = np.random.default_rng(0)
-  source = [{"image": _jpeg(rng, 300 + i, 260), "label": i % 3,
-             "name": f"img{i}.jpg"} for i in range(n)]
+  source = [
+    {"image": _jpeg(rng, 300 + i, 260), "label": i % 3, "name": f"img{i}.jpg"}
+    for i in range(n)
+  ]
   for i in corrupt:
     source[i]["image"] = b"garbage"
   return source
@@ -216,8 +250,10 @@ def test_preprocess_shapes_and_eval_centre_crop():
   out = input_pipeline.Preprocess(train=False)({"image": image, "label": 2})
   # Shorter side 300 -> 256: 341x256, centre crop 224 at (16, 58).
   from PIL import Image as PILImage
-  resized = np.asarray(PILImage.fromarray(image).resize((341, 256),
-                                                        PILImage.BILINEAR))
+
+  resized = np.asarray(
+    PILImage.fromarray(image).resize((341, 256), PILImage.BILINEAR)
+  )
   np.testing.assert_array_equal(out["image"], resized[16:240, 58:282])
   train = input_pipeline.Preprocess(train=True, random_resized_crop=True)
   out = train({"image": image, "label": 2}, np.random.default_rng(1))
@@ -226,10 +262,14 @@ def test_preprocess_shapes_and_eval_centre_crop():
 
 def _epoch(source, seed, epoch, batch_size=4, preprocess=None, **kw):
   return input_pipeline.train_batches(
-      source, batch_size, seed=seed, epoch=epoch,
-      preprocess=preprocess or input_pipeline.Preprocess(train=True),
-      process_index=kw.get("process_index", 0),
-      process_count=kw.get("process_count", 1))
+    source,
+    batch_size,
+    seed=seed,
+    epoch=epoch,
+    preprocess=preprocess or input_pipeline.Preprocess(train=True),
+    process_index=kw.get("process_index", 0),
+    process_count=kw.get("process_count", 1),
+  )
 
 
 def test_pipeline_is_deterministic_and_resumes_exactly():
@@ -244,8 +284,9 @@ def test_pipeline_is_deterministic_and_resumes_exactly():
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
   for other in (other_seed, other_epoch):
-    assert any(not np.array_equal(a["image"], b["image"])
-               for a, b in zip(full, other))
+    assert any(
+      not np.array_equal(a["image"], b["image"]) for a, b in zip(full, other)
+    )
   it = iter(_epoch(source, 7, 1))
   for _ in range(2):
     next(it)
@@ -262,8 +303,11 @@ def test_pipeline_is_deterministic_and_resumes_exactly():
 def test_corrupt_image_is_skipped_counted_or_raises():
   source = _encoded_source(n=8, corrupt=(2, 6))
   preprocess = input_pipeline.Preprocess(train=False)
-  batches = list(input_pipeline.eval_batches(
-      source, 4, preprocess=preprocess, process_index=0, process_count=1))
+  batches = list(
+    input_pipeline.eval_batches(
+      source, 4, preprocess=preprocess, process_index=0, process_count=1
+    )
+  )
   assert preprocess.skipped == 2
   labels = np.concatenate([b["label"][b["mask"]] for b in batches])
   # Labels i % 3 of images 0..7 without images 2 and 6.
@@ -271,36 +315,56 @@ def test_corrupt_image_is_skipped_counted_or_raises():
   assert [int(b["mask"].sum()) for b in batches] == [4, 2]
   strict = input_pipeline.Preprocess(train=False, on_corrupt="raise")
   with pytest.raises(common.DatasetError, match="img2.jpg: cannot decode"):
-    list(input_pipeline.eval_batches(source, 4, preprocess=strict,
-                                     process_index=0, process_count=1))
+    list(
+      input_pipeline.eval_batches(
+        source, 4, preprocess=strict, process_index=0, process_count=1
+      )
+    )
 
 
 def test_shards_partition_the_source():
-  source = [{"image": np.zeros((224, 224, 3), np.uint8), "label": i,
-             "name": str(i)} for i in range(12)]
+  source = [
+    {"image": np.zeros((224, 224, 3), np.uint8), "label": i, "name": str(i)}
+    for i in range(12)
+  ]
   seen_train, seen_eval = [], []
   for shard in range(3):
-    for b in _epoch(source, 0, 0, batch_size=6, process_index=shard,
-                    process_count=3):
+    for b in _epoch(
+      source, 0, 0, batch_size=6, process_index=shard, process_count=3
+    ):
       seen_train.extend(b["label"].tolist())
     for b in input_pipeline.eval_batches(
-        source, 3, preprocess=input_pipeline.Preprocess(train=False),
-        process_index=shard, process_count=3):
+      source,
+      3,
+      preprocess=input_pipeline.Preprocess(train=False),
+      process_index=shard,
+      process_count=3,
+    ):
       seen_eval.extend(b["label"][b["mask"]].tolist())
   assert sorted(seen_train) == sorted(seen_eval) == list(range(12))
 
 
 def test_catalogue_datasets_through_the_pipeline():
   """sun397 and places365 from TFDS (mocked records, the real metadata)."""
-  with tfds.testing.mock_data(num_examples=12, policy=(
-      tfds.testing.MockPolicy.USE_CODE)):
+  with tfds.testing.mock_data(
+    num_examples=12, policy=(tfds.testing.MockPolicy.USE_CODE)
+  ):
     for name, classes in (("sun397", 397), ("places365", 365)):
       data = datasets.load(name)
       assert data.num_classes == classes and len(data.train) == 12
-      batch = next(iter(input_pipeline.train_batches(
-          data.train, 4, seed=0, epoch=0,
-          preprocess=input_pipeline.Preprocess(train=True),
-          process_index=0, process_count=1)))
+      batch = next(
+        iter(
+          input_pipeline.train_batches(
+            data.train,
+            4,
+            seed=0,
+            epoch=0,
+            preprocess=input_pipeline.Preprocess(train=True),
+            process_index=0,
+            process_count=1,
+          )
+        )
+      )
       assert batch["image"].shape == (4, 224, 224, 3)
       assert batch["image"].dtype == np.uint8
       assert ((0 <= batch["label"]) & (batch["label"] < classes)).all()
@@ -313,15 +377,24 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   from configs import demo
   from scenejax import prototype, train
   from scenejax.datasets import mit67
+
   classes = _mit67_tree(tmp_path / "manual", np.random.default_rng(0))
   _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
   similarity = np.full((67, 67), 0.2) + 0.8 * np.eye(67)
-  prototype.save_prototype(tmp_path / "proto.npz", prototype.Prototype(
-      similarity, "cosine", tuple(classes)))
+  prototype.save_prototype(
+    tmp_path / "proto.npz",
+    prototype.Prototype(similarity, "cosine", tuple(classes)),
+  )
   config = demo.get_config()
   config.dataset = "mit67"
-  config.data.update(dict(data_dir=str(tmp_path / "tfds"), image_size=32,
-                          resize_size=40, ten_crop=True))
+  config.data.update(
+    dict(
+      data_dir=str(tmp_path / "tfds"),
+      image_size=32,
+      resize_size=40,
+      ten_crop=True,
+    )
+  )
   config.prototype.path = str(tmp_path / "proto.npz")
   config.num_epochs = 1
   config.batch_size = 32
@@ -342,34 +415,49 @@ def test_prototype_from_ade20k_scenes_label_maps(tmp_path):
 
   from scenejax import prototype
   from scenejax.datasets import ade20k_scenes
+
   manual = tmp_path / "manual"
   manual.mkdir()
   maps, scenes = _ade20k_zip(manual, np.random.default_rng(0))
   _prepare(ade20k_scenes.Ade20kScenes, tmp_path / "tfds", manual)
   out = tmp_path / "ade.npz"
   from conftest import run_cli
-  proc = run_cli("scenejax.prototype", "build", "--dataset=ade20k_scenes",
-                 f"--data_dir={tmp_path / 'tfds'}", f"--out={out}")
+
+  proc = run_cli(
+    "scenejax.prototype",
+    "build",
+    "--dataset=ade20k_scenes",
+    f"--data_dir={tmp_path / 'tfds'}",
+    f"--out={out}",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   proto = prototype.load_prototype(out)
   names = ["bedroom", "kitchen", "street"]
   assert list(proto.class_names) == names
   train = sorted(s for s in maps if s.startswith("ADE_train"))
   reps = reference.algorithm1_class_representation(
-      [maps[s] for s in train], [names.index(scenes[s]) for s in train], 3,
-      150)
-  np.testing.assert_allclose(proto.similarity,
-                             reference.similarity(reps, "cosine"), atol=1e-6)
+    [maps[s] for s in train], [names.index(scenes[s]) for s in train], 3, 150
+  )
+  np.testing.assert_allclose(
+    proto.similarity, reference.similarity(reps, "cosine"), atol=1e-6
+  )
 
 
 def test_ten_crop_is_corners_centre_and_flips():
   image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
   out = input_pipeline.Preprocess(train=False, ten_crop=True)(
-      {"image": image, "label": 1})["image"]
-  resized = np.asarray(Image.fromarray(image).resize((341, 256),
-                                                     Image.BILINEAR))
-  expected = [resized[:224, :224], resized[:224, -224:], resized[-224:, :224],
-              resized[-224:, -224:], resized[16:240, 58:282]]
+    {"image": image, "label": 1}
+  )["image"]
+  resized = np.asarray(
+    Image.fromarray(image).resize((341, 256), Image.BILINEAR)
+  )
+  expected = [
+    resized[:224, :224],
+    resized[:224, -224:],
+    resized[-224:, :224],
+    resized[-224:, -224:],
+    resized[16:240, 58:282],
+  ]
   expected += [e[:, ::-1] for e in expected]
   np.testing.assert_array_equal(out, np.stack(expected))
 
@@ -381,25 +469,42 @@ def test_ten_crop_eval_step_averages_softmax():
   from flax import nnx
 
   from scenejax import evaluation, models
+
   model = models.create("resnet_tiny", 5)
-  graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.sgd(0.1),
-                                                    wrt=nnx.Param)))
+  graphdef, state = nnx.split(
+    (model, nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param))
+  )
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (3, 10, 32, 32, 3), np.uint8)
-  predictions = np.asarray(jax.jit(lambda s, b: evaluation.eval_step(
-      graphdef, s, b, mean=input_pipeline.IMAGENET_MEAN,
-      std=input_pipeline.IMAGENET_STD))(state, {
-          "image": images, "label": np.zeros(3, np.int32),
-          "mask": np.ones(3, bool)})["top"])
+  predictions = np.asarray(
+    jax.jit(
+      lambda s, b: evaluation.eval_step(
+        graphdef,
+        s,
+        b,
+        mean=input_pipeline.IMAGENET_MEAN,
+        std=input_pipeline.IMAGENET_STD,
+      )
+    )(
+      state,
+      {
+        "image": images,
+        "label": np.zeros(3, np.int32),
+        "mask": np.ones(3, bool),
+      },
+    )["top"]
+  )
   model.eval()
-  logits = np.asarray(model(input_pipeline.normalize(
-      images.reshape(30, 32, 32, 3))), np.float64).reshape(3, 10, 5)
+  logits = np.asarray(
+    model(input_pipeline.normalize(images.reshape(30, 32, 32, 3))), np.float64
+  ).reshape(3, 10, 5)
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   expected = np.argsort(-probs.mean(1), axis=-1)
   np.testing.assert_array_equal(predictions[:, 0], expected[:, 0])
-  np.testing.assert_array_equal(np.sort(predictions, -1),
-                                np.sort(expected[:, :5], -1))
+  np.testing.assert_array_equal(
+    np.sort(predictions, -1), np.sort(expected[:, :5], -1)
+  )
 
 
 def test_global_batches_do_not_depend_on_the_process_count():
@@ -407,8 +512,10 @@ def test_global_batches_do_not_depend_on_the_process_count():
   crops and flips included."""
   source = _encoded_source(n=24, corrupt=(3,))
   single = list(_epoch(source, 5, 1, batch_size=6))
-  parts = [list(_epoch(source, 5, 1, batch_size=6, process_index=p,
-                       process_count=3)) for p in range(3)]
+  parts = [
+    list(_epoch(source, 5, 1, batch_size=6, process_index=p, process_count=3))
+    for p in range(3)
+  ]
   assert len(single) == 4
   for step, batch in enumerate(single):
     joined = np.concatenate([parts[p][step]["image"] for p in range(3)])

@@ -30,17 +30,17 @@ RTOL = 1e-4  # the issue's tolerance: relative to the logits' scale, fp32
 # class token is prepended, so it has no position embedding for the class
 # token: one vector (width) fewer than timm/HF count for the same network.
 PUBLISHED = {
-    "resnet18": 11_689_512,
-    "resnet34": 21_797_672,
-    "resnet50": 25_557_032,
-    "vit_ti16": 5_717_416 - 192,
-    "vit_s16": 22_050_664 - 384,
-    "vit_b16": 86_567_656 - 768,
-    "vit_l16": 304_326_632 - 1024,
-    "convnext_tiny": 28_589_128,
-    "convnext_small": 50_223_688,
-    "convnext_base": 88_591_464,
-    "mobilenetv3_large": 5_483_032,
+  "resnet18": 11_689_512,
+  "resnet34": 21_797_672,
+  "resnet50": 25_557_032,
+  "vit_ti16": 5_717_416 - 192,
+  "vit_s16": 22_050_664 - 384,
+  "vit_b16": 86_567_656 - 768,
+  "vit_l16": 304_326_632 - 1024,
+  "convnext_tiny": 28_589_128,
+  "convnext_small": 50_223_688,
+  "convnext_base": 88_591_464,
+  "mobilenetv3_large": 5_483_032,
 }
 
 
@@ -75,8 +75,11 @@ def _save(hf, path):
 
 
 def _images(size, n=2, seed=0):
-  return np.random.default_rng(seed).uniform(
-      -1, 1, (n, size, size, 3)).astype(np.float32)
+  return (
+    np.random.default_rng(seed)
+    .uniform(-1, 1, (n, size, size, 3))
+    .astype(np.float32)
+  )
 
 
 def _torch_logits(hf, x, **kw):
@@ -103,58 +106,86 @@ def _assert_close(ours, ref):
 
 
 def _small_vit(**kw):
-  config = dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
-                intermediate_size=768, image_size=32, patch_size=16,
-                num_labels=5)
+  config = dict(
+    hidden_size=192,
+    num_hidden_layers=12,
+    num_attention_heads=3,
+    intermediate_size=768,
+    image_size=32,
+    patch_size=16,
+    num_labels=5,
+  )
   config.update(kw)
-  return _randomize(transformers.ViTForImageClassification(
-      transformers.ViTConfig(**config)))
+  return _randomize(
+    transformers.ViTForImageClassification(transformers.ViTConfig(**config))
+  )
 
 
 def _resnet(kind, num_labels=7):
-  widths = [256, 512, 1024, 2048] if kind == "bottleneck" else [
-      64, 128, 256, 512]
+  widths = (
+    [256, 512, 1024, 2048] if kind == "bottleneck" else [64, 128, 256, 512]
+  )
   depths = [3, 4, 6, 3] if kind == "bottleneck" else [2, 2, 2, 2]
-  return _randomize(transformers.ResNetForImageClassification(
-      transformers.ResNetConfig(embedding_size=64, hidden_sizes=widths,
-                                depths=depths, layer_type=kind,
-                                num_labels=num_labels)))
+  return _randomize(
+    transformers.ResNetForImageClassification(
+      transformers.ResNetConfig(
+        embedding_size=64,
+        hidden_sizes=widths,
+        depths=depths,
+        layer_type=kind,
+        num_labels=num_labels,
+      )
+    )
+  )
 
 
 def _convnext(variant="tiny", num_labels=7):
-  depths, widths = {"tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
-                    "base": ([3, 3, 27, 3], [128, 256, 512, 1024])}[variant]
-  return _randomize(transformers.ConvNextForImageClassification(
-      transformers.ConvNextConfig(depths=depths, hidden_sizes=widths,
-                                  num_labels=num_labels)))
+  depths, widths = {
+    "tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
+    "base": ([3, 3, 27, 3], [128, 256, 512, 1024]),
+  }[variant]
+  return _randomize(
+    transformers.ConvNextForImageClassification(
+      transformers.ConvNextConfig(
+        depths=depths, hidden_sizes=widths, num_labels=num_labels
+      )
+    )
+  )
 
 
-@pytest.mark.parametrize("act", [
-    "gelu", pytest.param("gelu_pytorch_tanh", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+  "act", ["gelu", pytest.param("gelu_pytorch_tanh", marks=pytest.mark.slow)]
+)
 def test_vit_matches_transformers(tmp_path, act):
-  hf = _small_vit(hidden_act=act, layer_norm_eps=1e-6 if act == "gelu"
-                  else 1e-12)
-  model = models.create("vit_ti16", 5, init_from=_save(hf, tmp_path),
-                        image_size=32)
+  hf = _small_vit(
+    hidden_act=act, layer_norm_eps=1e-6 if act == "gelu" else 1e-12
+  )
+  model = models.create(
+    "vit_ti16", 5, init_from=_save(hf, tmp_path), image_size=32
+  )
   assert model.blocks[0].gelu_approximate == (act != "gelu")
   x = _images(32)
   _assert_close(_logits(model, jnp.asarray(x)), _torch_logits(hf, x).logits)
 
 
-def test_vit_resized_posemb_matches_transformers_interpolation_shape(
-    tmp_path):
+def test_vit_resized_posemb_matches_transformers_interpolation_shape(tmp_path):
   """A 32 px checkpoint fine-tuned at 64 px: posemb grid 2x2 -> 4x4."""
   hf = _small_vit()
-  model = models.create("vit_ti16", 5, init_from=_save(hf, tmp_path),
-                        image_size=64)
+  model = models.create(
+    "vit_ti16", 5, init_from=_save(hf, tmp_path), image_size=64
+  )
   assert model.pos_embedding[...].shape == (1, 16, 192)
   out = _logits(model, jnp.asarray(_images(64)))
   assert out.shape == (2, 5) and np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("kind,name", [
+@pytest.mark.parametrize(
+  "kind,name",
+  [
     pytest.param("bottleneck", "resnet50", marks=pytest.mark.slow),
-    ("basic", "resnet18")])
+    ("basic", "resnet18"),
+  ],
+)
 def test_resnet_matches_transformers(tmp_path, kind, name):
   hf = _resnet(kind)
   model = models.create(name, 7, init_from=_save(hf, tmp_path))
@@ -164,8 +195,10 @@ def test_resnet_matches_transformers(tmp_path, kind, name):
   _assert_close(_logits(model, jnp.asarray(x)), ref.logits)
   # The CAM module's input, stage 3, is HF's hidden state 3 (NCHW).
   _, maps = _forward_features(model, jnp.asarray(x))
-  _assert_close(maps[model.default_cam_stage],
-                ref.hidden_states[3].numpy().transpose(0, 2, 3, 1))
+  _assert_close(
+    maps[model.default_cam_stage],
+    ref.hidden_states[3].numpy().transpose(0, 2, 3, 1),
+  )
 
 
 @pytest.mark.slow
@@ -181,8 +214,11 @@ def test_convnext_matches_transformers(tmp_path):
 def test_full_size_matches_transformers(tmp_path, name):
   """Once each at full size and 224 px, with a 1000-class head."""
   if name == "vit_b16":
-    hf = _randomize(transformers.ViTForImageClassification(
-        transformers.ViTConfig(num_labels=1000)))
+    hf = _randomize(
+      transformers.ViTForImageClassification(
+        transformers.ViTConfig(num_labels=1000)
+      )
+    )
   elif name == "resnet50":
     hf = _resnet("bottleneck", num_labels=1000)
   else:
@@ -190,18 +226,25 @@ def test_full_size_matches_transformers(tmp_path, name):
   model = models.create(name, 1000, init_from=_save(hf, tmp_path))
   model.eval()
   x = _images(224, n=1)
-  _assert_close(_logits(model, jnp.asarray(x)),
-                _torch_logits(hf, x).logits)
+  _assert_close(_logits(model, jnp.asarray(x)), _torch_logits(hf, x).logits)
 
 
 def test_feature_extractor_checkpoint_keeps_fresh_head(tmp_path):
   """ViTModel (no classifier, with pooler): backbone loads, head stays."""
-  hf = transformers.ViTModel(transformers.ViTConfig(
-      hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
-      intermediate_size=768, image_size=32), add_pooling_layer=True)
+  hf = transformers.ViTModel(
+    transformers.ViTConfig(
+      hidden_size=192,
+      num_hidden_layers=12,
+      num_attention_heads=3,
+      intermediate_size=768,
+      image_size=32,
+    ),
+    add_pooling_layer=True,
+  )
   _randomize(hf)
-  model = models.create("vit_ti16", 9, init_from=_save(hf, tmp_path),
-                        image_size=32)
+  model = models.create(
+    "vit_ti16", 9, init_from=_save(hf, tmp_path), image_size=32
+  )
   x = _images(32)
   ref = _torch_logits(hf, x).last_hidden_state[:, 0]
   _assert_close(model.embed(jnp.asarray(x)), ref)
@@ -223,8 +266,9 @@ def test_head_of_other_class_count_is_reinitialised(tmp_path):
 # big_vision / vit_jax .npz, against an independent float64 NumPy ViT.
 
 
-def _random_vit_jax_arrays(width=192, depth=12, heads=3, mlp=768, grid=2,
-                           num_classes=5, seed=0):
+def _random_vit_jax_arrays(
+  width=192, depth=12, heads=3, mlp=768, grid=2, num_classes=5, seed=0
+):
   """A random ViT in the AugReg (pre-Linen) key layout, posemb incl. cls."""
   rng = np.random.default_rng(seed)
   hd = width // heads
@@ -232,19 +276,26 @@ def _random_vit_jax_arrays(width=192, depth=12, heads=3, mlp=768, grid=2,
   def r(*shape, scale=0.1):
     return (scale * rng.standard_normal(shape)).astype(np.float32)
 
-  a = {"embedding/kernel": r(16, 16, 3, width, scale=0.05),
-       "embedding/bias": r(width), "cls": r(1, 1, width),
-       "Transformer/posembed_input/pos_embedding": r(1, grid * grid + 1,
-                                                     width),
-       "Transformer/encoder_norm/scale": 1 + r(width),
-       "Transformer/encoder_norm/bias": r(width),
-       "head/kernel": r(width, num_classes), "head/bias": r(num_classes)}
+  a = {
+    "embedding/kernel": r(16, 16, 3, width, scale=0.05),
+    "embedding/bias": r(width),
+    "cls": r(1, 1, width),
+    "Transformer/posembed_input/pos_embedding": r(1, grid * grid + 1, width),
+    "Transformer/encoder_norm/scale": 1 + r(width),
+    "Transformer/encoder_norm/bias": r(width),
+    "head/kernel": r(width, num_classes),
+    "head/bias": r(num_classes),
+  }
   for i in range(depth):
     b = f"Transformer/encoderblock_{i}/"
-    a[b + "LayerNorm_0/scale"], a[b + "LayerNorm_0/bias"] = 1 + r(width), r(
-        width)
-    a[b + "LayerNorm_2/scale"], a[b + "LayerNorm_2/bias"] = 1 + r(width), r(
-        width)
+    a[b + "LayerNorm_0/scale"], a[b + "LayerNorm_0/bias"] = (
+      1 + r(width),
+      r(width),
+    )
+    a[b + "LayerNorm_2/scale"], a[b + "LayerNorm_2/bias"] = (
+      1 + r(width),
+      r(width),
+    )
     for p in ("query", "key", "value"):
       a[b + f"MultiHeadDotProductAttention_1/{p}/kernel"] = r(width, heads, hd)
       a[b + f"MultiHeadDotProductAttention_1/{p}/bias"] = r(heads, hd)
@@ -264,18 +315,24 @@ def _numpy_vit(a, x, depth=12, eps=1e-6):
   n, h, w, _ = x.shape
   k = a["embedding/kernel"]
   p = k.shape[0]
-  patches = x.reshape(n, h // p, p, w // p, p, 3).transpose(
-      0, 1, 3, 2, 4, 5).reshape(n, (h // p) * (w // p), -1)
+  patches = (
+    x.reshape(n, h // p, p, w // p, p, 3)
+    .transpose(0, 1, 3, 2, 4, 5)
+    .reshape(n, (h // p) * (w // p), -1)
+  )
   tok = patches @ k.reshape(-1, k.shape[-1]) + a["embedding/bias"]
   cls = np.broadcast_to(a["cls"], (n, 1, tok.shape[-1]))
-  tok = np.concatenate([cls, tok], 1) + a[
-      "Transformer/posembed_input/pos_embedding"]
+  tok = (
+    np.concatenate([cls, tok], 1)
+    + a["Transformer/posembed_input/pos_embedding"]
+  )
 
   def ln(v, prefix):
     mu = v.mean(-1, keepdims=True)
     var = ((v - mu) ** 2).mean(-1, keepdims=True)
     return (v - mu) / np.sqrt(var + eps) * a[prefix + "/scale"] + a[
-        prefix + "/bias"]
+      prefix + "/bias"
+    ]
 
   def gelu_tanh(v):
     return 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))
@@ -284,14 +341,20 @@ def _numpy_vit(a, x, depth=12, eps=1e-6):
     b = f"Transformer/encoderblock_{i}/"
     att = b + "MultiHeadDotProductAttention_1/"
     y = ln(tok, b + "LayerNorm_0")
-    q, kk, v = (np.einsum("nld,dhk->nlhk", y, a[att + f"{t}/kernel"]) +
-                a[att + f"{t}/bias"] for t in ("query", "key", "value"))
+    q, kk, v = (
+      np.einsum("nld,dhk->nlhk", y, a[att + f"{t}/kernel"])
+      + a[att + f"{t}/bias"]
+      for t in ("query", "key", "value")
+    )
     logits = np.einsum("nqhk,nlhk->nhql", q, kk) / np.sqrt(q.shape[-1])
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
     o = np.einsum("nhql,nlhk->nqhk", weights, v)
-    tok = tok + np.einsum("nqhk,hkd->nqd", o, a[att + "out/kernel"]) + a[
-        att + "out/bias"]
+    tok = (
+      tok
+      + np.einsum("nqhk,hkd->nqd", o, a[att + "out/kernel"])
+      + a[att + "out/bias"]
+    )
     y = ln(tok, b + "LayerNorm_2")
     mlp = b + "MlpBlock_3/"
     y = gelu_tanh(y @ a[mlp + "Dense_0/kernel"] + a[mlp + "Dense_0/bias"])
@@ -304,8 +367,13 @@ def _linen_names(arrays):
   """The same weights under big_vision's Linen names (posemb without cls)."""
   out = {}
   for k, v in arrays.items():
-    k = (k.replace("MultiHeadDotProductAttention_1", "MultiHeadDotProductAttention_0")
-         .replace("LayerNorm_2", "LayerNorm_1").replace("MlpBlock_3", "MlpBlock_0"))
+    k = (
+      k.replace(
+        "MultiHeadDotProductAttention_1", "MultiHeadDotProductAttention_0"
+      )
+      .replace("LayerNorm_2", "LayerNorm_1")
+      .replace("MlpBlock_3", "MlpBlock_0")
+    )
     out[k] = v
   pe = out.pop("Transformer/posembed_input/pos_embedding")
   out["pos_embedding"] = pe[:, 1:]
@@ -318,13 +386,14 @@ def _scanned(arrays):
   out, stacked = {}, {}
   for k, v in arrays.items():
     if k.startswith("Transformer/encoderblock_"):
-      i, rest = k[len("Transformer/encoderblock_"):].split("/", 1)
+      i, rest = k[len("Transformer/encoderblock_") :].split("/", 1)
       stacked.setdefault(rest, {})[int(i)] = v
     else:
       out[k] = v
   for rest, blocks in stacked.items():
     out["Transformer/encoderblock/" + rest] = np.stack(
-        [blocks[i] for i in sorted(blocks)])
+      [blocks[i] for i in sorted(blocks)]
+    )
   return out
 
 
@@ -333,8 +402,11 @@ def test_big_vision_npz_matches_numpy_reference(tmp_path, layout):
   arrays = _random_vit_jax_arrays()
   x = _images(32)
   expected = _numpy_vit(arrays, x)
-  stored = {"vit_jax": arrays, "linen": _linen_names(arrays),
-            "scanned": _scanned(_linen_names(arrays))}[layout]
+  stored = {
+    "vit_jax": arrays,
+    "linen": _linen_names(arrays),
+    "scanned": _scanned(_linen_names(arrays)),
+  }[layout]
   path = tmp_path / "B_16-i21k-300ep-lr_0.001-aug_medium1.npz"
   np.savez(path, **stored)
   model = models.create("vit_ti16", 5, init_from=str(path), image_size=32)
@@ -348,8 +420,9 @@ def test_big_vision_pre_logits_dropped_and_head_reinitialised(tmp_path):
   arrays["pre_logits/kernel"] = np.zeros((192, 192), np.float32)
   arrays["pre_logits/bias"] = np.zeros((192,), np.float32)
   np.savez(tmp_path / "i21k.npz", **arrays)
-  model = models.create("vit_ti16", 5, init_from=str(tmp_path / "i21k.npz"),
-                        image_size=32)
+  model = models.create(
+    "vit_ti16", 5, init_from=str(tmp_path / "i21k.npz"), image_size=32
+  )
   assert not np.any(model.head.kernel[...])
 
 
@@ -358,8 +431,9 @@ def test_resample_posemb():
   pe = rng.standard_normal((1, 16, 8)).astype(np.float32)
   assert vit.resample_posemb(pe, 4) is pe
   const = np.ones((1, 4, 8), np.float32) * np.arange(8)
-  np.testing.assert_allclose(vit.resample_posemb(const, 5),
-                             np.ones((1, 25, 8)) * np.arange(8), atol=1e-6)
+  np.testing.assert_allclose(
+    vit.resample_posemb(const, 5), np.ones((1, 25, 8)) * np.arange(8), atol=1e-6
+  )
   with pytest.raises(pretrained.CheckpointError, match="square"):
     vit.resample_posemb(pe[:, :15], 4)
 
@@ -377,53 +451,81 @@ def _edit_safetensors(path, edit):
 
 def test_missing_key_is_an_error_and_model_untouched(tmp_path):
   path = _save(_resnet("basic"), tmp_path)
-  _edit_safetensors(path, lambda t: t.pop(
-      "resnet.encoder.stages.2.layers.1.layer.0.convolution.weight"))
-  with pytest.raises(pretrained.CheckpointError,
-                     match=r"1 missing keys: stages/2/layers/1/conv1/kernel"):
+  _edit_safetensors(
+    path,
+    lambda t: t.pop(
+      "resnet.encoder.stages.2.layers.1.layer.0.convolution.weight"
+    ),
+  )
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match=r"1 missing keys: stages/2/layers/1/conv1/kernel",
+  ):
     models.create("resnet18", 7, init_from=path)
   model = models.create("resnet18", 7)
   before = np.array(model.stem_conv.kernel[...])
   with pytest.raises(pretrained.CheckpointError):
-    pretrained.assign(model, resnet.from_hf(pretrained.read_hf(path)[1]),
-                      source=path)
+    pretrained.assign(
+      model, resnet.from_hf(pretrained.read_hf(path)[1]), source=path
+    )
   np.testing.assert_array_equal(model.stem_conv.kernel[...], before)
 
 
 @pytest.mark.slow
 def test_unexpected_key_is_an_error(tmp_path):
   path = _save(_convnext(), tmp_path)
-  _edit_safetensors(path, lambda t: t.update(
-      {"convnext.encoder.stages.0.layers.0.extra.weight":
-       np.zeros((3, 3), np.float32)}))
-  with pytest.raises(pretrained.CheckpointError,
-                     match=r"1 unexpected keys: .*extra/kernel"):
+  _edit_safetensors(
+    path,
+    lambda t: t.update(
+      {
+        "convnext.encoder.stages.0.layers.0.extra.weight": np.zeros(
+          (3, 3), np.float32
+        )
+      }
+    ),
+  )
+  with pytest.raises(
+    pretrained.CheckpointError, match=r"1 unexpected keys: .*extra/kernel"
+  ):
     models.create("convnext_tiny", 7, init_from=path)
 
 
 def test_wrong_shape_is_an_error(tmp_path):
   path = _save(_small_vit(), tmp_path)
-  _edit_safetensors(path, lambda t: t.update(
-      {"vit.encoder.layer.3.intermediate.dense.bias":
-       np.zeros((700,), np.float32)}))
-  with pytest.raises(pretrained.CheckpointError,
-                     match=r"shape mismatches: blocks/3/mlp1/bias: "
-                     r"checkpoint \(700,\) vs model \(768,\)"):
+  _edit_safetensors(
+    path,
+    lambda t: t.update(
+      {
+        "vit.encoder.layer.3.intermediate.dense.bias": np.zeros(
+          (700,), np.float32
+        )
+      }
+    ),
+  )
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match=r"shape mismatches: blocks/3/mlp1/bias: "
+    r"checkpoint \(700,\) vs model \(768,\)",
+  ):
     models.create("vit_ti16", 5, init_from=path, image_size=32)
 
 
 @pytest.mark.slow
 def test_wrong_architecture_is_an_error(tmp_path):
   vit_path = _save(_small_vit(), tmp_path / "vit")
-  with pytest.raises(pretrained.CheckpointError,
-                     match="'vit' checkpoint.*not 'resnet'"):
+  with pytest.raises(
+    pretrained.CheckpointError, match="'vit' checkpoint.*not 'resnet'"
+  ):
     models.create("resnet50", 7, init_from=vit_path)
   res_path = _save(_resnet("basic"), tmp_path / "r18")
-  with pytest.raises(pretrained.CheckpointError,
-                     match=r"depths=\[2, 2, 2, 2\] \(model has \[3, 4, 6, 3\]\)"):
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match=r"depths=\[2, 2, 2, 2\] \(model has \[3, 4, 6, 3\]\)",
+  ):
     models.create("resnet34", 7, init_from=res_path)
-  with pytest.raises(pretrained.CheckpointError,
-                     match="hidden_size=192 \\(model has 384\\)"):
+  with pytest.raises(
+    pretrained.CheckpointError, match="hidden_size=192 \\(model has 384\\)"
+  ):
     models.create("vit_s16", 5, init_from=vit_path, image_size=32)
 
 
@@ -440,8 +542,9 @@ def test_unreadable_files_are_errors(tmp_path):
   torch_only.mkdir()
   (torch_only / "config.json").write_text(json.dumps({"model_type": "resnet"}))
   (torch_only / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
-  with pytest.raises(pretrained.CheckpointError,
-                     match="model.safetensors does not exist.*pickle"):
+  with pytest.raises(
+    pretrained.CheckpointError, match="model.safetensors does not exist.*pickle"
+  ):
     models.create("resnet18", 3, init_from=str(torch_only))
   no_config = tmp_path / "no_config"
   no_config.mkdir()
@@ -461,8 +564,9 @@ def test_bf16_compute_keeps_fp32_params():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mobilenetv3_large", "convnext_tiny",
-                                  "vit_ti16", "resnet34"])
+@pytest.mark.parametrize(
+  "name", ["mobilenetv3_large", "convnext_tiny", "vit_ti16", "resnet34"]
+)
 def test_forward_features_interface(name):
   kw = {"image_size": 64} if name.startswith("vit") else {}
   model = models.create(name, 6, **kw)
@@ -473,27 +577,42 @@ def test_forward_features_interface(name):
   assert [m.shape[-1] for m in maps] == list(model.feature_widths)
   cam_map = maps[model.default_cam_stage]
   assert cam_map.shape[1] == 64 // 16  # the input of the last stride-2
-  np.testing.assert_allclose(_logits(model, x), model.head(embedding),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    _logits(model, x), model.head(embedding), atol=1e-5
+  )
 
 
 @pytest.mark.slow
-@hypothesis.given(kernel=st.sampled_from([1, 3, 5, 7]),
-                  stride=st.sampled_from([1, 2]),
-                  size=st.integers(1, 9), channels=st.integers(1, 5),
-                  bias=st.booleans(), seed=st.integers(0, 2**16))
-def test_depthwise_conv_matches_float64_loop(kernel, stride, size, channels,
-                                             bias, seed):
+@hypothesis.given(
+  kernel=st.sampled_from([1, 3, 5, 7]),
+  stride=st.sampled_from([1, 2]),
+  size=st.integers(1, 9),
+  channels=st.integers(1, 5),
+  bias=st.booleans(),
+  seed=st.integers(0, 2**16),
+)
+def test_depthwise_conv_matches_float64_loop(
+  kernel, stride, size, channels, bias, seed
+):
   """The CPU shifted-sum depthwise conv against a direct float64 loop of
   y[n,h,w,c] = b[c] + Σ_ij pad(x)[n, s·h+i, s·w+j, c] · K[i,j,0,c]."""
   from scenejax.models.classifier import depthwise_conv
+
   pad = (kernel - 1) // 2
-  conv = nnx.Conv(channels, channels, (kernel, kernel), strides=stride,
-                  padding=pad, feature_group_count=channels, use_bias=bias,
-                  rngs=nnx.Rngs(seed))
+  conv = nnx.Conv(
+    channels,
+    channels,
+    (kernel, kernel),
+    strides=stride,
+    padding=pad,
+    feature_group_count=channels,
+    use_bias=bias,
+    rngs=nnx.Rngs(seed),
+  )
   if bias:
     conv.bias[...] = jnp.asarray(
-        np.random.default_rng(seed + 1).normal(size=channels), jnp.float32)
+      np.random.default_rng(seed + 1).normal(size=channels), jnp.float32
+    )
   x = np.random.default_rng(seed).normal(size=(2, size, size + 1, channels))
   got = np.asarray(depthwise_conv(conv, jnp.asarray(x, jnp.float32)))
   k = np.asarray(conv.kernel[...], np.float64)
@@ -506,8 +625,9 @@ def test_depthwise_conv_matches_float64_loop(kernel, stride, size, channels,
     for w in range(out_w):
       for i in range(kernel):
         for j in range(kernel):
-          want[:, h, w, :] += (padded[:, stride * h + i, stride * w + j, :] *
-                               k[i, j, 0, :])
+          want[:, h, w, :] += (
+            padded[:, stride * h + i, stride * w + j, :] * k[i, j, 0, :]
+          )
   want += b
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -46,19 +46,24 @@ def _numpy_bilinear(image, size):
 
 
 @hypothesis.given(
-    features=hnp.arrays(np.float32, (2, 3, 4, 5),
-                        elements=st.floats(-4, 4, width=32)),
-    weights=hnp.arrays(np.float32, (5, 6), elements=st.floats(-2, 2,
-                                                              width=32)),
-    classes=hnp.arrays(np.int32, (2,), elements=st.integers(0, 5)))
+  features=hnp.arrays(
+    np.float32, (2, 3, 4, 5), elements=st.floats(-4, 4, width=32)
+  ),
+  weights=hnp.arrays(np.float32, (5, 6), elements=st.floats(-2, 2, width=32)),
+  classes=hnp.arrays(np.int32, (2,), elements=st.integers(0, 5)),
+)
 def test_class_activation_map_matches_reference(features, weights, classes):
-  raw = np.einsum("nhwc,cn->nhw", features.astype(np.float64),
-                  weights.astype(np.float64)[:, classes])
+  raw = np.einsum(
+    "nhwc,cn->nhw",
+    features.astype(np.float64),
+    weights.astype(np.float64)[:, classes],
+  )
   span = raw.max(axis=(1, 2)) - raw.min(axis=(1, 2))
   # A map whose range is below float32's resolution at its magnitude (e.g.
   # 2 + 1e-7 vs 2 + 2e-7) is constant in float32: nothing to compare.
-  hypothesis.assume(np.all((span == 0) | (span > 1e-4 * np.abs(raw).max(
-      axis=(1, 2)))))
+  hypothesis.assume(
+    np.all((span == 0) | (span > 1e-4 * np.abs(raw).max(axis=(1, 2))))
+  )
   got = np.asarray(pcl.class_activation_map(features, weights, classes))
   want = _numpy_cam(features, weights, classes)
   np.testing.assert_allclose(got, want, atol=2e-4)
@@ -68,8 +73,9 @@ def test_class_activation_map_matches_reference(features, weights, classes):
 @pytest.mark.parametrize("gamma", [0.5, 0.7, 0.9])
 def test_erase_mask_matches_reference(gamma):
   cam = np.random.default_rng(1).uniform(0, 1, (2, 4, 4))
-  got = np.asarray(pcl.erase_mask(jnp.asarray(cam, jnp.float32), (16, 12),
-                                  gamma))
+  got = np.asarray(
+    pcl.erase_mask(jnp.asarray(cam, jnp.float32), (16, 12), gamma)
+  )
   for n in range(2):
     resized = _numpy_bilinear(cam[n], (16, 12))
     clear = np.abs(resized - gamma) > 1e-5  # skip values on the threshold
@@ -88,8 +94,9 @@ def test_mask_fraction_and_erasing_on_a_constructed_map():
   assert mask.mean() == pytest.approx(0.7)
   image = np.random.default_rng(0).uniform(1, 2, (1, 10, 10, 3))
   erased = image * mask[..., None]
-  assert np.all(erased[0, :, 7:] == 0) and np.all(erased[0, :, :7] == image[
-      0, :, :7])
+  assert np.all(erased[0, :, 7:] == 0) and np.all(
+    erased[0, :, :7] == image[0, :, :7]
+  )
 
 
 def test_cam_uses_the_predicted_class_not_the_label():
@@ -97,12 +104,14 @@ def test_cam_uses_the_predicted_class_not_the_label():
   ramp = np.tile(np.linspace(0, 1, 8), (8, 1))
   features = jnp.asarray(np.stack([ramp, 1 - ramp], -1)[None], jnp.float32)
   weights = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
-  right = pcl.erase_mask(pcl.class_activation_map(
-      features, weights, jnp.asarray([0])), (8, 8))
-  left = pcl.erase_mask(pcl.class_activation_map(
-      features, weights, jnp.asarray([1])), (8, 8))
+  right = pcl.erase_mask(
+    pcl.class_activation_map(features, weights, jnp.asarray([0])), (8, 8)
+  )
+  left = pcl.erase_mask(
+    pcl.class_activation_map(features, weights, jnp.asarray([1])), (8, 8)
+  )
   assert np.asarray(right)[0, :, -1].sum() == 0  # class 0 erases the right
-  assert np.asarray(left)[0, :, 0].sum() == 0    # class 1 erases the left
+  assert np.asarray(left)[0, :, 0].sum() == 0  # class 1 erases the left
 
 
 def _pcl_model(name="resnet_tiny", num_classes=5):
@@ -115,15 +124,17 @@ def test_no_gradient_through_the_mask():
   """d(mod logits)/d(CAM module) = 0; d/d(input) = mask ⊙ d/d(erased)."""
   model = _pcl_model()
   model.eval()
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)),
-                  jnp.float32)
+  x = jnp.asarray(
+    np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32
+  )
 
   def mod_sum(model, x):
     return model.pcl_outputs(x)["mod"].sum()
 
   grads = nnx.grad(mod_sum)(model, x)
   for leaf in jax.tree.leaves(nnx.state(grads.cam_conv)) + jax.tree.leaves(
-      nnx.state(grads.cam_head)):
+    nnx.state(grads.cam_head)
+  ):
     assert not np.any(leaf)
   # The input gradient of the mod path: d/dx f(mask ⊙ x) = mask ⊙ f'(·), plus
   # the main path's contribution through the backbone (none: mask is a
@@ -140,15 +151,25 @@ def test_pcl_forward_jits_and_feeds_pcl_loss():
   x = jnp.ones((4, 32, 32, 3))
   out = nnx.jit(lambda m, x: m.pcl_outputs(x))(model, x)
   assert {k: v.shape for k, v in out.items()} == {
-      "main": (4, 5), "side": (4, 5), "mod": (4, 5), "mask": (4, 32, 32)}
-  total, parts = losses.pcl_loss(out["main"], out["side"], out["mod"],
-                                 jax.nn.one_hot(jnp.arange(4) % 5, 5))
-  assert np.isfinite(float(total)) and set(parts) == {"main", "side", "mod",
-                                                      "kl"}
+    "main": (4, 5),
+    "side": (4, 5),
+    "mod": (4, 5),
+    "mask": (4, 32, 32),
+  }
+  total, parts = losses.pcl_loss(
+    out["main"], out["side"], out["mod"], jax.nn.one_hot(jnp.arange(4) % 5, 5)
+  )
+  assert np.isfinite(float(total)) and set(parts) == {
+    "main",
+    "side",
+    "mod",
+    "kl",
+  }
 
 
-@pytest.mark.parametrize("name", ["resnet18", "convnext_tiny",
-                                  "mobilenetv3_large", "vit_ti16"])
+@pytest.mark.parametrize(
+  "name", ["resnet18", "convnext_tiny", "mobilenetv3_large", "vit_ti16"]
+)
 def test_export_has_the_baseline_parameters(name):
   def build():
     backbone = models.create(name, 10, rngs=nnx.Rngs(0))
@@ -176,14 +197,26 @@ def test_train_step_with_pcl_terms():
   model = _pcl_model(num_classes=4)
   optimizer = nnx.Optimizer(model, optax.sgd(0.0), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  cfg = train.LossConfig.with_defaults(labels="ce", bcl_weight=0.0, pcl=True,
-                                      pcl_alpha=1.5, pcl_beta=2.0)
+  cfg = train.LossConfig.with_defaults(
+    labels="ce", bcl_weight=0.0, pcl=True, pcl_alpha=1.5, pcl_beta=2.0
+  )
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 255, (8, 32, 32, 3), np.uint8),
-           "label": rng.integers(0, 4, 8).astype(np.int32)}
-  step = jax.jit(lambda s, b: train.train_step(
-      graphdef, s, b, 0.0, jnp.eye(4), loss_cfg=cfg,
-      mean=input_pipeline.IMAGENET_MEAN, std=input_pipeline.IMAGENET_STD))
+  batch = {
+    "image": rng.integers(0, 255, (8, 32, 32, 3), np.uint8),
+    "label": rng.integers(0, 4, 8).astype(np.int32),
+  }
+  step = jax.jit(
+    lambda s, b: train.train_step(
+      graphdef,
+      s,
+      b,
+      0.0,
+      jnp.eye(4),
+      loss_cfg=cfg,
+      mean=input_pipeline.IMAGENET_MEAN,
+      std=input_pipeline.IMAGENET_STD,
+    )
+  )
   model.train()
   out = model.pcl_outputs(input_pipeline.normalize(batch["image"]))
   _, metrics = step(state, batch)
@@ -196,11 +229,15 @@ def test_train_step_with_pcl_terms():
   onehot = np.eye(4)[batch["label"]]
   lp, lr, lq = (log_softmax(out[k]) for k in ("main", "side", "mod"))
   kl = (np.exp(lq) * (lq - lp)).sum(-1).mean()
-  np.testing.assert_allclose(float(metrics["ce"]), -(onehot * lp).sum(-1).mean(),
-                             rtol=1e-4)
-  np.testing.assert_allclose(float(metrics["side"]),
-                             -(onehot * lr).sum(-1).mean(), rtol=1e-4)
-  np.testing.assert_allclose(float(metrics["mod"]),
-                             1.5 * -(onehot * lq).sum(-1).mean(), rtol=1e-4)
-  np.testing.assert_allclose(float(metrics["kl"]), 2.0 * kl, rtol=1e-3,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    float(metrics["ce"]), -(onehot * lp).sum(-1).mean(), rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    float(metrics["side"]), -(onehot * lr).sum(-1).mean(), rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    float(metrics["mod"]), 1.5 * -(onehot * lq).sum(-1).mean(), rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    float(metrics["kl"]), 2.0 * kl, rtol=1e-3, atol=1e-6
+  )

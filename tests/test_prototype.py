@@ -16,15 +16,24 @@ from scenejax.errors import DatasetError, PrototypeError
 
 
 def _save(path, similarity, metric="cosine", class_names=("a", "b"), **kw):
-  prototype.save_prototype(path, prototype.Prototype(
-      similarity=np.asarray(similarity), metric=metric,
-      class_names=tuple(class_names), **kw))
+  prototype.save_prototype(
+    path,
+    prototype.Prototype(
+      similarity=np.asarray(similarity),
+      metric=metric,
+      class_names=tuple(class_names),
+      **kw,
+    ),
+  )
 
 
 def random_maps(rng, num_maps, num_classes, num_semantic, size=(6, 5)):
-  labels = np.concatenate([np.arange(num_classes),
-                           rng.integers(0, num_classes,
-                                        num_maps - num_classes)])
+  labels = np.concatenate(
+    [
+      np.arange(num_classes),
+      rng.integers(0, num_classes, num_maps - num_classes),
+    ]
+  )
   maps = []
   for _ in labels:
     # Sparse ids so that absent classes are common.
@@ -34,32 +43,45 @@ def random_maps(rng, num_maps, num_classes, num_semantic, size=(6, 5)):
   return maps, labels
 
 
-@given(seed=st.integers(0, 2**31), num_classes=st.integers(1, 5),
-       num_semantic=st.integers(1, 12), extra=st.integers(0, 10))
-def test_class_representation_matches_algorithm1(seed, num_classes,
-                                                 num_semantic, extra):
+@given(
+  seed=st.integers(0, 2**31),
+  num_classes=st.integers(1, 5),
+  num_semantic=st.integers(1, 12),
+  extra=st.integers(0, 10),
+)
+def test_class_representation_matches_algorithm1(
+  seed, num_classes, num_semantic, extra
+):
   rng = np.random.default_rng(seed)
-  maps, labels = random_maps(rng, num_classes + extra, num_classes,
-                             num_semantic)
+  maps, labels = random_maps(
+    rng, num_classes + extra, num_classes, num_semantic
+  )
   ours, counts = prototype.class_representation(
-      iter(maps), iter(labels), num_classes, num_semantic)
-  ref = reference.algorithm1_class_representation(maps, labels, num_classes,
-                                                  num_semantic)
+    iter(maps), iter(labels), num_classes, num_semantic
+  )
+  ref = reference.algorithm1_class_representation(
+    maps, labels, num_classes, num_semantic
+  )
   np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-15)
-  np.testing.assert_array_equal(counts, np.bincount(labels,
-                                                    minlength=num_classes))
+  np.testing.assert_array_equal(
+    counts, np.bincount(labels, minlength=num_classes)
+  )
 
 
-@given(seed=st.integers(0, 2**31), num=st.integers(1, 6),
-       metric=st.sampled_from(prototype.METRICS))
+@given(
+  seed=st.integers(0, 2**31),
+  num=st.integers(1, 6),
+  metric=st.sampled_from(prototype.METRICS),
+)
 def test_similarity_matches_eq2_to_4(seed, num, metric):
   rng = np.random.default_rng(seed)
   reps = rng.uniform(0, 1, (num, 9))
   reps[rng.random((num, 9)) < 0.3] = 0
   reps[:, 0] = np.maximum(reps[:, 0], 0.01)  # no all-zero class
   ours = prototype.similarity_prototype(reps, metric)
-  np.testing.assert_allclose(ours, reference.similarity(reps, metric),
-                             rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(
+    ours, reference.similarity(reps, metric), rtol=1e-12, atol=1e-12
+  )
   np.testing.assert_array_equal(np.diag(ours), 1.0)
   np.testing.assert_array_equal(ours, ours.T)
 
@@ -68,26 +90,26 @@ def test_chunks_of_maps_with_different_shapes():
   """Over the 64-map chunk size, mixed shapes, empty and 1-pixel maps."""
   rng = np.random.default_rng(3)
   shapes = [(0, 5), (1, 1), (7, 3), (1, 40), (12, 12)]
-  maps = [rng.integers(0, 31, shapes[i % 5]).astype(np.int32)
-          for i in range(150)]
+  maps = [
+    rng.integers(0, 31, shapes[i % 5]).astype(np.int32) for i in range(150)
+  ]
   for m in maps[::4]:
-    m[...] = m.flat[0] if m.size else 0   # constant maps: one run each
+    m[...] = m.flat[0] if m.size else 0  # constant maps: one run each
   labels = np.arange(150) % 4
   ours = prototype.presence_vectors(maps, 30)
   for m, row in zip(maps, ours):
-    np.testing.assert_array_equal(
-        row, [(m == l).any() for l in range(1, 31)])
+    np.testing.assert_array_equal(row, [(m == l).any() for l in range(1, 31)])
   np.testing.assert_allclose(
-      prototype.class_representation(maps, labels, 4, 30)[0],
-      reference.algorithm1_class_representation(maps, labels, 4, 30))
+    prototype.class_representation(maps, labels, 4, 30)[0],
+    reference.algorithm1_class_representation(maps, labels, 4, 30),
+  )
 
 
 def test_workers_give_the_same_result():
   rng = np.random.default_rng(0)
   maps, labels = random_maps(rng, 60, 4, 20, size=(16, 16))
   serial, _ = prototype.class_representation(maps, labels, 4, 20)
-  parallel, _ = prototype.class_representation(maps, labels, 4, 20,
-                                               workers=2)
+  parallel, _ = prototype.class_representation(maps, labels, 4, 20, workers=2)
   np.testing.assert_array_equal(serial, parallel)
 
 
@@ -96,15 +118,19 @@ def test_ade20k_convention_and_id_errors():
   presence = prototype.presence_vector(m)
   assert presence.shape == (150,)
   assert presence[0] and presence[149] and presence.sum() == 2
-  with pytest.raises(PrototypeError, match=r"label map #1: value 151 is not "
-                     r"an id of label format 'ade20k'; allowed: 0 \(unlabeled\) or 1..150"):
+  with pytest.raises(
+    PrototypeError,
+    match=r"label map #1: value 151 is not "
+    r"an id of label format 'ade20k'; allowed: 0 \(unlabeled\) or 1..150",
+  ):
     prototype.class_representation([m, np.array([[151]])], [0, 0], 1)
   with pytest.raises(PrototypeError, match="value -1 is not"):
     prototype.presence_vector(np.array([[-1]]))
   # An mmseg-style map (0..149, 255 = ignore) read as ADE20K: the 255 is
   # refused and the message points at the other format.
-  with pytest.raises(PrototypeError, match="look like --label_format="
-                     "zero_based"):
+  with pytest.raises(
+    PrototypeError, match="look like --label_format=zero_based"
+  ):
     prototype.presence_vector(np.array([[0, 255]]))
 
 
@@ -116,15 +142,18 @@ def test_zero_based_label_format_shifts_ids():
   want = np.zeros(150, bool)
   want[[0, 3, 149]] = True  # columns of ADE20K ids 1, 4, 150
   np.testing.assert_array_equal(presence, want)
-  with pytest.raises(PrototypeError, match="value 150 is not an id of label format 'zero_based'"):
+  with pytest.raises(
+    PrototypeError, match="value 150 is not an id of label format 'zero_based'"
+  ):
     prototype.presence_vector(np.array([[150]]), label_format="zero_based")
 
 
 def test_class_errors_name_the_class():
   maps = [np.array([[1]]), np.array([[2]])]
   with pytest.raises(PrototypeError, match=r"2 \(bathroom\)"):
-    prototype.class_representation(maps, [0, 1], 3,
-                                   class_names=["a", "b", "bathroom"])
+    prototype.class_representation(
+      maps, [0, 1], 3, class_names=["a", "b", "bathroom"]
+    )
   with pytest.raises(PrototypeError, match=r"scene label 5 outside"):
     prototype.class_representation(maps, [0, 5], 3)
   with pytest.raises(PrototypeError, match="more label maps"):
@@ -133,13 +162,16 @@ def test_class_errors_name_the_class():
     prototype.class_representation(maps, [0, 1, 1], 2)
   # Class 1's images have no labelled pixel: cosine undefined, named.
   rep, _ = prototype.class_representation(
-      [np.array([[1]]), np.array([[0]])], [0, 1], 2)
+    [np.array([[1]]), np.array([[0]])], [0, 1], 2
+  )
   with pytest.raises(PrototypeError, match=r"no labelled pixel: 1 \(kitchen\)"):
-    prototype.similarity_prototype(rep, "cosine",
-                                   class_names=["bath", "kitchen"])
+    prototype.similarity_prototype(
+      rep, "cosine", class_names=["bath", "kitchen"]
+    )
   # exp(-euclidean) is defined for it.
   assert prototype.similarity_prototype(rep, "euclidean")[0, 1] == (
-      pytest.approx(np.exp(-1.0)))
+    pytest.approx(np.exp(-1.0))
+  )
 
 
 # --------------------------------------------------------------------------
@@ -149,22 +181,33 @@ def test_class_errors_name_the_class():
 def test_save_load_roundtrip(tmp_path):
   rng = np.random.default_rng(1)
   maps, labels = random_maps(rng, 30, 3, 7)
-  built = prototype.build_prototype(maps, labels, ["x", "y", "z"],
-                                    metric="euclidean",
-                                    num_semantic_classes=7,
-                                    semantic_class_names=list("abcdefg"))
+  built = prototype.build_prototype(
+    maps,
+    labels,
+    ["x", "y", "z"],
+    metric="euclidean",
+    num_semantic_classes=7,
+    semantic_class_names=list("abcdefg"),
+  )
   rep = reference.algorithm1_class_representation(maps, labels, 3, 7)
   s = reference.similarity(rep, "euclidean")
   counts = np.bincount(labels)
   path = tmp_path / "p.npz"
   prototype.save_prototype(path, built)
   with np.load(path, allow_pickle=False) as npz:
-    assert sorted(npz.files) == sorted([
-        "similarity", "metric", "class_names", "format_version",
-        "representation", "image_counts", "semantic_class_names"])
+    assert sorted(npz.files) == sorted(
+      [
+        "similarity",
+        "metric",
+        "class_names",
+        "format_version",
+        "representation",
+        "image_counts",
+        "semantic_class_names",
+      ]
+    )
     assert npz["similarity"].dtype == np.float32
-  p = prototype.load_prototype(path, num_classes=3, class_names=["x", "y",
-                                                                  "z"])
+  p = prototype.load_prototype(path, num_classes=3, class_names=["x", "y", "z"])
   np.testing.assert_allclose(p.similarity, s, rtol=1e-6)
   assert p.metric == "euclidean" and p.class_names == ("x", "y", "z")
   assert p.format_version == 1 and p.semantic_class_names == tuple("abcdefg")
@@ -173,17 +216,18 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_load_bare_published_npz(shared):
   del shared
-  p = prototype.load_prototype(PROTOTYPES / "Places_7_SP_cosine.npz",
-                               num_classes=7)
+  p = prototype.load_prototype(
+    PROTOTYPES / "Places_7_SP_cosine.npz", num_classes=7
+  )
   assert p.num_classes == 7 and p.metric is None and p.class_names is None
 
 
 BAD_MATRICES = {
-    "non-empty square": np.ones((2, 3)),
-    "non-finite": np.array([[1.0, np.nan], [np.nan, 1.0]]),
-    r"\[0, 1\]": np.array([[1.0, -0.2], [-0.2, 1.0]]),
-    "unit diagonal": np.array([[0.9, 0.2], [0.2, 1.0]]),
-    "symmetric": np.array([[1.0, 0.2], [0.3, 1.0]]),
+  "non-empty square": np.ones((2, 3)),
+  "non-finite": np.array([[1.0, np.nan], [np.nan, 1.0]]),
+  r"\[0, 1\]": np.array([[1.0, -0.2], [-0.2, 1.0]]),
+  "unit diagonal": np.array([[0.9, 0.2], [0.2, 1.0]]),
+  "symmetric": np.array([[1.0, 0.2], [0.3, 1.0]]),
 }
 
 
@@ -191,8 +235,9 @@ BAD_MATRICES = {
 def test_bad_matrices_are_rejected_on_load(tmp_path, message):
   path = tmp_path / "bad.npz"
   np.savez(path, similarity=BAD_MATRICES[message])
-  with pytest.raises(PrototypeError, match=f"bad.npz: key 'similarity'.*"
-                     f"{message}"):
+  with pytest.raises(
+    PrototypeError, match=f"bad.npz: key 'similarity'.*{message}"
+  ):
     prototype.load_prototype(path)
 
 
@@ -201,12 +246,18 @@ def test_load_errors_name_file_and_key(tmp_path):
   _save(good, np.eye(2))
   with pytest.raises(PrototypeError, match="has 2 classes, the dataset has 3"):
     prototype.load_prototype(good, num_classes=3)
-  with pytest.raises(PrototypeError, match="good.npz: the file records metric "
-                     "'cosine' but the config asks for 'euclidean'"):
+  with pytest.raises(
+    PrototypeError,
+    match="good.npz: the file records metric "
+    "'cosine' but the config asks for 'euclidean'",
+  ):
     prototype.load_prototype(good, metric="euclidean")
   assert prototype.load_prototype(good, metric="cosine").metric == "cosine"
-  with pytest.raises(PrototypeError, match=r"class 1 is 'b' in the prototype "
-                     r"but 'c' in the dataset"):
+  with pytest.raises(
+    PrototypeError,
+    match=r"class 1 is 'b' in the prototype "
+    r"but 'c' in the dataset",
+  ):
     prototype.load_prototype(good, class_names=["a", "c"])
   truncated = tmp_path / "truncated.npz"
   truncated.write_bytes(good.read_bytes()[:200])
@@ -223,8 +274,11 @@ def test_load_errors_name_file_and_key(tmp_path):
   with pytest.raises(PrototypeError, match="missing key 'similarity'"):
     prototype.load_prototype(nokey)
   pickled = tmp_path / "pickled.npz"
-  np.savez(pickled, similarity=np.eye(2),
-           class_names=np.array([{"a": 1}, None], dtype=object))
+  np.savez(
+    pickled,
+    similarity=np.eye(2),
+    class_names=np.array([{"a": 1}, None], dtype=object),
+  )
   with pytest.raises(PrototypeError, match="pickled.npz: holds a pickled"):
     prototype.load_prototype(pickled)
 
@@ -236,10 +290,12 @@ def test_nothing_half_written(tmp_path, monkeypatch):
   # Invalid input: rejected before anything is written.
   with pytest.raises(PrototypeError):
     _save(path, np.ones((2, 3)))
+
   # A failure in the middle of writing: the old file stays, no temp remains.
   def failing_savez(f, **arrays):
     f.write(b"PK\x03\x04partial")
     raise OSError("disk full")
+
   monkeypatch.setattr(np, "savez", failing_savez)
   with pytest.raises(OSError, match="disk full"):
     _save(path, np.eye(2))
@@ -256,15 +312,18 @@ def test_read_sasnet_class_names(shared):
   names = prototype.read_class_names(SASNET / "SUN397_scene_names.txt")
   assert len(names) == 397 and names[0] == "/a/abbey"
   assert names == sorted(names)  # index order is the sorted order
-  assert len(prototype.read_class_names(
-      SASNET / "MITIndoor67_scene_names.txt")) == 67
+  assert (
+    len(prototype.read_class_names(SASNET / "MITIndoor67_scene_names.txt"))
+    == 67
+  )
 
 
-@pytest.mark.parametrize("xlsx", sorted(glob.glob(str(PROTOTYPES / "*.xlsx"))),
-                         ids=os.path.basename)
+@pytest.mark.parametrize(
+  "xlsx", sorted(glob.glob(str(PROTOTYPES / "*.xlsx"))), ids=os.path.basename
+)
 def test_import_published_xlsx(tmp_path, xlsx, shared):
   del shared
-  base = os.path.basename(xlsx)[:-len(".xlsx")]
+  base = os.path.basename(xlsx)[: -len(".xlsx")]
   metric = "cosine" if base.endswith("cosine") else "euclidean"
   expected = np.load(PROTOTYPES / (base + ".npz"))["similarity"]
   if base.startswith("SUN397"):
@@ -273,21 +332,27 @@ def test_import_published_xlsx(tmp_path, xlsx, shared):
     names_file = SASNET / "MITIndoor67_scene_names.txt"
   else:
     names_file = tmp_path / "names.txt"
-    names_file.write_text("\n".join(f"class_{i}" for i in
-                                    range(len(expected))))
+    names_file.write_text("\n".join(f"class_{i}" for i in range(len(expected))))
   out = tmp_path / "p.npz"
-  proc = run_cli("scenejax.prototype", "import_xlsx", f"--xlsx={xlsx}",
-                 f"--class_names={names_file}", f"--metric={metric}",
-                 f"--out={out}")
+  proc = run_cli(
+    "scenejax.prototype",
+    "import_xlsx",
+    f"--xlsx={xlsx}",
+    f"--class_names={names_file}",
+    f"--metric={metric}",
+    f"--out={out}",
+  )
   assert proc.returncode == 0, proc.stderr
-  p = prototype.load_prototype(out, class_names=prototype.read_class_names(
-      names_file))
+  p = prototype.load_prototype(
+    out, class_names=prototype.read_class_names(names_file)
+  )
   assert p.metric == metric
   np.testing.assert_allclose(p.similarity, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_import_xlsx_errors(tmp_path):
   import openpyxl
+
   book = openpyxl.Workbook()
   sheet = book.active
   sheet.append([1.0, 0.5])
@@ -297,20 +362,28 @@ def test_import_xlsx_errors(tmp_path):
   names = tmp_path / "names.txt"
   names.write_text("a\nb\n")
   out = tmp_path / "out.npz"
-  args = ["import_xlsx", f"--xlsx={bad}", f"--class_names={names}",
-          "--metric=cosine", f"--out={out}"]
-  assert_user_error(run_cli("scenejax.prototype", *args),
-                    "bad.xlsx: cell B2 is 'n/a'")
+  args = [
+    "import_xlsx",
+    f"--xlsx={bad}",
+    f"--class_names={names}",
+    "--metric=cosine",
+    f"--out={out}",
+  ]
+  assert_user_error(
+    run_cli("scenejax.prototype", *args), "bad.xlsx: cell B2 is 'n/a'"
+  )
   assert not out.exists()
   names.write_text("a\nb\nc\n")
   sheet["B2"] = 1.0
   book.save(bad)
-  assert_user_error(run_cli("scenejax.prototype", *args),
-                    "has 3 class names but")
+  assert_user_error(
+    run_cli("scenejax.prototype", *args), "has 3 class names but"
+  )
   (tmp_path / "notxlsx.xlsx").write_text("hello")
   args[1] = f"--xlsx={tmp_path / 'notxlsx.xlsx'}"
-  assert_user_error(run_cli("scenejax.prototype", *args),
-                    "not a readable .xlsx")
+  assert_user_error(
+    run_cli("scenejax.prototype", *args), "not a readable .xlsx"
+  )
   assert not out.exists()
 
 
@@ -337,22 +410,27 @@ def test_build_from_png_and_npy_files(tmp_path):
   (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
   (tmp_path / "names.txt").write_text("bath\nbed\ncook\n")
   out = tmp_path / "proto.npz"
-  proc = run_cli("scenejax.prototype", "build", f"--label_maps={root}",
-                 f"--list={tmp_path / 'list.txt'}",
-                 f"--class_names={tmp_path / 'names.txt'}",
-                 "--label_format=ade20k", "--metric=cosine", f"--out={out}")
+  proc = run_cli(
+    "scenejax.prototype",
+    "build",
+    f"--label_maps={root}",
+    f"--list={tmp_path / 'list.txt'}",
+    f"--class_names={tmp_path / 'names.txt'}",
+    "--label_format=ade20k",
+    "--metric=cosine",
+    f"--out={out}",
+  )
   assert proc.returncode == 0, proc.stderr
   p = prototype.load_prototype(out, class_names=["bath", "bed", "cook"])
   ref_rep = reference.algorithm1_class_representation(maps, labels, 3, 150)
   np.testing.assert_allclose(p.representation, ref_rep, rtol=1e-6)
-  np.testing.assert_allclose(p.similarity,
-                             reference.similarity(ref_rep, "cosine"),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    p.similarity, reference.similarity(ref_rep, "cosine"), rtol=1e-6
+  )
   np.testing.assert_array_equal(p.image_counts, np.bincount(labels))
 
   png = tmp_path / "heat.png"
-  proc = run_cli("scenejax.prototype", "show", out, "--top=2",
-                 f"--png={png}")
+  proc = run_cli("scenejax.prototype", "show", out, "--top=2", f"--png={png}")
   assert proc.returncode == 0, proc.stderr
   shown = proc.stdout
   assert "classes C        3" in shown and "metric           cosine" in shown
@@ -366,19 +444,23 @@ def test_build_from_png_and_npy_files(tmp_path):
 def test_build_errors_name_the_file(tmp_path):
   root = tmp_path / "maps"
   root.mkdir()
-  Image.fromarray(np.full((4, 4), 151, np.uint8), mode="L").save(root /
-                                                                 "a.png")
+  Image.fromarray(np.full((4, 4), 151, np.uint8), mode="L").save(root / "a.png")
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "rgb.png")
-  Image.fromarray(np.full((4, 4), 3, np.uint8), mode="L").save(root /
-                                                               "lossy.jpg")
+  Image.fromarray(np.full((4, 4), 3, np.uint8), mode="L").save(
+    root / "lossy.jpg"
+  )
   lst = tmp_path / "list.txt"
   out = tmp_path / "out.npz"
-  args = ["build", f"--label_maps={root}", f"--list={lst}", f"--out={out}",
-          "--label_format=ade20k"]
+  args = [
+    "build",
+    f"--label_maps={root}",
+    f"--list={lst}",
+    f"--out={out}",
+    "--label_format=ade20k",
+  ]
 
   def build_error(*fragments):
-    return assert_user_error(run_cli("scenejax.prototype", *args),
-                             *fragments)
+    return assert_user_error(run_cli("scenejax.prototype", *args), *fragments)
 
   lst.write_text("a.png 0\n")
   build_error("a.png: value 151 is not an id of label format 'ade20k'")
@@ -394,12 +476,15 @@ def test_build_errors_name_the_file(tmp_path):
   # The id convention must be named: a map of 0..149 is a valid ADE20K map
   # that would silently lose "wall".
   lst.write_text("a.png 0\n")
-  assert_user_error(run_cli("scenejax.prototype", *args[:-1]),
-                    "build --label_maps needs --label_format")
-  assert_user_error(run_cli("scenejax.prototype", "bild"),
-                    "give a command: one of build, import_xlsx, show")
-  assert_user_error(run_cli("scenejax.prototype", "show", "--top=x"),
-                    "--top")
+  assert_user_error(
+    run_cli("scenejax.prototype", *args[:-1]),
+    "build --label_maps needs --label_format",
+  )
+  assert_user_error(
+    run_cli("scenejax.prototype", "bild"),
+    "give a command: one of build, import_xlsx, show",
+  )
+  assert_user_error(run_cli("scenejax.prototype", "show", "--top=x"), "--top")
 
 
 def test_read_class_names_refuses_bad_lists(tmp_path):
@@ -407,12 +492,16 @@ def test_read_class_names_refuses_bad_lists(tmp_path):
   path.write_bytes("\ufeffkitchen\nbath\n".encode("utf-8"))
   assert prototype.read_class_names(path) == ["kitchen", "bath"]  # BOM
   path.write_text("kitchen\nbath\nkitchen\n")
-  with pytest.raises(PrototypeError, match=r"names.txt:3: class 'kitchen' is "
-                     r"listed twice \(first on line 1\)"):
+  with pytest.raises(
+    PrototypeError,
+    match=r"names.txt:3: class 'kitchen' is "
+    r"listed twice \(first on line 1\)",
+  ):
     prototype.read_class_names(path)
   path.write_text("kitchen 0\nbath\n")
-  with pytest.raises(PrototypeError, match="names.txt:2: some lines end in "
-                     "an index"):
+  with pytest.raises(
+    PrototypeError, match="names.txt:2: some lines end in an index"
+  ):
     prototype.read_class_names(path)
   path.write_text("kitchen 0\nbath 0\n")
   with pytest.raises(PrototypeError, match="index 0 given twice"):
@@ -423,6 +512,7 @@ def test_xlsx_cells_are_addressed_as_in_the_sheet(tmp_path):
   """An empty row inside the grid is reported at its own address, and a
   formula without a cached value is explained."""
   import openpyxl
+
   book = openpyxl.Workbook()
   sheet = book.active
   sheet["A1"], sheet["B1"] = 1.0, 0.5
@@ -440,6 +530,7 @@ def test_xlsx_cells_are_addressed_as_in_the_sheet(tmp_path):
 def test_label_map_files_in_lossy_formats_are_refused(tmp_path):
   path = tmp_path / "m.jpg"
   Image.fromarray(np.full((8, 8), 3, np.uint8), mode="L").save(path)
-  with pytest.raises(DatasetError, match="m.jpg: label maps must be stored "
-                     "losslessly"):
+  with pytest.raises(
+    DatasetError, match="m.jpg: label maps must be stored losslessly"
+  ):
     prototype.presence_vector(str(path))

@@ -15,13 +15,21 @@ from PIL import Image
 
 from scenejax import report, train
 
-WORKDIR_FIGURES = ("prototype", "gls", "curves", "confusion",
-                   "similarity_vs_confusion", "tsne", "html")
+WORKDIR_FIGURES = (
+  "prototype",
+  "gls",
+  "curves",
+  "confusion",
+  "similarity_vs_confusion",
+  "tsne",
+  "html",
+)
 
 
 @pytest.fixture(scope="module")
 def demo_workdir(tmp_path_factory):
   from configs import demo
+
   config = demo.get_config()
   config.data.train_per_class = 20
   config.data.test_per_class = 10
@@ -58,20 +66,27 @@ def _assert_self_contained(html_path, pngs):
 @pytest.mark.slow
 def test_workdir_report_writes_every_figure(demo_workdir, tmp_path):
   out = str(tmp_path / "report")
-  proc = run_cli("scenejax.report", f"--workdir={demo_workdir}",
-                 f"--out={out}")
+  proc = run_cli("scenejax.report", f"--workdir={demo_workdir}", f"--out={out}")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  figures = {name: os.path.join(out, f) for name, f in (
-      ("prototype", "prototype.png"), ("gls", "gls_evolution.png"),
-      ("curves", "training_curves.png"), ("confusion", "confusion.png"),
+  figures = {
+    name: os.path.join(out, f)
+    for name, f in (
+      ("prototype", "prototype.png"),
+      ("gls", "gls_evolution.png"),
+      ("curves", "training_curves.png"),
+      ("confusion", "confusion.png"),
       ("similarity_vs_confusion", "similarity_vs_confusion.png"),
-      ("tsne", "tsne.png"))}
+      ("tsne", "tsne.png"),
+    )
+  }
   for path in figures.values():
     _assert_png(path)
-  _assert_self_contained(os.path.join(out, "report.html"),
-                         list(figures.values()))
+  _assert_self_contained(
+    os.path.join(out, "report.html"), list(figures.values())
+  )
   assert sorted(os.listdir(out)) == sorted(
-      [os.path.basename(p) for p in figures.values()] + ["report.html"])
+    [os.path.basename(p) for p in figures.values()] + ["report.html"]
+  )
 
 
 @pytest.mark.slow
@@ -81,10 +96,15 @@ def test_model_pass_reproduces_the_trainers_confusion(demo_workdir):
   with open(os.path.join(demo_workdir, "results.json")) as f:
     results = json.load(f)
   history = report.read_history(demo_workdir)
-  last_step = int(max(os.listdir(os.path.join(demo_workdir, "checkpoints")),
-                      key=lambda d: int(d) if d.isdigit() else -1))
+  last_step = int(
+    max(
+      os.listdir(os.path.join(demo_workdir, "checkpoints")),
+      key=lambda d: int(d) if d.isdigit() else -1,
+    )
+  )
   confusion, features, labels, step = report.model_pass(
-      demo_workdir, step=last_step, max_images=30)
+    demo_workdir, step=last_step, max_images=30
+  )
   assert step == last_step and len(history) == 3
   np.testing.assert_array_equal(confusion, np.asarray(results["confusion"]))
   assert len(features) == len(labels) <= 30 and features.ndim == 2
@@ -93,34 +113,46 @@ def test_model_pass_reproduces_the_trainers_confusion(demo_workdir):
 
 def test_prototype_report_of_published_sun397(shared, tmp_path):
   from conftest import PROTOTYPES, SASNET
+
   out = tmp_path / "sun"
   figures = report.prototype_report(
-      PROTOTYPES / "SUN397_SP_cosine.npz", str(out),
-      class_names_file=str(SASNET / "SUN397_scene_names.txt"),
-      classes="abbey,/b/bedroom")
+    PROTOTYPES / "SUN397_SP_cosine.npz",
+    str(out),
+    class_names_file=str(SASNET / "SUN397_scene_names.txt"),
+    classes="abbey,/b/bedroom",
+  )
   assert set(figures) == {"prototype", "prototype_zoom", "gls", "html"}
   for name in ("prototype", "prototype_zoom", "gls"):
     _assert_png(figures[name])
-  _assert_self_contained(figures["html"], [figures[n] for n in (
-      "prototype", "prototype_zoom", "gls")])
+  _assert_self_contained(
+    figures["html"],
+    [figures[n] for n in ("prototype", "prototype_zoom", "gls")],
+  )
   text = open(figures["html"], encoding="utf-8").read()
   assert "bedroom" in text and "abbey" in text
 
 
 def test_unknown_class_is_a_clear_error(shared, tmp_path):
   from conftest import PROTOTYPES, SASNET
-  assert_user_error(run_cli(
-      "scenejax.report", f"--prototype={PROTOTYPES / 'MIT67_SP_cosine.npz'}",
+
+  assert_user_error(
+    run_cli(
+      "scenejax.report",
+      f"--prototype={PROTOTYPES / 'MIT67_SP_cosine.npz'}",
       f"--class_names={SASNET / 'MITIndoor67_scene_names.txt'}",
-      "--classes=spaceship", f"--out={tmp_path}"),
-      "--classes: no class named 'spaceship'")
-  assert_user_error(run_cli("scenejax.report"),
-                    "give one of --workdir or --prototype")
+      "--classes=spaceship",
+      f"--out={tmp_path}",
+    ),
+    "--classes: no class named 'spaceship'",
+  )
+  assert_user_error(
+    run_cli("scenejax.report"), "give one of --workdir or --prototype"
+  )
 
 
 def test_cluster_order_makes_hidden_blocks_contiguous():
   rng = np.random.default_rng(0)
-  blocks = np.repeat(np.arange(4), 5)            # 4 groups of 5 classes
+  blocks = np.repeat(np.arange(4), 5)  # 4 groups of 5 classes
   s = np.where(blocks[:, None] == blocks[None, :], 0.9, 0.1)
   s = s + rng.uniform(0, 0.05, s.shape)
   s = (s + s.T) / 2
@@ -146,7 +178,7 @@ def test_similarity_vs_confusion_matches_numpy():
   rng = np.random.default_rng(1)
   s = rng.uniform(0, 1, (6, 6))
   confusion = rng.integers(0, 9, (6, 6))
-  confusion[2] = 0                               # an absent class
+  confusion[2] = 0  # an absent class
   x, y, rho = report.similarity_vs_confusion(s, confusion)
   want_x, want_y = [], []
   for i in range(6):
@@ -165,8 +197,9 @@ def test_gls_evolution_follows_algorithm_2():
   rng = np.random.default_rng(2)
   reps = rng.uniform(0, 1, (5, 12))
   s = reference.similarity(reps, "cosine")
-  epochs, curves = report.gls_evolution(s, [3], num_soft_epochs=4,
-                                        final_confidence=0.99, neighbours=2)
+  epochs, curves = report.gls_evolution(
+    s, [3], num_soft_epochs=4, final_confidence=0.99, neighbours=2
+  )
   shown, values = curves[3]
   assert list(epochs) == [0, 1, 2, 3, 4, 5]
   others = [c for c in np.argsort(-s[3]) if c != 3][:2]

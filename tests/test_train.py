@@ -13,14 +13,19 @@ from conftest import REPO, assert_user_error, run_cli
 from scenejax import config_lib, evaluation, prototype, synthetic, train
 from scenejax.errors import PrototypeError
 
-TINY = ["--config.num_epochs=2", "--config.data.train_per_class=24",
-        "--config.data.test_per_class=5", "--config.batch_size=32",
-        "--config.progress_bar=False"]
+TINY = [
+  "--config.num_epochs=2",
+  "--config.data.train_per_class=24",
+  "--config.data.test_per_class=5",
+  "--config.batch_size=32",
+  "--config.progress_bar=False",
+]
 
 
 def run_main(workdir, *overrides, config="configs/demo.py"):
-  return run_cli("scenejax.main", f"--config={config}",
-                 f"--workdir={workdir}", *overrides)
+  return run_cli(
+    "scenejax.main", f"--config={config}", f"--workdir={workdir}", *overrides
+  )
 
 
 def test_demo_main_job_end_to_end(tmp_path):
@@ -36,8 +41,9 @@ def test_demo_main_job_end_to_end(tmp_path):
   assert 0.0 <= results["top1"] <= 1.0
   assert results["compiles"] == 1  # traced GLS epoch: one compile per run
   assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
-  proto = prototype.load_prototype(tmp_path / "prototype.npz",
-                                   class_names=results["class_names"])
+  proto = prototype.load_prototype(
+    tmp_path / "prototype.npz", class_names=results["class_names"]
+  )
   assert proto.metric == "cosine" and proto.representation.shape == (8, 32)
 
 
@@ -45,22 +51,35 @@ def test_config_errors_are_one_line_naming_the_field(tmp_path):
   """Every expected failure of the command line: status 2, one line naming
   the field or file, no traceback, nothing written."""
   workdir = tmp_path / "w"
-  assert_user_error(run_main(workdir, *TINY, "--config.loss.lables=ce"),
-                    "config.loss.lables is not a config field")
-  assert_user_error(run_main(workdir, *TINY, "--config.learning_rate=0.1"),
-                    "did you mean config.optimizer.learning_rate?")
-  assert_user_error(run_main(workdir, *TINY, "--config.loss.bcl_reduction="
-                             "mean"), "config.loss.bcl_reduction = 'mean'")
-  assert_user_error(run_main(workdir, *TINY, "--config.batch_size=0"),
-                    "config.batch_size = 0; allowed: >= 1")
-  assert_user_error(run_main(workdir, *TINY, config="configs/demo.py:bcll"),
-                    "unknown config argument 'bcll'")
+  assert_user_error(
+    run_main(workdir, *TINY, "--config.loss.lables=ce"),
+    "config.loss.lables is not a config field",
+  )
+  assert_user_error(
+    run_main(workdir, *TINY, "--config.learning_rate=0.1"),
+    "did you mean config.optimizer.learning_rate?",
+  )
+  assert_user_error(
+    run_main(workdir, *TINY, "--config.loss.bcl_reduction=mean"),
+    "config.loss.bcl_reduction = 'mean'",
+  )
+  assert_user_error(
+    run_main(workdir, *TINY, "--config.batch_size=0"),
+    "config.batch_size = 0; allowed: >= 1",
+  )
+  assert_user_error(
+    run_main(workdir, *TINY, config="configs/demo.py:bcll"),
+    "unknown config argument 'bcll'",
+  )
   bad = tmp_path / "seven.npz"
-  prototype.save_prototype(bad, prototype.Prototype(
-      np.eye(7), "cosine", tuple(str(i) for i in range(7))))
-  assert_user_error(run_main(workdir, *TINY,
-                             f"--config.prototype.path={bad}"),
-                    "seven.npz: prototype has 7 classes, the dataset has 8")
+  prototype.save_prototype(
+    bad,
+    prototype.Prototype(np.eye(7), "cosine", tuple(str(i) for i in range(7))),
+  )
+  assert_user_error(
+    run_main(workdir, *TINY, f"--config.prototype.path={bad}"),
+    "seven.npz: prototype has 7 classes, the dataset has 8",
+  )
   assert not workdir.exists()
 
 
@@ -71,16 +90,21 @@ def test_design_card_command_works_as_typed(tmp_path):
   env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"))
   proc = run_cli("scenejax.main", "--config=configs/sun397_vit.py", env=env)
   assert "workdir: workdirs/sun397_vit" in proc.stdout
-  assert_user_error(proc, "sun397", "is not prepared",
-                    "python -m scenejax.datasets prepare sun397")
+  assert_user_error(
+    proc,
+    "sun397",
+    "is not prepared",
+    "python -m scenejax.datasets prepare sun397",
+  )
   assert not (REPO / "workdirs" / "sun397_vit").exists()
-  assert config_lib.workdir_name("configs/mit67_resnet50.py",
-                                 "gls,bcl=nonzero_inter_intra") == (
-      "workdirs/mit67_resnet50_gls_bcl_nonzero_inter_intra")
+  assert config_lib.workdir_name(
+    "configs/mit67_resnet50.py", "gls,bcl=nonzero_inter_intra"
+  ) == ("workdirs/mit67_resnet50_gls_bcl_nonzero_inter_intra")
 
 
 def _tiny(arg=None):
   from configs import demo
+
   config = demo.get_config(arg)
   config.data.train_per_class, config.data.test_per_class = 8, 2
   config.num_epochs, config.batch_size, config.progress_bar = 1, 32, False
@@ -90,29 +114,38 @@ def _tiny(arg=None):
 def test_euclidean_variant_reads_the_euclidean_prototype(tmp_path):
   """`:euclidean` selects the Euclidean file through "{metric}", and a file
   recording another metric is refused naming both."""
-  names = tuple(synthetic.load(train_per_class=1,
-                              test_per_class=1)[0].class_names)
+  names = tuple(
+    synthetic.load(train_per_class=1, test_per_class=1)[0].class_names
+  )
   cosine = prototype.Prototype(np.eye(8), "cosine", names)
   prototype.save_prototype(tmp_path / "p_cosine.npz", cosine)
   config = _tiny("gls,bcl,euclidean")
   config.prototype.path = str(tmp_path / "p_{metric}.npz")
-  with pytest.raises(PrototypeError, match="p_euclidean.npz: no such "
-                     "prototype file"):
+  with pytest.raises(
+    PrototypeError, match="p_euclidean.npz: no such prototype file"
+  ):
     train.train_and_evaluate(config, str(tmp_path / "w"))
   config.prototype.path = str(tmp_path / "p_cosine.npz")
-  with pytest.raises(PrototypeError, match="records metric 'cosine' but the "
-                     "config asks for 'euclidean'"):
+  with pytest.raises(
+    PrototypeError,
+    match="records metric 'cosine' but the config asks for 'euclidean'",
+  ):
     train.train_and_evaluate(config, str(tmp_path / "w"))
-  prototype.save_prototype(tmp_path / "p_euclidean.npz",
-                           prototype.Prototype(np.eye(8), "euclidean", names))
+  prototype.save_prototype(
+    tmp_path / "p_euclidean.npz",
+    prototype.Prototype(np.eye(8), "euclidean", names),
+  )
   config.prototype.path = str(tmp_path / "p_{metric}.npz")
   assert train.train_and_evaluate(config, str(tmp_path / "w"))["epoch"] == 1
   from configs import mit67_resnet50, sun397_vit
+
   for module in (mit67_resnet50, sun397_vit):
-    assert config_lib.prototype_path(module.get_config("gls,bcl,euclidean")
-                                     ).endswith("_SP_euclidean.npz")
+    assert config_lib.prototype_path(
+      module.get_config("gls,bcl,euclidean")
+    ).endswith("_SP_euclidean.npz")
     assert config_lib.prototype_path(module.get_config()).endswith(
-        "_SP_cosine.npz")
+      "_SP_cosine.npz"
+    )
 
 
 @pytest.mark.slow
@@ -120,8 +153,12 @@ def test_demo_learns_with_plain_ce(tmp_path):
   """Plain CE on the demo, 3 epochs of the full synthetic set: Top-1 must be
   far above chance (1/8). Measured 0.570 (2-core CPU, 2026-11-23); a broken
   gradient, label or input path stays near 0.125."""
-  proc = run_main(tmp_path, "--config.num_epochs=3",
-                  "--config.progress_bar=False", config="configs/demo.py:ce")
+  proc = run_main(
+    tmp_path,
+    "--config.num_epochs=3",
+    "--config.progress_bar=False",
+    config="configs/demo.py:ce",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((tmp_path / "results.json").read_text())
   assert results["top1"] >= 0.40, results["top1"]
@@ -155,8 +192,11 @@ def test_synthetic_scenes_are_deterministic_and_structured():
   # The prototype sees the confusable groups: siblings are more similar
   # than classes of different groups.
   rep, _ = prototype.class_representation(
-      train_split.label_maps, train_split.labels, spec.num_classes,
-      spec.num_semantic_classes)
+    train_split.label_maps,
+    train_split.labels,
+    spec.num_classes,
+    spec.num_semantic_classes,
+  )
   s = prototype.similarity_prototype(rep, "cosine")
   same = spec.groups[:, None] == spec.groups[None, :]
   off = ~np.eye(spec.num_classes, dtype=bool)
@@ -218,17 +258,23 @@ def test_one_and_eight_devices_agree(tmp_path):
   """Loss, gradients and parameters after 3 steps: 1 vs 8 host devices."""
   results = {}
   for n in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count"
-               f"={n}", JAX_PLATFORMS="cpu")
+    env = dict(
+      os.environ,
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+      JAX_PLATFORMS="cpu",
+    )
     out = tmp_path / f"dp{n}.npz"
-    proc = subprocess.run([sys.executable, "-c", DP_SCRIPT, str(out), str(n)],
-                          cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+      [sys.executable, "-c", DP_SCRIPT, str(out), str(n)],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results[n] = np.load(out)
   one, eight = results[1], results[8]
   assert float(one["loss"]) == pytest.approx(float(eight["loss"]), rel=1e-5)
-  np.testing.assert_allclose(one["grads"], eight["grads"], rtol=1e-3,
-                             atol=1e-5)
-  np.testing.assert_allclose(one["state"], eight["state"], rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(one["grads"], eight["grads"], rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(one["state"], eight["state"], rtol=1e-4, atol=1e-5)

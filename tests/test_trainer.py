@@ -18,8 +18,9 @@ from scenejax.errors import ConfigError
 
 def _tiny_config(num_epochs=3):
   from configs import demo
+
   config = demo.get_config()
-  config.data.train_per_class = 20   # 160 images: 5 steps of 32
+  config.data.train_per_class = 20  # 160 images: 5 steps of 32
   config.data.test_per_class = 5
   config.batch_size = 32
   config.eval_batch_size = 16
@@ -32,10 +33,12 @@ def _final_state(workdir):
   """(step, leaves) of the latest checkpoint, restored with the shardings
   it was saved with (so every process of the saving topology calls it)."""
   import jax
+
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   step = manager.latest_step()
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))
+  restored = manager.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+  )
   leaves = [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
   manager.close()
   return step, leaves
@@ -77,6 +80,7 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
       if len(steps_seen) == 7:  # epoch 2, step 2: ask to stop
         os.kill(os.getpid(), signal.SIGTERM)
       return step_fn(*a)
+
     step._cache_size = step_fn._cache_size
     return step
 
@@ -107,12 +111,16 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   script = _RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
-  proc = subprocess.Popen([sys.executable, "-c", script, workdir],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    [sys.executable, "-c", script, workdir],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
     if os.path.isdir(ckpt_dir) and any(
-        name.isdigit() for name in os.listdir(ckpt_dir)):
+      name.isdigit() for name in os.listdir(ckpt_dir)
+    ):
       break
     time.sleep(0.05)
   proc.kill()
@@ -128,33 +136,45 @@ def test_non_finite_loss_stops_naming_step_and_term(tmp_path):
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 1e30
   config.optimizer.schedule = "constant"
-  with pytest.raises(train.NonFiniteLossError,
-                     match=r"non-finite loss at step \d+ \(epoch 1\): "
-                     r"term\(s\) .*ce"):
+  with pytest.raises(
+    train.NonFiniteLossError,
+    match=r"non-finite loss at step \d+ \(epoch 1\): "
+    r"term\(s\) .*ce",
+  ):
     train.train_and_evaluate(config, str(tmp_path))
   assert not os.path.isdir(tmp_path / "checkpoints") or not [
-      n for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
+    n for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()
+  ]
 
 
 def test_workdir_of_another_model_is_refused(tmp_path, uninterrupted):
   import shutil
+
   workdir = str(tmp_path / "w")
   shutil.copytree(uninterrupted[0], workdir)
   config = _tiny_config(num_epochs=4)
   config.model = "resnet18"
-  with pytest.raises(ConfigError,
-                     match="does not fit config.model = 'resnet18'"):
+  with pytest.raises(
+    ConfigError, match="does not fit config.model = 'resnet18'"
+  ):
     train.train_and_evaluate(config, workdir)
 
 
 def test_topk_counts_by_hand():
   """5 examples of 4 classes (class 3 absent), eval batch 2: the last batch
   is padded; the scores put the label 1st, 2nd or nowhere near."""
-  split = [{"image": np.zeros((4, 4, 3), np.uint8), "label": y}
-           for y in (0, 1, 1, 2, 0)]
+  split = [
+    {"image": np.zeros((4, 4, 3), np.uint8), "label": y}
+    for y in (0, 1, 1, 2, 0)
+  ]
   # Per example (in order): the top-4 class ranking the fake model returns.
-  rankings = {0: [0, 1, 2, 3], 1: [0, 1, 2, 3], 2: [2, 3, 0, 1],
-              3: [3, 2, 1, 0], 4: [1, 2, 3, 0]}
+  rankings = {
+    0: [0, 1, 2, 3],
+    1: [0, 1, 2, 3],
+    2: [2, 3, 0, 1],
+    3: [3, 2, 1, 0],
+    4: [1, 2, 3, 0],
+  }
   calls = []
 
   def fake_eval(state, batch):
@@ -166,10 +186,12 @@ def test_topk_counts_by_hand():
     return dict(top=top, label=batch["label"], mask=batch["mask"])
 
   import jax
+
   mesh = train.data_parallel_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  result = evaluation.evaluate(fake_eval, None, split, batch_size=2,
-                               num_classes=4, data_sharding=sharding)
+  result = evaluation.evaluate(
+    fake_eval, None, split, batch_size=2, num_classes=4, data_sharding=sharding
+  )
   confusion, hits = result.confusion, result.topk_hits
   # top-1 right: examples 0 (0), 3? no (label 2, ranked 3 first) -> 1 of 5.
   # top-2 adds example 1 (label 1 second) and 3 (label 2 second) -> 3.
@@ -194,6 +216,7 @@ def test_export_and_predict(tmp_path, uninterrupted):
   from PIL import Image
 
   from scenejax import export, input_pipeline, models, optim, synthetic
+
   workdir, _ = uninterrupted
   out = str(tmp_path / "export")
   description = export.export(workdir, out)
@@ -205,10 +228,14 @@ def test_export_and_predict(tmp_path, uninterrupted):
   config = _tiny_config()
   graphdef, state = optim.create_train_state(config, 8, 5)
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  state = manager.restore(description["checkpoint_step"],
-                          args=ocp.args.Composite(state=ocp.args.StandardRestore(
-                              jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                                           state))))["state"]
+  state = manager.restore(
+    description["checkpoint_step"],
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(
+        jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+      )
+    ),
+  )["state"]
   manager.close()
   trained = nnx.merge(graphdef, state)[0]
   trained.eval()
@@ -220,14 +247,16 @@ def test_export_and_predict(tmp_path, uninterrupted):
     Image.fromarray(test[i]["image"]).save(files[-1])  # lossless
     images.append(test[i]["image"])
   ranked = export.predict(out, files, top=8)
-  probs = np.asarray(jax.nn.softmax(trained(input_pipeline.normalize(
-      np.stack(images)))))
+  probs = np.asarray(
+    jax.nn.softmax(trained(input_pipeline.normalize(np.stack(images))))
+  )
   names = description["class_names"]
   for (path, got), want in zip(ranked, probs):
     order = np.argsort(-want)
     assert [name for name, _ in got] == [names[i] for i in order], path
-    np.testing.assert_allclose([p for _, p in got], want[order], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+      [p for _, p in got], want[order], rtol=1e-5, atol=1e-6
+    )
 
 
 _DISTRIBUTED_RUN = """
@@ -294,6 +323,7 @@ TWO_PROCESS_LOSS_TOLERANCE = 4 * 2.81e-6
 
 def _free_port():
   import socket
+
   with socket.socket() as s:
     s.bind(("localhost", 0))
     return s.getsockname()[1]
@@ -304,20 +334,36 @@ def _run_processes(workdir, count, epochs, sigterm_at=0):
   `sigterm_at` > 0 sends SIGTERM to process 1 alone before that step.
   Returns each process's RESULT dict."""
   import json
+
   script = _DISTRIBUTED_RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
   env = dict(os.environ, XLA_FLAGS="")  # one CPU device per process
   port = str(_free_port())
-  procs = [subprocess.Popen(
-      [sys.executable, "-c", script, workdir, port, str(i), str(count),
-       str(epochs), str(sigterm_at)],
-      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(count)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-c",
+        script,
+        workdir,
+        port,
+        str(i),
+        str(count),
+        str(epochs),
+        str(sigterm_at),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(count)
+  ]
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   results = []
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
     line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
-    results.append(json.loads(line[len("RESULT "):]))
+    results.append(json.loads(line[len("RESULT ") :]))
   return results
 
 
@@ -327,6 +373,7 @@ def test_two_processes_match_one(tmp_path):
   global batches, so the same metrics, and parameters equal up to the
   all-reduce's rounding."""
   import json
+
   one, two = str(tmp_path / "one"), str(tmp_path / "two")
   _run_processes(one, 1, epochs=1)
   _run_processes(two, 2, epochs=1)
@@ -336,8 +383,10 @@ def test_two_processes_match_one(tmp_path):
   a = np.load(os.path.join(one, "final.npz"))
   b = np.load(os.path.join(two, "final.npz"))
   assert a.files == b.files and int(a["step"]) == int(b["step"]) == 5
-  worst = max(float(np.abs(a[k] - b[k]).max()) /
-              max(float(np.abs(a[k]).max()), 1e-3) for k in a.files)
+  worst = max(
+    float(np.abs(a[k] - b[k]).max()) / max(float(np.abs(a[k]).max()), 1e-3)
+    for k in a.files
+  )
   loss = abs(r1["train_loss"] - r2["train_loss"]) / abs(r1["train_loss"])
   print(f"one vs two processes: parameters {worst:.2e}, loss {loss:.2e}")
   assert worst <= TWO_PROCESS_PARAMETER_TOLERANCE
@@ -369,10 +418,12 @@ def test_evaluate_workdir_reproduces_the_best_epoch(uninterrupted):
   import json
 
   from scenejax import evaluate
+
   workdir, _ = uninterrupted
   metrics = evaluate.evaluate_workdir(workdir)
-  rows = [json.loads(line) for line in open(
-      os.path.join(workdir, "metrics.jsonl"))]
+  rows = [
+    json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))
+  ]
   recorded = rows[metrics["step"] // 5 - 1]  # 5 steps per epoch
   assert metrics["top1"] == max(r["top1"] for r in rows)
   for key in ("top1", "top2", "top5", "mean_class_accuracy"):

@@ -37,12 +37,31 @@ from scenejax.errors import ConfigError, DatasetError
 # fourteen below. Balcony and garage are read as their indoor categories
 # (balcony/interior, garage/indoor): both subsets are described as indoor
 # scenes. Classes keep Places365's (alphabetical) order.
-PLACES365_7 = ("bathroom", "bedroom", "corridor", "dining_room", "kitchen",
-               "living_room", "office")
-PLACES365_14 = ("balcony/interior", "bathroom", "bedroom", "closet",
-                "dining_room", "garage/indoor", "home_office", "home_theater",
-                "kitchen", "laundromat", "living_room", "playroom",
-                "staircase", "wet_bar")
+PLACES365_7 = (
+  "bathroom",
+  "bedroom",
+  "corridor",
+  "dining_room",
+  "kitchen",
+  "living_room",
+  "office",
+)
+PLACES365_14 = (
+  "balcony/interior",
+  "bathroom",
+  "bedroom",
+  "closet",
+  "dining_room",
+  "garage/indoor",
+  "home_office",
+  "home_theater",
+  "kitchen",
+  "laundromat",
+  "living_room",
+  "playroom",
+  "staircase",
+  "wet_bar",
+)
 
 # [PCL] §5: "we also randomly choose 1000 images per category from
 # Places365-standard set, and construct a new training set, termed
@@ -55,21 +74,23 @@ PLACES365_1K_SEED = 0
 @dataclasses.dataclass(frozen=True)
 class Entry:
   """Where a registered dataset comes from."""
-  tfds_name: str           # the TFDS builder (and config) it is read from
+
+  tfds_name: str  # the TFDS builder (and config) it is read from
   splits: tuple[str, str]  # (train, eval)
   builder_module: str = ""  # scenejax.datasets.X registers the builder
 
 
 # The one list of datasets; `synthetic_scenes` is rendered, not read.
 REGISTRY = {
-    "sun397": Entry("sun397/standard-part1-120k", ("train", "test")),
-    "places365": Entry("places365_small", ("train", "validation")),
-    "places365_1k": Entry("places365_small", ("train", "validation")),
-    "places365_7": Entry("places365_small", ("train", "validation")),
-    "places365_14": Entry("places365_small", ("train", "validation")),
-    "mit67": Entry("mit67", ("train", "test"), "mit67"),
-    "ade20k_scenes": Entry("ade20k_scenes", ("train", "validation"),
-                           "ade20k_scenes"),
+  "sun397": Entry("sun397/standard-part1-120k", ("train", "test")),
+  "places365": Entry("places365_small", ("train", "validation")),
+  "places365_1k": Entry("places365_small", ("train", "validation")),
+  "places365_7": Entry("places365_small", ("train", "validation")),
+  "places365_14": Entry("places365_small", ("train", "validation")),
+  "mit67": Entry("mit67", ("train", "test"), "mit67"),
+  "ade20k_scenes": Entry(
+    "ade20k_scenes", ("train", "validation"), "ade20k_scenes"
+  ),
 }
 NAMES = ("synthetic_scenes",) + tuple(REGISTRY)
 
@@ -77,6 +98,7 @@ NAMES = ("synthetic_scenes",) + tuple(REGISTRY)
 @dataclasses.dataclass
 class Dataset:
   """A dataset's train and evaluation sources and its class names."""
+
   name: str
   class_names: tuple[str, ...]
   train: Any
@@ -92,26 +114,33 @@ class Dataset:
 class TfdsSource:
   """Random access to a prepared TFDS split, images left encoded."""
 
-  def __init__(self, name: str, split: str, data_dir: str | None, *,
-               registry_name: str):
+  def __init__(
+    self, name: str, split: str, data_dir: str | None, *, registry_name: str
+  ):
     import tensorflow_datasets as tfds
+
     where = data_dir or "~/tensorflow_datasets"
     builder = tfds.builder(name, data_dir=data_dir)
     # Every image-like feature stays encoded: labels read fast, and images
     # are decoded (or skipped if corrupt) by the input pipeline.
-    decoders = {k: tfds.decode.SkipDecoding()
-                for k, f in builder.info.features.items()
-                if isinstance(f, tfds.features.Image)}
+    decoders = {
+      k: tfds.decode.SkipDecoding()
+      for k, f in builder.info.features.items()
+      if isinstance(f, tfds.features.Image)
+    }
     try:
       self._source = builder.as_data_source(split, decoders=decoders)
     except Exception as e:
       if not builder.is_prepared():
         raise DatasetError(
-            f"TFDS dataset {name!r} is not prepared under data_dir={where}. "
-            f"Prepare it first: python -m scenejax.datasets prepare "
-            f"{registry_name} --data_dir=... [--manual_dir=...]") from e
-      raise DatasetError(f"TFDS dataset {name!r} split {split!r} under "
-                         f"data_dir={where} cannot be read: {e}") from e
+          f"TFDS dataset {name!r} is not prepared under data_dir={where}. "
+          f"Prepare it first: python -m scenejax.datasets prepare "
+          f"{registry_name} --data_dir=... [--manual_dir=...]"
+        ) from e
+      raise DatasetError(
+        f"TFDS dataset {name!r} split {split!r} under "
+        f"data_dir={where} cannot be read: {e}"
+      ) from e
     self.builder = builder
     self._prefix = f"{name}/{split}"
 
@@ -122,13 +151,17 @@ class TfdsSource:
     record = self._source[index]
     name = record.get("file_name", b"")
     name = name.decode() if isinstance(name, bytes) else str(name)
-    return {"image": record["image"], "label": int(record["label"]),
-            "name": f"{self._prefix}[{index}] {name}".strip()}
+    return {
+      "image": record["image"],
+      "label": int(record["label"]),
+      "name": f"{self._prefix}[{index}] {name}".strip(),
+    }
 
   def labels(self) -> np.ndarray:
     """Every record's label (reads each record once)."""
-    return np.array([int(self._source[i]["label"]) for i in range(len(self))],
-                    np.int64)
+    return np.array(
+      [int(self._source[i]["label"]) for i in range(len(self))], np.int64
+    )
 
   @property
   def has_label_maps(self) -> bool:
@@ -137,6 +170,7 @@ class TfdsSource:
   def label_maps(self):
     """Yields each record's 2-D uint8 semantic label map (ade20k_scenes)."""
     from PIL import Image
+
     if not self.has_label_maps:
       raise DatasetError(f"{self._prefix} has no segmentation maps")
     for i in range(len(self)):
@@ -148,8 +182,9 @@ class SubsetSource:
   """The records `indices` of `source`, with labels mapped by `remap`
   (old id -> new id; None keeps them)."""
 
-  def __init__(self, source, indices: np.ndarray,
-               remap: dict[int, int] | None = None):
+  def __init__(
+    self, source, indices: np.ndarray, remap: dict[int, int] | None = None
+  ):
     self._source = source
     self._indices = np.asarray(indices, np.int64)
     self._remap = remap
@@ -158,8 +193,11 @@ class SubsetSource:
   def of_classes(cls, source, keep: list[int], labels: np.ndarray):
     """The records whose class is in `keep` (ids), relabelled
     0..len(keep)-1 in the order of `keep`."""
-    return cls(source, np.flatnonzero(np.isin(labels, keep)),
-               {old: new for new, old in enumerate(keep)})
+    return cls(
+      source,
+      np.flatnonzero(np.isin(labels, keep)),
+      {old: new for new, old in enumerate(keep)},
+    )
 
   def __len__(self):
     return len(self._indices)
@@ -171,13 +209,16 @@ class SubsetSource:
     return record
 
 
-def per_class_sample(labels: np.ndarray, per_class: int, seed: int
-                     ) -> np.ndarray:
+def per_class_sample(
+  labels: np.ndarray, per_class: int, seed: int
+) -> np.ndarray:
   """Sorted indices of `per_class` records of each class, drawn without
   replacement by a generator seeded with `seed` (all of a smaller class)."""
   rng = np.random.default_rng(seed)
-  chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
-            for c in np.unique(labels)]
+  chosen = [
+    rng.permutation(np.flatnonzero(labels == c))[:per_class]
+    for c in np.unique(labels)
+  ]
   return np.sort(np.concatenate(chosen))
 
 
@@ -196,31 +237,50 @@ def _cached_labels(source: TfdsSource, cache: str) -> np.ndarray:
 
 def _places365_part(name, data_dir):
   """places365_1k, places365_7 or places365_14 over places365_small."""
-  train, test = (TfdsSource("places365_small", split, data_dir,
-                            registry_name=name)
-                 for split in ("train", "validation"))
+  train, test = (
+    TfdsSource("places365_small", split, data_dir, registry_name=name)
+    for split in ("train", "validation")
+  )
   all_names = tuple(train.builder.info.features["label"].names)
   data_path = os.fspath(train.builder.data_dir)
-  train_labels = _cached_labels(train, os.path.join(data_path,
-                                                    "labels-train.npy"))
+  train_labels = _cached_labels(
+    train, os.path.join(data_path, "labels-train.npy")
+  )
   if name == "places365_1k":
-    return Dataset(name, all_names, SubsetSource(train, per_class_sample(
-        train_labels, PLACES365_1K_PER_CLASS, PLACES365_1K_SEED)), test)
+    return Dataset(
+      name,
+      all_names,
+      SubsetSource(
+        train,
+        per_class_sample(
+          train_labels, PLACES365_1K_PER_CLASS, PLACES365_1K_SEED
+        ),
+      ),
+      test,
+    )
   classes = PLACES365_7 if name == "places365_7" else PLACES365_14
   missing = [c for c in classes if c not in all_names]
   if missing:
     raise DatasetError(f"{name}: classes {missing} not in places365_small")
   keep = [all_names.index(c) for c in classes]
-  test_labels = _cached_labels(test, os.path.join(data_path,
-                                                  "labels-validation.npy"))
-  return Dataset(name, tuple(classes),
-                 SubsetSource.of_classes(train, keep, train_labels),
-                 SubsetSource.of_classes(test, keep, test_labels))
+  test_labels = _cached_labels(
+    test, os.path.join(data_path, "labels-validation.npy")
+  )
+  return Dataset(
+    name,
+    tuple(classes),
+    SubsetSource.of_classes(train, keep, train_labels),
+    SubsetSource.of_classes(test, keep, test_labels),
+  )
 
 
-def load(name: str, *, data_dir: str | None = None,
-         sun397_config: str = "standard-part1-120k",
-         synthetic_options: dict | None = None) -> Dataset:
+def load(
+  name: str,
+  *,
+  data_dir: str | None = None,
+  sun397_config: str = "standard-part1-120k",
+  synthetic_options: dict | None = None,
+) -> Dataset:
   """The dataset `name` (one of `NAMES`), from TFDS's `data_dir`.
 
   `sun397_config` picks the TFDS SUN397 config: "standard-part1-120k"
@@ -230,6 +290,7 @@ def load(name: str, *, data_dir: str | None = None,
   """
   if name == "synthetic_scenes":
     from scenejax import synthetic
+
     spec, train, test = synthetic.load(**(synthetic_options or {}))
     return Dataset(name, tuple(spec.class_names), train, test, spec=spec)
   if name not in REGISTRY:
@@ -239,31 +300,39 @@ def load(name: str, *, data_dir: str | None = None,
   entry = REGISTRY[name]
   if entry.builder_module:
     importlib.import_module(f"scenejax.datasets.{entry.builder_module}")
-  tfds_name = (f"sun397/{sun397_config}" if name == "sun397" else
-               entry.tfds_name)
-  train, test = (TfdsSource(tfds_name, s, data_dir, registry_name=name)
-                 for s in entry.splits)
+  tfds_name = f"sun397/{sun397_config}" if name == "sun397" else entry.tfds_name
+  train, test = (
+    TfdsSource(tfds_name, s, data_dir, registry_name=name) for s in entry.splits
+  )
   names = tuple(train.builder.info.features["label"].names)
   return Dataset(name, names, train, test)
 
 
 # config.data field -> option of `scenejax.synthetic.load`.
-SYNTHETIC_FIELDS = {"num_groups": "num_groups",
-                    "scenes_per_group": "scenes_per_group",
-                    "num_semantic_classes": "num_semantic_classes",
-                    "train_per_class": "train_per_class",
-                    "test_per_class": "test_per_class",
-                    "image_size": "image_size", "render_seed": "seed"}
+SYNTHETIC_FIELDS = {
+  "num_groups": "num_groups",
+  "scenes_per_group": "scenes_per_group",
+  "num_semantic_classes": "num_semantic_classes",
+  "train_per_class": "train_per_class",
+  "test_per_class": "test_per_class",
+  "image_size": "image_size",
+  "render_seed": "seed",
+}
 
 
 def from_config(config) -> Dataset:
   """The dataset named by `config.dataset`, with `config.data`'s options."""
   if config.dataset not in NAMES:
-    raise ConfigError(f"config.dataset = {config.dataset!r}; expected one of "
-                      f"{', '.join(NAMES)}")
+    raise ConfigError(
+      f"config.dataset = {config.dataset!r}; expected one of {', '.join(NAMES)}"
+    )
   if config.dataset == "synthetic_scenes":
-    options = {option: config.data[field]
-               for field, option in SYNTHETIC_FIELDS.items()}
+    options = {
+      option: config.data[field] for field, option in SYNTHETIC_FIELDS.items()
+    }
     return load(config.dataset, synthetic_options=options)
-  return load(config.dataset, data_dir=config.data.data_dir or None,
-              sun397_config=config.data.sun397_config)
+  return load(
+    config.dataset,
+    data_dir=config.data.data_dir or None,
+    sun397_config=config.data.sun397_config,
+  )

@@ -15,31 +15,39 @@ from absl import flags
 from scenejax import cli, datasets
 from scenejax.errors import DatasetError
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "TFDS data_dir (default ~/tensorflow_datasets)")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "TFDS data_dir (default ~/tensorflow_datasets)"
+)
 _MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "directory holding manually downloaded files")
+  "manual_dir", None, "directory holding manually downloaded files"
+)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) != 3 or argv[1] != "prepare":
-    raise DatasetError("usage: python -m scenejax.datasets prepare NAME; "
-                       f"NAME is one of {', '.join(datasets.REGISTRY)}")
+    raise DatasetError(
+      "usage: python -m scenejax.datasets prepare NAME; "
+      f"NAME is one of {', '.join(datasets.REGISTRY)}"
+    )
   name = argv[2]
   if name not in datasets.REGISTRY:
-    raise DatasetError(f"unknown dataset {name!r}; one of "
-                       f"{', '.join(datasets.REGISTRY)}")
+    raise DatasetError(
+      f"unknown dataset {name!r}; one of {', '.join(datasets.REGISTRY)}"
+    )
   import tensorflow_datasets as tfds
+
   entry = datasets.REGISTRY[name]
   if entry.builder_module:
     importlib.import_module(f"scenejax.datasets.{entry.builder_module}")
   builder = tfds.builder(entry.tfds_name, data_dir=_DATA_DIR.value)
   builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(
-          manual_dir=_MANUAL_DIR.value))
-  print(f"prepared {builder.name} in {builder.data_dir}: "
-        f"{ {k: v.num_examples for k, v in builder.info.splits.items()} }")
+    file_format="array_record",
+    download_config=tfds.download.DownloadConfig(manual_dir=_MANUAL_DIR.value),
+  )
+  print(
+    f"prepared {builder.name} in {builder.data_dir}: "
+    f"{ {k: v.num_examples for k, v in builder.info.splits.items()} }"
+  )
 
 
 if __name__ == "__main__":

@@ -40,21 +40,27 @@ class Ade20kScenes(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f"Download ADEChallengeData2016.zip and sceneCategories.txt from {URL} "
-      "into the manual directory.")
+    f"Download ADEChallengeData2016.zip and sceneCategories.txt from {URL} "
+    "into the manual directory."
+  )
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format="jpeg"),
-            "segmentation": tfds.features.Image(shape=(None, None, 1),
-                                                encoding_format="png"),
-            "label": tfds.features.ClassLabel(num_classes=None),
-            "file_name": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "label"),
-        homepage=URL)
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(
+            shape=(None, None, 3), encoding_format="jpeg"
+          ),
+          "segmentation": tfds.features.Image(
+            shape=(None, None, 1), encoding_format="png"
+          ),
+          "label": tfds.features.ClassLabel(num_classes=None),
+          "file_name": tfds.features.Text(),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage=URL,
+    )
 
   def _split_generators(self, dl_manager):
     manual = os.fspath(dl_manager.manual_dir)
@@ -67,41 +73,56 @@ class Ade20kScenes(tfds.core.GeneratorBasedBuilder):
           continue
         if len(parts) != 2:
           raise common.DatasetError(
-              f"{scenes_file}:{number}: expected 'image_id scene', got "
-              f"{line.strip()!r}")
+            f"{scenes_file}:{number}: expected 'image_id scene', got "
+            f"{line.strip()!r}"
+          )
         scenes[parts[0]] = parts[1]
     self.info.features["label"].names = sorted(set(scenes.values()))
     root = os.path.join(manual, "ADEChallengeData2016")
     if not os.path.isdir(root):
       archive = common.require_file(manual, "ADEChallengeData2016.zip", URL)
-      root = os.path.join(os.fspath(dl_manager.extract(archive)),
-                          "ADEChallengeData2016")
-    return {split: self._generate_examples(root, folder, scenes)
-            for split, folder in SPLITS.items()}
+      root = os.path.join(
+        os.fspath(dl_manager.extract(archive)), "ADEChallengeData2016"
+      )
+    return {
+      split: self._generate_examples(root, folder, scenes)
+      for split, folder in SPLITS.items()
+    }
 
   def _generate_examples(self, root, folder, scenes):
     image_dir = os.path.join(root, "images", folder)
     if not os.path.isdir(image_dir):
-      raise common.DatasetError(f"{image_dir} does not exist; is "
-                                "ADEChallengeData2016 complete?")
+      raise common.DatasetError(
+        f"{image_dir} does not exist; is ADEChallengeData2016 complete?"
+      )
     for name in sorted(os.listdir(image_dir)):
       stem, ext = os.path.splitext(name)
       if ext.lower() != ".jpg":
         continue
       if stem not in scenes:
         raise common.DatasetError(
-            f"{name}: no scene label in sceneCategories.txt")
+          f"{name}: no scene label in sceneCategories.txt"
+        )
       annotation = os.path.join(root, "annotations", folder, stem + ".png")
       if not os.path.exists(annotation):
-        raise common.DatasetError(f"{annotation} does not exist (the label "
-                                  f"map of {name})")
+        raise common.DatasetError(
+          f"{annotation} does not exist (the label map of {name})"
+        )
       image = common.decode_image_file(os.path.join(image_dir, name))
       if image is None:
         continue
       label_map = common.read_label_map_file(annotation)
       if label_map.shape != image.shape[:2]:
         raise common.DatasetError(
-            f"{annotation}: label map {label_map.shape} does not match its "
-            f"image {image.shape[:2]}")
-      yield stem, {"image": image, "segmentation": label_map[..., None],
-                   "label": scenes[stem], "file_name": name}
+          f"{annotation}: label map {label_map.shape} does not match its "
+          f"image {image.shape[:2]}"
+        )
+      yield (
+        stem,
+        {
+          "image": image,
+          "segmentation": label_map[..., None],
+          "label": scenes[stem],
+          "file_name": name,
+        },
+      )

@@ -11,8 +11,15 @@ from absl import logging
 from scenejax.datasets import label_maps
 from scenejax.errors import DatasetError
 
-__all__ = ["DatasetError", "decode_image", "decode_image_file", "open_image",
-           "read_image_list", "read_label_map_file", "require_file"]
+__all__ = [
+  "DatasetError",
+  "decode_image",
+  "decode_image_file",
+  "open_image",
+  "read_image_list",
+  "read_label_map_file",
+  "require_file",
+]
 
 
 def require_file(directory: str, name: str, url: str) -> str:
@@ -20,8 +27,10 @@ def require_file(directory: str, name: str, url: str) -> str:
   to get it."""
   path = os.path.join(directory, name)
   if not os.path.exists(path):
-    raise DatasetError(f"{name} not found: looked for {path}. Download it "
-                       f"from {url} into {directory}")
+    raise DatasetError(
+      f"{name} not found: looked for {path}. Download it "
+      f"from {url} into {directory}"
+    )
   return path
 
 
@@ -35,6 +44,7 @@ def open_image(data, name: str):
   """A decoded RGB PIL image from encoded bytes or a file path; None (with
   a warning naming the image) if it cannot be decoded."""
   from PIL import Image
+
   try:
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(source) as image:
@@ -57,6 +67,7 @@ def decode_image_file(path: str) -> np.ndarray | None:
 def read_label_map_file(path: str) -> np.ndarray:
   """A uint8 ADE20K label map (0 unlabelled, 1..150), as SceneParsing
   stores them."""
-  ids = label_maps.to_ade20k_ids(label_maps.read_label_map(path), "ade20k",
-                                 source=path)
+  ids = label_maps.to_ade20k_ids(
+    label_maps.read_label_map(path), "ade20k", source=path
+  )
   return ids.astype(np.uint8)

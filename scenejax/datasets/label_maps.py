@@ -35,21 +35,27 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
   ids as stored (convert with `to_ade20k_ids`)."""
   path = os.fspath(path)
   if path.lower().endswith(_LOSSY):
-    raise DatasetError(f"{path}: label maps must be stored losslessly (PNG "
-                       "or NPY); JPEG/WebP compression changes the ids")
+    raise DatasetError(
+      f"{path}: label maps must be stored losslessly (PNG "
+      "or NPY); JPEG/WebP compression changes the ids"
+    )
   try:
     if path.endswith(".npy"):
       label_map = np.load(path, allow_pickle=False)
     else:
       from PIL import Image
+
       with Image.open(path) as image:
         if image.format in ("JPEG", "WEBP", "MPO"):
-          raise DatasetError(f"{path}: is a {image.format} file; label maps "
-                             "must be stored losslessly (PNG or NPY)")
+          raise DatasetError(
+            f"{path}: is a {image.format} file; label maps "
+            "must be stored losslessly (PNG or NPY)"
+          )
         if image.mode not in _INTEGER_MODES:
           raise DatasetError(
-              f"{path}: label map must be a single-channel image (mode L, P, "
-              f"I or I;16), got mode {image.mode!r}")
+            f"{path}: label map must be a single-channel image (mode L, P, "
+            f"I or I;16), got mode {image.mode!r}"
+          )
         label_map = np.asarray(image)
   except DatasetError:
     raise
@@ -57,22 +63,28 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
     raise DatasetError(f"{path}: cannot read label map: {e}") from e
   if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.integer):
     raise DatasetError(
-        f"{path}: label map must be a 2-D integer array, got shape "
-        f"{label_map.shape} dtype {label_map.dtype}")
+      f"{path}: label map must be a 2-D integer array, got shape "
+      f"{label_map.shape} dtype {label_map.dtype}"
+    )
   return label_map
 
 
-def to_ade20k_ids(label_map: np.ndarray, label_format: str,
-                  num_semantic_classes: int = ADE20K_NUM_CLASSES, *,
-                  source: str = "label map") -> np.ndarray:
+def to_ade20k_ids(
+  label_map: np.ndarray,
+  label_format: str,
+  num_semantic_classes: int = ADE20K_NUM_CLASSES,
+  *,
+  source: str = "label map",
+) -> np.ndarray:
   """`label_map` in the ADE20K convention (0 = unlabeled, 1..L), int64.
 
   Raises DatasetError naming `source` and the first value that cannot be an
   id of `label_format`.
   """
   if label_format not in LABEL_FORMATS:
-    raise DatasetError(f"label format {label_format!r}; expected one of "
-                       f"{LABEL_FORMATS}")
+    raise DatasetError(
+      f"label format {label_format!r}; expected one of {LABEL_FORMATS}"
+    )
   ids = np.asarray(label_map).astype(np.int64)
   if label_format == "zero_based":
     valid = ((ids >= 0) & (ids < num_semantic_classes)) | (ids == _IGNORE)
@@ -82,11 +94,15 @@ def to_ade20k_ids(label_map: np.ndarray, label_format: str,
     allowed = f"0 (unlabeled) or 1..{num_semantic_classes}"
   if not valid.all():
     bad = ids[~valid]
-    hint = (" (values 0..L-1 with 255 look like --label_format=zero_based)"
-            if label_format == "ade20k" and _IGNORE in bad else "")
+    hint = (
+      " (values 0..L-1 with 255 look like --label_format=zero_based)"
+      if label_format == "ade20k" and _IGNORE in bad
+      else ""
+    )
     raise DatasetError(
-        f"{source}: value {int(bad[0])} is not an id of label format "
-        f"{label_format!r}; allowed: {allowed}{hint}")
+      f"{source}: value {int(bad[0])} is not an id of label format "
+      f"{label_format!r}; allowed: {allowed}{hint}"
+    )
   if label_format == "zero_based":
     ids = np.where(ids == _IGNORE, 0, ids + 1)
   return ids

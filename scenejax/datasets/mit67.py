@@ -33,43 +33,53 @@ class Mit67(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f"Download indoorCVPR_09.tar, TrainImages.txt and TestImages.txt from "
-      f"{URL} into the manual directory (the tar may be extracted there: an "
-      "Images/ directory is used as is).")
+    f"Download indoorCVPR_09.tar, TrainImages.txt and TestImages.txt from "
+    f"{URL} into the manual directory (the tar may be extracted there: an "
+    "Images/ directory is used as is)."
+  )
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(num_classes=67),
-            "file_name": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "label"),
-        homepage=URL)
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(
+            shape=(None, None, 3), encoding_format="jpeg"
+          ),
+          "label": tfds.features.ClassLabel(num_classes=67),
+          "file_name": tfds.features.Text(),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage=URL,
+    )
 
   def _split_generators(self, dl_manager):
     manual = os.fspath(dl_manager.manual_dir)
-    lists = {split: common.require_file(manual, name, URL)
-             for split, name in LIST_FILES.items()}
+    lists = {
+      split: common.require_file(manual, name, URL)
+      for split, name in LIST_FILES.items()
+    }
     root = os.path.join(manual, "Images")
     if not os.path.isdir(root):
       tar = common.require_file(manual, "indoorCVPR_09.tar", URL)
       root = os.path.join(os.fspath(dl_manager.extract(tar)), "Images")
-    entries = {split: common.read_image_list(path) for split, path in
-               lists.items()}
+    entries = {
+      split: common.read_image_list(path) for split, path in lists.items()
+    }
     names = sorted({rel.split("/")[0] for rel in entries["train"]})
     if len(names) != 67:
       raise common.DatasetError(
-          f"{lists['train']}: expected 67 class folders, found {len(names)}")
+        f"{lists['train']}: expected 67 class folders, found {len(names)}"
+      )
     self.info.features["label"].names = names
-    return {split: self._generate_examples(root, rels)
-            for split, rels in entries.items()}
+    return {
+      split: self._generate_examples(root, rels)
+      for split, rels in entries.items()
+    }
 
   def _generate_examples(self, root, rels):
     for rel in rels:
       image = common.decode_image_file(os.path.join(root, rel))
       if image is None:
         continue
-      yield rel, {"image": image, "label": rel.split("/")[0],
-                  "file_name": rel}
+      yield rel, {"image": image, "label": rel.split("/")[0], "file_name": rel}

@@ -24,24 +24,30 @@ from scenejax.errors import ConfigError
 from scenejax.models import convnext, mobilenetv3, pcl, pretrained, resnet, vit
 
 _MODELS = {
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "resnet_tiny": resnet.resnet_tiny,
-    "vit_ti16": vit.vit_ti16,
-    "vit_s16": vit.vit_s16,
-    "vit_b16": vit.vit_b16,
-    "vit_l16": vit.vit_l16,
-    "convnext_tiny": convnext.convnext_tiny,
-    "convnext_small": convnext.convnext_small,
-    "convnext_base": convnext.convnext_base,
-    "mobilenetv3_large": mobilenetv3.mobilenetv3_large,
+  "resnet18": resnet.resnet18,
+  "resnet34": resnet.resnet34,
+  "resnet50": resnet.resnet50,
+  "resnet_tiny": resnet.resnet_tiny,
+  "vit_ti16": vit.vit_ti16,
+  "vit_s16": vit.vit_s16,
+  "vit_b16": vit.vit_b16,
+  "vit_l16": vit.vit_l16,
+  "convnext_tiny": convnext.convnext_tiny,
+  "convnext_small": convnext.convnext_small,
+  "convnext_base": convnext.convnext_base,
+  "mobilenetv3_large": mobilenetv3.mobilenetv3_large,
 }
 NAMES = tuple(sorted(_MODELS))
 
 
-def create(name: str, num_classes: int, *, init_from: str | None = None,
-           rngs: nnx.Rngs | None = None, **options):
+def create(
+  name: str,
+  num_classes: int,
+  *,
+  init_from: str | None = None,
+  rngs: nnx.Rngs | None = None,
+  **options,
+):
   """Builds model `name` with a `num_classes`-way head.
 
   Args:
@@ -63,8 +69,9 @@ def create(name: str, num_classes: int, *, init_from: str | None = None,
   if init_from:
     if not hasattr(family, "load_checkpoint"):
       raise pretrained.CheckpointError(
-          f"no pretrained-weight loader for {name!r} (init_from="
-          f"{init_from!r}); supported: ViT, ResNet, ConvNeXt")
+        f"no pretrained-weight loader for {name!r} (init_from="
+        f"{init_from!r}); supported: ViT, ResNet, ConvNeXt"
+      )
     path = pretrained.local_path(init_from)
     options = {**family.checkpoint_options(path), **options}
   model = builder(num_classes, rngs=rngs or nnx.Rngs(0), **options)
@@ -85,21 +92,30 @@ def from_config(config, num_classes: int) -> nnx.Module:
   """The model of a training config: `config.model` with `config.init_from`
   and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`."""
   if config.model not in _MODELS:
-    raise ConfigError(f"config.model = {config.model!r}; expected one of "
-                      f"{', '.join(NAMES)}")
+    raise ConfigError(
+      f"config.model = {config.model!r}; expected one of {', '.join(NAMES)}"
+    )
   if config.dtype not in DTYPES:
-    raise ConfigError(f"config.dtype = {config.dtype!r}; expected one of "
-                      f"{sorted(DTYPES)}")
+    raise ConfigError(
+      f"config.dtype = {config.dtype!r}; expected one of {sorted(DTYPES)}"
+    )
   options = dict(dtype=DTYPES[config.dtype])
   if config.model.startswith("vit"):  # position embeddings fit the input
     options["image_size"] = config.data.image_size
-  model = create(config.model, num_classes,
-                 init_from=config.init_from or None,
-                 rngs=nnx.Rngs(config.seed), **options)
+  model = create(
+    config.model,
+    num_classes,
+    init_from=config.init_from or None,
+    rngs=nnx.Rngs(config.seed),
+    **options,
+  )
   if config.loss.pcl:
     stage = config.loss.pcl_cam_stage
-    model = pcl.PCLModel(model, num_classes,
-                         cam_stage=None if stage == -1 else stage,
-                         gamma=config.loss.pcl_gamma,
-                         rngs=nnx.Rngs(config.seed + 1))
+    model = pcl.PCLModel(
+      model,
+      num_classes,
+      cam_stage=None if stage == -1 else stage,
+      gamma=config.loss.pcl_gamma,
+      rngs=nnx.Rngs(config.seed + 1),
+    )
   return model

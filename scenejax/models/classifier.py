@@ -50,8 +50,11 @@ def depthwise_conv(conv: nnx.Conv, x):
   pad = (pad, pad) if isinstance(pad, int) else pad
   if not (isinstance(pad, tuple) and all(isinstance(p, int) for p in pad)):
     return conv(x)  # "SAME"/"VALID" strings: the library conv
-  sh, sw = ((conv.strides,) * 2 if isinstance(conv.strides, int) else
-            tuple(conv.strides))
+  sh, sw = (
+    (conv.strides,) * 2
+    if isinstance(conv.strides, int)
+    else tuple(conv.strides)
+  )
   padded = jnp.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)))
   out_h = (padded.shape[1] - kh) // sh + 1
   out_w = (padded.shape[2] - kw) // sw + 1
@@ -59,8 +62,12 @@ def depthwise_conv(conv: nnx.Conv, x):
   y = jnp.zeros(x.shape[:1] + (out_h, out_w, channels), jnp.float32)
   for i in range(kh):
     for j in range(kw):
-      window = padded[:, i:i + sh * (out_h - 1) + 1:sh,
-                      j:j + sw * (out_w - 1) + 1:sw, :]
+      window = padded[
+        :,
+        i : i + sh * (out_h - 1) + 1 : sh,
+        j : j + sw * (out_w - 1) + 1 : sw,
+        :,
+      ]
       y = y + window.astype(jnp.float32) * taps[i, j]
   if conv.bias is not None:
     y = y + conv.bias[...].astype(jnp.float32)

@@ -24,9 +24,9 @@ from scenejax.models.classifier import Classifier, depthwise_conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # depths, widths
-    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
-    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
-    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+  "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+  "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+  "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
 }
 _init = nnx.initializers.truncated_normal(0.02)
 
@@ -35,16 +35,26 @@ class Block(nnx.Module):
   """x + layer_scale * Linear(GELU(Linear(LN(dwconv7x7(x)))))."""
 
   def __init__(self, width, *, layer_scale_init, dtype, rngs):
-    self.dwconv = nnx.Conv(width, width, (7, 7), padding=3,
-                           feature_group_count=width, kernel_init=_init,
-                           dtype=dtype, rngs=rngs)
+    self.dwconv = nnx.Conv(
+      width,
+      width,
+      (7, 7),
+      padding=3,
+      feature_group_count=width,
+      kernel_init=_init,
+      dtype=dtype,
+      rngs=rngs,
+    )
     self.layernorm = nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
-    self.pwconv1 = nnx.Linear(width, 4 * width, kernel_init=_init, dtype=dtype,
-                              rngs=rngs)
-    self.pwconv2 = nnx.Linear(4 * width, width, kernel_init=_init, dtype=dtype,
-                              rngs=rngs)
+    self.pwconv1 = nnx.Linear(
+      width, 4 * width, kernel_init=_init, dtype=dtype, rngs=rngs
+    )
+    self.pwconv2 = nnx.Linear(
+      4 * width, width, kernel_init=_init, dtype=dtype, rngs=rngs
+    )
     self.layer_scale_parameter = nnx.Param(
-        jnp.full((width,), layer_scale_init, jnp.float32))
+      jnp.full((width,), layer_scale_init, jnp.float32)
+    )
 
   def __call__(self, x):
     y = self.pwconv1(self.layernorm(depthwise_conv(self.dwconv, x)))
@@ -55,18 +65,37 @@ class Block(nnx.Module):
 class Stage(nnx.Module):
   """Optional LN + 2x2/2 down-sampling conv, then `depth` blocks."""
 
-  def __init__(self, in_features, width, depth, *, downsample, dtype, rngs,
-               layer_scale_init):
+  def __init__(
+    self,
+    in_features,
+    width,
+    depth,
+    *,
+    downsample,
+    dtype,
+    rngs,
+    layer_scale_init,
+  ):
     if downsample:
-      self.downsample_norm = nnx.LayerNorm(in_features, epsilon=1e-6,
-                                           dtype=dtype, rngs=rngs)
-      self.downsample_conv = nnx.Conv(in_features, width, (2, 2), strides=2,
-                                      kernel_init=_init, dtype=dtype,
-                                      rngs=rngs)
+      self.downsample_norm = nnx.LayerNorm(
+        in_features, epsilon=1e-6, dtype=dtype, rngs=rngs
+      )
+      self.downsample_conv = nnx.Conv(
+        in_features,
+        width,
+        (2, 2),
+        strides=2,
+        kernel_init=_init,
+        dtype=dtype,
+        rngs=rngs,
+      )
     self.downsample = downsample
-    self.blocks = nnx.List([
-        Block(width, layer_scale_init=layer_scale_init, dtype=dtype,
-              rngs=rngs) for _ in range(depth)])
+    self.blocks = nnx.List(
+      [
+        Block(width, layer_scale_init=layer_scale_init, dtype=dtype, rngs=rngs)
+        for _ in range(depth)
+      ]
+    )
 
   def __call__(self, x):
     if self.downsample:
@@ -80,25 +109,42 @@ class ConvNeXt(Classifier):
   """ConvNeXt classifier; `forward_features(x)` gives (pooled, normed
   embedding, [output of each stage]); `__call__` the logits."""
 
-  def __init__(self, variant: str, num_classes: int, *, head_epsilon=1e-6,
-               layer_scale_init=1e-6, pixel_mean=IMAGENET_MEAN,
-               pixel_std=IMAGENET_STD, dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    variant: str,
+    num_classes: int,
+    *,
+    head_epsilon=1e-6,
+    layer_scale_init=1e-6,
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     depths, widths = VARIANTS[variant]
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
     self.depths, self.widths = depths, widths
-    self.stem_conv = nnx.Conv(3, widths[0], (4, 4), strides=4,
-                              kernel_init=_init, dtype=dtype, rngs=rngs)
-    self.stem_norm = nnx.LayerNorm(widths[0], epsilon=1e-6, dtype=dtype,
-                                   rngs=rngs)
-    stage = functools.partial(Stage, dtype=dtype, rngs=rngs,
-                              layer_scale_init=layer_scale_init)
-    self.stages = nnx.List([
+    self.stem_conv = nnx.Conv(
+      3, widths[0], (4, 4), strides=4, kernel_init=_init, dtype=dtype, rngs=rngs
+    )
+    self.stem_norm = nnx.LayerNorm(
+      widths[0], epsilon=1e-6, dtype=dtype, rngs=rngs
+    )
+    stage = functools.partial(
+      Stage, dtype=dtype, rngs=rngs, layer_scale_init=layer_scale_init
+    )
+    self.stages = nnx.List(
+      [
         stage(widths[max(i - 1, 0)], widths[i], depths[i], downsample=i > 0)
-        for i in range(4)])
-    self.head_norm = nnx.LayerNorm(widths[-1], epsilon=head_epsilon,
-                                   dtype=dtype, rngs=rngs)
-    self.head = nnx.Linear(widths[-1], num_classes, kernel_init=_init,
-                           dtype=dtype, rngs=rngs)
+        for i in range(4)
+      ]
+    )
+    self.head_norm = nnx.LayerNorm(
+      widths[-1], epsilon=head_epsilon, dtype=dtype, rngs=rngs
+    )
+    self.head = nnx.Linear(
+      widths[-1], num_classes, kernel_init=_init, dtype=dtype, rngs=rngs
+    )
     self.num_features = widths[-1]
     self.feature_widths = tuple(widths)
     self.default_cam_stage = 2  # stage-3 output, 14x14 at 224 px
@@ -110,7 +156,6 @@ class ConvNeXt(Classifier):
       x = stage(x)
       maps.append(x)
     return self.head_norm(jnp.mean(x, axis=(1, 2))), maps
-
 
 
 def convnext_tiny(num_classes, **kw):
@@ -129,34 +174,53 @@ def checkpoint_options(path: str) -> dict:
   """Head-norm epsilon and pixel statistics from a Hugging Face checkpoint."""
   if not pretrained.is_hf(path):
     raise pretrained.CheckpointError(
-        f"{path}: ConvNeXt loads Hugging Face checkpoints (a directory with "
-        "config.json and model.safetensors)")
+      f"{path}: ConvNeXt loads Hugging Face checkpoints (a directory with "
+      "config.json and model.safetensors)"
+    )
   config = pretrained.read_hf_config(path)
   mean, std = pretrained.hf_pixel_stats(path, (IMAGENET_MEAN, IMAGENET_STD))
-  return dict(head_epsilon=config.get("layer_norm_eps", 1e-12),
-              pixel_mean=mean, pixel_std=std)
+  return dict(
+    head_epsilon=config.get("layer_norm_eps", 1e-12),
+    pixel_mean=mean,
+    pixel_std=std,
+  )
 
 
 def from_hf(tensors):
   """Hugging Face ConvNext tensors -> our parameter paths."""
   tensors = {k.removeprefix("convnext."): v for k, v in tensors.items()}
-  return pretrained.torch_to_flax(tensors, [
+  return pretrained.torch_to_flax(
+    tensors,
+    [
       (r"^embeddings\.patch_embeddings$", "stem_conv"),
       (r"^embeddings\.layernorm$", "stem_norm"),
-      (r"^encoder\.stages\.(\d+)\.downsampling_layer\.0$",
-       r"stages.\1.downsample_norm"),
-      (r"^encoder\.stages\.(\d+)\.downsampling_layer\.1$",
-       r"stages.\1.downsample_conv"),
+      (
+        r"^encoder\.stages\.(\d+)\.downsampling_layer\.0$",
+        r"stages.\1.downsample_norm",
+      ),
+      (
+        r"^encoder\.stages\.(\d+)\.downsampling_layer\.1$",
+        r"stages.\1.downsample_conv",
+      ),
       (r"^encoder\.stages\.(\d+)\.layers\.(\d+)", r"stages.\1.blocks.\2"),
       (r"^layernorm$", "head_norm"),
       (r"^classifier$", "head"),
-  ])
+    ],
+  )
 
 
 def load_checkpoint(model: ConvNeXt, path: str) -> None:
   config, tensors, source = pretrained.read_hf(path)
-  pretrained.check_hf_config(config, source, "convnext", {
-      "depths": list(model.depths), "hidden_sizes": list(model.widths),
-      "hidden_act": "gelu", "patch_size": 4})
+  pretrained.check_hf_config(
+    config,
+    source,
+    "convnext",
+    {
+      "depths": list(model.depths),
+      "hidden_sizes": list(model.widths),
+      "hidden_act": "gelu",
+      "patch_size": 4,
+    },
+  )
   # layer_scale_parameter is a bare tensor name: torch_to_flax keeps it.
   pretrained.assign(model, from_hf(tensors), source=source)

@@ -22,21 +22,21 @@ from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # kernel, expanded width, output width, squeeze-excite, hard-swish, stride
 LARGE = (
-    (3, 16, 16, False, False, 1),
-    (3, 64, 24, False, False, 2),
-    (3, 72, 24, False, False, 1),
-    (5, 72, 40, True, False, 2),
-    (5, 120, 40, True, False, 1),
-    (5, 120, 40, True, False, 1),
-    (3, 240, 80, False, True, 2),
-    (3, 200, 80, False, True, 1),
-    (3, 184, 80, False, True, 1),
-    (3, 184, 80, False, True, 1),
-    (3, 480, 112, True, True, 1),
-    (3, 672, 112, True, True, 1),
-    (5, 672, 160, True, True, 2),
-    (5, 960, 160, True, True, 1),
-    (5, 960, 160, True, True, 1),
+  (3, 16, 16, False, False, 1),
+  (3, 64, 24, False, False, 2),
+  (3, 72, 24, False, False, 1),
+  (5, 72, 40, True, False, 2),
+  (5, 120, 40, True, False, 1),
+  (5, 120, 40, True, False, 1),
+  (3, 240, 80, False, True, 2),
+  (3, 200, 80, False, True, 1),
+  (3, 184, 80, False, True, 1),
+  (3, 184, 80, False, True, 1),
+  (3, 480, 112, True, True, 1),
+  (3, 672, 112, True, True, 1),
+  (5, 672, 160, True, True, 2),
+  (5, 960, 160, True, True, 1),
+  (5, 960, 160, True, True, 1),
 )
 
 
@@ -49,15 +49,33 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 class ConvBN(nnx.Module):
   """Conv (no bias) -> BatchNorm -> optional activation."""
 
-  def __init__(self, in_features, out, kernel, *, stride=1, groups=1,
-               activation=None, dtype, rngs):
-    self.conv = nnx.Conv(in_features, out, (kernel, kernel), strides=stride,
-                         padding=(kernel - 1) // 2, feature_group_count=groups,
-                         use_bias=False, dtype=dtype, rngs=rngs,
-                         kernel_init=nnx.initializers.variance_scaling(
-                             2.0, "fan_out", "normal"))
-    self.bn = nnx.BatchNorm(out, momentum=0.99, epsilon=1e-3, dtype=dtype,
-                            rngs=rngs)
+  def __init__(
+    self,
+    in_features,
+    out,
+    kernel,
+    *,
+    stride=1,
+    groups=1,
+    activation=None,
+    dtype,
+    rngs,
+  ):
+    self.conv = nnx.Conv(
+      in_features,
+      out,
+      (kernel, kernel),
+      strides=stride,
+      padding=(kernel - 1) // 2,
+      feature_group_count=groups,
+      use_bias=False,
+      dtype=dtype,
+      rngs=rngs,
+      kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+    )
+    self.bn = nnx.BatchNorm(
+      out, momentum=0.99, epsilon=1e-3, dtype=dtype, rngs=rngs
+    )
     self.activation = activation
 
   def __call__(self, x):
@@ -78,18 +96,36 @@ class SqueezeExcite(nnx.Module):
 
 
 class InvertedResidual(nnx.Module):
-
-  def __init__(self, in_features, kernel, expanded, out, use_se, hard_swish,
-               stride, *, dtype, rngs):
+  def __init__(
+    self,
+    in_features,
+    kernel,
+    expanded,
+    out,
+    use_se,
+    hard_swish,
+    stride,
+    *,
+    dtype,
+    rngs,
+  ):
     act = jax.nn.hard_swish if hard_swish else jax.nn.relu
     conv = functools.partial(ConvBN, dtype=dtype, rngs=rngs)
-    self.expand = nnx.data(conv(in_features, expanded, 1, activation=act)
-                           if expanded != in_features else None)
-    self.depthwise = conv(expanded, expanded, kernel, stride=stride,
-                          groups=expanded, activation=act)
-    self.se = nnx.data(SqueezeExcite(expanded, make_divisible(expanded // 4),
-                                     dtype=dtype, rngs=rngs)
-                       if use_se else None)
+    self.expand = nnx.data(
+      conv(in_features, expanded, 1, activation=act)
+      if expanded != in_features
+      else None
+    )
+    self.depthwise = conv(
+      expanded, expanded, kernel, stride=stride, groups=expanded, activation=act
+    )
+    self.se = nnx.data(
+      SqueezeExcite(
+        expanded, make_divisible(expanded // 4), dtype=dtype, rngs=rngs
+      )
+      if use_se
+      else None
+    )
     self.project = conv(expanded, out, 1)
     self.residual = stride == 1 and in_features == out
 
@@ -106,26 +142,49 @@ class MobileNetV3(Classifier):
   """`forward_features(x)` gives (1280-d embedding, [the map entering each
   stride-2 block, and the last 960-channel map])."""
 
-  def __init__(self, num_classes: int, *, config=LARGE, pixel_mean=IMAGENET_MEAN,
-               pixel_std=IMAGENET_STD, dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_classes: int,
+    *,
+    config=LARGE,
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-    self.stem = ConvBN(3, 16, 3, stride=2, activation=jax.nn.hard_swish,
-                       dtype=dtype, rngs=rngs)
+    self.stem = ConvBN(
+      3, 16, 3, stride=2, activation=jax.nn.hard_swish, dtype=dtype, rngs=rngs
+    )
     blocks, in_features, widths = [], 16, []
     for kernel, expanded, out, use_se, hard_swish, stride in config:
       if stride == 2:
         widths.append(in_features)
-      blocks.append(InvertedResidual(in_features, kernel, expanded, out,
-                                     use_se, hard_swish, stride, dtype=dtype,
-                                     rngs=rngs))
+      blocks.append(
+        InvertedResidual(
+          in_features,
+          kernel,
+          expanded,
+          out,
+          use_se,
+          hard_swish,
+          stride,
+          dtype=dtype,
+          rngs=rngs,
+        )
+      )
       in_features = out
     self.blocks = nnx.List(blocks)
     self.strides = tuple(row[-1] for row in config)
-    self.last_conv = ConvBN(in_features, 6 * in_features, 1,
-                            activation=jax.nn.hard_swish, dtype=dtype,
-                            rngs=rngs)
-    self.pre_logits = nnx.Linear(6 * in_features, 1280, dtype=dtype,
-                                 rngs=rngs)
+    self.last_conv = ConvBN(
+      in_features,
+      6 * in_features,
+      1,
+      activation=jax.nn.hard_swish,
+      dtype=dtype,
+      rngs=rngs,
+    )
+    self.pre_logits = nnx.Linear(6 * in_features, 1280, dtype=dtype, rngs=rngs)
     self.head = nnx.Linear(1280, num_classes, dtype=dtype, rngs=rngs)
     self.num_features = 1280
     self.feature_widths = tuple(widths) + (6 * in_features,)
@@ -142,7 +201,6 @@ class MobileNetV3(Classifier):
     maps.append(x)
     pooled = jnp.mean(x, axis=(1, 2))
     return jax.nn.hard_swish(self.pre_logits(pooled)), maps
-
 
 
 def mobilenetv3_large(num_classes, **kw):

@@ -69,15 +69,23 @@ class PCLModel(nnx.Module):
   mod logits for `losses.pcl_loss`, plus the keep-mask.
   """
 
-  def __init__(self, backbone: nnx.Module, num_classes: int, *,
-               cam_stage: int | None = None, gamma: float = 0.7,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    backbone: nnx.Module,
+    num_classes: int,
+    *,
+    cam_stage: int | None = None,
+    gamma: float = 0.7,
+    rngs: nnx.Rngs,
+  ):
     self.backbone = backbone
     stage = backbone.default_cam_stage if cam_stage is None else cam_stage
     widths = backbone.feature_widths
     if not -len(widths) <= stage < len(widths):
-      raise ValueError(f"cam_stage {stage} out of range: the backbone has "
-                       f"{len(widths)} feature maps")
+      raise ValueError(
+        f"cam_stage {stage} out of range: the backbone has "
+        f"{len(widths)} feature maps"
+      )
     self.cam_stage = stage
     self.gamma = gamma
     width = widths[stage]
@@ -98,8 +106,9 @@ class PCLModel(nnx.Module):
     side = self.cam_head(jnp.mean(cam_features, axis=(1, 2)))
     # t is the main classifier's prediction, not the label ([PCL] §4).
     predicted = jnp.argmax(main, axis=-1)
-    cam = class_activation_map(cam_features, self.cam_head.kernel[...],
-                               predicted)
+    cam = class_activation_map(
+      cam_features, self.cam_head.kernel[...], predicted
+    )
     mask = erase_mask(cam, x.shape[1:3], self.gamma)
     erased = x * mask[..., None].astype(x.dtype)
     mod = self.mod_head(self.backbone.embed(erased))

@@ -37,7 +37,6 @@ from scenejax.errors import CheckpointError
 HEAD_PREFIX = "head/"
 
 
-
 def local_path(path: str) -> str:
   """Returns a local file or directory for `path`, fetching remote ones.
 
@@ -50,8 +49,9 @@ def local_path(path: str) -> str:
     if not os.path.exists(path):
       raise CheckpointError(f"checkpoint {path!r} does not exist")
     return path
-  cache = os.environ.get("SCENEJAX_CACHE",
-                         os.path.expanduser("~/.cache/scenejax"))
+  cache = os.environ.get(
+    "SCENEJAX_CACHE", os.path.expanduser("~/.cache/scenejax")
+  )
   os.makedirs(cache, exist_ok=True)
   digest = hashlib.sha256(path.encode()).hexdigest()[:16]
   target = os.path.join(cache, f"{digest}-{os.path.basename(path)}")
@@ -64,6 +64,7 @@ def local_path(path: str) -> str:
         shutil.copyfileobj(response, out)
     else:
       from etils import epath  # Comes with orbax; gs:// needs gcsfs.
+
       with epath.Path(path).open("rb") as src:
         shutil.copyfileobj(src, out)
 
@@ -94,8 +95,9 @@ def read_hf_config(path: str) -> dict:
   config_file = os.path.join(_hf_dir(path), "config.json")
   if not os.path.exists(config_file):
     raise CheckpointError(
-        f"{path}: no config.json beside the weights (looked for "
-        f"{config_file}); a Hugging Face checkpoint needs both")
+      f"{path}: no config.json beside the weights (looked for "
+      f"{config_file}); a Hugging Face checkpoint needs both"
+    )
   try:
     with open(config_file) as f:
       return json.load(f)
@@ -112,25 +114,30 @@ def hf_pixel_stats(path: str, default) -> tuple[tuple, tuple]:
     pre = json.load(f)
   try:
     return tuple(map(float, pre["image_mean"])), tuple(
-        map(float, pre["image_std"]))
+      map(float, pre["image_std"])
+    )
   except (KeyError, TypeError, ValueError) as e:
-    raise CheckpointError(f"{file}: no usable image_mean/image_std: {e}"
-                         ) from e
+    raise CheckpointError(f"{file}: no usable image_mean/image_std: {e}") from e
 
 
-def check_hf_config(config: dict, source: str, model_type: str,
-                    expected: dict) -> None:
+def check_hf_config(
+  config: dict, source: str, model_type: str, expected: dict
+) -> None:
   """Refuses a checkpoint of another architecture, naming the fields."""
   if config.get("model_type") != model_type:
     raise CheckpointError(
-        f"{source} is a {config.get('model_type')!r} checkpoint "
-        f"(config.json model_type), not {model_type!r}")
-  wrong = [f"{k}={config.get(k)!r} (model has {v!r})"
-           for k, v in expected.items() if config.get(k) != v]
+      f"{source} is a {config.get('model_type')!r} checkpoint "
+      f"(config.json model_type), not {model_type!r}"
+    )
+  wrong = [
+    f"{k}={config.get(k)!r} (model has {v!r})"
+    for k, v in expected.items()
+    if config.get(k) != v
+  ]
   if wrong:
     raise CheckpointError(
-        f"{source}: architecture does not match the model: " +
-        ", ".join(wrong))
+      f"{source}: architecture does not match the model: " + ", ".join(wrong)
+    )
 
 
 def read_hf(path: str) -> tuple[dict, dict[str, np.ndarray], str]:
@@ -160,13 +167,15 @@ def read_hf(path: str) -> tuple[dict, dict[str, np.ndarray], str]:
   for file in files:
     if not os.path.exists(file):
       raise CheckpointError(
-          f"{file} does not exist (only .safetensors weights are read; "
-          "pytorch_model.bin is a pickle and is refused)")
+        f"{file} does not exist (only .safetensors weights are read; "
+        "pytorch_model.bin is a pickle and is refused)"
+      )
     try:
       tensors.update(load_file(file))
     except (SafetensorError, OSError, ValueError) as e:
-      raise CheckpointError(f"{file}: not a readable safetensors file: {e}"
-                           ) from e
+      raise CheckpointError(
+        f"{file}: not a readable safetensors file: {e}"
+      ) from e
   return config, tensors, files[0]
 
 
@@ -177,12 +186,14 @@ def is_hf(path: str) -> bool:
 def flat_params(model: nnx.Module) -> dict[str, nnx.Variable]:
   """The model's parameters and batch statistics by "a/b/0/c" path."""
   state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
-  return {"/".join(map(str, path)): var
-          for path, var in nnx.to_flat_state(state)}
+  return {
+    "/".join(map(str, path)): var for path, var in nnx.to_flat_state(state)
+  }
 
 
-def assign(model: nnx.Module, params: dict[str, np.ndarray], *,
-           source: str) -> None:
+def assign(
+  model: nnx.Module, params: dict[str, np.ndarray], *, source: str
+) -> None:
   """Loads `params` (model paths -> arrays) into `model`, all or nothing.
 
   Every parameter and batch statistic of the model must be provided with
@@ -195,30 +206,36 @@ def assign(model: nnx.Module, params: dict[str, np.ndarray], *,
     mismatches, naming `source`; the model is then left untouched.
   """
   target = flat_params(model)
-  head_fits = all(k in params and params[k].shape == target[k].get_value().shape
-                  for k in target if k.startswith(HEAD_PREFIX))
+  head_fits = all(
+    k in params and params[k].shape == target[k].get_value().shape
+    for k in target
+    if k.startswith(HEAD_PREFIX)
+  )
   if not head_fits:
-    params = {k: v for k, v in params.items()
-              if not k.startswith(HEAD_PREFIX)}
-  missing = sorted(k for k in target if k not in params
-                   and not k.startswith(HEAD_PREFIX))
+    params = {k: v for k, v in params.items() if not k.startswith(HEAD_PREFIX)}
+  missing = sorted(
+    k for k in target if k not in params and not k.startswith(HEAD_PREFIX)
+  )
   unexpected = sorted(k for k in params if k not in target)
   mismatched = sorted(
-      f"{k}: checkpoint {tuple(params[k].shape)} vs model "
-      f"{tuple(target[k].get_value().shape)}"
-      for k in params if k in target
-      and params[k].shape != target[k].get_value().shape)
+    f"{k}: checkpoint {tuple(params[k].shape)} vs model "
+    f"{tuple(target[k].get_value().shape)}"
+    for k in params
+    if k in target and params[k].shape != target[k].get_value().shape
+  )
   if missing or unexpected or mismatched:
     problems = []
-    for what, keys in (("missing keys", missing),
-                       ("unexpected keys", unexpected),
-                       ("shape mismatches", mismatched)):
+    for what, keys in (
+      ("missing keys", missing),
+      ("unexpected keys", unexpected),
+      ("shape mismatches", mismatched),
+    ):
       if keys:
         shown = ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else "")
         problems.append(f"{len(keys)} {what}: {shown}")
     raise CheckpointError(
-        f"{source} does not fit {type(model).__name__}: " +
-        "; ".join(problems))
+      f"{source} does not fit {type(model).__name__}: " + "; ".join(problems)
+    )
   updates = {}
   for k, var in target.items():
     if k in params:
@@ -226,17 +243,20 @@ def assign(model: nnx.Module, params: dict[str, np.ndarray], *,
       updates[tuple(_path_part(p) for p in k.split("/"))] = var.replace(value)
   nnx.update(model, nnx.from_flat_state(updates))
   if not head_fits:
-    logging.info("%s: classifier head left at its initialisation "
-                 "(absent from the checkpoint or another class count)",
-                 source)
+    logging.info(
+      "%s: classifier head left at its initialisation "
+      "(absent from the checkpoint or another class count)",
+      source,
+    )
 
 
 def _path_part(part: str):
   return int(part) if part.isdigit() else part
 
 
-def torch_to_flax(tensors: dict[str, np.ndarray], renames, *,
-                  ignore=()) -> dict[str, np.ndarray]:
+def torch_to_flax(
+  tensors: dict[str, np.ndarray], renames, *, ignore=()
+) -> dict[str, np.ndarray]:
   """PyTorch state-dict names and layouts -> our "a/b/kernel" paths.
 
   The module path (before the last dot) goes through the regex

@@ -22,9 +22,11 @@ from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # PyTorch's BatchNorm defaults (momentum 0.1 on the new value = 0.9 here).
 _BatchNorm = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=1e-5)
-_Conv = functools.partial(nnx.Conv, use_bias=False,
-                          kernel_init=nnx.initializers.variance_scaling(
-                              2.0, "fan_out", "normal"))
+_Conv = functools.partial(
+  nnx.Conv,
+  use_bias=False,
+  kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+)
 
 
 def _projection(in_features, out, stride, rngs, dtype):
@@ -32,8 +34,9 @@ def _projection(in_features, out, stride, rngs, dtype):
   if stride == 1 and in_features == out:
     return None
   return nnx.Sequential(
-      _Conv(in_features, out, (1, 1), strides=stride, dtype=dtype, rngs=rngs),
-      _BatchNorm(out, dtype=dtype, rngs=rngs))
+    _Conv(in_features, out, (1, 1), strides=stride, dtype=dtype, rngs=rngs),
+    _BatchNorm(out, dtype=dtype, rngs=rngs),
+  )
 
 
 class BasicBlock(nnx.Module):
@@ -41,13 +44,21 @@ class BasicBlock(nnx.Module):
 
   def __init__(self, in_features, width, stride, *, dtype, rngs):
     out = width * self.expansion
-    self.conv1 = _Conv(in_features, width, (3, 3), strides=stride,
-                       padding=1, dtype=dtype, rngs=rngs)
+    self.conv1 = _Conv(
+      in_features,
+      width,
+      (3, 3),
+      strides=stride,
+      padding=1,
+      dtype=dtype,
+      rngs=rngs,
+    )
     self.bn1 = _BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv2 = _Conv(width, out, (3, 3), padding=1, dtype=dtype, rngs=rngs)
     self.bn2 = _BatchNorm(out, dtype=dtype, rngs=rngs)
     self.downsample = nnx.data(
-        _projection(in_features, out, stride, rngs, dtype))
+      _projection(in_features, out, stride, rngs, dtype)
+    )
 
   def __call__(self, x):
     y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -63,13 +74,15 @@ class Bottleneck(nnx.Module):
     out = width * self.expansion
     self.conv1 = _Conv(in_features, width, (1, 1), dtype=dtype, rngs=rngs)
     self.bn1 = _BatchNorm(width, dtype=dtype, rngs=rngs)
-    self.conv2 = _Conv(width, width, (3, 3), strides=stride, padding=1,
-                       dtype=dtype, rngs=rngs)
+    self.conv2 = _Conv(
+      width, width, (3, 3), strides=stride, padding=1, dtype=dtype, rngs=rngs
+    )
     self.bn2 = _BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv3 = _Conv(width, out, (1, 1), dtype=dtype, rngs=rngs)
     self.bn3 = _BatchNorm(out, dtype=dtype, rngs=rngs)
     self.downsample = nnx.data(
-        _projection(in_features, out, stride, rngs, dtype))
+      _projection(in_features, out, stride, rngs, dtype)
+    )
 
   def __call__(self, x):
     y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -83,20 +96,29 @@ class ResNet(Classifier):
   """ResNet classifier. `forward_features(x)` gives (pooled embedding,
   [output of each stage]); `__call__(x)` the logits."""
 
-  def __init__(self, stage_sizes, block, num_classes, *,
-               widths=(64, 128, 256, 512), small_inputs=False,
-               pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    stage_sizes,
+    block,
+    num_classes,
+    *,
+    widths=(64, 128, 256, 512),
+    small_inputs=False,
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     stem = widths[0]
     self.small_inputs = small_inputs
     self.stage_sizes, self.widths = tuple(stage_sizes), tuple(widths)
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
     if small_inputs:
-      self.stem_conv = _Conv(3, stem, (3, 3), padding=1, dtype=dtype,
-                             rngs=rngs)
+      self.stem_conv = _Conv(3, stem, (3, 3), padding=1, dtype=dtype, rngs=rngs)
     else:
-      self.stem_conv = _Conv(3, stem, (7, 7), strides=2, padding=3,
-                             dtype=dtype, rngs=rngs)
+      self.stem_conv = _Conv(
+        3, stem, (7, 7), strides=2, padding=3, dtype=dtype, rngs=rngs
+      )
     self.stem_bn = _BatchNorm(stem, dtype=dtype, rngs=rngs)
     stages = []
     in_features = stem
@@ -104,8 +126,7 @@ class ResNet(Classifier):
       blocks = []
       for j in range(size):
         stride = 2 if i > 0 and j == 0 else 1
-        blocks.append(block(in_features, width, stride, dtype=dtype,
-                            rngs=rngs))
+        blocks.append(block(in_features, width, stride, dtype=dtype, rngs=rngs))
         in_features = width * block.expansion
       stages.append(nnx.Sequential(*blocks))
     self.stages = nnx.List(stages)
@@ -126,7 +147,6 @@ class ResNet(Classifier):
     return jnp.mean(x, axis=(1, 2)), maps
 
 
-
 def resnet18(num_classes, **kw):
   return ResNet((2, 2, 2, 2), BasicBlock, num_classes, **kw)
 
@@ -140,16 +160,23 @@ def resnet50(num_classes, **kw):
 
 
 def resnet_tiny(num_classes, **kw):
-  return ResNet((1, 1, 1), BasicBlock, num_classes, widths=(16, 32, 64),
-                small_inputs=True, **kw)
+  return ResNet(
+    (1, 1, 1),
+    BasicBlock,
+    num_classes,
+    widths=(16, 32, 64),
+    small_inputs=True,
+    **kw,
+  )
 
 
 def checkpoint_options(path: str) -> dict:
   """Pixel statistics of a Hugging Face checkpoint (ImageNet by default)."""
   if not pretrained.is_hf(path):
     raise pretrained.CheckpointError(
-        f"{path}: ResNet loads Hugging Face checkpoints (a directory with "
-        "config.json and model.safetensors)")
+      f"{path}: ResNet loads Hugging Face checkpoints (a directory with "
+      "config.json and model.safetensors)"
+    )
   pretrained.read_hf_config(path)
   mean, std = pretrained.hf_pixel_stats(path, (IMAGENET_MEAN, IMAGENET_STD))
   return dict(pixel_mean=mean, pixel_std=std)
@@ -162,25 +189,32 @@ def from_hf(tensors):
   """
   tensors = {k.removeprefix("resnet."): v for k, v in tensors.items()}
   renames = [
-      (r"^embedder\.embedder\.convolution$", "stem_conv"),
-      (r"^embedder\.embedder\.normalization$", "stem_bn"),
-      (r"^encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.layers.\2."),
-      (r"\.shortcut\.convolution$", ".downsample.layers.0"),
-      (r"\.shortcut\.normalization$", ".downsample.layers.1"),
-      (r"^classifier\.1$", "head"),
+    (r"^embedder\.embedder\.convolution$", "stem_conv"),
+    (r"^embedder\.embedder\.normalization$", "stem_bn"),
+    (r"^encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.layers.\2."),
+    (r"\.shortcut\.convolution$", ".downsample.layers.0"),
+    (r"\.shortcut\.normalization$", ".downsample.layers.1"),
+    (r"^classifier\.1$", "head"),
   ]
   for k in range(3):
-    renames += [(rf"\.layer\.{k}\.convolution$", f".conv{k + 1}"),
-                (rf"\.layer\.{k}\.normalization$", f".bn{k + 1}")]
-  return pretrained.torch_to_flax(tensors, renames,
-                                  ignore=[r"num_batches_tracked$"])
+    renames += [
+      (rf"\.layer\.{k}\.convolution$", f".conv{k + 1}"),
+      (rf"\.layer\.{k}\.normalization$", f".bn{k + 1}"),
+    ]
+  return pretrained.torch_to_flax(
+    tensors, renames, ignore=[r"num_batches_tracked$"]
+  )
 
 
 def load_checkpoint(model: ResNet, path: str) -> None:
   config, tensors, source = pretrained.read_hf(path)
   bottleneck = isinstance(model.stages[0].layers[0], Bottleneck)
   expansion = 4 if bottleneck else 1
-  pretrained.check_hf_config(config, source, "resnet", {
+  pretrained.check_hf_config(
+    config,
+    source,
+    "resnet",
+    {
       "layer_type": "bottleneck" if bottleneck else "basic",
       "depths": list(model.stage_sizes),
       "hidden_sizes": [w * expansion for w in model.widths],
@@ -188,5 +222,6 @@ def load_checkpoint(model: ResNet, path: str) -> None:
       "hidden_act": "relu",
       # Stride on the 3x3 conv (v1.5), as our Bottleneck does.
       "downsample_in_bottleneck": False,
-  })
+    },
+  )
   pretrained.assign(model, from_hf(tensors), source=source)

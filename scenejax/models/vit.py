@@ -27,10 +27,10 @@ from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
 
 VARIANTS = {  # width, depth, mlp_dim, heads (big_vision's table)
-    "Ti": (192, 12, 768, 3),
-    "S": (384, 12, 1536, 6),
-    "B": (768, 12, 3072, 12),
-    "L": (1024, 24, 4096, 16),
+  "Ti": (192, 12, 768, 3),
+  "S": (384, 12, 1536, 6),
+  "B": (768, 12, 3072, 12),
+  "L": (1024, 24, 4096, 16),
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,16 +40,25 @@ SIGNED_UNIT = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # pixels to [-1, 1]
 class EncoderBlock(nnx.Module):
   """x + MHSA(LN(x)), then x + MLP(LN(x))."""
 
-  def __init__(self, width, mlp_dim, num_heads, *, epsilon, gelu_approximate,
-               dtype, rngs):
+  def __init__(
+    self, width, mlp_dim, num_heads, *, epsilon, gelu_approximate, dtype, rngs
+  ):
     dense = functools.partial(
-        nnx.Linear, dtype=dtype, rngs=rngs,
-        kernel_init=nnx.initializers.xavier_uniform(),
-        bias_init=nnx.initializers.normal(1e-6))
+      nnx.Linear,
+      dtype=dtype,
+      rngs=rngs,
+      kernel_init=nnx.initializers.xavier_uniform(),
+      bias_init=nnx.initializers.normal(1e-6),
+    )
     self.norm1 = nnx.LayerNorm(width, epsilon=epsilon, dtype=dtype, rngs=rngs)
     self.attention = nnx.MultiHeadAttention(
-        num_heads=num_heads, in_features=width, decode=False, dtype=dtype,
-        kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs)
+      num_heads=num_heads,
+      in_features=width,
+      decode=False,
+      dtype=dtype,
+      kernel_init=nnx.initializers.xavier_uniform(),
+      rngs=rngs,
+    )
     self.norm2 = nnx.LayerNorm(width, epsilon=epsilon, dtype=dtype, rngs=rngs)
     self.mlp1 = dense(width, mlp_dim)
     self.mlp2 = dense(mlp_dim, width)
@@ -66,35 +75,71 @@ class ViT(Classifier):
   """ViT classifier. `forward_features(x)` gives (class-token embedding,
   [patch-token grid (N, h, w, D) after each block]); `__call__` the logits."""
 
-  def __init__(self, variant: str, num_classes: int, *, patch_size=16,
-               image_size=224, epsilon=1e-6, gelu_approximate=False,
-               pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    variant: str,
+    num_classes: int,
+    *,
+    patch_size=16,
+    image_size=224,
+    epsilon=1e-6,
+    gelu_approximate=False,
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     width, depth, mlp_dim, num_heads = VARIANTS[variant]
     if image_size % patch_size:
-      raise ValueError(f"image_size {image_size} is not a multiple of the "
-                       f"patch size {patch_size}")
+      raise ValueError(
+        f"image_size {image_size} is not a multiple of the "
+        f"patch size {patch_size}"
+      )
     self.grid = image_size // patch_size
     self.patch_size = patch_size
     self.num_features = width
     self.feature_widths = (width,) * depth
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-    self.embedding = nnx.Conv(3, width, (patch_size, patch_size),
-                              strides=patch_size, padding="VALID",
-                              dtype=dtype, rngs=rngs)
+    self.embedding = nnx.Conv(
+      3,
+      width,
+      (patch_size, patch_size),
+      strides=patch_size,
+      padding="VALID",
+      dtype=dtype,
+      rngs=rngs,
+    )
     self.pos_embedding = nnx.Param(
-        nnx.initializers.normal(1 / np.sqrt(width))(
-            rngs.params(), (1, self.grid * self.grid, width)))
+      nnx.initializers.normal(1 / np.sqrt(width))(
+        rngs.params(), (1, self.grid * self.grid, width)
+      )
+    )
     self.cls = nnx.Param(jnp.zeros((1, 1, width)))
-    self.blocks = nnx.List([
-        EncoderBlock(width, mlp_dim, num_heads, epsilon=epsilon,
-                     gelu_approximate=gelu_approximate, dtype=dtype,
-                     rngs=rngs) for _ in range(depth)])
-    self.encoder_norm = nnx.LayerNorm(width, epsilon=epsilon, dtype=dtype,
-                                      rngs=rngs)
+    self.blocks = nnx.List(
+      [
+        EncoderBlock(
+          width,
+          mlp_dim,
+          num_heads,
+          epsilon=epsilon,
+          gelu_approximate=gelu_approximate,
+          dtype=dtype,
+          rngs=rngs,
+        )
+        for _ in range(depth)
+      ]
+    )
+    self.encoder_norm = nnx.LayerNorm(
+      width, epsilon=epsilon, dtype=dtype, rngs=rngs
+    )
     # Zero head, as big_vision fine-tunes: the first logits are all equal.
-    self.head = nnx.Linear(width, num_classes, dtype=dtype,
-                           kernel_init=nnx.initializers.zeros, rngs=rngs)
+    self.head = nnx.Linear(
+      width,
+      num_classes,
+      dtype=dtype,
+      kernel_init=nnx.initializers.zeros,
+      rngs=rngs,
+    )
     self.default_cam_stage = 3 * depth // 4 - 1  # after block 3/4 depth
 
   def forward_features(self, x):
@@ -102,9 +147,10 @@ class ViT(Classifier):
     n, h, w, d = x.shape
     if (h, w) != (self.grid, self.grid):
       raise ValueError(
-          f"ViT built for {self.grid * self.patch_size} px inputs got "
-          f"{h * self.patch_size}x{w * self.patch_size}; create the model "
-          "with image_size= the input size")
+        f"ViT built for {self.grid * self.patch_size} px inputs got "
+        f"{h * self.patch_size}x{w * self.patch_size}; create the model "
+        "with image_size= the input size"
+      )
     tokens = x.reshape(n, h * w, d) + self.pos_embedding[...].astype(x.dtype)
     cls = jnp.broadcast_to(self.cls[...].astype(x.dtype), (n, 1, d))
     tokens = jnp.concatenate([cls, tokens], axis=1)
@@ -113,7 +159,6 @@ class ViT(Classifier):
       tokens = block(tokens)
       maps.append(tokens[:, 1:].reshape(n, h, w, d))
     return self.encoder_norm(tokens)[:, 0], maps
-
 
 
 def vit_ti16(num_classes, **kw):
@@ -146,13 +191,14 @@ def resample_posemb(posemb: np.ndarray, grid: int) -> np.ndarray:
   old = int(round(np.sqrt(posemb.shape[1])))
   if old * old != posemb.shape[1]:
     raise pretrained.CheckpointError(
-        f"position embeddings of {posemb.shape[1]} tokens are not a square "
-        "grid")
+      f"position embeddings of {posemb.shape[1]} tokens are not a square grid"
+    )
   if old == grid:
     return posemb
   square = posemb.reshape(old, old, -1)
-  resized = jax.image.resize(square, (grid, grid, square.shape[-1]),
-                             method="bilinear")
+  resized = jax.image.resize(
+    square, (grid, grid, square.shape[-1]), method="bilinear"
+  )
   return np.asarray(resized).reshape(1, grid * grid, -1)
 
 
@@ -178,21 +224,21 @@ def from_big_vision(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   flat = {}
   for key, value in arrays.items():
     if key.startswith("Transformer/encoderblock/"):  # scanned: unstack
-      rest = key[len("Transformer/encoderblock/"):]
+      rest = key[len("Transformer/encoderblock/") :]
       for i in range(value.shape[0]):
         flat[f"Transformer/encoderblock_{i}/{rest}"] = value[i]
     else:
       flat[key] = value
   renames = [
-      (r"^Transformer/posembed_input/pos_embedding$", "pos_embedding"),
-      (r"^Transformer/pos_embedding$", "pos_embedding"),
-      (r"^Transformer/encoder_norm/", "encoder_norm/"),
-      (r"^Transformer/encoderblock_(\d+)/", r"blocks/\1/"),
-      (r"/LayerNorm_0/", "/norm1/"),
-      (r"/LayerNorm_[12]/", "/norm2/"),
-      (r"/MultiHeadDotProductAttention_[01]/", "/attention/"),
-      (r"/MlpBlock_[03]/Dense_0/", "/mlp1/"),
-      (r"/MlpBlock_[03]/Dense_1/", "/mlp2/"),
+    (r"^Transformer/posembed_input/pos_embedding$", "pos_embedding"),
+    (r"^Transformer/pos_embedding$", "pos_embedding"),
+    (r"^Transformer/encoder_norm/", "encoder_norm/"),
+    (r"^Transformer/encoderblock_(\d+)/", r"blocks/\1/"),
+    (r"/LayerNorm_0/", "/norm1/"),
+    (r"/LayerNorm_[12]/", "/norm2/"),
+    (r"/MultiHeadDotProductAttention_[01]/", "/attention/"),
+    (r"/MlpBlock_[03]/Dense_0/", "/mlp1/"),
+    (r"/MlpBlock_[03]/Dense_1/", "/mlp2/"),
   ]
   params = {}
   for key, value in flat.items():
@@ -206,27 +252,36 @@ def from_big_vision(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return params
 
 
-def from_hf(tensors: dict[str, np.ndarray], config: dict
-            ) -> dict[str, np.ndarray]:
+def from_hf(
+  tensors: dict[str, np.ndarray], config: dict
+) -> dict[str, np.ndarray]:
   """Hugging Face ViT(Model|ForImageClassification) tensors -> our paths."""
   tensors = {k.removeprefix("vit."): v for k, v in tensors.items()}
   params = {}
-  for name, ours in (("embeddings.cls_token", "cls"),
-                     ("embeddings.position_embeddings", "pos_embedding")):
+  for name, ours in (
+    ("embeddings.cls_token", "cls"),
+    ("embeddings.position_embeddings", "pos_embedding"),
+  ):
     if name in tensors:
       params[ours] = tensors.pop(name)
-  params.update(pretrained.torch_to_flax(tensors, [
-      (r"^embeddings\.patch_embeddings\.projection$", "embedding"),
-      (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
-      (r"\.attention\.attention\.", ".attention."),
-      (r"\.attention\.output\.dense$", ".attention.out"),
-      (r"\.intermediate\.dense$", ".mlp1"),
-      (r"\.output\.dense$", ".mlp2"),
-      (r"\.layernorm_before$", ".norm1"),
-      (r"\.layernorm_after$", ".norm2"),
-      (r"^layernorm$", "encoder_norm"),
-      (r"^classifier$", "head"),
-  ], ignore=[r"^pooler\."]))
+  params.update(
+    pretrained.torch_to_flax(
+      tensors,
+      [
+        (r"^embeddings\.patch_embeddings\.projection$", "embedding"),
+        (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
+        (r"\.attention\.attention\.", ".attention."),
+        (r"\.attention\.output\.dense$", ".attention.out"),
+        (r"\.intermediate\.dense$", ".mlp1"),
+        (r"\.output\.dense$", ".mlp2"),
+        (r"\.layernorm_before$", ".norm1"),
+        (r"\.layernorm_after$", ".norm2"),
+        (r"^layernorm$", "encoder_norm"),
+        (r"^classifier$", "head"),
+      ],
+      ignore=[r"^pooler\."],
+    )
+  )
   heads = config["num_attention_heads"]
   for key in list(params):  # (D, D) projections -> (D, heads, head_dim)
     if re.search(r"/attention/(query|key|value)/", key):
@@ -239,43 +294,61 @@ def from_hf(tensors: dict[str, np.ndarray], config: dict
   return params
 
 
-_HF_ACT = {"gelu": False, "gelu_new": True, "gelu_pytorch_tanh": True,
-           "gelu_fast": True}
+_HF_ACT = {
+  "gelu": False,
+  "gelu_new": True,
+  "gelu_pytorch_tanh": True,
+  "gelu_fast": True,
+}
 
 
 def checkpoint_options(path: str) -> dict:
   """Model options a checkpoint fixes: GELU form, LN epsilon, pixel scale."""
   if not pretrained.is_hf(path):  # big_vision: tanh GELU, LN 1e-6, [-1, 1]
-    return dict(gelu_approximate=True, epsilon=1e-6,
-                pixel_mean=SIGNED_UNIT[0], pixel_std=SIGNED_UNIT[1])
+    return dict(
+      gelu_approximate=True,
+      epsilon=1e-6,
+      pixel_mean=SIGNED_UNIT[0],
+      pixel_std=SIGNED_UNIT[1],
+    )
   config = pretrained.read_hf_config(path)
   act = config.get("hidden_act", "gelu")
   if act not in _HF_ACT:
     raise pretrained.CheckpointError(
-        f"{path}: hidden_act {act!r} is not supported (GELU forms only)")
+      f"{path}: hidden_act {act!r} is not supported (GELU forms only)"
+    )
   mean, std = pretrained.hf_pixel_stats(path, default=SIGNED_UNIT)
-  return dict(gelu_approximate=_HF_ACT[act],
-              epsilon=config.get("layer_norm_eps", 1e-12),
-              pixel_mean=mean, pixel_std=std)
+  return dict(
+    gelu_approximate=_HF_ACT[act],
+    epsilon=config.get("layer_norm_eps", 1e-12),
+    pixel_mean=mean,
+    pixel_std=std,
+  )
 
 
 def load_checkpoint(model: ViT, path: str) -> None:
   """Loads a big_vision `.npz` or Hugging Face ViT checkpoint into `model`."""
   if pretrained.is_hf(path):
     config, tensors, source = pretrained.read_hf(path)
-    pretrained.check_hf_config(config, source, "vit", {
+    pretrained.check_hf_config(
+      config,
+      source,
+      "vit",
+      {
         "hidden_size": model.num_features,
         "num_hidden_layers": len(model.blocks),
         "num_attention_heads": model.blocks[0].attention.num_heads,
         "intermediate_size": model.blocks[0].mlp1.out_features,
         "patch_size": model.patch_size,
         "qkv_bias": True,
-    })
+      },
+    )
     params = from_hf(tensors, config)
   else:
     source = path
     params = from_big_vision(pretrained.read_npz(path))
   if "pos_embedding" in params:
-    params["pos_embedding"] = resample_posemb(params["pos_embedding"],
-                                              model.grid)
+    params["pos_embedding"] = resample_posemb(
+      params["pos_embedding"], model.grid
+    )
   pretrained.assign(model, params, source=source)

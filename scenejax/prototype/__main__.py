@@ -28,30 +28,46 @@ from scenejax.errors import PrototypeError
 COMMANDS = ("build", "import_xlsx", "show")
 
 _DATASET = flags.DEFINE_string(
-    "dataset", None, "build: a prepared dataset with label maps "
-    "(ade20k_scenes), instead of --label_maps/--list")
+  "dataset",
+  None,
+  "build: a prepared dataset with label maps "
+  "(ade20k_scenes), instead of --label_maps/--list",
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir of --dataset")
 _LABEL_MAPS = flags.DEFINE_string(
-    "label_maps", None, "build: directory holding the PNG/NPY label maps")
-_LIST = flags.DEFINE_string("list", None,
-                            "build: file of 'relative/path scene_label' lines")
+  "label_maps", None, "build: directory holding the PNG/NPY label maps"
+)
+_LIST = flags.DEFINE_string(
+  "list", None, "build: file of 'relative/path scene_label' lines"
+)
 _LABEL_FORMAT = flags.DEFINE_enum(
-    "label_format", None, label_maps_lib.LABEL_FORMATS,
-    "build --label_maps: the maps' ids; ade20k = 0 unlabeled, 1..L; "
-    "zero_based = 0..L-1, 255 unlabeled (mmseg-style)")
+  "label_format",
+  None,
+  label_maps_lib.LABEL_FORMATS,
+  "build --label_maps: the maps' ids; ade20k = 0 unlabeled, 1..L; "
+  "zero_based = 0..L-1, 255 unlabeled (mmseg-style)",
+)
 _CLASS_NAMES = flags.DEFINE_string(
-    "class_names", None, "scene class names, one per line (or SAS-Net's "
-    "'name index' lines)")
+  "class_names",
+  None,
+  "scene class names, one per line (or SAS-Net's 'name index' lines)",
+)
 _SEMANTIC_NAMES = flags.DEFINE_string(
-    "semantic_class_names", None,
-    "build: names of the L semantic classes (stored in the file)")
+  "semantic_class_names",
+  None,
+  "build: names of the L semantic classes (stored in the file)",
+)
 _NUM_SEMANTIC = flags.DEFINE_integer(
-    "num_semantic_classes", prototype.ADE20K_NUM_CLASSES,
-    "build: L (150 for ADE20K)")
-_METRIC = flags.DEFINE_enum("metric", "cosine", prototype.METRICS,
-                            "cosine (Eq. 2) or euclidean (Eq. 3-4)")
-_WORKERS = flags.DEFINE_integer("workers", 0,
-                                "build: worker processes reading maps")
+  "num_semantic_classes",
+  prototype.ADE20K_NUM_CLASSES,
+  "build: L (150 for ADE20K)",
+)
+_METRIC = flags.DEFINE_enum(
+  "metric", "cosine", prototype.METRICS, "cosine (Eq. 2) or euclidean (Eq. 3-4)"
+)
+_WORKERS = flags.DEFINE_integer(
+  "workers", 0, "build: worker processes reading maps"
+)
 _XLSX = flags.DEFINE_string("xlsx", None, "import_xlsx: the published sheet")
 _OUT = flags.DEFINE_string("out", None, "the .npz to write")
 _TOP = flags.DEFINE_integer("top", 10, "show: most similar pairs to list")
@@ -61,52 +77,74 @@ _PNG = flags.DEFINE_string("png", None, "show: also write a heatmap PNG")
 def _require(*names: str, command: str) -> None:
   missing = [n for n in names if flags.FLAGS[n].value is None]
   if missing:
-    raise PrototypeError(f"{command} needs " +
-                         ", ".join(f"--{n}" for n in missing))
+    raise PrototypeError(
+      f"{command} needs " + ", ".join(f"--{n}" for n in missing)
+    )
 
 
 def _build() -> None:
   _require("out", command="build")
-  semantic_names = (prototype.read_class_names(_SEMANTIC_NAMES.value)
-                    if _SEMANTIC_NAMES.value else None)
+  semantic_names = (
+    prototype.read_class_names(_SEMANTIC_NAMES.value)
+    if _SEMANTIC_NAMES.value
+    else None
+  )
   if _DATASET.value:
     from scenejax import datasets
+
     data = datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
     if not getattr(data.train, "has_label_maps", False):
       raise PrototypeError(
-          f"dataset {_DATASET.value!r} has no label maps; segment its images "
-          "and use --label_maps/--list instead")
+        f"dataset {_DATASET.value!r} has no label maps; segment its images "
+        "and use --label_maps/--list instead"
+      )
     # Dataset builders store maps in the ADE20K convention.
     proto = prototype.build_prototype(
-        data.train.label_maps(), data.train.labels(), data.class_names,
-        metric=_METRIC.value, num_semantic_classes=_NUM_SEMANTIC.value,
-        semantic_class_names=semantic_names, progress=True)
+      data.train.label_maps(),
+      data.train.labels(),
+      data.class_names,
+      metric=_METRIC.value,
+      num_semantic_classes=_NUM_SEMANTIC.value,
+      semantic_class_names=semantic_names,
+      progress=True,
+    )
     source = f"label maps of {_DATASET.value}"
   else:
     if not (_LABEL_MAPS.value and _LIST.value):
       raise PrototypeError("build needs --dataset, or --label_maps and --list")
     _require("label_format", command="build --label_maps")
-    class_names = (prototype.read_class_names(_CLASS_NAMES.value)
-                   if _CLASS_NAMES.value else None)
+    class_names = (
+      prototype.read_class_names(_CLASS_NAMES.value)
+      if _CLASS_NAMES.value
+      else None
+    )
     files, labels = prototype.read_list_file(_LIST.value, class_names)
     paths = []
     for rel in files:
       path = os.path.join(_LABEL_MAPS.value, rel)
       if not os.path.exists(path):
-        raise PrototypeError(f"label map {path} (listed in {_LIST.value}) "
-                             "does not exist")
+        raise PrototypeError(
+          f"label map {path} (listed in {_LIST.value}) does not exist"
+        )
       paths.append(path)
     names = class_names or [str(c) for c in range(max(labels) + 1)]
     proto = prototype.build_prototype(
-        paths, labels, names, metric=_METRIC.value,
-        num_semantic_classes=_NUM_SEMANTIC.value,
-        label_format=_LABEL_FORMAT.value,
-        semantic_class_names=semantic_names, workers=_WORKERS.value,
-        progress=True)
+      paths,
+      labels,
+      names,
+      metric=_METRIC.value,
+      num_semantic_classes=_NUM_SEMANTIC.value,
+      label_format=_LABEL_FORMAT.value,
+      semantic_class_names=semantic_names,
+      workers=_WORKERS.value,
+      progress=True,
+    )
     source = "label maps"
   prototype.save_prototype(_OUT.value, proto)
-  print(f"wrote {_OUT.value}: {proto.num_classes} classes from "
-        f"{int(proto.image_counts.sum())} {source}")
+  print(
+    f"wrote {_OUT.value}: {proto.num_classes} classes from "
+    f"{int(proto.image_counts.sum())} {source}"
+  )
 
 
 def _import_xlsx() -> None:
@@ -114,15 +152,22 @@ def _import_xlsx() -> None:
   matrix = prototype.read_xlsx_matrix(_XLSX.value)
   names = prototype.read_class_names(_CLASS_NAMES.value)
   if matrix.shape[0] != matrix.shape[1]:
-    raise PrototypeError(f"{_XLSX.value}: the sheet is {matrix.shape[0]}x"
-                         f"{matrix.shape[1]}, not square")
+    raise PrototypeError(
+      f"{_XLSX.value}: the sheet is {matrix.shape[0]}x"
+      f"{matrix.shape[1]}, not square"
+    )
   if len(names) != matrix.shape[0]:
     raise PrototypeError(
-        f"{_CLASS_NAMES.value} has {len(names)} class names but "
-        f"{_XLSX.value} is {matrix.shape[0]}x{matrix.shape[1]}")
+      f"{_CLASS_NAMES.value} has {len(names)} class names but "
+      f"{_XLSX.value} is {matrix.shape[0]}x{matrix.shape[1]}"
+    )
   similarity = prototype.check_similarity_matrix(matrix, _XLSX.value)
-  prototype.save_prototype(_OUT.value, prototype.Prototype(
-      similarity=similarity, metric=_METRIC.value, class_names=tuple(names)))
+  prototype.save_prototype(
+    _OUT.value,
+    prototype.Prototype(
+      similarity=similarity, metric=_METRIC.value, class_names=tuple(names)
+    ),
+  )
   print(f"wrote {_OUT.value}: {len(names)} classes ({_METRIC.value})")
 
 
@@ -131,17 +176,21 @@ def _show(path: str) -> None:
   print(proto.summary(_TOP.value))
   if _PNG.value:
     from scenejax import report
+
     names = proto.class_names or [str(c) for c in range(proto.num_classes)]
-    report.plot_prototype(proto.similarity, names, _PNG.value,
-                          metric=proto.metric)
+    report.plot_prototype(
+      proto.similarity, names, _PNG.value, metric=proto.metric
+    )
     print(f"wrote {_PNG.value}")
 
 
 def main(argv: list[str]) -> None:
   command, args = (argv[1], argv[2:]) if len(argv) > 1 else (None, [])
   if command not in COMMANDS:
-    raise PrototypeError(f"give a command: one of {', '.join(COMMANDS)} "
-                         f"(got {command!r}); see --help")
+    raise PrototypeError(
+      f"give a command: one of {', '.join(COMMANDS)} "
+      f"(got {command!r}); see --help"
+    )
   if command == "show":
     if len(args) != 1:
       raise PrototypeError("show takes one prototype file: show P.npz")

@@ -39,13 +39,14 @@ MATRIX_ATOL = 1e-5
 class Prototype:
   """A similarity prototype and what it was built from (None when absent,
   e.g. in a bare published matrix)."""
-  similarity: np.ndarray            # (C, C) float32
-  metric: str | None                # "cosine" | "euclidean" | None (bare)
+
+  similarity: np.ndarray  # (C, C) float32
+  metric: str | None  # "cosine" | "euclidean" | None (bare)
   class_names: tuple[str, ...] | None
-  representation: np.ndarray | None = None   # (C, L) float32, Eq. 1
-  image_counts: np.ndarray | None = None     # (C,) int64
+  representation: np.ndarray | None = None  # (C, L) float32, Eq. 1
+  image_counts: np.ndarray | None = None  # (C,) int64
   semantic_class_names: tuple[str, ...] | None = None
-  format_version: int | None = None          # None: a bare `similarity` NPZ
+  format_version: int | None = None  # None: a bare `similarity` NPZ
 
   @property
   def num_classes(self) -> int:
@@ -58,22 +59,27 @@ class Prototype:
     off = s[~np.eye(num, dtype=bool)]
     names = self.class_names or tuple(str(c) for c in range(num))
     lines = [
-        f"classes C        {num}",
-        f"metric           "
-        f"{self.metric or 'unknown (bare similarity file)'}",
-        f"format_version   {self.format_version}",
+      f"classes C        {num}",
+      f"metric           {self.metric or 'unknown (bare similarity file)'}",
+      f"format_version   {self.format_version}",
     ]
     if off.size:
-      lines.append(f"off-diagonal     min {off.min():.4f}  mean "
-                   f"{off.mean():.4f}  max {off.max():.4f}")
+      lines.append(
+        f"off-diagonal     min {off.min():.4f}  mean "
+        f"{off.mean():.4f}  max {off.max():.4f}"
+      )
     if self.representation is not None:
       lines.append(f"semantic classes L {self.representation.shape[1]}")
     if self.image_counts is not None:
-      lines.append(f"images           {int(self.image_counts.sum())} "
-                   f"(per class {int(self.image_counts.min())}.."
-                   f"{int(self.image_counts.max())})")
+      lines.append(
+        f"images           {int(self.image_counts.sum())} "
+        f"(per class {int(self.image_counts.min())}.."
+        f"{int(self.image_counts.max())})"
+      )
     if num > 1:
-      lines.append(f"most similar pairs (top {min(top, num*(num-1)//2)}):")
+      lines.append(
+        f"most similar pairs (top {min(top, num * (num - 1) // 2)}):"
+      )
       for i, j, v in most_similar_pairs(s, top):
         lines.append(f"  {v:.4f}  {names[i]}  ~  {names[j]}")
     return "\n".join(lines)
@@ -89,14 +95,19 @@ def _as_label_map(item, index: int):
     return label_maps_lib.read_label_map(item), os.fspath(item)
   array = np.asarray(item)
   if not np.issubdtype(array.dtype, np.integer):
-    raise PrototypeError(f"label map #{index}: must hold integer ids, got "
-                         f"{array.dtype}")
+    raise PrototypeError(
+      f"label map #{index}: must hold integer ids, got {array.dtype}"
+    )
   return array, f"label map #{index}"
 
 
-def presence_vectors(label_maps, num_semantic_classes: int = ADE20K_NUM_CLASSES,
-                     *, label_format: str = "ade20k",
-                     first_index: int = 0) -> np.ndarray:
+def presence_vectors(
+  label_maps,
+  num_semantic_classes: int = ADE20K_NUM_CLASSES,
+  *,
+  label_format: str = "ade20k",
+  first_index: int = 0,
+) -> np.ndarray:
   """Instance-level semantic representations s ([SP] Algorithm 1, inner loop).
 
   s(l) = 1 if semantic class l occurs anywhere in the label map, else 0, for
@@ -129,25 +140,35 @@ def presence_vectors(label_maps, num_semantic_classes: int = ADE20K_NUM_CLASSES,
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     values = np.concatenate([flat[:1], flat[change]])
     try:
-      ids = label_maps_lib.to_ade20k_ids(values, label_format,
-                                         num_semantic_classes, source=source)
+      ids = label_maps_lib.to_ade20k_ids(
+        values, label_format, num_semantic_classes, source=source
+      )
     except DatasetError as e:
       raise PrototypeError(str(e)) from None
     out[i] = np.bincount(ids, minlength=num_semantic_classes + 1)[1:] > 0
   return out
 
 
-def presence_vector(label_map, num_semantic_classes: int = ADE20K_NUM_CLASSES,
-                    *, label_format: str = "ade20k") -> np.ndarray:
+def presence_vector(
+  label_map,
+  num_semantic_classes: int = ADE20K_NUM_CLASSES,
+  *,
+  label_format: str = "ade20k",
+) -> np.ndarray:
   """`presence_vectors` of a single map (array or path): bool (L,)."""
-  return presence_vectors([label_map], num_semantic_classes,
-                          label_format=label_format)[0]
+  return presence_vectors(
+    [label_map], num_semantic_classes, label_format=label_format
+  )[0]
 
 
 def _presence_task(args):
   chunk, num_semantic_classes, label_format, first_index = args
-  return presence_vectors(chunk, num_semantic_classes,
-                          label_format=label_format, first_index=first_index)
+  return presence_vectors(
+    chunk,
+    num_semantic_classes,
+    label_format=label_format,
+    first_index=first_index,
+  )
 
 
 # Maps per task: amortises the per-task cost of worker processes.
@@ -155,15 +176,15 @@ _CHUNK = 64
 
 
 def class_representation(
-    label_maps: Iterable,
-    scene_labels: Iterable[int],
-    num_scene_classes: int,
-    num_semantic_classes: int = ADE20K_NUM_CLASSES,
-    *,
-    label_format: str = "ade20k",
-    class_names: Sequence[str] | None = None,
-    workers: int = 0,
-    progress: bool = False,
+  label_maps: Iterable,
+  scene_labels: Iterable[int],
+  num_scene_classes: int,
+  num_semantic_classes: int = ADE20K_NUM_CLASSES,
+  *,
+  label_format: str = "ade20k",
+  class_names: Sequence[str] | None = None,
+  workers: int = 0,
+  progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Class-level semantic representations S_c ([SP] Algorithm 1, Eq. 1).
 
@@ -209,24 +230,31 @@ def class_representation(
   bar = None
   if progress:
     from tqdm import tqdm
+
     bar = tqdm(desc="label maps", unit="map")
   try:
-    chunks = pool.imap(_presence_task, tasks()) if pool else map(
-        _presence_task, tasks())
+    chunks = (
+      pool.imap(_presence_task, tasks())
+      if pool
+      else map(_presence_task, tasks())
+    )
     seen = 0
     for presence in chunks:
-      labels = np.fromiter(itertools.islice(labels_iter, len(presence)),
-                           np.int64)
+      labels = np.fromiter(
+        itertools.islice(labels_iter, len(presence)), np.int64
+      )
       if len(labels) < len(presence):
         raise PrototypeError(
-            f"more label maps than scene labels (label map #"
-            f"{seen + len(labels)} has no scene label)")
+          f"more label maps than scene labels (label map #"
+          f"{seen + len(labels)} has no scene label)"
+        )
       bad = (labels < 0) | (labels >= num_scene_classes)
       if bad.any():
         k = int(np.argmax(bad))
         raise PrototypeError(
-            f"label map #{seen + k}: scene label {labels[k]} outside [0, "
-            f"{num_scene_classes})")
+          f"label map #{seen + k}: scene label {labels[k]} outside [0, "
+          f"{num_scene_classes})"
+        )
       np.add.at(sums, labels, presence)
       counts += np.bincount(labels, minlength=num_scene_classes)
       seen += len(presence)
@@ -243,8 +271,9 @@ def class_representation(
   if empty.size:
     names = [_class_name(c, class_names) for c in empty[:10]]
     raise PrototypeError(
-        f"{empty.size} scene class(es) have no images: {', '.join(names)}"
-        + (" ..." if empty.size > 10 else ""))
+      f"{empty.size} scene class(es) have no images: {', '.join(names)}"
+      + (" ..." if empty.size > 10 else "")
+    )
   return sums / counts[:, None], counts
 
 
@@ -256,9 +285,12 @@ def _class_name(c: int, class_names: Sequence[str] | None) -> str:
 # Eq. 2-4: the similarity prototype.
 
 
-def similarity_prototype(representation: np.ndarray, metric: str, *,
-                         class_names: Sequence[str] | None = None
-                         ) -> np.ndarray:
+def similarity_prototype(
+  representation: np.ndarray,
+  metric: str,
+  *,
+  class_names: Sequence[str] | None = None,
+) -> np.ndarray:
   """Similarity prototype S (C, C) from class representations (C, L).
 
   cosine (Eq. 2):     S_ij = S_i . S_j / (||S_i|| ||S_j||)
@@ -283,25 +315,33 @@ def similarity_prototype(representation: np.ndarray, metric: str, *,
     if zero.size:
       names = [_class_name(c, class_names) for c in zero[:10]]
       raise PrototypeError(
-          "cosine similarity is undefined for scene class(es) whose images "
-          f"have no labelled pixel: {', '.join(names)}")
+        "cosine similarity is undefined for scene class(es) whose images "
+        f"have no labelled pixel: {', '.join(names)}"
+      )
     unit = rep / norms[:, None]
     similarity = np.clip(unit @ unit.T, 0.0, 1.0)
   else:
     # Row by row rather than |a|^2 + |b|^2 - 2ab: no cancellation for close
     # classes, and O(C * L) memory.
     similarity = np.stack(
-        [np.exp(-np.linalg.norm(rep - row, axis=1)) for row in rep])
+      [np.exp(-np.linalg.norm(rep - row, axis=1)) for row in rep]
+    )
   np.fill_diagonal(similarity, 1.0)
   return similarity
 
 
-def build_prototype(label_maps: Iterable, scene_labels: Iterable[int],
-                    class_names: Sequence[str], *, metric: str,
-                    num_semantic_classes: int = ADE20K_NUM_CLASSES,
-                    label_format: str = "ade20k",
-                    semantic_class_names: Sequence[str] | None = None,
-                    workers: int = 0, progress: bool = False) -> Prototype:
+def build_prototype(
+  label_maps: Iterable,
+  scene_labels: Iterable[int],
+  class_names: Sequence[str],
+  *,
+  metric: str,
+  num_semantic_classes: int = ADE20K_NUM_CLASSES,
+  label_format: str = "ade20k",
+  semantic_class_names: Sequence[str] | None = None,
+  workers: int = 0,
+  progress: bool = False,
+) -> Prototype:
   """Label maps and scene labels -> Eq. 1 representations -> S (Eq. 2-4).
 
   The one path from training label maps to a prototype (the trainer, the
@@ -311,18 +351,29 @@ def build_prototype(label_maps: Iterable, scene_labels: Iterable[int],
   """
   names = tuple(str(n) for n in class_names)
   representation, counts = class_representation(
-      label_maps, scene_labels, len(names), num_semantic_classes,
-      label_format=label_format, class_names=names, workers=workers,
-      progress=progress)
-  similarity = similarity_prototype(representation, metric,
-                                    class_names=names)
+    label_maps,
+    scene_labels,
+    len(names),
+    num_semantic_classes,
+    label_format=label_format,
+    class_names=names,
+    workers=workers,
+    progress=progress,
+  )
+  similarity = similarity_prototype(representation, metric, class_names=names)
   return Prototype(
-      similarity=similarity.astype(np.float32), metric=metric,
-      class_names=names, representation=representation.astype(np.float32),
-      image_counts=counts,
-      semantic_class_names=(None if semantic_class_names is None else
-                            tuple(map(str, semantic_class_names))),
-      format_version=FORMAT_VERSION)
+    similarity=similarity.astype(np.float32),
+    metric=metric,
+    class_names=names,
+    representation=representation.astype(np.float32),
+    image_counts=counts,
+    semantic_class_names=(
+      None
+      if semantic_class_names is None
+      else tuple(map(str, semantic_class_names))
+    ),
+    format_version=FORMAT_VERSION,
+  )
 
 
 def check_similarity_matrix(matrix, source: str) -> np.ndarray:
@@ -334,38 +385,47 @@ def check_similarity_matrix(matrix, source: str) -> np.ndarray:
   """
   m = np.asarray(matrix)
   if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
-    raise PrototypeError(f"{source}: similarity must be a non-empty square "
-                         f"matrix, got shape {m.shape}")
-  if not (np.issubdtype(m.dtype, np.floating)
-          or np.issubdtype(m.dtype, np.integer)):
-    raise PrototypeError(f"{source}: similarity must be numeric, got "
-                         f"{m.dtype}")
+    raise PrototypeError(
+      f"{source}: similarity must be a non-empty square "
+      f"matrix, got shape {m.shape}"
+    )
+  if not (
+    np.issubdtype(m.dtype, np.floating) or np.issubdtype(m.dtype, np.integer)
+  ):
+    raise PrototypeError(f"{source}: similarity must be numeric, got {m.dtype}")
   m = m.astype(np.float64)
   bad = np.argwhere(~np.isfinite(m))
   if bad.size:
-    raise PrototypeError(f"{source}: similarity has {len(bad)} non-finite "
-                         f"entries, first at (row, col) {tuple(bad[0])}")
+    raise PrototypeError(
+      f"{source}: similarity has {len(bad)} non-finite "
+      f"entries, first at (row, col) {tuple(bad[0])}"
+    )
   bad = np.argwhere((m < -MATRIX_ATOL) | (m > 1 + MATRIX_ATOL))
   if bad.size:
     i, j = bad[0]
     raise PrototypeError(
-        f"{source}: similarity must lie in [0, 1]; {len(bad)} entries do not, "
-        f"first S[{i}, {j}] = {m[i, j]}")
+      f"{source}: similarity must lie in [0, 1]; {len(bad)} entries do not, "
+      f"first S[{i}, {j}] = {m[i, j]}"
+    )
   diag_err = np.abs(np.diag(m) - 1.0)
   if diag_err.max() > MATRIX_ATOL:
     i = int(diag_err.argmax())
-    raise PrototypeError(f"{source}: similarity must have a unit diagonal; "
-                         f"S[{i}, {i}] = {m[i, i]}")
+    raise PrototypeError(
+      f"{source}: similarity must have a unit diagonal; S[{i}, {i}] = {m[i, i]}"
+    )
   asym = np.abs(m - m.T)
   if asym.max() > MATRIX_ATOL:
     i, j = np.unravel_index(asym.argmax(), asym.shape)
-    raise PrototypeError(f"{source}: similarity must be symmetric; "
-                         f"S[{i}, {j}] = {m[i, j]} but S[{j}, {i}] = {m[j, i]}")
+    raise PrototypeError(
+      f"{source}: similarity must be symmetric; "
+      f"S[{i}, {j}] = {m[i, j]} but S[{j}, {i}] = {m[j, i]}"
+    )
   return np.clip(m, 0.0, 1.0)
 
 
-def most_similar_pairs(similarity: np.ndarray, k: int = 10
-                       ) -> list[tuple[int, int, float]]:
+def most_similar_pairs(
+  similarity: np.ndarray, k: int = 10
+) -> list[tuple[int, int, float]]:
   """The k class pairs (i < j) with the highest similarity, best first."""
   s = np.asarray(similarity)
   i, j = np.triu_indices(s.shape[0], k=1)

@@ -42,35 +42,43 @@ def save_prototype(path: str | os.PathLike, proto: Prototype) -> None:
   similarity = check_similarity_matrix(proto.similarity, path)
   num = similarity.shape[0]
   if proto.metric not in METRICS:
-    raise PrototypeError(f"{path}: metric must be one of {METRICS}, got "
-                         f"{proto.metric!r}")
+    raise PrototypeError(
+      f"{path}: metric must be one of {METRICS}, got {proto.metric!r}"
+    )
   if proto.class_names is None or len(proto.class_names) != num:
     raise PrototypeError(
-        f"{path}: {0 if proto.class_names is None else len(proto.class_names)}"
-        f" class names for a {num}x{num} similarity")
+      f"{path}: {0 if proto.class_names is None else len(proto.class_names)}"
+      f" class names for a {num}x{num} similarity"
+    )
   arrays = dict(
-      similarity=similarity.astype(np.float32),
-      metric=np.array(proto.metric),
-      class_names=np.array([str(n) for n in proto.class_names]),
-      format_version=np.array(FORMAT_VERSION, np.int64),
+    similarity=similarity.astype(np.float32),
+    metric=np.array(proto.metric),
+    class_names=np.array([str(n) for n in proto.class_names]),
+    format_version=np.array(FORMAT_VERSION, np.int64),
   )
   if proto.representation is not None:
     representation = np.asarray(proto.representation, np.float32)
     if representation.ndim != 2 or representation.shape[0] != num:
-      raise PrototypeError(f"{path}: representation must be ({num}, L), got "
-                           f"{representation.shape}")
+      raise PrototypeError(
+        f"{path}: representation must be ({num}, L), got {representation.shape}"
+      )
     arrays["representation"] = representation
   if proto.image_counts is not None:
     arrays["image_counts"] = np.asarray(proto.image_counts, np.int64)
   if proto.semantic_class_names is not None:
     arrays["semantic_class_names"] = np.array(
-        [str(n) for n in proto.semantic_class_names])
+      [str(n) for n in proto.semantic_class_names]
+    )
   fileio.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_prototype(path: str | os.PathLike, num_classes: int | None = None,
-                   class_names: Sequence[str] | None = None, *,
-                   metric: str | None = None) -> Prototype:
+def load_prototype(
+  path: str | os.PathLike,
+  num_classes: int | None = None,
+  class_names: Sequence[str] | None = None,
+  *,
+  metric: str | None = None,
+) -> Prototype:
   """Loads and validates a prototype NPZ.
 
   Reads files written by `save_prototype` and bare NPZs holding only a
@@ -90,8 +98,10 @@ def load_prototype(path: str | os.PathLike, num_classes: int | None = None,
   path = os.fspath(path)
   if os.path.exists(path) and not zipfile.is_zipfile(path):
     # np.load would otherwise try to read it as a pickle (and refuse).
-    raise PrototypeError(f"{path}: not a readable NPZ file (not a zip "
-                         "archive; truncated or another format)")
+    raise PrototypeError(
+      f"{path}: not a readable NPZ file (not a zip "
+      "archive; truncated or another format)"
+    )
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}
@@ -99,69 +109,87 @@ def load_prototype(path: str | os.PathLike, num_classes: int | None = None,
     raise PrototypeError(f"{path}: no such prototype file") from None
   except ValueError as e:
     if "allow_pickle" in str(e) or "Object arrays" in str(e):
-      raise PrototypeError(f"{path}: holds a pickled object array; prototype "
-                           "files must contain plain arrays only") from e
+      raise PrototypeError(
+        f"{path}: holds a pickled object array; prototype "
+        "files must contain plain arrays only"
+      ) from e
     raise PrototypeError(f"{path}: not a readable NPZ file ({e})") from e
   except (OSError, EOFError, zipfile.BadZipFile) as e:
     raise PrototypeError(
-        f"{path}: not a readable NPZ file (truncated or not an .npz: {e})"
+      f"{path}: not a readable NPZ file (truncated or not an .npz: {e})"
     ) from e
   if "similarity" not in arrays:
-    raise PrototypeError(f"{path}: missing key 'similarity' (has "
-                         f"{sorted(arrays)})")
-  similarity = check_similarity_matrix(arrays["similarity"],
-                                       f"{path}: key 'similarity'")
+    raise PrototypeError(
+      f"{path}: missing key 'similarity' (has {sorted(arrays)})"
+    )
+  similarity = check_similarity_matrix(
+    arrays["similarity"], f"{path}: key 'similarity'"
+  )
   num = similarity.shape[0]
   version = None
   recorded_metric = names = None
   if "format_version" in arrays:
     version = _scalar(arrays["format_version"], path, "format_version", int)
     if version < 1 or version > FORMAT_VERSION:
-      raise PrototypeError(f"{path}: format_version {version}; this scenejax "
-                           f"reads 1..{FORMAT_VERSION}")
+      raise PrototypeError(
+        f"{path}: format_version {version}; this scenejax "
+        f"reads 1..{FORMAT_VERSION}"
+      )
     for key in ("metric", "class_names"):
       if key not in arrays:
         raise PrototypeError(f"{path}: missing key {key!r}")
     recorded_metric = _scalar(arrays["metric"], path, "metric", str)
     if recorded_metric not in METRICS:
-      raise PrototypeError(f"{path}: key 'metric' is {recorded_metric!r}, "
-                           f"expected one of {METRICS}")
+      raise PrototypeError(
+        f"{path}: key 'metric' is {recorded_metric!r}, "
+        f"expected one of {METRICS}"
+      )
     if arrays["class_names"].ndim != 1:
-      raise PrototypeError(f"{path}: key 'class_names' must be 1-D, got shape "
-                           f"{arrays['class_names'].shape}")
+      raise PrototypeError(
+        f"{path}: key 'class_names' must be 1-D, got shape "
+        f"{arrays['class_names'].shape}"
+      )
     names = tuple(str(n) for n in arrays["class_names"])
     if len(names) != num:
-      raise PrototypeError(f"{path}: key 'class_names' has {len(names)} names "
-                           f"for a {num}x{num} similarity")
+      raise PrototypeError(
+        f"{path}: key 'class_names' has {len(names)} names "
+        f"for a {num}x{num} similarity"
+      )
   if metric is not None and recorded_metric not in (None, metric):
     raise PrototypeError(
-        f"{path}: the file records metric {recorded_metric!r} but the config "
-        f"asks for {metric!r} (config.prototype.metric); use the "
-        f"{metric} prototype or change the metric")
+      f"{path}: the file records metric {recorded_metric!r} but the config "
+      f"asks for {metric!r} (config.prototype.metric); use the "
+      f"{metric} prototype or change the metric"
+    )
   if num_classes is not None and num != num_classes:
-    raise PrototypeError(f"{path}: prototype has {num} classes, the dataset "
-                         f"has {num_classes}")
+    raise PrototypeError(
+      f"{path}: prototype has {num} classes, the dataset has {num_classes}"
+    )
   if class_names is not None:
     if len(class_names) != num:
-      raise PrototypeError(f"{path}: prototype has {num} classes, the dataset "
-                           f"has {len(class_names)}")
+      raise PrototypeError(
+        f"{path}: prototype has {num} classes, the dataset "
+        f"has {len(class_names)}"
+      )
     if names is not None:
       for i, (a, b) in enumerate(zip(names, class_names)):
         if a != b:
           raise PrototypeError(
-              f"{path}: class {i} is {a!r} in the prototype but {b!r} in the "
-              "dataset (class order must match)")
+            f"{path}: class {i} is {a!r} in the prototype but {b!r} in the "
+            "dataset (class order must match)"
+          )
   rep = arrays.get("representation")
   counts = arrays.get("image_counts")
   sem = arrays.get("semantic_class_names")
   return Prototype(
-      similarity=similarity.astype(np.float32),
-      metric=recorded_metric,
-      class_names=names,
-      representation=None if rep is None else rep.astype(np.float32),
-      image_counts=None if counts is None else counts.astype(np.int64),
-      semantic_class_names=None if sem is None else tuple(map(str, sem)),
-      format_version=version)
+    similarity=similarity.astype(np.float32),
+    metric=recorded_metric,
+    class_names=names,
+    representation=None if rep is None else rep.astype(np.float32),
+    image_counts=None if counts is None else counts.astype(np.int64),
+    semantic_class_names=None if sem is None else tuple(map(str, sem)),
+    format_version=version,
+  )
 
 
 def with_class_names(proto: Prototype, class_names: Sequence[str]) -> Prototype:
@@ -174,13 +202,15 @@ def with_class_names(proto: Prototype, class_names: Sequence[str]) -> Prototype:
 
 def _scalar(array: np.ndarray, path: str, key: str, kind):
   if array.shape != ():
-    raise PrototypeError(f"{path}: key {key!r} must be a scalar, got shape "
-                         f"{array.shape}")
+    raise PrototypeError(
+      f"{path}: key {key!r} must be a scalar, got shape {array.shape}"
+    )
   try:
     return kind(array.item() if kind is int else str(array))
   except (TypeError, ValueError) as e:
-    raise PrototypeError(f"{path}: key {key!r} is {array!r}, not a "
-                         f"{kind.__name__}") from e
+    raise PrototypeError(
+      f"{path}: key {key!r} is {array!r}, not a {kind.__name__}"
+    ) from e
 
 
 # --------------------------------------------------------------------------
@@ -198,8 +228,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
   path = os.fspath(path)
   try:
     with open(path, encoding="utf-8-sig") as f:
-      lines = [(n, line.strip()) for n, line in enumerate(f, 1)
-               if line.strip()]
+      lines = [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
   except (OSError, UnicodeDecodeError) as e:
     raise PrototypeError(f"{path}: cannot read class names: {e}") from e
   if not lines:
@@ -213,28 +242,33 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
         raise PrototypeError(f"{path}:{n}: index {i} given twice")
       by_index[int(i)] = name
     if sorted(by_index) != list(range(len(parts))):
-      raise PrototypeError(f"{path}: class indices must be 0.."
-                           f"{len(parts) - 1}, each once")
+      raise PrototypeError(
+        f"{path}: class indices must be 0..{len(parts) - 1}, each once"
+      )
     names = [by_index[i] for i in range(len(parts))]
   elif any(indexed) and not all(len(p) == 1 for _, p in parts):
     n = lines[indexed.index(False)][0]
-    raise PrototypeError(f"{path}:{n}: some lines end in an index and some "
-                         "do not; use 'name' or 'name index' on every line")
+    raise PrototypeError(
+      f"{path}:{n}: some lines end in an index and some "
+      "do not; use 'name' or 'name index' on every line"
+    )
   else:
     names = [line for _, line in lines]
   seen = {}
   for (n, _), name in zip(lines, names):
     key = unicodedata.normalize("NFC", name)
     if key in seen:
-      raise PrototypeError(f"{path}:{n}: class {name!r} is listed twice "
-                           f"(first on line {seen[key]})")
+      raise PrototypeError(
+        f"{path}:{n}: class {name!r} is listed twice "
+        f"(first on line {seen[key]})"
+      )
     seen[key] = n
   return names
 
 
-def read_list_file(path: str | os.PathLike,
-                   class_names: Sequence[str] | None = None
-                   ) -> tuple[list[str], list[int]]:
+def read_list_file(
+  path: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> tuple[list[str], list[int]]:
   """Reads ``relative/path scene_label`` lines; label is an index or a name."""
   path = os.fspath(path)
   index = {n: i for i, n in enumerate(class_names or ())}
@@ -249,8 +283,10 @@ def read_list_file(path: str | os.PathLike,
       continue
     parts = line.rsplit(maxsplit=1)
     if len(parts) != 2:
-      raise PrototypeError(f"{path}:{lineno}: expected 'relative/path "
-                           f"scene_label', got {line.strip()!r}")
+      raise PrototypeError(
+        f"{path}:{lineno}: expected 'relative/path "
+        f"scene_label', got {line.strip()!r}"
+      )
     rel, label = parts
     if label.lstrip("-").isdigit():
       labels.append(int(label))
@@ -258,8 +294,9 @@ def read_list_file(path: str | os.PathLike,
       labels.append(index[label])
     else:
       raise PrototypeError(
-          f"{path}:{lineno}: scene label {label!r} is neither an index nor a "
-          "name in --class_names")
+        f"{path}:{lineno}: scene label {label!r} is neither an index nor a "
+        "name in --class_names"
+      )
     files.append(rel.strip())
   if not files:
     raise PrototypeError(f"{path}: the list is empty")
@@ -275,6 +312,7 @@ def read_xlsx_matrix(path: str | os.PathLike) -> np.ndarray:
   """
   import openpyxl
   from openpyxl.utils import get_column_letter
+
   path = os.fspath(path)
   try:
     workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -294,10 +332,15 @@ def read_xlsx_matrix(path: str | os.PathLike) -> np.ndarray:
     for j in range(width):
       value = row[j] if j < len(row) else None
       if isinstance(value, bool) or not isinstance(value, (int, float)):
-        what = ("empty (a formula without a saved value reads as empty: "
-                "open and save the file in a spreadsheet program)"
-                if value is None else f"{value!r}")
-        raise PrototypeError(f"{path}: cell {get_column_letter(j + 1)}{i + 1}"
-                             f" is {what}, expected a number")
+        what = (
+          "empty (a formula without a saved value reads as empty: "
+          "open and save the file in a spreadsheet program)"
+          if value is None
+          else f"{value!r}"
+        )
+        raise PrototypeError(
+          f"{path}: cell {get_column_letter(j + 1)}{i + 1}"
+          f" is {what}, expected a number"
+        )
       matrix[i, j] = value
   return matrix
