@@ -11,43 +11,49 @@ setuptools.setup(
   ),
   packages=setuptools.find_packages(include=["scenejax", "scenejax.*"]),
   python_requires=">=3.10",
+  # Each upper bound is the next release series after the one the suite
+  # passed with (2026-11-23: jax 0.10.2, flax 0.12.8, orbax-checkpoint
+  # 0.12.8, grain 0.2.18, optax 0.2.8, tensorflow-datasets 4.9.10,
+  # ml-collections 1.1.0, numpy 2.4.6), so a new release cannot break a
+  # fresh install silently. Raise a bound once the suite passes with it.
   install_requires=[
-    "absl-py>=2.1",
+    "absl-py>=2.1,<3",
     "importlib_resources",  # tensorflow-datasets imports it
-    "flax>=0.12",
-    "grain>=0.2.12",
-    "jax>=0.8",
-    "matplotlib>=3.8",
-    "ml-collections>=1.0",
-    "numpy>=1.26",
-    "openpyxl>=3.1",
-    "orbax-checkpoint>=0.11",
-    "optax>=0.2.5",
-    "pillow>=10",
-    "safetensors>=0.4",
-    "scikit-learn>=1.4",  # t-SNE in scenejax.report
-    "scipy>=1.11",  # clustering and Spearman's rho in scenejax.report
+    "flax>=0.12,<0.13",
+    "grain>=0.2.12,<0.3",
+    "jax>=0.8,<0.11",
+    "matplotlib>=3.8,<4",
+    "ml-collections>=1.0,<2",
+    "numpy>=1.26,<3",
+    "openpyxl>=3.1,<4",
+    "orbax-checkpoint>=0.11,<0.13",
+    "optax>=0.2.5,<0.3",
+    "pillow>=10,<14",
+    "safetensors>=0.4,<0.9",
+    "scikit-learn>=1.4,<2",  # t-SNE in scenejax.report
+    "scipy>=1.11,<2",  # clustering and Spearman's rho in scenejax.report
     # Reading prepared datasets (tfds.data_source) needs no TensorFlow.
-    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
-    "tensorflow-datasets>=4.9.9",
-    "tqdm>=4.66",
+    "tensorboardX>=2.6,<3",  # TensorBoard event files without TensorFlow
+    "tensorflow-datasets>=4.9.9,<4.10",
+    "tqdm>=4.66,<5",
   ],
   extras_require={
     # torch + transformers are the reference implementations the model
     # tests compare against; scenejax itself never imports them.
     "test": [
-      "hypothesis>=6.100",
-      "pytest>=8",
-      "pytest-xdist>=3.5",
+      "hypothesis>=6.100,<7",
+      "pytest>=8,<10",
+      "pytest-xdist>=3.5,<4",
+      "ruff>=0.15,<0.18",  # lint and format, run by .ci/run
       "torch==2.13.0",
       "transformers==5.23.0",
-      "tensorflow-cpu>=2.16",
+      "tensorflow-cpu>=2.16,<2.22",
       # colabs/ notebooks run top to bottom in the tests.
-      "ipykernel>=6.29",
-      "nbclient>=0.10",
-      "nbformat>=5.10",
+      "ipykernel>=6.29,<8",
+      "nbclient>=0.10,<0.12",
+      "nbformat>=5.10,<6",
     ],
     # Preparing a dataset (TFDS builders encode with TensorFlow).
-    "prepare": ["tensorflow-cpu>=2.16"],
+    "prepare": ["tensorflow-cpu>=2.16,<2.22"],
   },
 )
