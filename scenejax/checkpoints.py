@@ -25,6 +25,7 @@ import threading
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from flax import nnx
 from jax.experimental import multihost_utils
 
 from scenejax import optim
@@ -134,7 +135,7 @@ def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
 
 def restore_workdir(
   workdir: str, num_classes: int, step: int | None = None, sharding=None
-):
+) -> tuple[ml_collections.ConfigDict, nnx.GraphDef, nnx.State, int]:
   """(config, graphdef, state, step) of checkpoint `step` of a run (default:
   the best by Top-1), placed with `sharding` (default: one device)."""
   config = read_workdir_config(workdir)

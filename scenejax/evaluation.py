@@ -59,7 +59,9 @@ def eval_step(
   return out
 
 
-def jit_eval_step(graphdef, mesh, pixel_stats, *, features: bool = False):
+def jit_eval_step(
+  graphdef, mesh, pixel_stats, *, features: bool = False
+) -> jax.stages.Wrapped:
   """`eval_step` jitted for `mesh`: state replicated, the batch split on
   "data", the outputs replicated so every process counts the whole global
   batch."""

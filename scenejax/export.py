@@ -66,7 +66,7 @@ def export(workdir: str, out: str) -> dict:
   return description
 
 
-def load_export(directory: str):
+def load_export(directory: str) -> tuple[nnx.Module, dict]:
   """(model in inference mode, model.json dict) of an export directory."""
   with open(os.path.join(directory, "model.json")) as f:
     description = json.load(f)
@@ -88,7 +88,9 @@ def load_export(directory: str):
   return model, description
 
 
-def predict(directory: str, image_files: list[str], top: int = 5):
+def predict(
+  directory: str, image_files: list[str], top: int = 5
+) -> list[tuple[str, list[tuple[str, float]]]]:
   """[(file, [(class name, probability), ...top])] for each image file."""
   model, description = load_export(directory)
   preprocess = input_pipeline.Preprocess(

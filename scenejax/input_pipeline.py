@@ -31,7 +31,7 @@ def train_batches(
   process_index: int | None = None,
   process_count: int | None = None,
   num_threads: int = 16,
-):
+) -> grain.MapDataset | grain.IterDataset:
   """This process's part of the training batches of one epoch.
 
   The order is grain's epoch-aware shuffle of an endless repetition of the
@@ -293,7 +293,7 @@ def _random_resized_crop(
   return np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
 
 
-def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
   """uint8 NHWC -> float32, (x / 255 - mean) / std."""
   x = images.astype(jnp.float32) / 255.0
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)

@@ -44,7 +44,7 @@ def _f32(x):
 
 def gls_label_matrix(
   similarity, epoch, num_soft_epochs: int = 20, final_confidence: float = 0.99
-):
+) -> jax.Array:
   """Soft-label matrix of Gradient Label Softening ([SP] Algorithm 2).
 
   Row c is the soft label of class c: it sums to 1 and its diagonal entry
@@ -120,7 +120,7 @@ def gls_label_matrix(
 # [SP] Eq. 10-15: Batch-level Contrastive Loss.
 
 
-def prediction_similarity(predictions, metric: str = "cosine"):
+def prediction_similarity(predictions, metric: str = "cosine") -> jax.Array:
   """p_matrix of [SP] §3.4: (B, B) similarity between prediction rows.
 
   cosine:    p_ij = p_i · p_j / (‖p_i‖ ‖p_j‖)
@@ -143,7 +143,7 @@ def prediction_similarity(predictions, metric: str = "cosine"):
   return jnp.exp(-distance)
 
 
-def max_off_diagonal(similarity):
+def max_off_diagonal(similarity) -> jax.Array:
   """m_c = max_{k≠c} S[c, k], the intra-class threshold of [SP] Eq. 14.
 
   0 for C = 1 (no other class; S is non-negative).
@@ -169,7 +169,7 @@ def bcl_loss(
   metric: str = "cosine",
   reduction: str = "mean_inter",
   pairing: str = "gather",
-):
+) -> jax.Array:
   """Batch-level Contrastive Loss ([SP] Eq. 10-15).
 
     L_inter_matrix = p_matrix - S_batch                       (Eq. 12)
@@ -242,7 +242,9 @@ def bcl_loss(
   return _reduce(loss_matrix, reduction.split("_", 1)[0])
 
 
-def contrastive_loss(predictions, labels, *, metric: str = "cosine"):
+def contrastive_loss(
+  predictions, labels, *, metric: str = "cosine"
+) -> jax.Array:
   """Classic contrastive loss CL, the baseline of [SP] Table 2.
 
   Eq. 10 with the fixed expectations of CL: similarity 1 for a same-class
@@ -260,7 +262,9 @@ def contrastive_loss(predictions, labels, *, metric: str = "cosine"):
   ).mean()
 
 
-def label_smoothing_targets(labels, num_classes: int, alpha: float = 0.1):
+def label_smoothing_targets(
+  labels, num_classes: int, alpha: float = 0.1
+) -> jax.Array:
   """LSR targets (Szegedy et al.), the baseline of [SP] Table 1.
 
   (1 - α) · onehot(y) + α / C, via `optax.smooth_labels`.
@@ -272,7 +276,7 @@ def label_smoothing_targets(labels, num_classes: int, alpha: float = 0.1):
 # [PCL] Eq. 3: pairwise consistency.
 
 
-def kl_consistency(logits, mod_logits):
+def kl_consistency(logits, mod_logits) -> jax.Array:
   """Instance-level consistency term l_kl of [PCL] Eq. 3, batch mean.
 
   KL(q ‖ p) = Σ_k q_k log(q_k / p_k), p = softmax(logits) (original image),
@@ -297,7 +301,7 @@ def pcl_loss(
   targets,
   alpha: float = 1.0,
   beta: float = 2.0,
-):
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Pairwise consistency learning loss, [PCL] Eq. 3.
 
     L = l_main + l_side + α · l_mod + β · l_kl

@@ -67,7 +67,7 @@ def parameter_path(path) -> str:
   return "/".join(n for n in names if n != "value")
 
 
-def parameter_groups(params, rules: Sequence[tuple[str, str]]):
+def parameter_groups(params, rules: Sequence[tuple[str, str]]) -> object:
   """The pytree of group names of `params` under the (group, regex) rules:
   the first rule whose regex fully matches a parameter's path wins.
 
@@ -153,7 +153,7 @@ def make_optimizer(
 
 def create_train_state(
   config: ml_collections.ConfigDict, num_classes: int, steps_per_epoch: int
-):
+) -> tuple[nnx.GraphDef, nnx.State]:
   """(graphdef, state) of the model of `config` and its optimizer."""
   model = models.from_config(config, num_classes)
   tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)

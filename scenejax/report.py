@@ -136,7 +136,9 @@ def plot_prototype(
   return _save(fig, path)
 
 
-def zoom_classes(similarity, num_pairs: int = 25, limit: int = 40):
+def zoom_classes(
+  similarity, num_pairs: int = 25, limit: int = 40
+) -> np.ndarray:
   """Classes of the most similar pairs (at most `limit`), for a labelled
   close-up of a prototype too large to label whole."""
   chosen = []
@@ -185,7 +187,7 @@ def gls_evolution(
   num_soft_epochs: int,
   final_confidence: float,
   neighbours: int = 4,
-):
+) -> tuple[np.ndarray, dict[int, tuple[list[int], np.ndarray]]]:
   """(epochs, {class: (label indices, (epochs, k+2) values)}) of the GLS
   soft label ([SP] Algorithm 2) of each class: its own entry, its
   `neighbours` most similar classes, and the rest summed."""
@@ -368,7 +370,9 @@ def plot_confusion(confusion, class_names, path, *, order=None) -> str:
   return _save(fig, path)
 
 
-def similarity_vs_confusion(similarity, confusion):
+def similarity_vs_confusion(
+  similarity, confusion
+) -> tuple[np.ndarray, np.ndarray, float]:
   """(S[i, j], rate[i, j], Spearman rho) over ordered pairs i != j whose
   true class i occurs in the split."""
   from scipy import stats
@@ -476,7 +480,7 @@ def model_pass(
   step: int | None = None,
   max_images: int | None = None,
   data=None,
-):
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
   """(confusion, features, labels, step) of the best checkpoint (or `step`)
   over the eval split, from one `scenejax.evaluation.evaluate` pass: the
   confusion over every image, the penultimate features of at most

@@ -174,7 +174,7 @@ def load(
   test_per_class: int = 50,
   image_size: int = 32,
   seed: int = 0,
-):
+) -> tuple[SceneSpec, Split, Split]:
   """The synthetic dataset: (spec, train split, test split)."""
   spec = make_spec(
     num_groups, scenes_per_group, num_semantic_classes, seed=seed

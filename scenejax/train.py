@@ -143,7 +143,7 @@ def loss_terms(
 
 def train_step(
   graphdef, state, batch, epoch, similarity, *, loss_cfg: LossConfig, mean, std
-):
+) -> tuple[nnx.State, dict[str, jax.Array]]:
   """One optimizer step. Pure: (state, batch) -> (new state, metrics)."""
   model, optimizer = nnx.merge(graphdef, state)
   images = input_pipeline.normalize(batch["image"], mean, std)
@@ -169,7 +169,9 @@ def train_step(
   return nnx.state((model, optimizer)), metrics
 
 
-def jit_train_step(graphdef, loss_cfg: LossConfig, mesh, pixel_stats):
+def jit_train_step(
+  graphdef, loss_cfg: LossConfig, mesh, pixel_stats
+) -> jax.stages.Wrapped:
   """`train_step` jitted for `mesh`: state and the prototype replicated,
   the batch split on "data", the old state donated (updated in place).
   Images are normalised with the statistics the model's weights expect

@@ -183,7 +183,7 @@ def test_vit_resized_posemb_matches_transformers_interpolation_shape(tmp_path):
   "kind,name",
   [
     pytest.param("bottleneck", "resnet50", marks=pytest.mark.slow),
-    ("basic", "resnet18"),
+    pytest.param("basic", "resnet18", marks=pytest.mark.slow),
   ],
 )
 def test_resnet_matches_transformers(tmp_path, kind, name):

@@ -191,6 +191,7 @@ def test_cam_stage_is_configurable(stage):
     pcl.PCLModel(backbone, 3, cam_stage=3, rngs=nnx.Rngs(1))
 
 
+@pytest.mark.slow
 def test_train_step_with_pcl_terms():
   """The jitted train step runs the PCL forward and returns Eq. 3's terms,
   each equal to a float64 recomputation from the model's own outputs."""

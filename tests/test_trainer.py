@@ -65,6 +65,7 @@ def test_rerun_on_a_finished_workdir_resumes_and_does_nothing(uninterrupted):
   assert again["epoch"] == 3 and again["top1"] == result["top1"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
   """SIGTERM during epoch 2: save, return; the rerun ends bitwise equal."""
   workdir = str(tmp_path)
@@ -430,3 +431,25 @@ def test_evaluate_workdir_reproduces_the_best_epoch(uninterrupted):
     assert metrics[key] == recorded[key]
   ten = evaluate.evaluate_workdir(workdir, ten_crop=True)
   assert ten["num_examples"] == metrics["num_examples"]
+
+
+@pytest.mark.slow
+def test_commands_are_quiet_by_default(uninterrupted):
+  """`python -m scenejax.evaluate` prints its metrics, not orbax's and
+  absl's INFO lines (dozens before issue 12); --verbosity=0 brings them
+  back."""
+  import json
+
+  from conftest import run_cli
+
+  workdir, _ = uninterrupted
+  proc = run_cli("scenejax.evaluate", f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  info = [line for line in proc.stderr.splitlines() if line.startswith("I")]
+  assert not info, info[:5]
+  assert json.loads(proc.stdout)["num_examples"] == 40
+  verbose = run_cli(
+    "scenejax.evaluate", f"--workdir={workdir}", "--verbosity=0"
+  )
+  assert verbose.returncode == 0
+  assert any(line.startswith("I") for line in verbose.stderr.splitlines())

@@ -25,6 +25,7 @@ import dataclasses
 import importlib
 import io
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -167,7 +168,7 @@ class TfdsSource:
   def has_label_maps(self) -> bool:
     return "segmentation" in self.builder.info.features
 
-  def label_maps(self):
+  def label_maps(self) -> Iterator[np.ndarray]:
     """Yields each record's 2-D uint8 semantic label map (ade20k_scenes)."""
     from PIL import Image
 

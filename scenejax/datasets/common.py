@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from absl import logging
 
 from scenejax.datasets import label_maps
 from scenejax.errors import DatasetError
+
+if TYPE_CHECKING:
+  import PIL.Image
 
 __all__ = [
   "DatasetError",
@@ -40,7 +44,7 @@ def read_image_list(path: str) -> list[str]:
     return [line.strip().replace("\\", "/") for line in f if line.strip()]
 
 
-def open_image(data, name: str):
+def open_image(data, name: str) -> PIL.Image.Image | None:
   """A decoded RGB PIL image from encoded bytes or a file path; None (with
   a warning naming the image) if it cannot be decoded."""
   from PIL import Image

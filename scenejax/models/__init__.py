@@ -47,7 +47,7 @@ def create(
   init_from: str | None = None,
   rngs: nnx.Rngs | None = None,
   **options,
-):
+) -> nnx.Module:
   """Builds model `name` with a `num_classes`-way head.
 
   Args:

@@ -9,11 +9,11 @@ class Classifier(nnx.Module):
   """A family defines `forward_features(x) -> (embedding, [feature maps])`
   and a `head`; the rest of the zoo's interface follows from those."""
 
-  def embed(self, x):
+  def embed(self, x) -> jax.Array:
     """The penultimate embedding (what the head classifies)."""
     return self.forward_features(x)[0]
 
-  def features(self, x):
+  def features(self, x) -> list[jax.Array]:
     """The intermediate NHWC feature maps (per stage, or per ViT block)."""
     return self.forward_features(x)[1]
 
@@ -21,7 +21,7 @@ class Classifier(nnx.Module):
     return self.head(self.embed(x))
 
 
-def depthwise_conv(conv: nnx.Conv, x):
+def depthwise_conv(conv: nnx.Conv, x) -> jax.Array:
   """`conv(x)` for a depthwise `nnx.Conv` (one filter per channel).
 
   On CPU it is computed as the sum of kh·kw shifted copies of the padded

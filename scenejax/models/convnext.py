@@ -17,6 +17,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
@@ -149,7 +150,7 @@ class ConvNeXt(Classifier):
     self.feature_widths = tuple(widths)
     self.default_cam_stage = 2  # stage-3 output, 14x14 at 224 px
 
-  def forward_features(self, x):
+  def forward_features(self, x) -> tuple[jax.Array, list[jax.Array]]:
     x = self.stem_norm(self.stem_conv(x))
     maps = []
     for stage in self.stages:
@@ -158,15 +159,15 @@ class ConvNeXt(Classifier):
     return self.head_norm(jnp.mean(x, axis=(1, 2))), maps
 
 
-def convnext_tiny(num_classes, **kw):
+def convnext_tiny(num_classes, **kw) -> ConvNeXt:
   return ConvNeXt("tiny", num_classes, **kw)
 
 
-def convnext_small(num_classes, **kw):
+def convnext_small(num_classes, **kw) -> ConvNeXt:
   return ConvNeXt("small", num_classes, **kw)
 
 
-def convnext_base(num_classes, **kw):
+def convnext_base(num_classes, **kw) -> ConvNeXt:
   return ConvNeXt("base", num_classes, **kw)
 
 
@@ -186,7 +187,7 @@ def checkpoint_options(path: str) -> dict:
   )
 
 
-def from_hf(tensors):
+def from_hf(tensors) -> dict[str, np.ndarray]:
   """Hugging Face ConvNext tensors -> our parameter paths."""
   tensors = {k.removeprefix("convnext."): v for k, v in tensors.items()}
   return pretrained.torch_to_flax(

@@ -190,7 +190,7 @@ class MobileNetV3(Classifier):
     self.feature_widths = tuple(widths) + (6 * in_features,)
     self.default_cam_stage = 3  # the 14x14 map entering the last stride 2
 
-  def forward_features(self, x):
+  def forward_features(self, x) -> tuple[jax.Array, list[jax.Array]]:
     x = self.stem(x)
     maps = []
     for block, stride in zip(self.blocks, self.strides):
@@ -203,5 +203,5 @@ class MobileNetV3(Classifier):
     return jax.nn.hard_swish(self.pre_logits(pooled)), maps
 
 
-def mobilenetv3_large(num_classes, **kw):
+def mobilenetv3_large(num_classes, **kw) -> MobileNetV3:
   return MobileNetV3(num_classes, **kw)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-def class_activation_map(features, weights, classes):
+def class_activation_map(features, weights, classes) -> jax.Array:
   """CAM of each image for its class, min-max normalised. [PCL] Eq. 1.
 
     M_n = Σ_c W[c, t_n] · A_n[..., c],   M_n <- (M_n - min M_n) /
@@ -46,7 +46,7 @@ def class_activation_map(features, weights, classes):
   return (cam - low) / jnp.where(span > 0, span, 1.0)
 
 
-def erase_mask(cam, size, gamma: float = 0.7):
+def erase_mask(cam, size, gamma: float = 0.7) -> jax.Array:
   """Binary keep-mask M_B = T(M, γ) at image size. [PCL] Eq. 2.
 
   The normalised CAM is resized to `size` = (H, W) bilinearly (half-pixel

@@ -14,6 +14,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
@@ -136,7 +137,7 @@ class ResNet(Classifier):
     self.default_cam_stage = len(stage_sizes) - 2
     self.head = nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
 
-  def forward_features(self, x):
+  def forward_features(self, x) -> tuple[jax.Array, list[jax.Array]]:
     x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
     if not self.small_inputs:
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -147,19 +148,19 @@ class ResNet(Classifier):
     return jnp.mean(x, axis=(1, 2)), maps
 
 
-def resnet18(num_classes, **kw):
+def resnet18(num_classes, **kw) -> ResNet:
   return ResNet((2, 2, 2, 2), BasicBlock, num_classes, **kw)
 
 
-def resnet34(num_classes, **kw):
+def resnet34(num_classes, **kw) -> ResNet:
   return ResNet((3, 4, 6, 3), BasicBlock, num_classes, **kw)
 
 
-def resnet50(num_classes, **kw):
+def resnet50(num_classes, **kw) -> ResNet:
   return ResNet((3, 4, 6, 3), Bottleneck, num_classes, **kw)
 
 
-def resnet_tiny(num_classes, **kw):
+def resnet_tiny(num_classes, **kw) -> ResNet:
   return ResNet(
     (1, 1, 1),
     BasicBlock,
@@ -182,7 +183,7 @@ def checkpoint_options(path: str) -> dict:
   return dict(pixel_mean=mean, pixel_std=std)
 
 
-def from_hf(tensors):
+def from_hf(tensors) -> dict[str, np.ndarray]:
   """Hugging Face ResNet tensors -> our parameter paths.
 
   HF numbers the convs of a block layer.0/1/2; ours are conv1..3/bn1..3.

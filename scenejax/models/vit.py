@@ -142,7 +142,7 @@ class ViT(Classifier):
     )
     self.default_cam_stage = 3 * depth // 4 - 1  # after block 3/4 depth
 
-  def forward_features(self, x):
+  def forward_features(self, x) -> tuple[jax.Array, list[jax.Array]]:
     x = self.embedding(x)
     n, h, w, d = x.shape
     if (h, w) != (self.grid, self.grid):
@@ -161,19 +161,19 @@ class ViT(Classifier):
     return self.encoder_norm(tokens)[:, 0], maps
 
 
-def vit_ti16(num_classes, **kw):
+def vit_ti16(num_classes, **kw) -> ViT:
   return ViT("Ti", num_classes, **kw)
 
 
-def vit_s16(num_classes, **kw):
+def vit_s16(num_classes, **kw) -> ViT:
   return ViT("S", num_classes, **kw)
 
 
-def vit_b16(num_classes, **kw):
+def vit_b16(num_classes, **kw) -> ViT:
   return ViT("B", num_classes, **kw)
 
 
-def vit_l16(num_classes, **kw):
+def vit_l16(num_classes, **kw) -> ViT:
   return ViT("L", num_classes, **kw)
 
 
