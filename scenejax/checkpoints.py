@@ -10,9 +10,10 @@ WORKDIR/config.json is the resolved config of the run.
 Preemption: `Preemption.reached(step)` is True at the step where every
 process must save. In one process that is the first step after SIGTERM. Under
 `jax.distributed` the processes may see the signal at different steps; JAX's
-preemption sync point (the mechanism orbax's `reached_preemption` wraps)
-agrees on one step for all of them, so no process enters the save's
-barrier while another still runs the step's collectives.
+preemption sync point, asked through orbax's
+`CheckpointManager.reached_preemption`, agrees on one step for all of them,
+so no process enters the save's barrier while another still runs the
+step's collectives.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
-from jax.experimental import multihost_utils
 
 from scenejax import optim
 from scenejax.errors import ConfigError, UserError
@@ -154,16 +154,18 @@ def restore_workdir(
 
 
 class Preemption:
-  """`with Preemption() as p: ... if p.reached(step): save; stop`.
+  """`with Preemption(manager) as p: ... if p.reached(step): save; stop`.
 
   One process: SIGTERM sets a flag (inside the `with` block), and
   `reached` is True from the next call on. Several processes
   (`jax.distributed`): JAX's preemption service receives SIGTERM, and
-  `reached(step)` is True on every process at the same agreed step; it must
-  be called at every step with the global step number.
+  orbax's `manager.reached_preemption(step)` (JAX's sync point) is True on
+  every process at the same agreed step; it must be called at every step
+  with the global step number.
   """
 
-  def __init__(self):
+  def __init__(self, checkpoints: ocp.CheckpointManager):
+    self._checkpoints = checkpoints
     self._signalled = False
     self._previous = None
     self._multihost = jax.process_count() > 1
@@ -187,5 +189,5 @@ class Preemption:
 
   def reached(self, step: int) -> bool:
     if self._multihost:
-      return multihost_utils.reached_preemption_sync_point(step)
+      return self._checkpoints.reached_preemption(step)
     return self._signalled

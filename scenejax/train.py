@@ -321,7 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   confusion = None
   with (
     open(metrics_path, "w") as metrics_file,
-    checkpoints.Preemption() as preemption,
+    checkpoints.Preemption(manager) as preemption,
   ):
     for row in history:  # the resumed run's earlier epochs, rewritten
       metrics_file.write(json.dumps(row) + "\n")

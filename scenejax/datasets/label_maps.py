@@ -26,7 +26,7 @@ from scenejax.errors import DatasetError
 ADE20K_NUM_CLASSES = 150  # L of ADE20K SceneParsing; 0 = unlabeled
 LABEL_FORMATS = ("ade20k", "zero_based")
 _IGNORE = 255  # "unlabeled" in the zero_based format
-_LOSSY = (".jpg", ".jpeg", ".jpe", ".jfif", ".webp")
+_LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")  # PIL's names
 _INTEGER_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
 
 
@@ -34,11 +34,6 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
   """The 2-D integer array of a PNG (or other lossless PIL image) or NPY,
   ids as stored (convert with `to_ade20k_ids`)."""
   path = os.fspath(path)
-  if path.lower().endswith(_LOSSY):
-    raise DatasetError(
-      f"{path}: label maps must be stored losslessly (PNG "
-      "or NPY); JPEG/WebP compression changes the ids"
-    )
   try:
     if path.endswith(".npy"):
       label_map = np.load(path, allow_pickle=False)
@@ -46,10 +41,11 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
       from PIL import Image
 
       with Image.open(path) as image:
-        if image.format in ("JPEG", "WEBP", "MPO"):
+        if image.format in _LOSSY_FORMATS:
           raise DatasetError(
-            f"{path}: is a {image.format} file; label maps "
-            "must be stored losslessly (PNG or NPY)"
+            f"{path}: label maps must be stored losslessly (PNG or NPY); "
+            f"this is a {image.format} file, and its compression changes "
+            "the ids"
           )
         if image.mode not in _INTEGER_MODES:
           raise DatasetError(
