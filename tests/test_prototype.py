@@ -134,6 +134,40 @@ def test_ade20k_convention_and_id_errors():
     prototype.presence_vector(np.array([[0, 255]]))
 
 
+@given(
+  seed=st.integers(0, 2**31),
+  num_classes=st.integers(1, 4),
+  num_semantic=st.integers(1, 12),
+  extra=st.integers(0, 8),
+)
+def test_zero_based_maps_match_algorithm1_on_shifted_ids(
+  seed, num_classes, num_semantic, extra
+):
+  """zero_based maps (0..L-1, 255 = unlabeled) give the representation of
+  the literal Algorithm 1 run on the same maps rewritten pixel by pixel in
+  the ADE20K convention (k -> k + 1, 255 -> 0)."""
+  rng = np.random.default_rng(seed)
+  labels = np.concatenate(
+    [np.arange(num_classes), rng.integers(0, num_classes, extra)]
+  )
+  maps, ade20k = [], []
+  for _ in labels:
+    m = rng.integers(0, num_semantic, (5, 6)).astype(np.uint8)
+    m[rng.random((5, 6)) < 0.5] = 255
+    maps.append(m)
+    shifted = np.zeros(m.shape, np.int64)
+    for (i, j), v in np.ndenumerate(m):
+      shifted[i, j] = 0 if v == 255 else int(v) + 1
+    ade20k.append(shifted)
+  ours, _ = prototype.class_representation(
+    maps, labels, num_classes, num_semantic, label_format="zero_based"
+  )
+  want = reference.algorithm1_class_representation(
+    ade20k, labels, num_classes, num_semantic
+  )
+  np.testing.assert_allclose(ours, want, rtol=0, atol=1e-15)
+
+
 def test_zero_based_label_format_shifts_ids():
   """zero_based: id k is ADE20K class k+1 (so 0 = "wall" is kept) and 255
   is unlabeled; reading the same map as ade20k would drop "wall"."""
