@@ -337,10 +337,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           preprocess=train_preprocess,
         )
       )
-      first_step = 0
+      first_step, train_sums = 0, {}
       if resume.get("epoch") == epoch and resume.get("iterator"):
         batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
         first_step = resume["step_in_epoch"]
+        # The steps before the save (absent in saves of scenejax before
+        # 2026-11-23, whose resumed epoch then averages the later steps).
+        train_sums = resume.get("train_sums", {})
       bar = tqdm(
         batches,
         desc=f"epoch {epoch + 1}/{config.num_epochs}",
@@ -369,9 +372,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           )
         global_step = epoch * steps_per_epoch + step + 1
         if preemption.reached(global_step):
-          _check_finite(
-            jax.device_get(pending), epoch, first_step, steps_per_epoch
-          )
+          pending = jax.device_get(pending)
+          _check_finite(pending, epoch, first_step, steps_per_epoch)
           checkpoints.save(
             manager,
             global_step,
@@ -381,6 +383,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               step_in_epoch=step + 1,
               history=history,
               iterator=batches.get_state(),
+              train_sums=_add_metrics(train_sums, pending),
               class_names=list(data.class_names),
             ),
           )
@@ -396,11 +399,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       # One host sync per epoch for the training metrics.
       pending = jax.device_get(pending)
       _check_finite(pending, epoch, first_step, steps_per_epoch)
-      train_metrics = (
-        {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
-        if pending
-        else {}
-      )
+      # The whole epoch's mean, also across a preemption (the sums of the
+      # steps before it come with the checkpoint).
+      steps_done = first_step + len(pending)
+      train_metrics = {
+        k: v / steps_done for k, v in _add_metrics(train_sums, pending).items()
+      }
       eval_metrics, confusion = evaluate_epoch(state)
       row = dict(
         epoch=epoch + 1,
@@ -470,6 +474,16 @@ def _check_finite(
         f"{ {k: float(metrics[k]) for k in bad or ['loss']} }. Stopped; "
         "the last checkpoint written before it is kept"
       )
+
+
+def _add_metrics(sums: dict, steps: list[dict]) -> dict[str, float]:
+  """`sums` plus each step's metrics, added in step order on the host, so
+  a run resumed mid-epoch sums exactly as an uninterrupted one."""
+  out = dict(sums)
+  for metrics in steps:
+    for key, value in metrics.items():
+      out[key] = out.get(key, 0.0) + float(value)
+  return out
 
 
 def _loss_term_names(cfg: LossConfig) -> list[str]:

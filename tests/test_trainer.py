@@ -1,6 +1,7 @@
 """The trainer's checkpoints and faults: resume, SIGTERM, kill -9, NaN stop,
 mismatched workdirs, and the Top-k counting."""
 
+import json
 import os
 import signal
 import subprocess
@@ -94,6 +95,46 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
   result = train.train_and_evaluate(config, workdir)
   assert result["top1"] == uninterrupted[1]["top1"]
   _assert_same_params(workdir, uninterrupted[0])
+  # The resumed epoch's training metrics cover the whole epoch.
+  assert _history(workdir) == _history(uninterrupted[0])
+
+
+def _history(workdir):
+  """metrics.jsonl without the wall times."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@pytest.mark.slow
+def test_sigterm_on_the_last_step_of_an_epoch(tmp_path, uninterrupted):
+  """A save after the epoch's last step leaves no batch for the resumed
+  epoch: its row still has the whole epoch's training metrics (this
+  crashed on a missing train_loss before), and the run ends equal."""
+  workdir = str(tmp_path)
+  real_step, calls = train.jit_train_step, []
+
+  def jit_train_step(*args, **kwargs):
+    step_fn = real_step(*args, **kwargs)
+
+    def step(*a):
+      calls.append(1)
+      if len(calls) == 5:  # epoch 1 has 5 steps
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step_fn(*a)
+
+    step._cache_size = step_fn._cache_size
+    return step
+
+  train.jit_train_step = jit_train_step
+  try:
+    stopped = train.train_and_evaluate(_tiny_config(), workdir)
+  finally:
+    train.jit_train_step = real_step
+  assert stopped == dict(preempted=True, epoch=0, step_in_epoch=5)
+  train.train_and_evaluate(_tiny_config(), workdir)
+  _assert_same_params(workdir, uninterrupted[0])
+  assert _history(workdir) == _history(uninterrupted[0])
 
 
 _RUN = """
