@@ -18,18 +18,38 @@ step's collectives.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import logging as pylogging
 import os
+import shutil
 import signal
+import socket
+import sys
 import threading
+import time
+
+try:
+  import fcntl
+except ImportError:  # Windows: no lock
+  fcntl = None
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from scenejax import optim
-from scenejax.errors import ConfigError, UserError
+from scenejax.errors import CheckpointError, ConfigError, UserError
+
+UNREADABLE = "checkpoints_unreadable"
+
+
+def _top1(metrics: dict) -> float:
+  return metrics["top1"]
 
 
 def directory(workdir: str) -> str:
@@ -38,15 +58,23 @@ def directory(workdir: str) -> str:
 
 def manager(workdir: str, keep: int = 2) -> ocp.CheckpointManager:
   """Orbax manager of WORKDIR/checkpoints: async saves, the latest `keep`
-  plus the best by Top-1."""
+  plus the best by Top-1.
+
+  `best_fn` makes orbax write each step's metrics beside it (and read them
+  back when a run resumes); without it the preservation policy would see
+  no metrics for the steps already on disk and drop the best one.
+  """
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
     enable_async_checkpointing=True,
+    best_fn=_top1,
+    best_mode="max",
+    cleanup_tmp_directories=True,  # a save cut short by kill -9
     preservation_policy=policies.AnyPreservationPolicy(
       [
         policies.LatestN(keep),
         policies.BestN(
-          get_metric_fn=lambda m: m["top1"],
+          get_metric_fn=_top1,
           n=1,
           keep_checkpoints_without_metrics=False,
         ),
@@ -63,39 +91,200 @@ def save(
   meta: dict,
   metrics: dict | None = None,
 ) -> None:
-  checkpoints.save(
-    step,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-    ),
-    metrics=metrics,
+  """Starts an asynchronous save of step `step` (first waiting for the
+  previous one, whose failure raises here as CheckpointError)."""
+  try:
+    checkpoints.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+      ),
+      metrics=metrics,
+    )
+  except Exception as e:  # any failure of the writer
+    raise _save_failed(checkpoints, e) from e
+
+
+def raise_if_save_failed(checkpoints: ocp.CheckpointManager) -> None:
+  """Raises CheckpointError if the last asynchronous save has failed;
+  returns at once while it is still running. Called during the epoch, so a
+  full disk stops the run within a few steps, not an epoch later."""
+  if not checkpoints.is_saving_in_progress():
+    finish(checkpoints, close=False)
+
+
+def finish(checkpoints: ocp.CheckpointManager, close: bool = True) -> None:
+  """Waits for the running save (and closes the manager); its failure
+  raises CheckpointError."""
+  try:
+    checkpoints.wait_until_finished()
+    if close:
+      checkpoints.close()
+  except Exception as e:
+    raise _save_failed(checkpoints, e) from e
+
+
+@contextlib.contextmanager
+def open_manager(workdir: str, keep: int = 2):
+  """`with open_manager(workdir, keep) as m:` the manager of
+  WORKDIR/checkpoints; on the way out it waits for the last save (whose
+  failure raises CheckpointError) and closes, or, leaving on an error,
+  stops its threads so the process can exit."""
+  checkpoints = manager(workdir, keep)
+  try:
+    yield checkpoints
+  except BaseException:
+    abandon(checkpoints)
+    raise
+  finish(checkpoints)
+
+
+def abandon(checkpoints: ocp.CheckpointManager) -> None:
+  """On the way out of a failed run: stop the manager's threads (or the
+  process would never exit) without raising a second error."""
+  with contextlib.suppress(Exception):
+    checkpoints.close()
+
+
+def _join_orbax_threads(timeout: float) -> None:
+  """Waits (up to `timeout` s in all) for orbax's writer threads. One
+  failed write ends the save, but its siblings still run; closing the
+  manager under them spills "Event loop is closed" pages and races the
+  clean-up of the temporary directory."""
+  deadline = time.monotonic() + timeout
+  for thread in threading.enumerate():
+    if (
+      thread is not threading.current_thread()
+      and type(thread).__module__.startswith("orbax.")
+      and thread.is_alive()
+    ):
+      thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _save_failed(
+  checkpoints: ocp.CheckpointManager, error: Exception
+) -> CheckpointError:
+  """The one error a failed save gives, after removing its half-written
+  temporary directory (on a full disk that also frees the space)."""
+  _join_orbax_threads(timeout=120.0)  # the other writes of the failed save
+  abandon(checkpoints)
+  directory = str(checkpoints.directory)
+  if jax.process_index() == 0 and os.path.isdir(directory):
+    for name in os.listdir(directory):
+      if ".orbax-checkpoint-tmp" in name:
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+  with contextlib.suppress(Exception):
+    checkpoints.reload()
+  kept = checkpoints.latest_step()
+  return CheckpointError(
+    f"saving a checkpoint to {directory} failed ({_one_line(error)}). "
+    "Stopped; "
+    + (
+      f"the last complete checkpoint, step {kept}, is kept: fix the cause "
+      "(disk space, permissions) and run again to resume from it"
+      if kept is not None
+      else "no complete checkpoint was written: fix the cause (disk space, "
+      "permissions) and run again"
+    )
   )
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+  """The innermost cause's message, on one line (tensorstore's own message
+  names the file and byte range; orbax's wrappers add a page of spec)."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  return " ".join(str(error).split())[:limit] or type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+  """A damaged checkpoint fails in many of orbax's read coroutines at once;
+  the ones not awaited print "Exception ignored" and asyncio's "exception
+  was never retrieved" pages. The failure is reported once, by the caller."""
+  hook, asyncio_logger = sys.unraisablehook, pylogging.getLogger("asyncio")
+  level = asyncio_logger.level
+  sys.unraisablehook = lambda unraisable: None
+  asyncio_logger.setLevel(pylogging.CRITICAL)
+  try:
+    yield
+  finally:
+    gc.collect()  # the abandoned coroutines go now, while muted
+    sys.unraisablehook = hook
+    asyncio_logger.setLevel(level)
+
+
+def _restore(checkpoints: ocp.CheckpointManager, step: int, state, meta: bool):
+  """Checkpoint `step` with `state`'s structure, shapes and shardings (and
+  its meta JSON when `meta`)."""
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  items = dict(state=ocp.args.StandardRestore(abstract))
+  if meta:
+    items["meta"] = ocp.args.JsonRestore()
+  return checkpoints.restore(step, args=ocp.args.Composite(**items))
 
 
 def restore_latest(
   checkpoints: ocp.CheckpointManager, state, config
 ) -> tuple[object, dict]:
-  """(state, meta) of the latest complete checkpoint, or (state, {}) when
-  there is none. `state` gives the structure, shapes and shardings."""
-  step = checkpoints.latest_step()
-  if step is None:
-    return state, {}
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  try:
-    restored = checkpoints.restore(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-      ),
-    )
-  except (ValueError, KeyError, TypeError) as e:
+  """(state, meta) of the newest checkpoint that restores, or (state, {})
+  when there is none. `state` gives the structure, shapes and shardings.
+
+  A newer checkpoint that cannot be read (damaged by a crash, a full disk
+  or a bad copy) is moved, not deleted, to WORKDIR/checkpoints_unreadable/,
+  with a warning, and the run resumes from the newest one that reads. When
+  none restores, the config does not fit them: ConfigError with the
+  latest's reason.
+  """
+  failures = []
+  for step in sorted(checkpoints.all_steps(), reverse=True):
+    try:
+      with _quiet_failed_reads():
+        restored = _restore(checkpoints, step, state, meta=True)
+      break
+    except Exception as e:  # tensorstore raises many kinds
+      failures.append((step, _one_line(e)))
+  else:
+    if not failures:
+      return state, {}
+    step, reason = failures[0]
     raise ConfigError(
       f"the checkpoint at {checkpoints.directory} (step {step}) does not "
-      f"fit config.model = {config.model!r} and this config: "
-      f"{' '.join(str(e).split())[:300]}"
-    ) from e
+      f"fit config.model = {config.model!r} and this config, and no older "
+      f"one restores: {reason}"
+    )
+  if failures:
+    _set_aside(checkpoints, [bad for bad, _ in failures])
+    for bad, reason in failures:
+      logging.warning(
+        "checkpoint step %d in %s cannot be read (%s); moved to %s",
+        bad,
+        checkpoints.directory,
+        reason,
+        unreadable_directory(checkpoints.directory),
+      )
   print(f"resuming from step {step} in {checkpoints.directory}", flush=True)
   return restored["state"], restored["meta"]
+
+
+def unreadable_directory(checkpoint_dir) -> str:
+  return os.path.join(os.path.dirname(str(checkpoint_dir)), UNREADABLE)
+
+
+def _set_aside(checkpoints: ocp.CheckpointManager, steps: list[int]) -> None:
+  """Moves the directories of `steps` to WORKDIR/checkpoints_unreadable/
+  (kept for inspection; orbax would otherwise refuse to save those steps
+  again), then has every process re-read the step list."""
+  if jax.process_index() == 0:
+    target = unreadable_directory(checkpoints.directory)
+    os.makedirs(target, exist_ok=True)
+    for step in steps:
+      source = os.path.join(str(checkpoints.directory), str(step))
+      moved = os.path.join(target, f"{step}.{int(time.time())}")
+      os.replace(source, moved)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("scenejax_set_aside_checkpoints")
+  checkpoints.reload()
 
 
 def best_step(checkpoint_dir: str) -> int:
@@ -103,7 +292,7 @@ def best_step(checkpoint_dir: str) -> int:
   reader = ocp.CheckpointManager(
     checkpoint_dir,
     options=ocp.CheckpointManagerOptions(
-      create=False, best_fn=lambda m: m["top1"], best_mode="max"
+      create=False, best_fn=_top1, best_mode="max"
     ),
   )
   step = reader.best_step() or reader.latest_step()
@@ -151,6 +340,51 @@ def restore_workdir(
   )["state"]
   reader.close()
   return config, graphdef, state, step
+
+
+class WorkdirLock:
+  """`with WorkdirLock(workdir):` one run at a time on a workdir.
+
+  An exclusive `flock` on WORKDIR/.lock, held by process 0. The kernel
+  releases it when the process exits or is killed (kill -9 too), so a dead
+  run never leaves it stuck; the file names the holder for the error a
+  second run gets.
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.path = os.path.join(workdir, ".lock")
+    self._file = None
+
+  def __enter__(self):
+    if jax.process_index() != 0 or fcntl is None:
+      return self
+    f = open(self.path, "a+")  # held until __exit__
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      f.seek(0)
+      holder = f.read().strip() or "a process that has not written its name"
+      f.close()
+      raise UserError(
+        f"{self.workdir} is in use by another run ({holder}): wait for it "
+        "to finish or stop it, or give another --workdir"
+      ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(
+      f"pid {os.getpid()} on host {socket.gethostname()}, started "
+      f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n"
+    )
+    f.flush()
+    self._file = f
+    return self
+
+  def __exit__(self, *exc):
+    if self._file is not None:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
 
 
 class Preemption:

@@ -26,6 +26,10 @@ from absl import app, flags, logging
 from scenejax.errors import UserError
 
 EXIT_USER_ERROR = 2
+# A preempted run (SIGTERM) saved its state and stopped early: not a
+# success. 75 is sysexits.h's EX_TEMPFAIL, "try again later"; schedulers
+# can requeue on it (SLURM: --requeue with a job script that checks it).
+EXIT_PREEMPTED = 75
 
 
 def fail(message: str) -> None:
@@ -75,6 +79,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
     )
 
 
+def _without_library_tracebacks(record) -> bool:
+  """Orbax logs each failing writer thread with its traceback; the failure
+  reaches the user once, as a scenejax error. Keeps the one-line record."""
+  if "/orbax/" in record.pathname:
+    record.exc_info, record.exc_text = None, None
+  return True
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
   """`absl.app.run(main)` with quiet logging and one-line user errors."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TFDS's TensorFlow
@@ -82,6 +94,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
   def wrapped(argv):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
+      logging.get_absl_handler().addFilter(_without_library_tracebacks)
     try:
       return main(argv)
     except UserError as e:

@@ -13,6 +13,8 @@ Multi-host: run the same command on every host. On SLURM and Cloud TPU,
 --process_id.
 """
 
+import sys
+
 import jax
 from absl import flags
 from ml_collections import config_flags
@@ -63,7 +65,9 @@ def main(argv: list[str]) -> None:
       num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value,
     )
-  train.train_and_evaluate(_CONFIG.value, workdir)
+  result = train.train_and_evaluate(_CONFIG.value, workdir)
+  if result.get("preempted"):
+    sys.exit(cli.EXIT_PREEMPTED)  # saved and resumable, not finished
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -39,6 +40,7 @@ from jax.sharding import PartitionSpec as P
 
 from scenejax import (
   checkpoints,
+  cli,
   config_lib,
   datasets,
   evaluation,
@@ -48,7 +50,7 @@ from scenejax import (
   optim,
   prototype,
 )
-from scenejax.errors import ConfigError
+from scenejax.errors import ConfigError, UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,160 +301,191 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return result.metrics(), result.confusion
 
   os.makedirs(workdir, exist_ok=True)
-  manager = checkpoints.manager(workdir, config.checkpoint_keep)
-  state, resume = checkpoints.restore_latest(manager, state, config)
   lead = jax.process_index() == 0  # the one process that writes files
-  if lead:  # everything fits: now write the record of the run
-    fileio.write_text(
-      os.path.join(workdir, "config.json"), config.to_json(indent=1)
-    )
-    if not config.prototype.path:
-      prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
-  history = resume.get("history", [])
-
   from tensorboardX import SummaryWriter  # no TensorFlow needed
   from tqdm import tqdm
 
-  writer = SummaryWriter(
-    os.path.join(workdir, "tensorboard"), write_to_disk=lead
-  )
-  metrics_path = os.path.join(workdir, "metrics.jsonl") if lead else os.devnull
-  terms = _loss_term_names(loss_cfg)
-  confusion = None
   with (
-    open(metrics_path, "w") as metrics_file,
-    checkpoints.Preemption(manager) as preemption,
+    checkpoints.WorkdirLock(workdir),
+    checkpoints.open_manager(workdir, config.checkpoint_keep) as manager,
   ):
-    for row in history:  # the resumed run's earlier epochs, rewritten
-      metrics_file.write(json.dumps(row) + "\n")
-    for epoch in range(resume.get("epoch", 0), config.num_epochs):
-      start = time.perf_counter()
-      pending = []
-      batches = iter(
-        input_pipeline.train_batches(
-          data.train,
-          config.batch_size,
-          seed=config.seed,
-          epoch=epoch,
-          preprocess=train_preprocess,
-        )
+    state, resume = checkpoints.restore_latest(manager, state, config)
+    _check_resume(resume, config, workdir)
+    if lead:  # everything fits: now write the record of the run
+      fileio.write_text(
+        os.path.join(workdir, "config.json"), config.to_json(indent=1)
       )
-      first_step, train_sums = 0, {}
-      if resume.get("epoch") == epoch and resume.get("iterator"):
-        batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
-        first_step = resume["step_in_epoch"]
-        # The steps before the save (absent in saves of scenejax before
-        # 2026-11-23, whose resumed epoch then averages the later steps).
-        train_sums = resume.get("train_sums", {})
-      bar = tqdm(
-        batches,
-        desc=f"epoch {epoch + 1}/{config.num_epochs}",
-        unit="step",
-        leave=False,
-        initial=first_step,
-        total=steps_per_epoch,
-        disable=not config.progress_bar,
-      )
-      for step, batch in enumerate(bar, start=first_step):
-        state, metrics = step_fn(
-          state,
-          input_pipeline.shard_batch(batch, data_sharding),
-          np.float32(epoch),
-          similarity,
-        )
-        pending.append(metrics)
-        if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
-          # The previous step's loss: reading it waits for that step only,
-          # while this one keeps the device busy (reading this step's would
-          # idle the device while the host fetches the next batch).
-          rate = bar.format_dict.get("rate") or 0.0  # steps/s; tqdm: ETA
-          bar.set_postfix(
-            loss=f"{float(pending[-2]['loss']):.3f}",
-            images_per_s=f"{rate * config.batch_size:.0f}",
+      if not config.prototype.path:
+        prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
+    history = resume.get("history", [])
+    metrics_path = (
+      os.path.join(workdir, "metrics.jsonl") if lead else os.devnull
+    )
+    terms = _loss_term_names(loss_cfg)
+    confusion, preempted = None, None
+    with (
+      open(metrics_path, "w") as metrics_file,
+      contextlib.closing(
+        SummaryWriter(os.path.join(workdir, "tensorboard"), write_to_disk=lead)
+      ) as writer,
+      checkpoints.Preemption(manager) as preemption,
+    ):
+      for row in history:  # the resumed run's earlier epochs, rewritten
+        metrics_file.write(json.dumps(row) + "\n")
+      for epoch in range(resume.get("epoch", 0), config.num_epochs):
+        start = time.perf_counter()
+        pending = []
+        batches = iter(
+          input_pipeline.train_batches(
+            data.train,
+            config.batch_size,
+            seed=config.seed,
+            epoch=epoch,
+            preprocess=train_preprocess,
           )
-        global_step = epoch * steps_per_epoch + step + 1
-        if preemption.reached(global_step):
-          pending = jax.device_get(pending)
-          _check_finite(pending, epoch, first_step, steps_per_epoch)
-          checkpoints.save(
-            manager,
-            global_step,
+        )
+        first_step, train_sums = 0, {}
+        if resume.get("epoch") == epoch and resume.get("iterator"):
+          batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
+          first_step = resume["step_in_epoch"]
+          # The steps before the save (absent in saves of scenejax before
+          # 2026-11-23, whose resumed epoch then averages the later steps).
+          train_sums = resume.get("train_sums", {})
+        bar = tqdm(
+          batches,
+          desc=f"epoch {epoch + 1}/{config.num_epochs}",
+          unit="step",
+          leave=False,
+          initial=first_step,
+          total=steps_per_epoch,
+          disable=not config.progress_bar,
+        )
+        for step, batch in enumerate(bar, start=first_step):
+          state, metrics = step_fn(
             state,
-            dict(
-              epoch=epoch,
-              step_in_epoch=step + 1,
-              history=history,
-              iterator=batches.get_state(),
-              train_sums=_add_metrics(train_sums, pending),
-              class_names=list(data.class_names),
-            ),
+            input_pipeline.shard_batch(batch, data_sharding),
+            np.float32(epoch),
+            similarity,
           )
-          manager.wait_until_finished()
-          manager.close()
-          writer.close()
-          print(
-            f"SIGTERM: saved step {global_step} to {manager.directory}; "
-            "resume by running again",
-            flush=True,
-          )
-          return dict(preempted=True, epoch=epoch, step_in_epoch=step + 1)
-      # One host sync per epoch for the training metrics.
-      pending = jax.device_get(pending)
-      _check_finite(pending, epoch, first_step, steps_per_epoch)
-      # The whole epoch's mean, also across a preemption (the sums of the
-      # steps before it come with the checkpoint).
-      steps_done = first_step + len(pending)
-      train_metrics = {
-        k: v / steps_done for k, v in _add_metrics(train_sums, pending).items()
-      }
-      eval_metrics, confusion = evaluate_epoch(state)
-      row = dict(
-        epoch=epoch + 1,
-        **{f"train_{k}": v for k, v in train_metrics.items()},
-        **eval_metrics,
-        seconds=time.perf_counter() - start,
-      )
-      if train_preprocess is not None:
-        row["skipped_images"] = (
-          train_preprocess.skipped + eval_preprocess.skipped
-        )
-      history.append(row)
-      metrics_file.write(json.dumps(row) + "\n")
-      metrics_file.flush()
-      for key, value in row.items():
-        if isinstance(value, (int, float)) and key != "epoch":
-          writer.add_scalar(key, value, (epoch + 1) * steps_per_epoch)
-      writer.flush()
-      checkpoints.save(
-        manager,
-        (epoch + 1) * steps_per_epoch,
-        state,
-        dict(
+          pending.append(metrics)
+          # A failed save (full disk) stops the run now, not at the next
+          # save an epoch later (20 us per step).
+          checkpoints.raise_if_save_failed(manager)
+          if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
+            # The previous step's loss: reading it waits for that step only,
+            # while this one keeps the device busy (reading this step's
+            # would idle the device while the host fetches the next batch).
+            rate = bar.format_dict.get("rate") or 0.0  # steps/s; tqdm: ETA
+            bar.set_postfix(
+              loss=f"{float(pending[-2]['loss']):.3f}",
+              images_per_s=f"{rate * config.batch_size:.0f}",
+            )
+          global_step = epoch * steps_per_epoch + step + 1
+          if preemption.reached(global_step):
+            pending = jax.device_get(pending)
+            _check_finite(pending, epoch, first_step, steps_per_epoch)
+            checkpoints.save(
+              manager,
+              global_step,
+              state,
+              dict(
+                epoch=epoch,
+                step_in_epoch=step + 1,
+                history=history,
+                iterator=batches.get_state(),
+                train_sums=_add_metrics(train_sums, pending),
+                class_names=list(data.class_names),
+                batch_size=config.batch_size,
+              ),
+            )
+            preempted = dict(epoch=epoch, step_in_epoch=step + 1)
+            break
+        if preempted:
+          break
+        # One host sync per epoch for the training metrics.
+        pending = jax.device_get(pending)
+        _check_finite(pending, epoch, first_step, steps_per_epoch)
+        # The whole epoch's mean, also across a preemption (the sums of the
+        # steps before it come with the checkpoint).
+        steps_done = first_step + len(pending)
+        train_metrics = {
+          k: v / steps_done
+          for k, v in _add_metrics(train_sums, pending).items()
+        }
+        eval_metrics, confusion = evaluate_epoch(state)
+        row = dict(
           epoch=epoch + 1,
-          step_in_epoch=0,
-          history=history,
-          iterator=None,
-          class_names=list(data.class_names),
-        ),
-        metrics=dict(top1=row["top1"]),
+          **{f"train_{k}": v for k, v in train_metrics.items()},
+          **eval_metrics,
+          seconds=time.perf_counter() - start,
+        )
+        if train_preprocess is not None:
+          row["skipped_images"] = (
+            train_preprocess.skipped + eval_preprocess.skipped
+          )
+        history.append(row)
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+        for key, value in row.items():
+          if isinstance(value, (int, float)) and key != "epoch":
+            writer.add_scalar(key, value, (epoch + 1) * steps_per_epoch)
+        writer.flush()
+        checkpoints.save(
+          manager,
+          (epoch + 1) * steps_per_epoch,
+          state,
+          dict(
+            epoch=epoch + 1,
+            step_in_epoch=0,
+            history=history,
+            iterator=None,
+            class_names=list(data.class_names),
+            batch_size=config.batch_size,
+          ),
+          metrics=dict(top1=row["top1"]),
+        )
+        if epoch == resume.get("epoch", 0):
+          print(_table_header(terms))
+        print(_table_row(row, terms), flush=True)
+    checkpoints.finish(manager, close=False)  # every save is complete
+    if preempted:
+      print(
+        f"SIGTERM: saved step {manager.latest_step()} to "
+        f"{manager.directory}; resume by running again (exit status "
+        f"{cli.EXIT_PREEMPTED} from the command line)",
+        flush=True,
       )
-      if epoch == resume.get("epoch", 0):
-        print(_table_header(terms))
-      print(_table_row(row, terms), flush=True)
-  writer.close()
-  manager.wait_until_finished()
-  manager.close()
-  if confusion is None:  # resumed a finished run: nothing left to train
-    return dict(history[-1]) if history else {}
-  final = dict(
-    history[-1],
-    confusion=confusion.tolist(),
-    class_names=list(data.class_names),
-    compiles=step_fn._cache_size(),
-  )
-  if lead:
-    fileio.write_json(os.path.join(workdir, "results.json"), final)
-  return final
+      return dict(preempted=True, **preempted)
+    if confusion is None:  # resumed a finished run: nothing left to train
+      return dict(history[-1]) if history else {}
+    final = dict(
+      history[-1],
+      confusion=confusion.tolist(),
+      class_names=list(data.class_names),
+      compiles=step_fn._cache_size(),
+    )
+    if lead:
+      fileio.write_json(os.path.join(workdir, "results.json"), final)
+    return final
+
+
+def _check_resume(resume: dict, config, workdir: str) -> None:
+  """A run resumes with the batch size it was saved with: its step
+  numbers, learning-rate schedule and data iterator position count batches
+  of that size (saves before 2026-11-23 have it only in config.json)."""
+  if not resume:
+    return
+  saved = resume.get("batch_size")
+  if saved is None:
+    with contextlib.suppress(UserError, AttributeError):
+      saved = checkpoints.read_workdir_config(workdir).batch_size
+  if saved is not None and saved != config.batch_size:
+    raise ConfigError(
+      f"config.batch_size = {config.batch_size}, but the run in {workdir} "
+      f"was saved with batch_size = {saved}: its steps, learning-rate "
+      "schedule and data position count batches of that size. Resume with "
+      f"--config.batch_size={saved}, or give another --workdir"
+    )
 
 
 def _check_finite(
