@@ -1,11 +1,18 @@
-"""Checkpoints of a training workdir, and preemption.
+"""Checkpoints of a training workdir, its lock, and preemption.
 
 WORKDIR/checkpoints is an orbax `CheckpointManager` directory: one step per
-save, each holding "state" (the model and optimizer, `nnx.State`) and
-"meta" (JSON: epoch, step in epoch, the metrics history, the data
-iterator's state, class names). Saves are asynchronous; the manager keeps
-the latest `config.checkpoint_keep` plus the best by Top-1.
-WORKDIR/config.json is the resolved config of the run.
+save, each holding "state" (the model and optimizer, `nnx.State`), "meta"
+(JSON: epoch, step in epoch, the metrics history, the data iterator's state,
+class names, batch size) and "metrics" (Top-1, for the best-checkpoint
+policy across resumes). Saves are asynchronous; the manager keeps the
+latest `config.checkpoint_keep` plus the best by Top-1.
+WORKDIR/config.json is the resolved config of the run; WORKDIR/.lock is
+held by the run training in it.
+
+Faults: a failed save raises one CheckpointError within a step and removes
+its temporary directory (`raise_if_save_failed`, `finish`); a damaged
+checkpoint is set aside to WORKDIR/checkpoints_unreadable/ and the run
+resumes from the newest one that reads (`restore_latest`).
 
 Preemption: `Preemption.reached(step)` is True at the step where every
 process must save. In one process that is the first step after SIGTERM. Under
@@ -69,7 +76,6 @@ def manager(workdir: str, keep: int = 2) -> ocp.CheckpointManager:
     enable_async_checkpointing=True,
     best_fn=_top1,
     best_mode="max",
-    cleanup_tmp_directories=True,  # a save cut short by kill -9
     preservation_policy=policies.AnyPreservationPolicy(
       [
         policies.LatestN(keep),
@@ -287,22 +293,87 @@ def _set_aside(checkpoints: ocp.CheckpointManager, steps: list[int]) -> None:
   checkpoints.reload()
 
 
-def best_step(checkpoint_dir: str) -> int:
-  """The step with the highest recorded Top-1, else the latest step."""
-  reader = ocp.CheckpointManager(
+def _reader(checkpoint_dir: str) -> ocp.CheckpointManager:
+  """A manager that only reads (and creates nothing)."""
+  return ocp.CheckpointManager(
     checkpoint_dir,
     options=ocp.CheckpointManagerOptions(
-      create=False, best_fn=_top1, best_mode="max"
+      create=False, read_only=True, best_fn=_top1, best_mode="max"
     ),
   )
-  step = reader.best_step() or reader.latest_step()
-  reader.close()
+
+
+def best_step(checkpoint_dir: str) -> int:
+  """The step with the highest recorded Top-1, else the latest step (only
+  mid-epoch saves, or saves of scenejax before 2026-11-23, which recorded
+  no metrics)."""
+  with contextlib.closing(_reader(checkpoint_dir)) as reader:
+    step = reader.best_step()
+    if step is None:
+      step = reader.latest_step()
   if step is None:
     raise UserError(
       f"no checkpoint in {checkpoint_dir}: train first "
       "(python -m scenejax.main --workdir=...)"
     )
   return step
+
+
+def read_meta(workdir: str, step: int) -> dict:
+  """The JSON saved with checkpoint `step`: epoch, step in epoch, history,
+  iterator state, class names, batch size."""
+  return _read_step(
+    workdir,
+    step,
+    lambda reader: reader.restore(
+      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+    )["meta"],
+  )
+
+
+def _read_step(workdir: str, step: int, read_fn):
+  """`read_fn(reader)` on checkpoint `step` of a run, with errors that name
+  the step and the other steps there."""
+  checkpoint_dir = directory(workdir)
+  with contextlib.closing(_reader(checkpoint_dir)) as reader:
+    steps = list(reader.all_steps())
+    if step not in steps:
+      raise UserError(
+        f"no checkpoint step {step} in {checkpoint_dir}; it has steps "
+        f"{steps or 'none'}"
+      )
+    try:
+      with _quiet_failed_reads():
+        return read_fn(reader)
+    except Exception as e:  # a damaged file; tensorstore raises many kinds
+      others = [s for s in steps if s != step]
+      raise CheckpointError(
+        f"checkpoint step {step} in {checkpoint_dir} cannot be read "
+        f"({_one_line(e)})"
+        + (
+          f"; pick another with --step (steps there: {others})"
+          if others
+          else "; it is the only one"
+        )
+      ) from e
+
+
+def class_names(workdir: str, step: int) -> list[str]:
+  """The class names of checkpoint `step` of a run: from its meta, or, for
+  saves of scenejax before 2026-11-23, from WORKDIR/results.json."""
+  names = read_meta(workdir, step).get("class_names")
+  if names is None:
+    path = os.path.join(workdir, "results.json")
+    try:
+      with open(path) as f:
+        names = json.load(f)["class_names"]
+    except (OSError, ValueError, KeyError) as e:
+      raise UserError(
+        f"checkpoint step {step} in {workdir} predates class names in "
+        f"checkpoints, and {path} cannot give them ({e}): finish the run "
+        "(run the trainer again) to write it"
+      ) from None
+  return names
 
 
 def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -323,22 +394,25 @@ def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_workdir(
-  workdir: str, num_classes: int, step: int | None = None, sharding=None
+  workdir: str,
+  num_classes: int | None = None,
+  step: int | None = None,
+  sharding=None,
 ) -> tuple[ml_collections.ConfigDict, nnx.GraphDef, nnx.State, int]:
   """(config, graphdef, state, step) of checkpoint `step` of a run (default:
-  the best by Top-1), placed with `sharding` (default: one device)."""
+  the best by Top-1), placed with `sharding` (default: one device).
+  `num_classes` defaults to the checkpoint's class names."""
   config = read_workdir_config(workdir)
+  checkpoint_dir = directory(workdir)
+  step = best_step(checkpoint_dir) if step is None else step
+  if num_classes is None:
+    num_classes = len(class_names(workdir, step))
   graphdef, state = optim.create_train_state(config, num_classes, 1)
   if sharding is not None:
     state = jax.device_put(state, sharding)
-  checkpoint_dir = directory(workdir)
-  step = best_step(checkpoint_dir) if step is None else step
-  reader = ocp.CheckpointManager(checkpoint_dir)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  state = reader.restore(
-    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+  state = _read_step(
+    workdir, step, lambda reader: _restore(reader, step, state, False)
   )["state"]
-  reader.close()
   return config, graphdef, state, step
 
 

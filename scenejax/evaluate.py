@@ -33,7 +33,8 @@ from scenejax import (
 def evaluate_workdir(
   workdir: str, *, ten_crop: bool = False, step: int | None = None
 ) -> dict:
-  """Metrics of checkpoint `step` (default: best Top-1) of `workdir`."""
+  """Metrics of checkpoint `step` (default: best Top-1) of `workdir`, with
+  the confusion matrix (rows: true class)."""
   config = checkpoints.read_workdir_config(workdir)
   config.data.ten_crop = ten_crop
   data = datasets.from_config(config)
@@ -55,22 +56,32 @@ def evaluate_workdir(
     data_sharding=NamedSharding(mesh, P("data")),
     preprocess=eval_preprocess,
   )
-  metrics = dict(step=step, ten_crop=ten_crop, **result.metrics())
-  if jax.process_index() == 0:
-    fileio.write_json(
-      os.path.join(workdir, "eval.json"),
-      dict(metrics, confusion=result.confusion.tolist()),
-    )
-  return metrics
+  return dict(
+    step=step,
+    ten_crop=ten_crop,
+    **result.metrics(),
+    confusion=result.confusion.tolist(),
+  )
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
-  metrics = evaluate_workdir(
-    flags.FLAGS.workdir, ten_crop=flags.FLAGS.ten_crop, step=flags.FLAGS.step
+  workdir = flags.FLAGS.workdir
+  result = evaluate_workdir(
+    workdir, ten_crop=flags.FLAGS.ten_crop, step=flags.FLAGS.step
   )
-  print(json.dumps(metrics, indent=1))
+  # The metrics first: a workdir we cannot write to still shows them.
+  print(
+    json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1),
+    flush=True,
+  )
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, "eval.json")
+    try:
+      fileio.write_json(path, result)
+    except OSError as e:
+      cli.fail(f"could not write {path} ({e}); the metrics are printed above")
 
 
 if __name__ == "__main__":

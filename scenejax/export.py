@@ -1,24 +1,31 @@
 """Deployable inference parameters from a training workdir, and prediction.
 
-  python -m scenejax.export --workdir=/tmp/run --out=/tmp/run_export
-  python -m scenejax.export --predict=/tmp/run_export img1.jpg img2.png
+  python -m scenejax.export --workdir=/tmp/run --out=/tmp/run_export [--step=N]
+  python -m scenejax.export --predict=/tmp/run_export img1.jpg photos/
 
-Export restores the workdir's best checkpoint by Top-1 (or the latest if
-none has metrics), drops the optimizer and, for PCL models, the CAM module
-and the erased-image classifier ([PCL] §4: deployment uses the backbone
-alone), and writes:
+Export restores the workdir's best checkpoint by Top-1 (or `--step`; the
+latest if none has metrics); any complete checkpoint will do, so a
+preempted run, or the last good checkpoint of a run stopped by a NaN, can
+be exported. It drops the optimizer and, for PCL models, the CAM module and
+the erased-image classifier ([PCL] §4: deployment uses the backbone alone),
+and writes:
 
   OUT/params/       the model's parameters and batch statistics (orbax)
   OUT/model.json    model name, class names, input size, pixel statistics
 
 Predict rebuilds that model, preprocesses each image as evaluation does
 (resize the shorter side, centre crop) and prints its top-5 scene names.
+Arguments may be image files or directories of them. A file that cannot be
+read or decoded is named on stderr and the others are still classified;
+the command then exits with status 2.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,16 +35,19 @@ from absl import flags
 from flax import nnx
 
 from scenejax import checkpoints, cli, fileio, input_pipeline, models
+from scenejax.errors import UserError
 from scenejax.models import pcl
 
 
-def export(workdir: str, out: str) -> dict:
-  """Writes OUT/params and OUT/model.json; returns the model.json dict."""
-  with open(os.path.join(workdir, "results.json")) as f:
-    class_names = json.load(f)["class_names"]
+def export(workdir: str, out: str, step: int | None = None) -> dict:
+  """Writes OUT/params and OUT/model.json from checkpoint `step` (default:
+  the best by Top-1); returns the model.json dict. Works on any complete
+  checkpoint: a finished run, a preempted one, the last good one of a run
+  stopped by a NaN."""
   config, graphdef, state, step = checkpoints.restore_workdir(
-    workdir, len(class_names)
+    workdir, step=step
   )
+  class_names = checkpoints.class_names(workdir, step)
   model, _ = nnx.merge(graphdef, state)
   model = pcl.export(model)
   image_size = config.data.image_size
@@ -57,7 +67,10 @@ def export(workdir: str, out: str) -> dict:
     pixel_mean=list(model.pixel_mean),
     pixel_std=list(model.pixel_std),
   )
-  os.makedirs(out, exist_ok=True)
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create the export directory {out}: {e}") from e
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(
       os.path.abspath(os.path.join(out, "params")), nnx.state(model), force=True
@@ -68,8 +81,17 @@ def export(workdir: str, out: str) -> dict:
 
 def load_export(directory: str) -> tuple[nnx.Module, dict]:
   """(model in inference mode, model.json dict) of an export directory."""
-  with open(os.path.join(directory, "model.json")) as f:
-    description = json.load(f)
+  path = os.path.join(directory, "model.json")
+  try:
+    with open(path) as f:
+      description = json.load(f)
+  except FileNotFoundError:
+    raise UserError(
+      f"{path} not found: {directory} is not an export; make one with "
+      "python -m scenejax.export --workdir=WORKDIR --out=DIR"
+    ) from None
+  except ValueError as e:
+    raise UserError(f"{path}: not valid JSON ({e})") from e
   options = {}
   if description["model"].startswith("vit"):
     options["image_size"] = description["image_size"]
@@ -88,10 +110,39 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
   return model, description
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def image_paths(paths: list[str]) -> list[str]:
+  """`paths` with each directory replaced by the image files in it
+  (sorted; not recursive)."""
+  found = []
+  for path in paths:
+    if os.path.isdir(path):
+      names = sorted(
+        n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES)
+      )
+      if not names:
+        raise UserError(
+          f"{path} is a directory with no image files ({', '.join(IMAGE_SUFFIXES)})"
+        )
+      found += [os.path.join(path, n) for n in names]
+    else:
+      found.append(path)
+  return found
+
+
+class Prediction(NamedTuple):
+  path: str
+  ranked: list[tuple[str, float]]  # (class name, probability), best first
+  error: str | None = None  # why the file could not be classified
+
+
 def predict(
   directory: str, image_files: list[str], top: int = 5
-) -> list[tuple[str, list[tuple[str, float]]]]:
-  """[(file, [(class name, probability), ...top])] for each image file."""
+) -> list[Prediction]:
+  """A Prediction for each image file; a file that cannot be read or
+  decoded gets its `error`, and the others are classified all the same."""
   model, description = load_export(directory)
   preprocess = input_pipeline.Preprocess(
     train=False,
@@ -101,8 +152,14 @@ def predict(
   )
   results = []
   for path in image_files:
-    with open(path, "rb") as f:
-      image = preprocess({"image": f.read(), "label": 0, "name": path})["image"]
+    try:
+      with open(path, "rb") as f:
+        example = {"image": f.read(), "label": 0, "name": path}
+      image = preprocess(example)["image"]
+    except (OSError, UserError) as e:
+      message = str(e) if isinstance(e, UserError) else f"{path}: {e}"
+      results.append(Prediction(path, [], message))
+      continue
     x = input_pipeline.normalize(
       jnp.asarray(image[None]),
       description["pixel_mean"],
@@ -110,8 +167,9 @@ def predict(
     )
     probs = np.asarray(jax.nn.softmax(model(x)[0]))
     order = np.argsort(-probs)[:top]
+    names = description["class_names"]
     results.append(
-      (path, [(description["class_names"][i], float(probs[i])) for i in order])
+      Prediction(path, [(names[i], float(probs[i])) for i in order])
     )
   return results
 
@@ -119,12 +177,29 @@ def predict(
 def main(argv: list[str]) -> None:
   flag = flags.FLAGS
   if flag.predict:
-    for path, ranked in predict(flag.predict, argv[1:]):
-      print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+    if len(argv) < 2:
+      cli.fail("give image files or directories after --predict=EXPORT_DIR")
+    results = predict(flag.predict, image_paths(argv[1:]))
+    for result in results:
+      if result.error is None:
+        print(
+          result.path
+          + ": "
+          + ", ".join(f"{name} {p:.3f}" for name, p in result.ranked),
+          flush=True,
+        )
+      else:
+        print(f"cannot classify {result.error}", file=sys.stderr, flush=True)
+    failed = sum(result.error is not None for result in results)
+    if failed:
+      cli.fail(
+        f"{failed} of {len(results)} files could not be classified "
+        "(named above); the others' predictions are printed"
+      )
     return
   if not (flag.workdir and flag.out):
     cli.fail("give --workdir and --out (or --predict=EXPORT files...)")
-  description = export(flag.workdir, flag.out)
+  description = export(flag.workdir, flag.out, step=flag.step)
   print(
     f"exported {description['model']} (step "
     f"{description['checkpoint_step']}) to {flag.out}"
@@ -136,6 +211,7 @@ if __name__ == "__main__":
   # defines none.
   flags.DEFINE_string("workdir", None, "training workdir to export")
   flags.DEFINE_string("out", None, "directory to write the export to")
+  flags.DEFINE_integer("step", None, "checkpoint step (default: best Top-1)")
   flags.DEFINE_string(
     "predict",
     None,

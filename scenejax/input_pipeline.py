@@ -200,10 +200,10 @@ class Preprocess:
     name = example.get("name", "?")
     if isinstance(image, (bytes, np.bytes_)):
       # Stay in PIL from decode to crop: one array copy, of the crop only.
-      image = common.open_image(bytes(image), name)
+      image = common.open_image(
+        bytes(image), name, strict=self.on_corrupt == "raise"
+      )
       if image is None:
-        if self.on_corrupt == "raise":
-          raise common.DatasetError(f"{name}: cannot decode image")
         self.skipped += 1
         return None
     size = self.image_size

@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from absl import logging
 
 from scenejax import fileio
 from scenejax import prototype as prototype_lib
@@ -272,14 +273,37 @@ def plot_gls_evolution(
 
 
 def read_history(workdir) -> list[dict]:
+  """The rows of WORKDIR/metrics.jsonl, one per epoch. A last line cut
+  short (the trainer killed while writing it) is skipped with a warning;
+  any other bad line is an error naming it."""
   path = os.path.join(workdir, "metrics.jsonl")
   try:
     with open(path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+      lines = f.read().split("\n")
   except FileNotFoundError:
     raise UserError(
       f"{path}: no metrics.jsonl; is {workdir} a scenejax training workdir?"
     ) from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise UserError(f"{path}: cannot read it ({e})") from e
+  rows = []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+      if not isinstance(row, dict) or "epoch" not in row:
+        raise ValueError("not an epoch's metrics")
+    except ValueError as e:
+      if number == len(lines):  # no newline after it: an unfinished write
+        logging.warning("%s: skipping its unfinished last line", path)
+        break
+      raise UserError(
+        f"{path}, line {number}: {e}; the trainer rewrites this file from "
+        "its checkpoint when the run resumes"
+      ) from None
+    rows.append(row)
+  return rows
 
 
 def plot_training_curves(

@@ -510,6 +510,23 @@ def test_wrong_shape_is_an_error(tmp_path):
     models.create("vit_ti16", 5, init_from=path, image_size=32)
 
 
+def test_integer_tensor_is_refused_not_cast(tmp_path):
+  """Issue 13: an int64 tensor of the right shape was cast to float and
+  loaded as a weight."""
+  path = _save(_small_vit(), tmp_path)
+  _edit_safetensors(
+    path,
+    lambda t: t.update(
+      {"vit.encoder.layer.3.intermediate.dense.bias": np.arange(768)}
+    ),
+  )
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match=r"1 non-floating-point tensors .*: blocks/3/mlp1/bias: int64",
+  ):
+    models.create("vit_ti16", 5, init_from=path, image_size=32)
+
+
 @pytest.mark.slow
 def test_wrong_architecture_is_an_error(tmp_path):
   vit_path = _save(_small_vit(), tmp_path / "vit")

@@ -293,7 +293,8 @@ def test_export_and_predict(tmp_path, uninterrupted):
     jax.nn.softmax(trained(input_pipeline.normalize(np.stack(images))))
   )
   names = description["class_names"]
-  for (path, got), want in zip(ranked, probs):
+  for (path, got, error), want in zip(ranked, probs):
+    assert error is None
     order = np.argsort(-want)
     assert [name for name, _ in got] == [names[i] for i in order], path
     np.testing.assert_allclose(

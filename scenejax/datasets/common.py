@@ -23,6 +23,7 @@ __all__ = [
   "read_image_list",
   "read_label_map_file",
   "require_file",
+  "to_rgb8",
 ]
 
 
@@ -44,18 +45,41 @@ def read_image_list(path: str) -> list[str]:
     return [line.strip().replace("\\", "/") for line in f if line.strip()]
 
 
-def open_image(data, name: str) -> PIL.Image.Image | None:
-  """A decoded RGB PIL image from encoded bytes or a file path; None (with
-  a warning naming the image) if it cannot be decoded."""
+def open_image(data, name: str, strict: bool = False) -> PIL.Image.Image | None:
+  """A decoded 8-bit RGB PIL image from encoded bytes or a file path; if
+  it cannot be decoded, None with a warning naming the image (or, with
+  `strict`, DatasetError)."""
   from PIL import Image
 
   try:
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(source) as image:
-      return image.convert("RGB")  # decodes fully, inside the try
+      return to_rgb8(image)  # decodes fully, inside the try
   except (OSError, ValueError, SyntaxError) as e:
+    if strict:
+      raise DatasetError(f"{name}: cannot decode image: {e}") from e
     logging.warning("skipping %s: cannot decode image: %s", name, e)
     return None
+
+
+def to_rgb8(image: PIL.Image.Image) -> PIL.Image.Image:
+  """8-bit RGB. 16-bit grayscale (PNG, TIFF: PIL modes I;16*) is scaled,
+  65535 -> 255; PIL's own convert("RGB") clips it at 255, which turns an
+  ordinary 16-bit photo white. 16-bit colour PNGs already open as 8-bit
+  RGB. 32-bit integer and float images have no known white level: refused
+  (ValueError)."""
+  from PIL import Image
+
+  if image.mode.startswith("I;16"):
+    wide = np.asarray(image).astype(np.uint32)
+    gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
+  if image.mode in ("I", "F"):
+    raise ValueError(
+      f"PIL mode {image.mode!r} (32-bit {'integer' if image.mode == 'I' else 'float'}"
+      " pixels) has no known white level; save it as 8- or 16-bit"
+    )
+  return image.convert("RGB")
 
 
 def decode_image(data, name: str) -> np.ndarray | None:

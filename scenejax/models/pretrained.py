@@ -27,6 +27,7 @@ import shutil
 import urllib.request
 import zipfile
 
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
@@ -202,8 +203,9 @@ def assign(
   model keeps its own initialisation (re-initialised for fine-tuning).
 
   Raises:
-    CheckpointError listing missing keys, unexpected keys and shape
-    mismatches, naming `source`; the model is then left untouched.
+    CheckpointError listing missing keys, unexpected keys, shape
+    mismatches and non-float tensors, naming `source`; the model is then
+    left untouched.
   """
   target = flat_params(model)
   head_fits = all(
@@ -223,12 +225,22 @@ def assign(
     for k in params
     if k in target and params[k].shape != target[k].get_value().shape
   )
-  if missing or unexpected or mismatched:
+  # Casting an integer or boolean tensor to float would load it silently
+  # as a "weight" (a wrong file, or a mis-mapped counter such as torch's
+  # num_batches_tracked).
+  not_float = sorted(
+    f"{k}: {np.asarray(params[k]).dtype}"
+    for k in params
+    if k in target
+    and not jnp.issubdtype(np.asarray(params[k]).dtype, jnp.floating)
+  )
+  if missing or unexpected or mismatched or not_float:
     problems = []
     for what, keys in (
       ("missing keys", missing),
       ("unexpected keys", unexpected),
       ("shape mismatches", mismatched),
+      ("non-floating-point tensors (a weight must be float)", not_float),
     ):
       if keys:
         shown = ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else "")
