@@ -26,7 +26,7 @@ setuptools.setup(
     "ml-collections>=1.0,<2",
     "numpy>=1.26,<3",
     "openpyxl>=3.1,<4",
-    "orbax-checkpoint>=0.11,<0.13",
+    "orbax-checkpoint>=0.12.8,<0.13",  # checkpoints.py leans on its internals
     "optax>=0.2.5,<0.3",
     "pillow>=10,<14",
     "safetensors>=0.4,<0.9",

@@ -30,6 +30,7 @@ import gc
 import json
 import logging as pylogging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +45,7 @@ except ImportError:  # Windows: no lock
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
@@ -98,30 +100,44 @@ def save(
   metrics: dict | None = None,
 ) -> None:
   """Starts an asynchronous save of step `step` (first waiting for the
-  previous one, whose failure raises here as CheckpointError)."""
+  previous one, whose failure to write raises here as CheckpointError).
+
+  A step already on disk is replaced: the epoch-end save that follows a
+  preemption save on the epoch's last step holds the same state plus the
+  epoch's Top-1, which orbax would otherwise skip silently."""
   try:
-    checkpoints.save(
+    if step in checkpoints.all_steps():
+      checkpoints.delete(step)
+    saved = checkpoints.save(
       step,
       args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
       ),
       metrics=metrics,
     )
-  except Exception as e:  # any failure of the writer
+  except Exception as e:
     raise _save_failed(checkpoints, e) from e
+  if not saved:
+    raise RuntimeError(
+      f"orbax declined to save step {step} (latest: "
+      f"{checkpoints.latest_step()}); the step numbering is broken"
+    )
 
 
 def raise_if_save_failed(checkpoints: ocp.CheckpointManager) -> None:
-  """Raises CheckpointError if the last asynchronous save has failed;
-  returns at once while it is still running. Called during the epoch, so a
-  full disk stops the run within a few steps, not an epoch later."""
-  if not checkpoints.is_saving_in_progress():
+  """Raises CheckpointError if the last asynchronous save has failed to
+  write; returns at once while it is still running. Called during the
+  epoch, so a full disk stops a run within `log_every_steps`, not an epoch
+  later. One process only: under `jax.distributed` the processes could see
+  the failure at different steps (and only process 0 writes the JSON
+  items), so they learn of it at the next save, which they all enter."""
+  if jax.process_count() == 1 and not checkpoints.is_saving_in_progress():
     finish(checkpoints, close=False)
 
 
 def finish(checkpoints: ocp.CheckpointManager, close: bool = True) -> None:
-  """Waits for the running save (and closes the manager); its failure
-  raises CheckpointError."""
+  """Waits for the running save (and closes the manager); its failure to
+  write raises CheckpointError."""
   try:
     checkpoints.wait_until_finished()
     if close:
@@ -135,7 +151,15 @@ def open_manager(workdir: str, keep: int = 2):
   """`with open_manager(workdir, keep) as m:` the manager of
   WORKDIR/checkpoints; on the way out it waits for the last save (whose
   failure raises CheckpointError) and closes, or, leaving on an error,
-  stops its threads so the process can exit."""
+  stops its threads so the process can exit.
+
+  Steps with a damaged metrics file are set aside first: orbax reads every
+  step's metrics while it builds the manager, and one bad file would stop
+  it there."""
+  checkpoint_dir = directory(workdir)
+  bad = _damaged_metrics(checkpoint_dir)
+  if bad:
+    _set_aside(checkpoint_dir, [(step, "damaged metrics file") for step in bad])
   checkpoints = manager(workdir, keep)
   try:
     yield checkpoints
@@ -150,6 +174,12 @@ def abandon(checkpoints: ocp.CheckpointManager) -> None:
   process would never exit) without raising a second error."""
   with contextlib.suppress(Exception):
     checkpoints.close()
+
+
+# Orbax gives no handle on a failed save's sibling writes, its temporary
+# directory or its per-thread error logs; the three helpers below and
+# `cli`'s log filter are the workarounds, tested against orbax 0.12.8
+# (tests/test_faults.py) and pinned in setup.py.
 
 
 def _join_orbax_threads(timeout: float) -> None:
@@ -167,23 +197,49 @@ def _join_orbax_threads(timeout: float) -> None:
       thread.join(max(0.0, deadline - time.monotonic()))
 
 
+_STORAGE_FAILURE = re.compile(
+  r"RESOURCE_EXHAUSTED|PERMISSION_DENIED|DATA_LOSS|No space left|"
+  r"Permission denied|Read-only file system|Input/output error|Disk quota"
+)
+
+
+def _is_storage_failure(error: BaseException) -> bool:
+  """An OSError in the chain, or tensorstore's status for one. Anything
+  else (unserialisable meta, a wrong argument) is a bug and keeps its
+  traceback."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) or _STORAGE_FAILURE.search(str(error)):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
 def _save_failed(
   checkpoints: ocp.CheckpointManager, error: Exception
-) -> CheckpointError:
-  """The one error a failed save gives, after removing its half-written
-  temporary directory (on a full disk that also frees the space)."""
-  _join_orbax_threads(timeout=120.0)  # the other writes of the failed save
+) -> Exception:
+  """The error a failed save raises, after the failed save's other writes
+  end and (in one process) its half-written temporary directory is removed;
+  on a full disk that frees the space. A storage failure becomes one
+  CheckpointError naming the last complete step; any other error is
+  returned as it is."""
+  _join_orbax_threads(timeout=120.0)
   abandon(checkpoints)
-  directory = str(checkpoints.directory)
-  if jax.process_index() == 0 and os.path.isdir(directory):
-    for name in os.listdir(directory):
+  if not _is_storage_failure(error):
+    return error
+  checkpoint_dir = str(checkpoints.directory)
+  # Under jax.distributed other processes may still write their shards
+  # into it; orbax replaces a leftover when that step is saved again.
+  if jax.process_count() == 1 and os.path.isdir(checkpoint_dir):
+    for name in os.listdir(checkpoint_dir):
       if ".orbax-checkpoint-tmp" in name:
-        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+        shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
   with contextlib.suppress(Exception):
     checkpoints.reload()
   kept = checkpoints.latest_step()
   return CheckpointError(
-    f"saving a checkpoint to {directory} failed ({_one_line(error)}). "
+    f"saving a checkpoint to {checkpoint_dir} failed ({_one_line(error)}). "
     "Stopped; "
     + (
       f"the last complete checkpoint, step {kept}, is kept: fix the cause "
@@ -230,71 +286,144 @@ def _restore(checkpoints: ocp.CheckpointManager, step: int, state, meta: bool):
   return checkpoints.restore(step, args=ocp.args.Composite(**items))
 
 
+def _try_restore(checkpoints, step: int, state) -> tuple[dict | None, str]:
+  """(restored, "") or (None, why), after one retry: a network file system
+  may fail a read once, and a good checkpoint must not be set aside."""
+  reason = ""
+  for attempt in range(2):
+    try:
+      with _quiet_failed_reads():
+        return _restore(checkpoints, step, state, meta=True), ""
+    except Exception as e:  # tensorstore raises many kinds
+      reason = _one_line(e)
+      if attempt == 0:
+        time.sleep(1.0)
+  return None, reason
+
+
+def _everywhere(ok: bool) -> bool:
+  """True when `ok` on every process (one process: `ok`)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.array(ok))))
+
+
 def restore_latest(
-  checkpoints: ocp.CheckpointManager, state, config
+  checkpoints: ocp.CheckpointManager, state, config, steps_per_epoch: int
 ) -> tuple[object, dict]:
   """(state, meta) of the newest checkpoint that restores, or (state, {})
   when there is none. `state` gives the structure, shapes and shardings.
 
   A newer checkpoint that cannot be read (damaged by a crash, a full disk
   or a bad copy) is moved, not deleted, to WORKDIR/checkpoints_unreadable/,
-  with a warning, and the run resumes from the newest one that reads. When
-  none restores, the config does not fit them: ConfigError with the
-  latest's reason.
+  with a warning, and the run resumes from the newest one that reads on
+  every process. When none restores, the config does not fit them:
+  ConfigError with the latest's reason. So is a checkpoint saved with
+  another batch size or training-set size (`_check_fits`), before anything
+  is moved.
   """
   failures = []
   for step in sorted(checkpoints.all_steps(), reverse=True):
-    try:
-      with _quiet_failed_reads():
-        restored = _restore(checkpoints, step, state, meta=True)
+    restored, reason = _try_restore(checkpoints, step, state)
+    if _everywhere(restored is not None):
       break
-    except Exception as e:  # tensorstore raises many kinds
-      failures.append((step, _one_line(e)))
+    failures.append((step, reason or "unreadable on another process"))
   else:
     if not failures:
       return state, {}
     step, reason = failures[0]
     raise ConfigError(
-      f"the checkpoint at {checkpoints.directory} (step {step}) does not "
-      f"fit config.model = {config.model!r} and this config, and no older "
-      f"one restores: {reason}"
+      f"no checkpoint in {checkpoints.directory} restores with "
+      f"config.model = {config.model!r} and this config (another model or "
+      f"class count, or damaged files); step {step}: {reason}"
     )
+  _check_fits(restored["meta"], config, steps_per_epoch, checkpoints)
   if failures:
-    _set_aside(checkpoints, [bad for bad, _ in failures])
-    for bad, reason in failures:
-      logging.warning(
-        "checkpoint step %d in %s cannot be read (%s); moved to %s",
-        bad,
-        checkpoints.directory,
-        reason,
-        unreadable_directory(checkpoints.directory),
-      )
+    _set_aside(str(checkpoints.directory), failures)
+    checkpoints.reload()
   print(f"resuming from step {step} in {checkpoints.directory}", flush=True)
   return restored["state"], restored["meta"]
+
+
+def _check_fits(meta: dict, config, steps_per_epoch: int, checkpoints) -> None:
+  """A run resumes with the batch size and training-set size it was saved
+  with: its step numbers, learning-rate schedule and data iterator position
+  count batches of the epoch it had (saves before 2026-11-23 record only
+  the batch size, in config.json)."""
+  workdir = os.path.dirname(str(checkpoints.directory))
+  saved = meta.get("batch_size")
+  if saved is None:
+    with contextlib.suppress(UserError, AttributeError):
+      saved = read_workdir_config(workdir).batch_size
+  if saved is not None and saved != config.batch_size:
+    raise ConfigError(
+      f"config.batch_size = {config.batch_size}, but the run in {workdir} "
+      f"was saved with batch_size = {saved}: its steps, learning-rate "
+      "schedule and data position count batches of that size. Resume with "
+      f"--config.batch_size={saved}, or give another --workdir"
+    )
+  saved = meta.get("steps_per_epoch")
+  if saved is not None and saved != steps_per_epoch:
+    raise ConfigError(
+      f"the run in {workdir} was saved with {saved} steps per epoch, this "
+      f"config gives {steps_per_epoch}: the training set changed size "
+      "(config.dataset, config.data). Resume with the data it had, or give "
+      "another --workdir"
+    )
 
 
 def unreadable_directory(checkpoint_dir) -> str:
   return os.path.join(os.path.dirname(str(checkpoint_dir)), UNREADABLE)
 
 
-def _set_aside(checkpoints: ocp.CheckpointManager, steps: list[int]) -> None:
-  """Moves the directories of `steps` to WORKDIR/checkpoints_unreadable/
-  (kept for inspection; orbax would otherwise refuse to save those steps
-  again), then has every process re-read the step list."""
+def _set_aside(checkpoint_dir: str, failures: list[tuple[int, str]]) -> None:
+  """Moves the directories of the failed steps to
+  WORKDIR/checkpoints_unreadable/ (kept for inspection; orbax would
+  otherwise refuse to save those steps again), warning for each."""
+  target = unreadable_directory(checkpoint_dir)
   if jax.process_index() == 0:
-    target = unreadable_directory(checkpoints.directory)
     os.makedirs(target, exist_ok=True)
-    for step in steps:
-      source = os.path.join(str(checkpoints.directory), str(step))
-      moved = os.path.join(target, f"{step}.{int(time.time())}")
-      os.replace(source, moved)
+    for step, _ in failures:
+      source = os.path.join(checkpoint_dir, str(step))
+      os.replace(source, os.path.join(target, f"{step}.{int(time.time())}"))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("scenejax_set_aside_checkpoints")
-  checkpoints.reload()
+  for step, reason in failures:
+    logging.warning(
+      "checkpoint step %d in %s cannot be read (%s); moved to %s",
+      step,
+      checkpoint_dir,
+      reason,
+      target,
+    )
+
+
+def _damaged_metrics(checkpoint_dir: str) -> list[int]:
+  """Steps whose metrics file (written for the best-checkpoint policy) is
+  not valid JSON."""
+  bad = []
+  if not os.path.isdir(checkpoint_dir):
+    return bad
+  for name in os.listdir(checkpoint_dir):
+    path = os.path.join(checkpoint_dir, name, "metrics", "metrics")
+    if name.isdigit() and os.path.isfile(path):
+      try:
+        with open(path, encoding="utf-8") as f:
+          json.load(f)
+      except (OSError, ValueError):
+        bad.append(int(name))
+  return sorted(bad)
 
 
 def _reader(checkpoint_dir: str) -> ocp.CheckpointManager:
   """A manager that only reads (and creates nothing)."""
+  bad = _damaged_metrics(checkpoint_dir)
+  if bad:
+    raise CheckpointError(
+      f"checkpoint step(s) {bad} in {checkpoint_dir} have a damaged "
+      "metrics/metrics file: run the trainer on this workdir once, which "
+      f"moves them to {UNREADABLE}/, or move them there yourself"
+    )
   return ocp.CheckpointManager(
     checkpoint_dir,
     options=ocp.CheckpointManagerOptions(
@@ -369,9 +498,9 @@ def class_names(workdir: str, step: int) -> list[str]:
         names = json.load(f)["class_names"]
     except (OSError, ValueError, KeyError) as e:
       raise UserError(
-        f"checkpoint step {step} in {workdir} predates class names in "
-        f"checkpoints, and {path} cannot give them ({e}): finish the run "
-        "(run the trainer again) to write it"
+        f"checkpoint step {step} in {workdir} carries no class names "
+        f"(saved by scenejax before 2026-11-23), and {path} cannot give "
+        f"them ({e}); that file is written when such a run finishes"
       ) from None
   return names
 
@@ -431,19 +560,36 @@ class WorkdirLock:
     self._file = None
 
   def __enter__(self):
-    if jax.process_index() != 0 or fcntl is None:
-      return self
-    f = open(self.path, "a+")  # held until __exit__
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-      f.seek(0)
-      holder = f.read().strip() or "a process that has not written its name"
-      f.close()
+    holder = self._acquire() if jax.process_index() == 0 else None
+    if jax.process_count() > 1:  # every process stops if process 0 must
+      refused = multihost_utils.broadcast_one_to_all(np.int32(bool(holder)))
+      holder = holder or ("see process 0" if refused else None)
+    if holder:
       raise UserError(
         f"{self.workdir} is in use by another run ({holder}): wait for it "
         "to finish or stop it, or give another --workdir"
-      ) from None
+      )
+    return self
+
+  def _acquire(self) -> str | None:
+    """Takes the lock; None, or the holder's description if another
+    process has it."""
+    if fcntl is None:
+      return None
+    f = open(self.path, "a+")  # held until __exit__
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "a process that has not written its name"
+      f.close()
+      return holder
+    except OSError as e:  # a file system without flock (some NFS, Lustre)
+      f.close()
+      logging.warning(
+        "%s: cannot lock (%s); running without a workdir lock", self.path, e
+      )
+      return None
     f.seek(0)
     f.truncate()
     f.write(
@@ -452,10 +598,11 @@ class WorkdirLock:
     )
     f.flush()
     self._file = f
-    return self
+    return None
 
   def __exit__(self, *exc):
     if self._file is not None:
+      self._file.truncate(0)  # no stale holder for the next reader
       fcntl.flock(self._file, fcntl.LOCK_UN)
       self._file.close()
       self._file = None

@@ -44,10 +44,13 @@ def export(workdir: str, out: str, step: int | None = None) -> dict:
   the best by Top-1); returns the model.json dict. Works on any complete
   checkpoint: a finished run, a preempted one, the last good one of a run
   stopped by a NaN."""
-  config, graphdef, state, step = checkpoints.restore_workdir(
-    workdir, step=step
-  )
+  checkpoints.read_workdir_config(workdir)  # is it a workdir at all?
+  if step is None:
+    step = checkpoints.best_step(checkpoints.directory(workdir))
   class_names = checkpoints.class_names(workdir, step)
+  config, graphdef, state, step = checkpoints.restore_workdir(
+    workdir, len(class_names), step
+  )
   model, _ = nnx.merge(graphdef, state)
   model = pcl.export(model)
   image_size = config.data.image_size
@@ -157,7 +160,10 @@ def predict(
         example = {"image": f.read(), "label": 0, "name": path}
       image = preprocess(example)["image"]
     except (OSError, UserError) as e:
-      message = str(e) if isinstance(e, UserError) else f"{path}: {e}"
+      if isinstance(e, UserError):
+        message = str(e)
+      else:  # an OSError's str repeats the path
+        message = f"{path}: {e.strerror or e}"
       results.append(Prediction(path, [], message))
       continue
     x = input_pipeline.normalize(

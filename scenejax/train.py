@@ -40,7 +40,6 @@ from jax.sharding import PartitionSpec as P
 
 from scenejax import (
   checkpoints,
-  cli,
   config_lib,
   datasets,
   evaluation,
@@ -50,7 +49,7 @@ from scenejax import (
   optim,
   prototype,
 )
-from scenejax.errors import ConfigError, UserError
+from scenejax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,8 +308,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoints.WorkdirLock(workdir),
     checkpoints.open_manager(workdir, config.checkpoint_keep) as manager,
   ):
-    state, resume = checkpoints.restore_latest(manager, state, config)
-    _check_resume(resume, config, workdir)
+    state, resume = checkpoints.restore_latest(
+      manager, state, config, steps_per_epoch
+    )
     if lead:  # everything fits: now write the record of the run
       fileio.write_text(
         os.path.join(workdir, "config.json"), config.to_json(indent=1)
@@ -368,18 +368,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             similarity,
           )
           pending.append(metrics)
-          # A failed save (full disk) stops the run now, not at the next
-          # save an epoch later (20 us per step).
-          checkpoints.raise_if_save_failed(manager)
-          if (step + 1) % config.log_every_steps == 0 and len(pending) > 1:
-            # The previous step's loss: reading it waits for that step only,
-            # while this one keeps the device busy (reading this step's
-            # would idle the device while the host fetches the next batch).
-            rate = bar.format_dict.get("rate") or 0.0  # steps/s; tqdm: ETA
-            bar.set_postfix(
-              loss=f"{float(pending[-2]['loss']):.3f}",
-              images_per_s=f"{rate * config.batch_size:.0f}",
-            )
+          if (step + 1) % config.log_every_steps == 0:
+            # A failed save (a full disk) stops the run now, not at the
+            # next save an epoch later.
+            checkpoints.raise_if_save_failed(manager)
+            if len(pending) > 1:
+              # The previous step's loss: reading it waits for that step
+              # only, while this one keeps the device busy (reading this
+              # step's would idle the device while the host fetches the
+              # next batch).
+              rate = bar.format_dict.get("rate") or 0.0  # steps/s: tqdm
+              bar.set_postfix(
+                loss=f"{float(pending[-2]['loss']):.3f}",
+                images_per_s=f"{rate * config.batch_size:.0f}",
+              )
           global_step = epoch * steps_per_epoch + step + 1
           if preemption.reached(global_step):
             pending = jax.device_get(pending)
@@ -396,6 +398,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 train_sums=_add_metrics(train_sums, pending),
                 class_names=list(data.class_names),
                 batch_size=config.batch_size,
+                steps_per_epoch=steps_per_epoch,
               ),
             )
             preempted = dict(epoch=epoch, step_in_epoch=step + 1)
@@ -441,18 +444,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             iterator=None,
             class_names=list(data.class_names),
             batch_size=config.batch_size,
+            steps_per_epoch=steps_per_epoch,
           ),
           metrics=dict(top1=row["top1"]),
         )
         if epoch == resume.get("epoch", 0):
           print(_table_header(terms))
         print(_table_row(row, terms), flush=True)
-    checkpoints.finish(manager, close=False)  # every save is complete
+      # Every save complete, while a second SIGTERM is still caught.
+      checkpoints.finish(manager, close=False)
     if preempted:
       print(
         f"SIGTERM: saved step {manager.latest_step()} to "
-        f"{manager.directory}; resume by running again (exit status "
-        f"{cli.EXIT_PREEMPTED} from the command line)",
+        f"{manager.directory}; resume by running again",
         flush=True,
       )
       return dict(preempted=True, **preempted)
@@ -467,25 +471,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if lead:
       fileio.write_json(os.path.join(workdir, "results.json"), final)
     return final
-
-
-def _check_resume(resume: dict, config, workdir: str) -> None:
-  """A run resumes with the batch size it was saved with: its step
-  numbers, learning-rate schedule and data iterator position count batches
-  of that size (saves before 2026-11-23 have it only in config.json)."""
-  if not resume:
-    return
-  saved = resume.get("batch_size")
-  if saved is None:
-    with contextlib.suppress(UserError, AttributeError):
-      saved = checkpoints.read_workdir_config(workdir).batch_size
-  if saved is not None and saved != config.batch_size:
-    raise ConfigError(
-      f"config.batch_size = {config.batch_size}, but the run in {workdir} "
-      f"was saved with batch_size = {saved}: its steps, learning-rate "
-      "schedule and data position count batches of that size. Resume with "
-      f"--config.batch_size={saved}, or give another --workdir"
-    )
 
 
 def _check_finite(

@@ -92,7 +92,9 @@ handler.JsonCheckpointHandler._save_fn = full_disk
 import test_trainer
 from scenejax import cli, train
 def main(argv):
-  train.train_and_evaluate(test_trainer._tiny_config(num_epochs=4), sys.argv[1])
+  config = test_trainer._tiny_config(num_epochs=4)
+  config.log_every_steps = 1
+  train.train_and_evaluate(config, sys.argv[1])
 cli.run(main)
 """
 
@@ -114,6 +116,22 @@ def test_failed_save_stops_promptly_with_one_error(tmp_path):
   history = report.read_history(workdir)
   assert [row["epoch"] for row in history] == [1, 2]  # stopped in epoch 3
   assert not (workdir / "results.json").exists()
+
+
+_BUG_IN_SAVE = _FULL_DISK.replace(
+  'raise OSError(errno.ENOSPC, "No space left on device", str(directory))',
+  'raise TypeError("meta is not JSON serialisable")',
+)
+
+
+@pytest.mark.slow
+def test_a_bug_in_a_save_keeps_its_traceback(tmp_path):
+  """Only storage failures become a one-line CheckpointError; anything
+  else is a bug and must show where it happened."""
+  proc = _run_driver(_BUG_IN_SAVE, tmp_path / "run", timeout=240)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "TypeError: meta is not JSON serialisable" in proc.stderr
+  assert "Traceback" in proc.stderr
 
 
 # --- 4. One run per workdir. -----------------------------------------------
@@ -153,6 +171,17 @@ def test_second_run_on_a_workdir_is_refused_naming_the_holder(tmp_path):
 
 
 # --- 5. 16-bit images are scaled, not saturated. ---------------------------
+
+
+def test_sixteen_bit_png_opened_as_mode_i_is_scaled():
+  """Pillow before 10.3 opens 16-bit grayscale PNGs as mode I."""
+  from scenejax.datasets import common
+
+  image = Image.fromarray(np.array([[0, 257, 65535]], np.int32), mode="I")
+  image.format = "PNG"
+  np.testing.assert_array_equal(
+    np.asarray(common.to_rgb8(image))[0, :, 0], [0, 1, 255]
+  )
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
@@ -303,14 +332,43 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(
   assert [name.split(".")[0] for name in aside] == ["10"]
 
 
-def test_resume_with_another_batch_size_is_refused(finished, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("item", ["meta/metadata", "metrics/metrics"])
+def test_damaged_json_in_the_latest_checkpoint(finished, tmp_path, item):
+  """A cut-short JSON file: before, a bare JSONDecodeError (metrics: from
+  orbax's manager constructor, before any step could be tried)."""
+  workdir = _copy(finished, tmp_path)
+  path = os.path.join(checkpoints.directory(workdir), "10", item)
+  with open(path, "r+") as f:
+    f.truncate(5)
+  if item.startswith("metrics"):
+    with pytest.raises(CheckpointError, match=r"\[10\] .*damaged metrics"):
+      evaluate.evaluate_workdir(workdir)
+  result = train.train_and_evaluate(_tiny_config(num_epochs=3), workdir)
+  assert result["epoch"] == 3
+  aside = os.listdir(os.path.join(workdir, checkpoints.UNREADABLE))
+  assert [name.split(".")[0] for name in aside] == ["10"]
+
+
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("batch_size", 16, "--config.batch_size=32"),
+    ("data.train_per_class", 24, "saved with 5 steps per epoch"),
+  ],
+)
+def test_resume_with_another_epoch_is_refused(
+  finished, tmp_path, field, value, message
+):
   """Before: a resume kept the old iterator position and step numbers in
   batches of the old size, silently."""
   workdir = _copy(finished, tmp_path)
+  _damage(workdir, 10)  # and nothing is set aside before the refusal
   config = _tiny_config(num_epochs=3)
-  config.batch_size = 16
-  with pytest.raises(ConfigError, match="--config.batch_size=32"):
+  config.update_from_flattened_dict({field: value})
+  with pytest.raises(ConfigError, match=message):
     train.train_and_evaluate(config, workdir)
+  assert not os.path.exists(os.path.join(workdir, checkpoints.UNREADABLE))
 
 
 # --- SIGTERM: saved, resumable, and not a success. -------------------------

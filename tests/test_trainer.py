@@ -126,15 +126,24 @@ def test_sigterm_on_the_last_step_of_an_epoch(tmp_path, uninterrupted):
     step._cache_size = step_fn._cache_size
     return step
 
+  config = _tiny_config()
+  config.checkpoint_keep = 3  # keep step 5 to look at
   train.jit_train_step = jit_train_step
   try:
-    stopped = train.train_and_evaluate(_tiny_config(), workdir)
+    stopped = train.train_and_evaluate(config, workdir)
   finally:
     train.jit_train_step = real_step
   assert stopped == dict(preempted=True, epoch=0, step_in_epoch=5)
-  train.train_and_evaluate(_tiny_config(), workdir)
+  train.train_and_evaluate(config, workdir)
   _assert_same_params(workdir, uninterrupted[0])
   assert _history(workdir) == _history(uninterrupted[0])
+  # The epoch-end save replaced the preemption save of the same step, so
+  # epoch 1's Top-1 is on record for the best-checkpoint policy (orbax
+  # skipped that save silently before).
+  with open(
+    os.path.join(workdir, "checkpoints", "5", "metrics", "metrics")
+  ) as f:
+    assert json.load(f) == {"top1": _history(workdir)[0]["top1"]}
 
 
 _RUN = """
@@ -197,7 +206,7 @@ def test_workdir_of_another_model_is_refused(tmp_path, uninterrupted):
   config = _tiny_config(num_epochs=4)
   config.model = "resnet18"
   with pytest.raises(
-    ConfigError, match="does not fit config.model = 'resnet18'"
+    ConfigError, match="restores with config.model = 'resnet18'"
   ):
     train.train_and_evaluate(config, workdir)
 

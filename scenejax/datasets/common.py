@@ -70,7 +70,11 @@ def to_rgb8(image: PIL.Image.Image) -> PIL.Image.Image:
   (ValueError)."""
   from PIL import Image
 
-  if image.mode.startswith("I;16"):
+  # Pillow before 10.3 opens 16-bit grayscale PNGs as mode I; a PNG holds
+  # at most 16 bits, so its I is 16-bit too.
+  if image.mode.startswith("I;16") or (
+    image.mode == "I" and image.format == "PNG"
+  ):
     wide = np.asarray(image).astype(np.uint32)
     gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
     return Image.fromarray(gray).convert("RGB")
