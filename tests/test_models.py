@@ -600,6 +600,10 @@ def test_forward_features_interface(name):
 
 
 @pytest.mark.slow
+# Each example compiles new shapes (~1.3 s). 20 draw every kernel size
+# and both strides with probability > 0.98 and keep the suite inside its CI
+# budget (40 before).
+@hypothesis.settings(max_examples=20)
 @hypothesis.given(
   kernel=st.sampled_from([1, 3, 5, 7]),
   stride=st.sampled_from([1, 2]),
