@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
 import logging as pylogging
 import os
@@ -259,21 +260,31 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
   return " ".join(str(error).split())[:limit] or type(error).__name__
 
 
-@contextlib.contextmanager
-def _quiet_failed_reads():
-  """A damaged checkpoint fails in many of orbax's read coroutines at once;
-  the ones not awaited print "Exception ignored" and asyncio's "exception
-  was never retrieved" pages. The failure is reported once, by the caller."""
-  hook, asyncio_logger = sys.unraisablehook, pylogging.getLogger("asyncio")
+def _read_quietly(read_fn) -> tuple[object, str | None]:
+  """(read_fn(), None), or (None, why) when it raises.
+
+  One damaged file fails one of orbax's many concurrent reads; the others
+  finish afterwards into an event loop orbax has closed, and Python prints
+  each one's "Event loop is closed" or "Exception ignored" traceback. So
+  after a failure this waits a second with stderr and those hooks muted,
+  and collects the abandoned coroutines; the caller reports the failure
+  once."""
+  try:
+    return read_fn(), None
+  except Exception as e:  # tensorstore raises many kinds
+    reason = _one_line(e)
+  hook, stderr = sys.unraisablehook, sys.stderr
+  asyncio_logger = pylogging.getLogger("asyncio")
   level = asyncio_logger.level
-  sys.unraisablehook = lambda unraisable: None
+  sys.unraisablehook, sys.stderr = (lambda unraisable: None), io.StringIO()
   asyncio_logger.setLevel(pylogging.CRITICAL)
   try:
-    yield
+    time.sleep(1.0)
+    gc.collect()
   finally:
-    gc.collect()  # the abandoned coroutines go now, while muted
-    sys.unraisablehook = hook
+    sys.unraisablehook, sys.stderr = hook, stderr
     asyncio_logger.setLevel(level)
+  return None, reason
 
 
 def _restore(checkpoints: ocp.CheckpointManager, step: int, state, meta: bool):
@@ -287,17 +298,15 @@ def _restore(checkpoints: ocp.CheckpointManager, step: int, state, meta: bool):
 
 
 def _try_restore(checkpoints, step: int, state) -> tuple[dict | None, str]:
-  """(restored, "") or (None, why), after one retry: a network file system
-  may fail a read once, and a good checkpoint must not be set aside."""
-  reason = ""
-  for attempt in range(2):
-    try:
-      with _quiet_failed_reads():
-        return _restore(checkpoints, step, state, meta=True), ""
-    except Exception as e:  # tensorstore raises many kinds
-      reason = _one_line(e)
-      if attempt == 0:
-        time.sleep(1.0)
+  """(restored, "") or (None, why), after one retry (a second later): a
+  network file system may fail a read once, and a good checkpoint must not
+  be set aside."""
+  for _ in range(2):
+    restored, reason = _read_quietly(
+      lambda: _restore(checkpoints, step, state, meta=True)
+    )
+    if reason is None:
+      return restored, ""
   return None, reason
 
 
@@ -427,7 +436,7 @@ def _reader(checkpoint_dir: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
     checkpoint_dir,
     options=ocp.CheckpointManagerOptions(
-      create=False, read_only=True, best_fn=_top1, best_mode="max"
+      create=False, best_fn=_top1, best_mode="max"
     ),
   )
 
@@ -471,20 +480,18 @@ def _read_step(workdir: str, step: int, read_fn):
         f"no checkpoint step {step} in {checkpoint_dir}; it has steps "
         f"{steps or 'none'}"
       )
-    try:
-      with _quiet_failed_reads():
-        return read_fn(reader)
-    except Exception as e:  # a damaged file; tensorstore raises many kinds
-      others = [s for s in steps if s != step]
-      raise CheckpointError(
-        f"checkpoint step {step} in {checkpoint_dir} cannot be read "
-        f"({_one_line(e)})"
-        + (
-          f"; pick another with --step (steps there: {others})"
-          if others
-          else "; it is the only one"
-        )
-      ) from e
+    result, reason = _read_quietly(lambda: read_fn(reader))
+    if reason is None:
+      return result
+  others = [s for s in steps if s != step]
+  raise CheckpointError(
+    f"checkpoint step {step} in {checkpoint_dir} cannot be read ({reason})"
+    + (
+      f"; pick another with --step (steps there: {others})"
+      if others
+      else "; it is the only one"
+    )
+  )
 
 
 def class_names(workdir: str, step: int) -> list[str]:
