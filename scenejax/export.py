@@ -44,13 +44,10 @@ def export(workdir: str, out: str, step: int | None = None) -> dict:
   the best by Top-1); returns the model.json dict. Works on any complete
   checkpoint: a finished run, a preempted one, the last good one of a run
   stopped by a NaN."""
-  checkpoints.read_workdir_config(workdir)  # is it a workdir at all?
-  if step is None:
-    step = checkpoints.best_step(checkpoints.directory(workdir))
-  class_names = checkpoints.class_names(workdir, step)
   config, graphdef, state, step = checkpoints.restore_workdir(
-    workdir, len(class_names), step
+    workdir, step=step
   )
+  class_names = checkpoints.class_names(workdir, step)
   model, _ = nnx.merge(graphdef, state)
   model = pcl.export(model)
   image_size = config.data.image_size
