@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import tempfile
 
 import hypothesis
 import pytest
@@ -14,6 +15,18 @@ SHARED = pathlib.Path(
 PROTOTYPES = SHARED / "reference" / "similarity_prototypes"
 SASNET = SHARED / "reference" / "sasnet_lists"
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# One persistent XLA compilation cache for the test processes, the xdist
+# workers and the command lines they start (set before jax is imported, so
+# children inherit it): the suite compiles the same small programs - model
+# initialisers, the demo's train step - in many processes, and on 2 cores
+# compiling is most of its time. Every compile is cached, however short.
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR",
+  os.path.join(tempfile.gettempdir(), f"scenejax-tests-xla-{os.getuid()}"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 hypothesis.settings.register_profile(
   "ci",

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from conftest import REPO, assert_user_error, run_cli
 
-from scenejax import config_lib, evaluation, prototype, synthetic, train
+from scenejax import (
+  config_lib,
+  datasets,
+  evaluation,
+  prototype,
+  synthetic,
+  train,
+)
 from scenejax.errors import PrototypeError
 
 TINY = [
@@ -28,6 +35,7 @@ def run_main(workdir, *overrides, config="configs/demo.py"):
   )
 
 
+@pytest.mark.slow  # the fast lane trains in-process (test_trainer.py)
 def test_demo_main_job_end_to_end(tmp_path):
   proc = run_main(tmp_path, *TINY)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -136,7 +144,8 @@ def test_euclidean_variant_reads_the_euclidean_prototype(tmp_path):
     prototype.Prototype(np.eye(8), "euclidean", names),
   )
   config.prototype.path = str(tmp_path / "p_{metric}.npz")
-  assert train.train_and_evaluate(config, str(tmp_path / "w"))["epoch"] == 1
+  data = datasets.from_config(config)
+  assert train.prototype_for(config, data).metric == "euclidean"
   from configs import mit67_resnet50, sun397_vit
 
   for module in (mit67_resnet50, sun397_vit):

@@ -1,6 +1,8 @@
-"""Model zoo: `create(name, num_classes)` returns a Flax NNX classifier.
+"""Model zoo: `create(name, num_classes)` returns a Flax NNX classifier or,
+for the names in `SEGMENTERS`, a segmenter (`scenejax.models.segmenter`:
+(B, H, W, 3) images -> (B, H, W, num_classes) logits).
 
-Every model takes NHWC float images and has:
+Every classifier takes NHWC float images and has:
   * `__call__(x)` -> logits;
   * `forward_features(x)` -> (penultimate embedding, [intermediate NHWC
     feature maps]) — per stage for CNNs, per block for ViTs; the CAM
@@ -21,7 +23,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scenejax.errors import ConfigError
-from scenejax.models import convnext, mobilenetv3, pcl, pretrained, resnet, vit
+from scenejax.models import (
+  convnext,
+  mobilenetv3,
+  pcl,
+  pretrained,
+  resnet,
+  segformer,
+  upernet,
+  vit,
+)
 
 _MODELS = {
   "resnet18": resnet.resnet18,
@@ -37,7 +48,14 @@ _MODELS = {
   "convnext_base": convnext.convnext_base,
   "mobilenetv3_large": mobilenetv3.mobilenetv3_large,
 }
+_SEGMENTERS = {
+  f"upernet_convnext_{v}": getattr(upernet, f"upernet_convnext_{v}")
+  for v in ("atto", "tiny", "small", "base", "large", "xlarge")
+} | {f"segformer_b{i}": getattr(segformer, f"segformer_b{i}") for i in range(6)}
+SEGMENTERS = tuple(sorted(_SEGMENTERS))
+_MODELS.update(_SEGMENTERS)
 NAMES = tuple(sorted(_MODELS))
+CLASSIFIERS = tuple(n for n in NAMES if n not in _SEGMENTERS)
 
 
 def create(
@@ -70,7 +88,7 @@ def create(
     if not hasattr(family, "load_checkpoint"):
       raise pretrained.CheckpointError(
         f"no pretrained-weight loader for {name!r} (init_from="
-        f"{init_from!r}); supported: ViT, ResNet, ConvNeXt"
+        f"{init_from!r}); supported: ViT, ResNet, ConvNeXt, UperNet, SegFormer"
       )
     path = pretrained.local_path(init_from)
     options = {**family.checkpoint_options(path), **options}
@@ -91,9 +109,10 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def from_config(config, num_classes: int) -> nnx.Module:
   """The model of a training config: `config.model` with `config.init_from`
   and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`."""
-  if config.model not in _MODELS:
+  if config.model not in CLASSIFIERS:
     raise ConfigError(
-      f"config.model = {config.model!r}; expected one of {', '.join(NAMES)}"
+      f"config.model = {config.model!r}; expected a classifier, one of "
+      f"{', '.join(CLASSIFIERS)}"
     )
   if config.dtype not in DTYPES:
     raise ConfigError(

@@ -25,9 +25,14 @@ from scenejax.models.classifier import Classifier, depthwise_conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # depths, widths
+  # timm's convnext_atto: no ADE20K checkpoint; small segmenters for tests
+  # and CPU experiments.
+  "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
   "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
   "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
   "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+  "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+  "xlarge": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
 }
 _init = nnx.initializers.truncated_normal(0.02)
 
@@ -86,6 +91,7 @@ class Stage(nnx.Module):
         width,
         (2, 2),
         strides=2,
+        padding="VALID",  # as PyTorch's padding=0 (matters for odd sizes)
         kernel_init=_init,
         dtype=dtype,
         rngs=rngs,
@@ -106,7 +112,46 @@ class Stage(nnx.Module):
     return x
 
 
-class ConvNeXt(Classifier):
+class Trunk(nnx.Module):
+  """Stem and the four stages; `stage_maps(x)` returns each stage's output.
+  Shared by the classifier and by the segmenters' backbones."""
+
+  def __init__(self, variant, *, layer_scale_init, dtype, rngs):
+    depths, widths = VARIANTS[variant]
+    self.depths, self.widths = depths, widths
+    self.stem_conv = nnx.Conv(
+      3,
+      widths[0],
+      (4, 4),
+      strides=4,
+      padding="VALID",  # PyTorch's: sizes not a multiple of 4 are floored
+      kernel_init=_init,
+      dtype=dtype,
+      rngs=rngs,
+    )
+    self.stem_norm = nnx.LayerNorm(
+      widths[0], epsilon=1e-6, dtype=dtype, rngs=rngs
+    )
+    stage = functools.partial(
+      Stage, dtype=dtype, rngs=rngs, layer_scale_init=layer_scale_init
+    )
+    self.stages = nnx.List(
+      [
+        stage(widths[max(i - 1, 0)], widths[i], depths[i], downsample=i > 0)
+        for i in range(4)
+      ]
+    )
+
+  def stage_maps(self, x) -> list[jax.Array]:
+    x = self.stem_norm(self.stem_conv(x))
+    maps = []
+    for stage in self.stages:
+      x = stage(x)
+      maps.append(x)
+    return maps
+
+
+class ConvNeXt(Trunk, Classifier):
   """ConvNeXt classifier; `forward_features(x)` gives (pooled, normed
   embedding, [output of each stage]); `__call__` the logits."""
 
@@ -122,24 +167,11 @@ class ConvNeXt(Classifier):
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
-    depths, widths = VARIANTS[variant]
+    super().__init__(
+      variant, layer_scale_init=layer_scale_init, dtype=dtype, rngs=rngs
+    )
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-    self.depths, self.widths = depths, widths
-    self.stem_conv = nnx.Conv(
-      3, widths[0], (4, 4), strides=4, kernel_init=_init, dtype=dtype, rngs=rngs
-    )
-    self.stem_norm = nnx.LayerNorm(
-      widths[0], epsilon=1e-6, dtype=dtype, rngs=rngs
-    )
-    stage = functools.partial(
-      Stage, dtype=dtype, rngs=rngs, layer_scale_init=layer_scale_init
-    )
-    self.stages = nnx.List(
-      [
-        stage(widths[max(i - 1, 0)], widths[i], depths[i], downsample=i > 0)
-        for i in range(4)
-      ]
-    )
+    widths = self.widths
     self.head_norm = nnx.LayerNorm(
       widths[-1], epsilon=head_epsilon, dtype=dtype, rngs=rngs
     )
@@ -151,12 +183,8 @@ class ConvNeXt(Classifier):
     self.default_cam_stage = 2  # stage-3 output, 14x14 at 224 px
 
   def forward_features(self, x) -> tuple[jax.Array, list[jax.Array]]:
-    x = self.stem_norm(self.stem_conv(x))
-    maps = []
-    for stage in self.stages:
-      x = stage(x)
-      maps.append(x)
-    return self.head_norm(jnp.mean(x, axis=(1, 2))), maps
+    maps = self.stage_maps(x)
+    return self.head_norm(jnp.mean(maps[-1], axis=(1, 2))), maps
 
 
 def convnext_tiny(num_classes, **kw) -> ConvNeXt:
@@ -169,6 +197,14 @@ def convnext_small(num_classes, **kw) -> ConvNeXt:
 
 def convnext_base(num_classes, **kw) -> ConvNeXt:
   return ConvNeXt("base", num_classes, **kw)
+
+
+def convnext_large(num_classes, **kw) -> ConvNeXt:
+  return ConvNeXt("large", num_classes, **kw)
+
+
+def convnext_xlarge(num_classes, **kw) -> ConvNeXt:
+  return ConvNeXt("xlarge", num_classes, **kw)
 
 
 def checkpoint_options(path: str) -> dict:
@@ -187,26 +223,28 @@ def checkpoint_options(path: str) -> dict:
   )
 
 
+# Hugging Face ConvNext module paths -> ours (for `pretrained.torch_to_flax`).
+HF_RENAMES = [
+  (r"^embeddings\.patch_embeddings$", "stem_conv"),
+  (r"^embeddings\.layernorm$", "stem_norm"),
+  (
+    r"^encoder\.stages\.(\d+)\.downsampling_layer\.0$",
+    r"stages.\1.downsample_norm",
+  ),
+  (
+    r"^encoder\.stages\.(\d+)\.downsampling_layer\.1$",
+    r"stages.\1.downsample_conv",
+  ),
+  (r"^encoder\.stages\.(\d+)\.layers\.(\d+)", r"stages.\1.blocks.\2"),
+]
+
+
 def from_hf(tensors) -> dict[str, np.ndarray]:
   """Hugging Face ConvNext tensors -> our parameter paths."""
   tensors = {k.removeprefix("convnext."): v for k, v in tensors.items()}
   return pretrained.torch_to_flax(
     tensors,
-    [
-      (r"^embeddings\.patch_embeddings$", "stem_conv"),
-      (r"^embeddings\.layernorm$", "stem_norm"),
-      (
-        r"^encoder\.stages\.(\d+)\.downsampling_layer\.0$",
-        r"stages.\1.downsample_norm",
-      ),
-      (
-        r"^encoder\.stages\.(\d+)\.downsampling_layer\.1$",
-        r"stages.\1.downsample_conv",
-      ),
-      (r"^encoder\.stages\.(\d+)\.layers\.(\d+)", r"stages.\1.blocks.\2"),
-      (r"^layernorm$", "head_norm"),
-      (r"^classifier$", "head"),
-    ],
+    HF_RENAMES + [(r"^layernorm$", "head_norm"), (r"^classifier$", "head")],
   )
 
 

@@ -199,7 +199,8 @@ def assign(
 
   Every parameter and batch statistic of the model must be provided with
   its exact shape, and every provided array must be used, except the
-  classifier head ("head/..."): absent or of another class count, the
+  classifier head ("head/...", or the model's `head_prefixes`, e.g. a
+  segmenter's two classifiers): absent or of another class count, the
   model keeps its own initialisation (re-initialised for fine-tuning).
 
   Raises:
@@ -208,15 +209,16 @@ def assign(
     left untouched.
   """
   target = flat_params(model)
+  heads = tuple(getattr(model, "head_prefixes", (HEAD_PREFIX,)))
   head_fits = all(
     k in params and params[k].shape == target[k].get_value().shape
     for k in target
-    if k.startswith(HEAD_PREFIX)
+    if k.startswith(heads)
   )
   if not head_fits:
-    params = {k: v for k, v in params.items() if not k.startswith(HEAD_PREFIX)}
+    params = {k: v for k, v in params.items() if not k.startswith(heads)}
   missing = sorted(
-    k for k in target if k not in params and not k.startswith(HEAD_PREFIX)
+    k for k in target if k not in params and not k.startswith(heads)
   )
   unexpected = sorted(k for k in params if k not in target)
   mismatched = sorted(
