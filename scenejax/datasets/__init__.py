@@ -168,15 +168,19 @@ class TfdsSource:
   def has_label_maps(self) -> bool:
     return "segmentation" in self.builder.info.features
 
-  def label_maps(self) -> Iterator[np.ndarray]:
-    """Yields each record's 2-D uint8 semantic label map (ade20k_scenes)."""
+  def label_map(self, index: int) -> np.ndarray:
+    """Record `index`'s 2-D uint8 semantic label map (ade20k_scenes)."""
     from PIL import Image
 
     if not self.has_label_maps:
       raise DatasetError(f"{self._prefix} has no segmentation maps")
+    with Image.open(io.BytesIO(self._source[index]["segmentation"])) as png:
+      return np.asarray(png).reshape(png.size[1], png.size[0])
+
+  def label_maps(self) -> Iterator[np.ndarray]:
+    """Yields each record's 2-D uint8 semantic label map (ade20k_scenes)."""
     for i in range(len(self)):
-      with Image.open(io.BytesIO(self._source[i]["segmentation"])) as png:
-        yield np.asarray(png)
+      yield self.label_map(i)
 
 
 class SubsetSource:

@@ -19,6 +19,7 @@ from scenejax.prototype.algorithm import (
   most_similar_pairs,
   presence_vector,
   presence_vectors,
+  prototype_from_counts,
   similarity_prototype,
 )
 from scenejax.prototype.files import (
@@ -43,6 +44,7 @@ __all__ = [
   "most_similar_pairs",
   "presence_vector",
   "presence_vectors",
+  "prototype_from_counts",
   "read_class_names",
   "read_list_file",
   "read_xlsx_matrix",

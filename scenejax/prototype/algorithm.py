@@ -267,14 +267,21 @@ def class_representation(
       bar.close()
   if next(labels_iter, None) is not None:
     raise PrototypeError("more scene labels than label maps")
-  empty = np.flatnonzero(counts == 0)
+  check_every_class_seen(counts, class_names)
+  return sums / counts[:, None], counts
+
+
+def check_every_class_seen(
+  counts: np.ndarray, class_names: Sequence[str] | None = None
+) -> None:
+  """Eq. 1 divides by N_c: a scene class with no images is an error."""
+  empty = np.flatnonzero(np.asarray(counts) == 0)
   if empty.size:
     names = [_class_name(c, class_names) for c in empty[:10]]
     raise PrototypeError(
       f"{empty.size} scene class(es) have no images: {', '.join(names)}"
       + (" ..." if empty.size > 10 else "")
     )
-  return sums / counts[:, None], counts
 
 
 def _class_name(c: int, class_names: Sequence[str] | None) -> str:
@@ -360,6 +367,30 @@ def build_prototype(
     workers=workers,
     progress=progress,
   )
+  return _prototype(representation, counts, names, metric, semantic_class_names)
+
+
+def prototype_from_counts(
+  presence_sums: np.ndarray,
+  image_counts: np.ndarray,
+  class_names: Sequence[str],
+  *,
+  metric: str,
+  semantic_class_names: Sequence[str] | None = None,
+) -> Prototype:
+  """The prototype of Algorithm 1's running sums: `presence_sums` (C, L),
+  the number of class-c images in which semantic class l is present, and
+  `image_counts` (C,) = N_c. Eq. 1: S_c = presence_sums[c] / N_c; then
+  Eq. 2-4. For builds that accumulate the sums themselves (streaming from
+  a segmenter, merged across hosts)."""
+  names = tuple(str(n) for n in class_names)
+  counts = np.asarray(image_counts, np.int64)
+  check_every_class_seen(counts, names)
+  representation = np.asarray(presence_sums, np.float64) / counts[:, None]
+  return _prototype(representation, counts, names, metric, semantic_class_names)
+
+
+def _prototype(representation, counts, names, metric, semantic_class_names):
   similarity = similarity_prototype(representation, metric, class_names=names)
   return Prototype(
     similarity=similarity.astype(np.float32),

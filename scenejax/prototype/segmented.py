@@ -1,0 +1,212 @@
+"""[SP] Algorithm 1 over images segmented on the fly: no label maps written,
+resumable, multi-host.
+
+Each image is segmented (`scenejax.segment.Predictor`), its presence vector
+s (Algorithm 1: s_l = 1 iff semantic class l occurs in the map) added to
+its scene class's running sum, and N_c counted. Those integer sums are the
+whole state of the build: they are saved atomically, with the position
+reached, every `save_every_s` seconds, so a preempted or `kill -9`ed build
+resumes where it last saved and ends with exactly the sums of an
+uninterrupted one. In a multi-host job process p segments records
+p, p + P, p + 2P, ... on its own devices and keeps its own state file; the
+integer sums are added across processes at the end (exact), then Eq. 1-4.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from scenejax import fileio
+from scenejax.errors import PrototypeError
+from scenejax.prototype import algorithm
+
+STATE_VERSION = 1
+_NAMES_KEPT = 20  # undecodable images named in the state and the log
+
+
+def state_file(state_dir: str) -> str:
+  return os.path.join(
+    state_dir,
+    f"process{jax.process_index()}-of-{jax.process_count()}.npz",
+  )
+
+
+def _load_state(path: str, fingerprint: str, shape) -> dict | None:
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      state = {k: data[k] for k in data.files}
+  except (OSError, ValueError) as e:
+    raise PrototypeError(
+      f"{path}: unreadable partial build ({e}); delete it to start over"
+    ) from e
+  if str(state.get("fingerprint")) != fingerprint:
+    raise PrototypeError(
+      f"{path} is the partial build of another configuration "
+      f"({state.get('fingerprint')}); this build is {fingerprint}. Delete it "
+      "or write to another --out"
+    )
+  if state["presence_sums"].shape != shape:
+    raise PrototypeError(
+      f"{path}: sums of shape {state['presence_sums'].shape}"
+    )
+  return state
+
+
+def _save_state(path: str, **arrays) -> None:
+  fileio.atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def build_from_segmenter(
+  predictor,
+  source,
+  class_names: Sequence[str],
+  *,
+  metric: str,
+  state_dir: str,
+  fingerprint: dict,
+  save_every_s: float = 60.0,
+  semantic_class_names: Sequence[str] | None = None,
+  progress: bool = True,
+) -> tuple[algorithm.Prototype, dict]:
+  """The prototype of `source`'s images segmented by `predictor`.
+
+  Args:
+    predictor: a `scenejax.segment.Predictor` (top-1 is used).
+    source: random access to records {"image", "label", "name"}.
+    class_names: the C scene classes (labels index them).
+    metric: "cosine" or "euclidean".
+    state_dir: where each process keeps its partial sums.
+    fingerprint: what the build depends on (dataset, split, segmenter,
+      weights, resize); a partial build of another fingerprint is refused.
+    save_every_s: seconds between saves of the partial sums.
+
+  Returns:
+    (prototype, stats): stats has images, skipped, skipped_names (the first
+    few undecodable images), seconds, images_per_s (this process).
+  """
+  from scenejax.segment import segment_records
+
+  num_classes, num_semantic = len(class_names), predictor.num_classes
+  key = json.dumps(fingerprint, sort_keys=True)
+  mine = np.arange(jax.process_index(), len(source), jax.process_count())
+  path = state_file(state_dir)
+  state = _load_state(path, key, (num_classes, num_semantic))
+  sums = np.zeros((num_classes, num_semantic), np.int64)
+  counts = np.zeros((num_classes,), np.int64)
+  position, skipped, skipped_names = 0, 0, []
+  if state is not None:
+    sums, counts = state["presence_sums"], state["image_counts"]
+    position, skipped = int(state["position"]), int(state["skipped"])
+    skipped_names = [str(n) for n in state["skipped_names"]]
+    logging.warning(
+      "resuming the build from %s: %d of %d images done",
+      path,
+      position,
+      len(mine),
+    )
+
+  def save():
+    _save_state(
+      path,
+      version=STATE_VERSION,
+      fingerprint=key,
+      presence_sums=sums,
+      image_counts=counts,
+      position=position,
+      skipped=skipped,
+      skipped_names=np.array(skipped_names, dtype=str),
+    )
+
+  from tqdm import tqdm
+
+  bar = tqdm(
+    total=len(mine),
+    initial=position,
+    desc="segmenting",
+    unit="img",
+    disable=not progress or jax.process_index() != 0,
+  )
+  records = (source[int(i)] for i in mine[position:])
+  start, done_here, last_save = time.monotonic(), 0, time.monotonic()
+  try:
+    for record, result in segment_records(predictor, records):
+      name, label = record.get("name", "?"), int(record["label"])
+      if not 0 <= label < num_classes:
+        raise PrototypeError(
+          f"{name}: scene label {label} outside [0, {num_classes})"
+        )
+      if result is None:
+        skipped += 1
+        if len(skipped_names) < _NAMES_KEPT:
+          skipped_names.append(str(name))
+      else:
+        top1 = result[0][..., 0].ravel()
+        present = np.bincount(top1, minlength=num_semantic)[:num_semantic] > 0
+        sums[label] += present
+        counts[label] += 1
+      position += 1
+      done_here += 1
+      bar.update(1)
+      if time.monotonic() - last_save >= save_every_s:
+        save()
+        last_save = time.monotonic()
+    save()
+  finally:
+    bar.close()
+  seconds = time.monotonic() - start
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    if max(sums.max(initial=0), counts.max(initial=0)) >= 2**31:
+      raise PrototypeError("more than 2^31 images per class: cannot merge")
+    gathered = multihost_utils.process_allgather(
+      np.concatenate([sums, counts[:, None]], axis=1).astype(np.int32)
+    )
+    merged = np.asarray(gathered, np.int64).sum(axis=0)
+    sums, counts = merged[:, :-1], merged[:, -1]
+    skipped = int(
+      np.asarray(multihost_utils.process_allgather(np.int32(skipped))).sum()
+    )
+  if skipped:
+    logging.warning(
+      "%d image(s) could not be decoded and were skipped: %s%s",
+      skipped,
+      ", ".join(skipped_names),
+      " ..." if skipped > len(skipped_names) else "",
+    )
+  proto = algorithm.prototype_from_counts(
+    sums,
+    counts,
+    class_names,
+    metric=metric,
+    semantic_class_names=semantic_class_names,
+  )
+  stats = dict(
+    images=int(counts.sum()),
+    skipped=skipped,
+    skipped_names=skipped_names,
+    seconds=seconds,
+    images_per_s=done_here / seconds if seconds > 0 else float("nan"),
+  )
+  return proto, stats
+
+
+def finish(state_dir: str) -> None:
+  """Removes this process's partial build once the prototype is written
+  (call after a barrier in multi-host jobs)."""
+  path = state_file(state_dir)
+  if os.path.exists(path):
+    os.unlink(path)
+  try:
+    os.rmdir(state_dir)
+  except OSError:
+    pass  # another process's file is still there, or it is gone already

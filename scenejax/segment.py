@@ -1,0 +1,526 @@
+"""Segmenting images with a scenejax segmenter: label maps, SAS-Net's top-3
+files, streaming prototypes and mIoU.
+
+  # ADE20K label maps (uint8 PNG, 0 = unlabeled, 1..150) of a folder:
+  python -m scenejax.segment --segmenter=upernet_convnext_small \
+      --init_from=ckpt/upernet-convnext-small --images=photos/ --out=maps/
+  # ... of a registered dataset's training split, with SAS-Net's top-3 files:
+  python -m scenejax.segment --segmenter=segformer_b5 --init_from=... \
+      --dataset=mit67 --split=train --out=mit67_maps/ --top3
+  # mIoU / pixel accuracy / per-class IoU on ADE20K validation:
+  python -m scenejax.segment --evaluate --dataset=ade20k_scenes \
+      --segmenter=upernet_convnext_small --init_from=...
+
+Inference (`Predictor`): the shorter side is resized to `size` (PIL
+bilinear; the longer side capped at `max_size`), the image padded bottom/
+right to a multiple of 32 with the checkpoint's mean colour (0 after
+normalisation), and batches of equal padded shape run through one jitted
+function, data-parallel over this process's devices (a `Mesh` of the local
+devices: inference needs no cross-host collective, so each process of a
+multi-host job segments its own shard and only the final sums are merged).
+A shape compiles once; images of one dataset fall into a few shapes. The
+top-k classes are taken at the processed resolution, cropped to the image
+and resized to its original size by nearest neighbour - the maps written,
+evaluated and used for presence vectors are the same arrays.
+
+Output ids: channel k of a 150-class ADE20K segmenter is ADE20K id k + 1
+(0 = unlabeled is never predicted). SAS-Net's files store the top-3
+channels 0-based (its loaders add 1) and the scores as round(255 p).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import itertools
+import os
+from collections.abc import Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scenejax import fileio, models
+from scenejax.datasets import common
+from scenejax.errors import ConfigError, DatasetError
+from scenejax.models import pretrained
+
+ADE20K_NUM_CLASSES = 150
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def load_segmenter(
+  name: str,
+  init_from: str | None,
+  *,
+  num_classes: int | None = None,
+  dtype: str = "float32",
+) -> nnx.Module:
+  """Segmenter `name` in inference mode, from a checkpoint or (no
+  `init_from`, tests only) randomly initialised with seed 0.
+
+  The class count is the checkpoint's (`num_labels` / `id2label` in its
+  config.json), else `num_classes`, else 150.
+  """
+  if name not in models.SEGMENTERS:
+    raise ConfigError(
+      f"--segmenter={name!r} is not a segmenter; known: "
+      + ", ".join(models.SEGMENTERS)
+    )
+  if dtype not in models.DTYPES:
+    raise ConfigError(
+      f"--dtype={dtype!r}; expected one of {list(models.DTYPES)}"
+    )
+  if init_from:
+    config = pretrained.read_hf_config(pretrained.local_path(init_from))
+    found = len(config.get("id2label") or {}) or config.get("num_labels")
+    num_classes = found or num_classes
+  else:
+    logging.warning("%s: no --init_from, random weights (tests only)", name)
+  model = models.create(
+    name,
+    num_classes or ADE20K_NUM_CLASSES,
+    init_from=init_from,
+    dtype=models.DTYPES[dtype],
+  )
+  model.eval()
+  return model
+
+
+def check_ade20k_output(model, class_names_file: str | None) -> None:
+  """Label maps in ADE20K ids need 150 classes, or the user's names."""
+  if model.num_classes != ADE20K_NUM_CLASSES and not class_names_file:
+    raise ConfigError(
+      f"the segmenter has {model.num_classes} classes, not ADE20K's 150: "
+      "its ids 1..N would be read as ADE20K objects. Give --class_names "
+      "(a file of its N class names) to write its own ids"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+  """Shorter side -> `size` (longer side at most `max_size`), padded to a
+  multiple of `multiple`."""
+
+  size: int = 512
+  max_size: int = 2048
+  multiple: int = 32
+
+  def shape(self, height: int, width: int) -> tuple[int, int]:
+    scale = min(
+      self.size / min(height, width), self.max_size / max(height, width)
+    )
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+  def padded(self, height: int, width: int) -> tuple[int, int]:
+    m = self.multiple
+    return -(-height // m) * m, -(-width // m) * m
+
+
+class Predictor:
+  """Top-k classes and softmax scores per pixel, one jitted function over
+  this process's devices."""
+
+  def __init__(
+    self,
+    model: nnx.Module,
+    *,
+    batch_size: int = 8,
+    top_k: int = 1,
+    resize: Resize = Resize(),
+    threads: int = 4,
+  ):
+    devices = jax.local_devices()
+    if batch_size % len(devices):
+      raise ConfigError(
+        f"--batch_size={batch_size} must be a multiple of the "
+        f"{len(devices)} local devices"
+      )
+    self.batch_size, self.top_k, self.resize = batch_size, top_k, resize
+    self.num_classes = model.num_classes
+    self.mesh = Mesh(np.array(devices), ("data",))
+    self._data = NamedSharding(self.mesh, P("data"))
+    graphdef, state = nnx.split(model)
+    self._state = jax.device_put(state, NamedSharding(self.mesh, P()))
+    mean = np.asarray(model.pixel_mean, np.float32)
+    std = np.asarray(model.pixel_std, np.float32)
+    self._fill = np.round(mean * 255).astype(np.uint8)
+
+    def predict(state, images):
+      x = (images.astype(jnp.float32) / 255.0 - mean) / std
+      logits = nnx.merge(graphdef, state)(x).astype(jnp.float32)
+      scores, ids = jax.lax.top_k(jax.nn.softmax(logits), top_k)
+      return ids.astype(
+        jnp.uint8 if self.num_classes < 256 else jnp.int32
+      ), scores
+
+    self._predict = jax.jit(
+      predict, in_shardings=(None, self._data), out_shardings=self._data
+    )
+    self.pool = concurrent.futures.ThreadPoolExecutor(threads)
+
+  def _prepare(self, image):
+    """Resized and padded uint8 image, and its size before padding."""
+    from PIL import Image
+
+    h, w = self.resize.shape(*image.shape[:2])
+    if (h, w) != image.shape[:2]:
+      image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+    ph, pw = self.resize.padded(h, w)
+    canvas = np.empty((ph, pw, 3), np.uint8)
+    canvas[...] = self._fill
+    canvas[:h, :w] = image
+    return canvas, (h, w)
+
+  def __call__(
+    self, images: list[np.ndarray | None]
+  ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """(ids (H, W, k), scores (H, W, k) float32) per image at its own size,
+    ids 0-based channels; None for a None image."""
+    prepared = list(
+      self.pool.map(
+        lambda im: None if im is None else self._prepare(im), images
+      )
+    )
+    results: list = [None] * len(images)
+    groups: dict[tuple, list[int]] = {}
+    for i, item in enumerate(prepared):
+      if item is not None:
+        groups.setdefault(item[0].shape, []).append(i)
+    for shape, members in groups.items():
+      for start in range(0, len(members), self.batch_size):
+        batch = members[start : start + self.batch_size]
+        x = np.zeros((self.batch_size, *shape), np.uint8)
+        for j, i in enumerate(batch):
+          x[j] = prepared[i][0]
+        ids, scores = jax.device_get(
+          self._predict(self._state, jax.device_put(x, self._data))
+        )
+        for j, i in enumerate(batch):
+          h, w = prepared[i][1]
+          height, width = images[i].shape[:2]
+          results[i] = (
+            _nearest(ids[j, :h, :w], height, width),
+            _nearest(scores[j, :h, :w], height, width),
+          )
+    return results
+
+
+def _nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
+  """(h, w, k) -> (height, width, k) by nearest neighbour (PIL's rule:
+  source index floor((i + 0.5) * h / height))."""
+  h, w = array.shape[:2]
+  if (h, w) == (height, width):
+    return array
+  rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+  cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+  return array[rows[:, None], cols[None, :]]
+
+
+def label_map(ids: np.ndarray) -> np.ndarray:
+  """Top-1 channels (H, W, k) -> ADE20K-convention ids (H, W): channel + 1."""
+  return ids[..., 0].astype(np.int32) + 1
+
+
+def segment_records(
+  predictor: Predictor,
+  records: Iterable[dict],
+  *,
+  chunk: int | None = None,
+) -> Iterator[tuple[dict, tuple[np.ndarray, np.ndarray] | None]]:
+  """Records {"image": bytes / path / uint8 array, "name": str, ...} ->
+  (the record without its image, (ids, scores) or None when the image
+  cannot be decoded), in order, `chunk` images at a time (default 4
+  batches: enough to fill batches of equal shape). Images are decoded in
+  the predictor's threads."""
+  chunk = chunk or 4 * predictor.batch_size
+  it = iter(records)
+  while items := list(itertools.islice(it, chunk)):
+    images = list(
+      predictor.pool.map(
+        lambda r: _decode(r.get("name", "?"), r["image"]), items
+      )
+    )
+    for record, result in zip(items, predictor(images)):
+      yield {k: v for k, v in record.items() if k != "image"}, result
+
+
+def _decode(name, data) -> np.ndarray | None:
+  if isinstance(data, np.ndarray):
+    return data
+  return common.decode_image(data, name)
+
+
+# --------------------------------------------------------------------------
+# Writing files.
+
+
+def write_png(path: str, array: np.ndarray) -> None:
+  """uint8 (H, W) or (H, W, 3) array as a PNG, atomically."""
+  from PIL import Image
+
+  image = Image.fromarray(np.ascontiguousarray(array.astype(np.uint8)))
+  fileio.atomic_write(path, lambda f: image.save(f, format="PNG"))
+
+
+def write_outputs(out: str, rel: str, result, *, top3: bool) -> None:
+  """The label map `out/rel` (ADE20K ids) and, with `top3`, SAS-Net's
+  `out/noisy_annotations_RGB/rel` (top-3 channels, 0-based) and
+  `out/noisy_scores_RGB/rel` (round(255 p))."""
+  ids, scores = result
+  write_png(os.path.join(out, rel), label_map(ids))
+  if top3:
+    write_png(os.path.join(out, "noisy_annotations_RGB", rel), ids[..., :3])
+    write_png(
+      os.path.join(out, "noisy_scores_RGB", rel),
+      np.round(scores[..., :3] * 255),
+    )
+
+
+def image_files(directory: str) -> list[str]:
+  """Image files under `directory`, relative paths, sorted."""
+  if not os.path.isdir(directory):
+    raise DatasetError(f"--images={directory}: not a directory")
+  found = sorted(
+    os.path.relpath(os.path.join(root, f), directory)
+    for root, _, files in os.walk(directory)
+    for f in files
+    if f.lower().endswith(IMAGE_SUFFIXES)
+  )
+  if not found:
+    raise DatasetError(
+      f"--images={directory}: no image files ({', '.join(IMAGE_SUFFIXES)})"
+    )
+  return found
+
+
+def png_name(rel: str) -> str:
+  return os.path.splitext(rel)[0] + ".png"
+
+
+# --------------------------------------------------------------------------
+# Evaluation: exact confusion counts over ids 1..K (0 ignored).
+
+
+def confusion_counts(
+  predicted: np.ndarray, truth: np.ndarray, num_classes: int
+) -> np.ndarray:
+  """(K, K) int64 counts [truth - 1, predicted - 1] over pixels whose truth
+  id is in 1..K (0 = unlabeled, ignored)."""
+  truth = truth.astype(np.int64).ravel()
+  predicted = predicted.astype(np.int64).ravel()
+  keep = (truth >= 1) & (truth <= num_classes)
+  index = (truth[keep] - 1) * num_classes + (predicted[keep] - 1)
+  return np.bincount(index, minlength=num_classes * num_classes).reshape(
+    num_classes, num_classes
+  )
+
+
+def segmentation_metrics(confusion: np.ndarray) -> dict:
+  """mIoU, pixel accuracy and per-class IoU from confusion counts.
+
+  IoU_k = TP_k / (TP_k + FP_k + FN_k); mIoU is the mean over classes that
+  occur in the ground truth (mmsegmentation's convention: a class absent
+  from the truth has no IoU, NaN, and is left out of the mean); pixel
+  accuracy = sum_k TP_k / labelled pixels.
+  """
+  confusion = np.asarray(confusion, np.float64)
+  tp = np.diag(confusion)
+  truth, predicted = confusion.sum(1), confusion.sum(0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    iou = np.where(truth > 0, tp / (truth + predicted - tp), np.nan)
+  return {
+    "mIoU": float(np.nanmean(iou)) if np.any(truth > 0) else float("nan"),
+    "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)),
+    "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+    "labelled_pixels": int(confusion.sum()),
+  }
+
+
+def _progress(total: int, desc: str):
+  from tqdm import tqdm
+
+  return tqdm(
+    total=total,
+    desc=desc,
+    unit="img",
+    disable=jax.process_index() != 0,
+    smoothing=0.1,
+  )
+
+
+# --------------------------------------------------------------------------
+# Command line.
+
+
+def _records_of_images(directory: str, rels: list[str]) -> Iterator[dict]:
+  for rel in rels:
+    yield {"name": rel, "image": os.path.join(directory, rel), "rel": rel}
+
+
+def _dataset_split(name: str, split: str, data_dir: str | None):
+  from scenejax import datasets
+
+  data = datasets.load(name, data_dir=data_dir)
+  if split not in ("train", "test"):
+    raise ConfigError(f"--split={split!r}; expected train or test (eval)")
+  return data, data.train if split == "train" else data.test
+
+
+def _segment_to_files(flag, predictor) -> None:
+  out, top3 = flag.out, flag.top3
+  if flag.images:
+    rels = image_files(flag.images)
+    records = _records_of_images(flag.images, rels)
+    total = len(rels)
+  else:
+    data, source = _dataset_split(flag.dataset, flag.split, flag.data_dir)
+    total = len(source)
+    lines = []
+    for i in range(total):
+      lines.append(f"{flag.split}/{i:08d}.png {int(source[i]['label'])}")
+    fileio.write_text(
+      os.path.join(out, f"{flag.split}.txt"), "\n".join(lines) + "\n"
+    )
+    fileio.write_text(
+      os.path.join(out, "class_names.txt"), "\n".join(data.class_names) + "\n"
+    )
+    records = (
+      dict(source[i], rel=f"{flag.split}/{i:08d}.png") for i in range(total)
+    )
+
+  def outputs(rel):
+    rel = png_name(rel)
+    paths = [os.path.join(out, rel)]
+    if top3:
+      paths += [
+        os.path.join(out, "noisy_annotations_RGB", rel),
+        os.path.join(out, "noisy_scores_RGB", rel),
+      ]
+    return paths
+
+  # Finished images are skipped: a rerun after an interruption resumes
+  # (every file is written by rename, so one that exists is complete).
+  todo = (r for r in records if not all(map(os.path.exists, outputs(r["rel"]))))
+  bar = _progress(total, "segmenting")
+  written = skipped = 0
+  try:
+    for record, result in segment_records(predictor, todo):
+      if result is None:
+        skipped += 1
+      else:
+        write_outputs(out, png_name(record["rel"]), result, top3=top3)
+        written += 1
+      bar.update(1)
+  finally:
+    bar.close()
+  print(
+    f"wrote {written} label map(s) to {out}"
+    + (" (+ SAS-Net top-3 files)" if top3 else "")
+    + (f"; {skipped} undecodable image(s) skipped" if skipped else "")
+  )
+
+
+def _evaluate(flag, predictor) -> None:
+  split = flag.split if flag["split"].present else "test"
+  _, source = _dataset_split(flag.dataset, split, flag.data_dir)
+  if not getattr(source, "has_label_maps", False):
+    raise DatasetError(
+      f"--dataset={flag.dataset} has no label maps to evaluate against "
+      "(ade20k_scenes has)"
+    )
+  k = predictor.num_classes
+  confusion = np.zeros((k, k), np.int64)
+  records = (dict(source[i], index=i) for i in range(len(source)))
+  bar = _progress(len(source), "evaluating")
+  try:
+    for record, result in segment_records(predictor, records):
+      if result is not None:
+        truth = source.label_map(record["index"])
+        confusion += confusion_counts(label_map(result[0]), truth, k)
+      bar.update(1)
+  finally:
+    bar.close()
+  metrics = segmentation_metrics(confusion)
+  print(
+    f"mIoU {100 * metrics['mIoU']:.2f}  pixel accuracy "
+    f"{100 * metrics['pixel_accuracy']:.2f}  ({metrics['labelled_pixels']} "
+    f"labelled pixels, {len(source)} images)"
+  )
+  if flag.out:
+    fileio.write_json(
+      os.path.join(flag.out, "segmentation_eval.json"),
+      dict(metrics, segmenter=flag.segmenter, init_from=flag.init_from),
+    )
+
+
+def main(argv: list[str]) -> None:
+  from absl import flags
+
+  flag = flags.FLAGS
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flag.segmenter:
+    raise ConfigError("--segmenter is required (one of the segmenters)")
+  if bool(flag.images) == bool(flag.dataset):
+    raise ConfigError("give one of --images=DIR or --dataset=NAME")
+  if flag.evaluate and not flag.dataset:
+    raise ConfigError("--evaluate needs --dataset (with label maps)")
+  if not flag.evaluate and not flag.out:
+    raise ConfigError("--out is required (the directory for the maps)")
+  model = load_segmenter(flag.segmenter, flag.init_from, dtype=flag.dtype)
+  if not flag.evaluate:
+    check_ade20k_output(model, flag.class_names)
+  predictor = Predictor(
+    model,
+    batch_size=flag.batch_size,
+    top_k=3 if flag.top3 else 1,
+    resize=Resize(flag.size, flag.max_size),
+  )
+  if flag.evaluate:
+    _evaluate(flag, predictor)
+  else:
+    _segment_to_files(flag, predictor)
+
+
+def define_flags() -> None:
+  """The segmenter flags, shared with `python -m scenejax.prototype build`."""
+  from absl import flags
+
+  flags.DEFINE_string(
+    "segmenter", None, f"one of {', '.join(models.SEGMENTERS)}"
+  )
+  flags.DEFINE_string(
+    "init_from", None, "the segmenter's Hugging Face checkpoint (dir or URL)"
+  )
+  flags.DEFINE_integer("size", 512, "shorter side the images are resized to")
+  flags.DEFINE_integer("max_size", 2048, "cap on the longer side")
+  flags.DEFINE_integer(
+    "batch_size", 8, "images per step (a multiple of the local devices)"
+  )
+  flags.DEFINE_enum("dtype", "float32", list(models.DTYPES), "compute dtype")
+
+
+if __name__ == "__main__":
+  from absl import flags
+
+  from scenejax import cli
+
+  define_flags()
+  flags.DEFINE_string("images", None, "a directory of images to segment")
+  flags.DEFINE_string("dataset", None, "or a registered dataset")
+  flags.DEFINE_string("split", "train", "--dataset split: train or test")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir of --dataset")
+  flags.DEFINE_string("out", None, "output directory")
+  flags.DEFINE_bool("top3", False, "also SAS-Net's top-3 id/score PNGs")
+  flags.DEFINE_bool("evaluate", False, "mIoU against --dataset's label maps")
+  flags.DEFINE_string(
+    "class_names",
+    None,
+    "names of a non-ADE20K segmenter's classes (its ids are written as is)",
+  )
+  cli.run(main)
