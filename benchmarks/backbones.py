@@ -97,6 +97,47 @@ def same_model_pair(name, num_classes, image_size=224):
   return model, hf
 
 
+def same_segmenter_pair(name, num_classes=150):
+  """(scenejax segmenter, transformers segmenter), same random weights,
+  in inference mode."""
+  import transformers
+
+  if name.startswith("segformer"):
+    from scenejax.models import segformer
+
+    depths, widths, heads, decoder = segformer.VARIANTS[name.split("_")[1]]
+    hf = transformers.SegformerForSemanticSegmentation(
+      transformers.SegformerConfig(
+        depths=list(depths),
+        hidden_sizes=list(widths),
+        num_attention_heads=list(heads),
+        decoder_hidden_size=decoder,
+        num_labels=num_classes,
+      )
+    )
+  else:
+    from scenejax.models import convnext
+
+    depths, widths = convnext.VARIANTS[name.rsplit("_", 1)[1]]
+    hf = transformers.UperNetForSemanticSegmentation(
+      transformers.UperNetConfig(
+        backbone_config=transformers.ConvNextConfig(
+          depths=list(depths),
+          hidden_sizes=list(widths),
+          out_features=["stage1", "stage2", "stage3", "stage4"],
+        ),
+        auxiliary_in_channels=widths[2],
+        num_labels=num_classes,
+      )
+    )
+  hf.eval()
+  with tempfile.TemporaryDirectory() as d:
+    hf.save_pretrained(d)
+    model = models.create(name, num_classes, init_from=d)
+  model.eval()
+  return model, hf
+
+
 class JaxStep:
   """A jitted SGD step (state donated), as the trainer builds it: epoch
   and prototype are arguments, not constants XLA could fold. Calling the

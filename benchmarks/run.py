@@ -22,6 +22,9 @@ are shared and noisy, and a ratio survives noise that absolute times don't.
   7  async checkpoint: time the loop is blocked per save, as a fraction of
      the save interval (one epoch of the demo)              target < 2%;
      train-step compilations per run                        target 1
+  8  segmenter inference at 512 px: images/s vs transformers eager, same
+     weights, fp32 on CPU; and `segment.Predictor` end to end (resize, pad,
+     top-1, crop, resize back) on 512 x 683 images            report
 
 Quick (default): batch 8 at 224 px, 3 repeats, ResNet-50 and ViT-B/16
 (~10 minutes on 2 CPU cores). --full: batch 32 (the issue's setting), 7
@@ -81,6 +84,8 @@ SETTINGS = {
     maps=20,
     map_size=64,
     demo_per_class=8,
+    segmenters=("upernet_convnext_atto",),
+    segmenter_size=64,
   ),
   "quick": dict(
     backbones=("resnet50", "vit_b16"),
@@ -100,6 +105,8 @@ SETTINGS = {
     maps=200,
     map_size=256,
     demo_per_class=150,
+    segmenters=("segformer_b0", "upernet_convnext_tiny"),
+    segmenter_size=512,
   ),
   "full": dict(
     backbones=("resnet50", "vit_b16"),
@@ -122,6 +129,8 @@ SETTINGS = {
     maps=400,
     map_size=256,
     demo_per_class=150,
+    segmenters=("segformer_b0", "segformer_b2", "upernet_convnext_tiny"),
+    segmenter_size=512,
   ),
 }
 NUM_CLASSES = 397  # SUN397
@@ -623,6 +632,65 @@ def rows_checkpoint(s):
   ]
 
 
+def rows_segmenter(s):
+  import torch
+
+  from scenejax import segment
+
+  out, size = [], s["segmenter_size"]
+  rng = np.random.default_rng(4)
+  images = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+  x_torch = torch.from_numpy(
+    ((images / 255.0 - 0.45) / 0.225).astype(np.float32).transpose(0, 3, 1, 2)
+  )
+  for name in s["segmenters"]:
+    model, hf = backbones.same_segmenter_pair(name)
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(
+      lambda st, im: jnp.argmax(
+        nnx.merge(graphdef, st)((im / 255.0 - 0.45) / 0.225), -1
+      )
+    )
+    x = jax.device_put(images)
+
+    def ours():
+      jax.block_until_ready(forward(state, x))
+
+    def theirs():
+      with torch.no_grad():
+        logits = hf(x_torch).logits
+        torch.nn.functional.interpolate(
+          logits, size=(size, size), mode="bilinear", align_corners=False
+        ).argmax(1)
+
+    t_ours, t_theirs = backbones.interleaved_medians(ours, theirs, s["repeats"])
+    predictor = segment.Predictor(
+      model, batch_size=1, resize=segment.Resize(size)
+    )
+    photos = [
+      rng.integers(0, 256, (size, size * 4 // 3, 3), dtype=np.uint8)
+      for _ in range(2 * s["repeats"])
+    ]
+    predictor(photos[:1])  # compile
+    start = time.perf_counter()
+    predictor(photos)
+    end_to_end = len(photos) / (time.perf_counter() - start)
+    out.append(
+      row(
+        8,
+        f"{name}: segmenter images/s, {size} px",
+        f"{1 / t_ours:,.2f} images/s (end to end at {size}x"
+        f"{size * 4 // 3}: {end_to_end:,.2f})",
+        f"{1 / t_theirs:,.2f} images/s (transformers eager)",
+        t_theirs / t_ours,
+        "report (ratio = scenejax / PyTorch images/s)",
+        None,
+        f"batch 1, {size}² px, fp32, 150 classes, logits upsampled + argmax",
+      )
+    )
+  return out
+
+
 ROWS = {
   1: rows_aux_loss,
   2: rows_pcl,
@@ -631,6 +699,7 @@ ROWS = {
   5: rows_input,
   6: rows_prototype,
   7: rows_checkpoint,
+  8: rows_segmenter,
 }
 
 
@@ -662,7 +731,7 @@ def main(argv=None):
     action="store_true",
     help="toy sizes: checks the harness, not the speed",
   )
-  parser.add_argument("--rows", default="1,2,3,4,5,6,7")
+  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8")
   parser.add_argument(
     "--out", default="benchmarks/results", help="writes OUT.md and OUT.json"
   )
