@@ -379,19 +379,18 @@ def _segment_to_files(flag, predictor) -> None:
     total = len(rels)
   else:
     data, source = _dataset_split(flag.dataset, flag.split, flag.data_dir)
-    total = len(source)
-    lines = []
-    for i in range(total):
-      lines.append(f"{flag.split}/{i:08d}.png {int(source[i]['label'])}")
-    fileio.write_text(
-      os.path.join(out, f"{flag.split}.txt"), "\n".join(lines) + "\n"
-    )
+    total, lines = len(source), []
     fileio.write_text(
       os.path.join(out, "class_names.txt"), "\n".join(data.class_names) + "\n"
     )
-    records = (
-      dict(source[i], rel=f"{flag.split}/{i:08d}.png") for i in range(total)
-    )
+
+    def dataset_records():
+      for i in range(total):
+        record = dict(source[i], rel=f"{flag.split}/{i:08d}.png")
+        lines.append(f"{record['rel']} {int(record['label'])}")
+        yield record
+
+    records = dataset_records()
 
   def outputs(rel):
     rel = png_name(rel)
@@ -405,11 +404,18 @@ def _segment_to_files(flag, predictor) -> None:
 
   # Finished images are skipped: a rerun after an interruption resumes
   # (every file is written by rename, so one that exists is complete).
-  todo = (r for r in records if not all(map(os.path.exists, outputs(r["rel"]))))
   bar = _progress(total, "segmenting")
+
+  def todo():
+    for record in records:
+      if all(map(os.path.exists, outputs(record["rel"]))):
+        bar.update(1)
+      else:
+        yield record
+
   written = skipped = 0
   try:
-    for record, result in segment_records(predictor, todo):
+    for record, result in segment_records(predictor, todo()):
       if result is None:
         skipped += 1
       else:
@@ -418,6 +424,10 @@ def _segment_to_files(flag, predictor) -> None:
       bar.update(1)
   finally:
     bar.close()
+  if flag.dataset:  # the list, once every record has been seen
+    fileio.write_text(
+      os.path.join(out, f"{flag.split}.txt"), "\n".join(lines) + "\n"
+    )
   print(
     f"wrote {written} label map(s) to {out}"
     + (" (+ SAS-Net top-3 files)" if top3 else "")

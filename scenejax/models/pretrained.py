@@ -121,6 +121,17 @@ def hf_pixel_stats(path: str, default) -> tuple[tuple, tuple]:
     raise CheckpointError(f"{file}: no usable image_mean/image_std: {e}") from e
 
 
+def require_model_type(config: dict, path: str, model_type: str, what: str):
+  """Refuses a checkpoint whose config.json names another `model_type`
+  (e.g. a ConvNeXt classifier given to a segmenter), naming what it is."""
+  if config.get("model_type") != model_type:
+    raise CheckpointError(
+      f"{path} is a {config.get('model_type')!r} checkpoint (config.json "
+      f"model_type, architectures {config.get('architectures')}), not {what} "
+      f"({model_type!r})"
+    )
+
+
 def check_hf_config(
   config: dict, source: str, model_type: str, expected: dict
 ) -> None:

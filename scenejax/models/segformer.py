@@ -246,13 +246,12 @@ segformer_b5 = _builder("b5")
 
 def checkpoint_options(path: str) -> dict:
   """Pixel statistics of a Hugging Face checkpoint."""
-  config = pretrained.read_hf_config(path)
-  if config.get("model_type") != "segformer":
-    raise pretrained.CheckpointError(
-      f"{path} is a {config.get('model_type')!r} checkpoint (config.json "
-      f"model_type, architectures {config.get('architectures')}), not a "
-      "SegFormer segmentation checkpoint ('segformer')"
-    )
+  pretrained.require_model_type(
+    pretrained.read_hf_config(path),
+    path,
+    "segformer",
+    "a SegFormer segmentation checkpoint",
+  )
   mean, std = pretrained.hf_pixel_stats(path, (IMAGENET_MEAN, IMAGENET_STD))
   return dict(pixel_mean=mean, pixel_std=std)
 

@@ -202,12 +202,9 @@ upernet_convnext_xlarge = _builder("xlarge")
 
 def _read_config(path: str) -> dict:
   config = pretrained.read_hf_config(path)
-  if config.get("model_type") != "upernet":
-    raise pretrained.CheckpointError(
-      f"{path} is a {config.get('model_type')!r} checkpoint (config.json "
-      f"model_type, architectures {config.get('architectures')}), not an "
-      "UperNet segmentation checkpoint ('upernet')"
-    )
+  pretrained.require_model_type(
+    config, path, "upernet", "an UperNet segmentation checkpoint"
+  )
   backbone = config.get("backbone_config") or {}
   if backbone.get("model_type") != "convnext":
     raise pretrained.CheckpointError(
