@@ -102,8 +102,22 @@ def base() -> ml_collections.ConfigDict:
     )
   )
   # An NPZ from `python -m scenejax.prototype` ("{metric}" is replaced by
-  # `metric`); '' builds it from the training label maps (synthetic only).
-  config.prototype = ml_collections.ConfigDict(dict(path="", metric="cosine"))
+  # `metric`); or, with path '', a segmenter (`scenejax.models.SEGMENTERS`)
+  # and its checkpoint segment the training images into
+  # WORKDIR/prototype.npz before training ([SP] §3.2; resumable, reused by
+  # later runs of the workdir); with neither, the synthetic scenes' label
+  # maps are used.
+  config.prototype = ml_collections.ConfigDict(
+    dict(
+      path="",
+      metric="cosine",
+      segmenter="",
+      init_from="",
+      size=512,  # shorter side the images are resized to for segmenting
+      batch_size=8,  # images per segmenter step, per process
+      dtype="float32",  # the segmenter's compute dtype
+    )
+  )
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
   config.log_every_steps = 50
   config.progress_bar = True
@@ -261,3 +275,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   between("config.loss.final_confidence", 0.0, 1.0)
   between("config.loss.pcl_gamma", 0.0, 1.0)
   one_of("config.prototype.metric", PROTOTYPE_METRICS)
+  one_of("config.prototype.dtype", ("float32", "bfloat16"))
+  at_least("config.prototype.batch_size", 1)
+  at_least("config.prototype.size", 1)
+  if config.prototype.segmenter:
+    from scenejax import models
+
+    one_of("config.prototype.segmenter", ("", *models.SEGMENTERS))
+    if config.prototype.path:
+      raise ConfigError(
+        f"config.prototype.path = {config.prototype.path!r} and "
+        f"config.prototype.segmenter = {config.prototype.segmenter!r}: "
+        "give one (a prototype file, or the segmenter that builds it)"
+      )

@@ -18,8 +18,12 @@ normalisation), and batches of equal padded shape run through one jitted
 function, data-parallel over this process's devices (a `Mesh` of the local
 devices: inference needs no cross-host collective, so each process of a
 multi-host job segments its own shard and only the final sums are merged).
-A shape compiles once; images of one dataset fall into a few shapes. The
-top-k classes are taken at the processed resolution, cropped to the image
+A shape compiles once; images of one dataset fall into a few shapes.
+With `window` > 0 (sliding-window inference, mmsegmentation's "slide" test
+mode, which the UperNet-ConvNeXt model cards use with 512 / 341) the image
+is padded to at least `window` on each side instead, cut into window x
+window crops at `stride` (the last crop flush with the border), every crop
+segmented, and the logits of overlapping crops averaged. The top-k classes are taken at the processed resolution, cropped to the image
 and resized to its original size by nearest neighbour - the maps written,
 evaluated and used for presence vectors are the same arrays.
 
@@ -91,13 +95,16 @@ def load_segmenter(
   return model
 
 
-def check_ade20k_output(model, class_names_file: str | None) -> None:
-  """Label maps in ADE20K ids need 150 classes, or the user's names."""
-  if model.num_classes != ADE20K_NUM_CLASSES and not class_names_file:
+def check_ade20k_output(
+  model, class_names, *, field: str = "--class_names"
+) -> None:
+  """Label maps in ADE20K ids need 150 classes, or the user's names (a
+  file or a list, given as `field`)."""
+  if model.num_classes != ADE20K_NUM_CLASSES and not class_names:
     raise ConfigError(
       f"the segmenter has {model.num_classes} classes, not ADE20K's 150: "
-      "its ids 1..N would be read as ADE20K objects. Give --class_names "
-      "(a file of its N class names) to write its own ids"
+      f"its ids 1..N would be read as ADE20K objects. Give {field} "
+      "(a file of its N class names) to use its own ids"
     )
 
 
@@ -121,6 +128,14 @@ class Resize:
     return -(-height // m) * m, -(-width // m) * m
 
 
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+  """Offsets of the crops covering `length` pixels (mmsegmentation's slide
+  inference: a crop every `stride`, the last moved back to end at the
+  border); `length` >= `window`."""
+  count = max(length - window + stride - 1, 0) // stride + 1
+  return [min(i * stride, length - window) for i in range(count)]
+
+
 class Predictor:
   """Top-k classes and softmax scores per pixel, one jitted function over
   this process's devices."""
@@ -132,14 +147,25 @@ class Predictor:
     batch_size: int = 8,
     top_k: int = 1,
     resize: Resize = Resize(),
+    window: int = 0,
+    stride: int = 0,
     threads: int = 4,
   ):
+    """`window` > 0: sliding-window inference with window x window crops
+    every `stride` pixels (0: 2/3 of the window, mmsegmentation's 341 for
+    512); all crops of a batch go through the model at once."""
     devices = jax.local_devices()
     if batch_size % len(devices):
       raise ConfigError(
         f"--batch_size={batch_size} must be a multiple of the "
         f"{len(devices)} local devices"
       )
+    if window < 0 or (window and not 0 <= stride <= window):
+      raise ConfigError(
+        f"--window={window}, --stride={stride}: need window >= 0 and "
+        "0 <= stride <= window (stride 0 = 2/3 of the window)"
+      )
+    self.window, self.stride = window, stride or max(1, window * 2 // 3)
     self.batch_size, self.top_k, self.resize = batch_size, top_k, resize
     self.num_classes = model.num_classes
     self.mesh = Mesh(np.array(devices), ("data",))
@@ -152,7 +178,11 @@ class Predictor:
 
     def predict(state, images):
       x = (images.astype(jnp.float32) / 255.0 - mean) / std
-      logits = nnx.merge(graphdef, state)(x).astype(jnp.float32)
+      model = nnx.merge(graphdef, state)
+      if self.window:
+        logits = self._slide(model, x)
+      else:
+        logits = model(x).astype(jnp.float32)
       scores, ids = jax.lax.top_k(jax.nn.softmax(logits), top_k)
       return ids.astype(
         jnp.uint8 if self.num_classes < 256 else jnp.int32
@@ -163,6 +193,26 @@ class Predictor:
     )
     self.pool = concurrent.futures.ThreadPoolExecutor(threads)
 
+  def _slide(self, model, x):
+    """Logits of (B, H, W, 3) from window x window crops, averaged where
+    crops overlap (shapes are static: the crops are Python slices)."""
+    b, height, width, _ = x.shape
+    win = self.window
+    corners = [
+      (y, x0)
+      for y in window_starts(height, win, self.stride)
+      for x0 in window_starts(width, win, self.stride)
+    ]
+    crops = jnp.stack([x[:, y : y + win, x0 : x0 + win] for y, x0 in corners])
+    logits = model(crops.reshape(-1, win, win, 3)).astype(jnp.float32)
+    logits = logits.reshape(len(corners), b, win, win, -1)
+    total = jnp.zeros((b, height, width, logits.shape[-1]), jnp.float32)
+    count = np.zeros((height, width, 1), np.float32)
+    for i, (y, x0) in enumerate(corners):
+      total = total.at[:, y : y + win, x0 : x0 + win].add(logits[i])
+      count[y : y + win, x0 : x0 + win] += 1
+    return total / count
+
   def _prepare(self, image):
     """Resized and padded uint8 image, and its size before padding."""
     from PIL import Image
@@ -170,7 +220,10 @@ class Predictor:
     h, w = self.resize.shape(*image.shape[:2])
     if (h, w) != image.shape[:2]:
       image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-    ph, pw = self.resize.padded(h, w)
+    if self.window:  # crops cover the image; pad only what a crop lacks
+      ph, pw = max(h, self.window), max(w, self.window)
+    else:
+      ph, pw = self.resize.padded(h, w)
     canvas = np.empty((ph, pw, 3), np.uint8)
     canvas[...] = self._fill
     canvas[:h, :w] = image
@@ -490,6 +543,8 @@ def main(argv: list[str]) -> None:
     batch_size=flag.batch_size,
     top_k=3 if flag.top3 else 1,
     resize=Resize(flag.size, flag.max_size),
+    window=flag.window,
+    stride=flag.stride,
   )
   if flag.evaluate:
     _evaluate(flag, predictor)
@@ -513,6 +568,15 @@ def define_flags() -> None:
     "batch_size", 8, "images per step (a multiple of the local devices)"
   )
   flags.DEFINE_enum("dtype", "float32", list(models.DTYPES), "compute dtype")
+  flags.DEFINE_integer(
+    "window",
+    0,
+    "sliding-window inference with crops of this size (0: whole image; "
+    "the UperNet-ConvNeXt model cards use 512)",
+  )
+  flags.DEFINE_integer(
+    "stride", 0, "--window's stride (0: 2/3 of the window, e.g. 341)"
+  )
 
 
 if __name__ == "__main__":

@@ -210,12 +210,21 @@ def data_parallel_mesh() -> jax.sharding.Mesh:
 
 
 def prototype_for(
-  config: ml_collections.ConfigDict, data: datasets.Dataset
+  config: ml_collections.ConfigDict,
+  data: datasets.Dataset,
+  workdir: str | None = None,
 ) -> prototype.Prototype:
-  """The run's prototype: `config.prototype.path` (with "{metric}" replaced
-  by `config.prototype.metric`), checked against the dataset's classes and
-  the metric; or, for the synthetic scenes, built from the training label
-  maps ([SP] Algorithm 1, Eq. 1-4)."""
+  """The run's prototype ([SP] Algorithm 1, Eq. 1-4), in this order:
+
+  - `config.prototype.path` (with "{metric}" replaced by
+    `config.prototype.metric`), checked against the dataset's classes and
+    the metric;
+  - `config.prototype.segmenter`: WORKDIR/prototype.npz if an earlier run
+    of the workdir built it, else the training images segmented now
+    (`scenejax.prototype.segmented`; partial sums in
+    WORKDIR/prototype.npz.partial/, so a preempted build resumes);
+  - the synthetic scenes' training label maps.
+  """
   metric = config.prototype.metric
   if config.prototype.path:
     path = config_lib.prototype_path(config)
@@ -225,11 +234,51 @@ def prototype_for(
       ),
       data.class_names,
     )
+  if config.prototype.segmenter:
+    from scenejax.prototype import segmented
+
+    if workdir is None:
+      raise ConfigError("config.prototype.segmenter needs a workdir")
+    out = os.path.join(workdir, "prototype.npz")
+    if os.path.exists(out):
+      if jax.process_index() == 0:
+        print(f"prototype: {out}, built by an earlier run (delete it to redo)")
+      return prototype.with_class_names(
+        prototype.load_prototype(
+          out, class_names=data.class_names, metric=metric
+        ),
+        data.class_names,
+      )
+    proto, stats = segmented.build_for_dataset(
+      data,
+      dataset=config.dataset,
+      segmenter=config.prototype.segmenter,
+      init_from=config.prototype.init_from or None,
+      out=out,
+      metric=metric,
+      dtype=config.prototype.dtype,
+      batch_size=config.prototype.batch_size,
+      size=config.prototype.size,
+      progress=config.progress_bar,
+    )
+    if jax.process_index() == 0:
+      print(
+        f"prototype: {out} from {stats['images']} images segmented by "
+        f"{config.prototype.segmenter} ({stats['images_per_s']:.1f} images/s"
+        + (
+          f"; {stats['skipped']} undecodable, skipped"
+          if stats["skipped"]
+          else ""
+        )
+        + ")"
+      )
+    return prototype.with_class_names(proto, data.class_names)
   if data.spec is None:
     raise ConfigError(
       f"config.prototype.path is empty and {config.dataset!r} is not the "
       "synthetic dataset: build the prototype first (python -m "
-      "scenejax.prototype build ...) and set config.prototype.path"
+      "scenejax.prototype build ...) and set config.prototype.path, or set "
+      "config.prototype.segmenter (+ init_from) to build it here"
     )
   spec = data.spec
   return prototype.build_prototype(
@@ -259,7 +308,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   loss_cfg = LossConfig.from_config(config.loss)
   data = datasets.from_config(config)
   train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
-  proto = prototype_for(config, data)
+  proto = prototype_for(config, data, workdir)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % jax.device_count():
       raise ConfigError(

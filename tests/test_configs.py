@@ -113,6 +113,12 @@ def test_validate_names_the_field_and_allowed_values():
     ("loss.labels", "soft", "config.loss.labels = 'soft'; allowed: ce"),
     ("optimizer.schedule", "poly", "config.optimizer.schedule = 'poly'"),
     ("prototype.metric", "l2", "config.prototype.metric = 'l2'"),
+    (
+      "prototype.segmenter",
+      "resnet50",
+      "config.prototype.segmenter = 'resnet50'; allowed: .*upernet_convnext",
+    ),
+    ("prototype.batch_size", 0, "config.prototype.batch_size = 0"),
   ]:
     bad = config_lib.base()
     parent, _, leaf = ("." + field).rpartition(".")
@@ -123,6 +129,10 @@ def test_validate_names_the_field_and_allowed_values():
     with pytest.raises(ConfigError, match=message):
       config_lib.validate(bad)
   config_lib.validate(config)
+  both = config_lib.base()
+  both.prototype.update(path="p.npz", segmenter="segformer_b0")
+  with pytest.raises(ConfigError, match="give one"):
+    config_lib.validate(both)
   assert config_lib.unknown_field_message("config.learning_rate") == (
     "config.learning_rate is not a config field; did you mean "
     "config.optimizer.learning_rate?"

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_models import _randomize
 
-from scenejax import prototype, segment, synthetic
+from scenejax import config_lib, datasets, prototype, segment, synthetic, train
 
 SEGMENTER = "upernet_convnext_atto"
 
@@ -55,6 +55,13 @@ def checkpoint(tmp_path_factory):
   return str(path)
 
 
+@pytest.fixture(scope="module")
+def model(checkpoint):
+  """The checkpoint loaded once for the module (building a model compiles
+  every initialiser: seconds on 2 cores)."""
+  return segment.load_segmenter(SEGMENTER, checkpoint)
+
+
 def _direct_label_maps(model, images):
   """argmax + 1 of the model called directly on normalised pixels (images
   already a multiple of 32: no resize, no padding)."""
@@ -68,11 +75,10 @@ def _png(path):
     return np.asarray(image)
 
 
-def test_predictor_matches_direct_call_at_any_size(checkpoint):
+def test_predictor_matches_direct_call_at_any_size(model):
   """Resize (shorter side 64), pad to 32, crop, nearest back to the
   original size: on an image already 64 x 96 nothing may change; a
   37 x 50 image comes back at 37 x 50 with ids 1..150 only."""
-  model = segment.load_segmenter(SEGMENTER, checkpoint)
   predictor = segment.Predictor(
     model, batch_size=2, top_k=3, resize=segment.Resize(64)
   )
@@ -91,6 +97,85 @@ def test_predictor_matches_direct_call_at_any_size(checkpoint):
   odd_map = segment.label_map(results[2][0])
   assert odd_map.shape == (37, 50) and odd_map.min() >= 1
   assert odd_map.max() <= 150
+
+
+def _mmseg_starts(length, window, stride):
+  """mmsegmentation's slide_inference crop offsets along one axis."""
+  grids = max(length - window + stride - 1, 0) // stride + 1
+  starts = []
+  for i in range(grids):
+    end = min(i * stride + window, length)
+    starts.append(max(end - window, 0))
+  return starts
+
+
+def test_sliding_window_averages_the_logits_of_overlapping_crops(model):
+  """`window`: crops every `stride` (2/3 of the window by default), the last
+  flush with the border, logits averaged where crops overlap, as
+  mmsegmentation's slide mode; an image shorter than the window is padded
+  with the mean colour first. Reference: the model on each crop, float64
+  sums and counts."""
+  from flax import nnx
+
+  window, stride = 64, 42
+  predictor = segment.Predictor(
+    model,
+    batch_size=1,
+    top_k=2,
+    resize=segment.Resize(80, max_size=160),
+    window=window,
+  )
+  assert predictor.stride == stride
+  rng = np.random.default_rng(3)
+  # 80 x 120: 2 x 3 crops; 24 x 160: padded to 64 rows, 1 x 4 crops. Both
+  # already at the resized size, so no resampling enters the comparison.
+  images = [
+    rng.integers(0, 256, (80, 120, 3), np.uint8),
+    rng.integers(0, 256, (24, 160, 3), np.uint8),
+  ]
+  results = predictor(images)
+  mean, std = np.array(model.pixel_mean), np.array(model.pixel_std)
+  canvases, corners = [], []
+  for image in images:
+    h, w = image.shape[:2]
+    canvas = np.empty((max(h, window), max(w, window), 3), np.uint8)
+    canvas[...] = np.round(mean * 255).astype(np.uint8)
+    canvas[:h, :w] = image
+    canvases.append((canvas.astype(np.float32) / 255 - mean) / std)
+    corners.append(
+      [
+        (y, x0)
+        for y in _mmseg_starts(canvas.shape[0], window, stride)
+        for x0 in _mmseg_starts(canvas.shape[1], window, stride)
+      ]
+    )
+  assert [len(c) for c in corners] == [6, 4]
+  crops = np.stack(
+    [
+      x[y : y + window, x0 : x0 + window]
+      for x, cs in zip(canvases, corners)
+      for y, x0 in cs
+    ]
+  )
+  logits = nnx.jit(lambda m, x: m(x))(model, jnp.asarray(crops))
+  logits = list(np.asarray(logits, np.float64))  # one call for all crops
+  for image, x, cs, (ids, scores) in zip(images, canvases, corners, results):
+    h, w = image.shape[:2]
+    total = np.zeros((*x.shape[:2], logits[0].shape[-1]))
+    count = np.zeros(x.shape[:2])
+    for y, x0 in cs:
+      total[y : y + window, x0 : x0 + window] += logits.pop(0)
+      count[y : y + window, x0 : x0 + window] += 1
+    assert count.min() >= 1 and count.max() >= 2
+    mean_logits = (total / count[..., None])[:h, :w]
+    p = np.exp(mean_logits - mean_logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    top = np.sort(p, -1)[..., ::-1]
+    clear = top[..., 0] - top[..., 1] > 1e-4  # no near-tie at the top
+    np.testing.assert_array_equal(ids[..., 0][clear], p.argmax(-1)[clear])
+    np.testing.assert_allclose(scores, top[..., :2], atol=1e-5)
+  with pytest.raises(Exception, match="stride"):
+    segment.Predictor(model, window=64, stride=65)
 
 
 @pytest.mark.slow
@@ -171,10 +256,13 @@ def _prototype_cli(*args):
 
 
 @pytest.mark.slow
-def test_segment_build_and_kill9_resume_on_synthetic(checkpoint, tmp_path):
+def test_segment_build_and_kill9_resume_on_synthetic(
+  checkpoint, model, tmp_path
+):
   """The issue's whole path on the synthetic scenes (1,200 training images):
   segment -> PNGs equal to the model's own maps -> the prototype streamed
-  from the segmenter equals the one built from those PNGs; a build killed
+  from the segmenter (by the trainer's config.prototype.segmenter) equals
+  the one built from those PNGs; a `prototype build --segmenter` killed
   with SIGKILL after it saved partial sums resumes to the same prototype."""
   maps = tmp_path / "maps"
   common = (
@@ -191,10 +279,9 @@ def test_segment_build_and_kill9_resume_on_synthetic(checkpoint, tmp_path):
     "--batch_size=16",
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  _, train, _ = synthetic.load()
-  model = segment.load_segmenter(SEGMENTER, checkpoint)
+  _, train_split, _ = synthetic.load()
   for start in (0, 600, 1184):
-    direct = _direct_label_maps(model, train.images[start : start + 16])
+    direct = _direct_label_maps(model, train_split.images[start : start + 16])
     for i, expected in enumerate(direct, start):
       np.testing.assert_array_equal(_png(maps / f"train/{i:08d}.png"), expected)
 
@@ -206,25 +293,36 @@ def test_segment_build_and_kill9_resume_on_synthetic(checkpoint, tmp_path):
     "--label_format=ade20k",
     f"--out={from_pngs}",
   )
-  streamed = tmp_path / "streamed.npz"
-  build = (
-    "--dataset=synthetic_scenes",
-    *common,
-    "--batch_size=8",
-    f"--out={streamed}",
+  # The trainer's config.prototype.segmenter: the same streamed build,
+  # in-process, into WORKDIR/prototype.npz.
+  config = config_lib.base()
+  config.dataset, config.progress_bar = "synthetic_scenes", False
+  config.data.image_size = 32  # as the CLI's synthetic_scenes
+  config.prototype.update(
+    segmenter=SEGMENTER, init_from=checkpoint, size=32, batch_size=8
   )
-  _prototype_cli(*build)
+  config_lib.validate(config)
+  data = datasets.from_config(config)
+  assert len(data.train) == 1200
+  workdir = tmp_path / "run"
+  ours = train.prototype_for(config, data, str(workdir))
   reference = prototype.load_prototype(from_pngs)
-  ours = prototype.load_prototype(streamed)
   assert ours.class_names == reference.class_names
   np.testing.assert_array_equal(ours.image_counts, reference.image_counts)
   np.testing.assert_allclose(ours.representation, reference.representation)
   np.testing.assert_allclose(ours.similarity, reference.similarity, atol=1e-7)
-  assert not os.path.exists(str(streamed) + ".partial")
+  saved = prototype.load_prototype(workdir / "prototype.npz")
+  np.testing.assert_array_equal(saved.similarity, ours.similarity)
+  assert not (workdir / "prototype.npz.partial").exists()
+  # A later run of the workdir reuses the file (no segmenter call).
+  config.prototype.init_from = str(tmp_path / "gone")
+  reused = train.prototype_for(config, data, str(workdir))
+  np.testing.assert_array_equal(reused.similarity, ours.similarity)
 
+  build = ("--dataset=synthetic_scenes", *common, "--batch_size=8")
   resumed = tmp_path / "resumed.npz"
   state = tmp_path / "resumed.npz.partial" / "process0-of-1.npz"
-  argv = ["prototype", "build", *build[:-1], f"--out={resumed}"]
+  argv = ["prototype", "build", *build, f"--out={resumed}"]
   child = subprocess.Popen(
     [sys.executable, "-m", "scenejax.prototype", *argv[1:], "--save_every_s=0"],
     cwd=REPO,
@@ -247,7 +345,7 @@ def test_segment_build_and_kill9_resume_on_synthetic(checkpoint, tmp_path):
     child.wait()
   with np.load(state) as saved:
     assert 100 <= int(saved["position"]) < 1200
-  proc = _prototype_cli(*build[:-1], f"--out={resumed}")
+  proc = _prototype_cli(*build, f"--out={resumed}")
   assert "resuming the build" in proc.stderr
   again = prototype.load_prototype(resumed)
   np.testing.assert_array_equal(again.image_counts, ours.image_counts)

@@ -159,50 +159,28 @@ def _build() -> None:
 
 def _build_with_segmenter(semantic_names) -> None:
   """--dataset's training images, segmented on the fly ([SP] §3.2)."""
-  import jax
-
   from scenejax import datasets
   from scenejax.prototype import segmented
 
   _require("dataset", command="build --segmenter")
   f = flags.FLAGS
   data = datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
-  model = segment.load_segmenter(f.segmenter, f.init_from, dtype=f.dtype)
-  segment.check_ade20k_output(model, _SEMANTIC_NAMES.value)
-  predictor = segment.Predictor(
-    model,
-    batch_size=f.batch_size,
-    resize=segment.Resize(f.size, f.max_size),
-  )
-  fingerprint = dict(
+  proto, stats = segmented.build_for_dataset(
+    data,
     dataset=_DATASET.value,
-    split="train",
-    records=len(data.train),
-    classes=len(data.class_names),
     segmenter=f.segmenter,
-    init_from=os.path.abspath(f.init_from) if f.init_from else None,
+    init_from=f.init_from,
+    out=_OUT.value,
+    metric=_METRIC.value,
+    dtype=f.dtype,
+    batch_size=f.batch_size,
     size=f.size,
     max_size=f.max_size,
-    dtype=f.dtype,
-  )
-  state_dir = _OUT.value + ".partial"
-  proto, stats = segmented.build_from_segmenter(
-    predictor,
-    data.train,
-    data.class_names,
-    metric=_METRIC.value,
-    state_dir=state_dir,
-    fingerprint=fingerprint,
+    window=f.window,
+    stride=f.stride,
     save_every_s=_SAVE_EVERY.value,
     semantic_class_names=semantic_names,
   )
-  if jax.process_index() == 0:
-    prototype.save_prototype(_OUT.value, proto)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("scenejax prototype written")
-  segmented.finish(state_dir)
   print(
     f"wrote {_OUT.value}: {proto.num_classes} classes from "
     f"{stats['images']} images segmented by {f.segmenter} "

@@ -210,3 +210,77 @@ def finish(state_dir: str) -> None:
     os.rmdir(state_dir)
   except OSError:
     pass  # another process's file is still there, or it is gone already
+
+
+def build_for_dataset(
+  data,
+  *,
+  dataset: str,
+  segmenter: str,
+  init_from: str | None,
+  out: str,
+  metric: str,
+  dtype: str = "float32",
+  batch_size: int = 8,
+  size: int = 512,
+  max_size: int = 2048,
+  window: int = 0,
+  stride: int = 0,
+  save_every_s: float = 60.0,
+  semantic_class_names: Sequence[str] | None = None,
+  progress: bool = True,
+) -> tuple[algorithm.Prototype, dict]:
+  """Segments `data.train` with `segmenter`, builds its prototype and
+  writes it to `out` (process 0); the partial sums live in `out.partial/`
+  until then, so a rerun after preemption resumes. One function for
+  `python -m scenejax.prototype build --segmenter` and the trainer's
+  `config.prototype.segmenter`.
+
+  Returns (prototype, stats) as `build_from_segmenter`.
+  """
+  from scenejax import prototype, segment
+
+  model = segment.load_segmenter(segmenter, init_from, dtype=dtype)
+  segment.check_ade20k_output(
+    model, semantic_class_names, field="--semantic_class_names"
+  )
+  predictor = segment.Predictor(
+    model,
+    batch_size=batch_size,
+    resize=segment.Resize(size, max_size),
+    window=window,
+    stride=stride,
+  )
+  fingerprint = dict(
+    dataset=dataset,
+    split="train",
+    records=len(data.train),
+    classes=len(data.class_names),
+    segmenter=segmenter,
+    init_from=os.path.abspath(init_from) if init_from else None,
+    size=size,
+    max_size=max_size,
+    window=window,
+    stride=predictor.stride if window else 0,
+    dtype=dtype,
+  )
+  state_dir = out + ".partial"
+  proto, stats = build_from_segmenter(
+    predictor,
+    data.train,
+    data.class_names,
+    metric=metric,
+    state_dir=state_dir,
+    fingerprint=fingerprint,
+    save_every_s=save_every_s,
+    semantic_class_names=semantic_class_names,
+    progress=progress,
+  )
+  if jax.process_index() == 0:
+    prototype.save_prototype(out, proto)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("scenejax prototype written")
+  finish(state_dir)
+  return proto, stats
