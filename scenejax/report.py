@@ -2,9 +2,15 @@
 
   python -m scenejax.report --workdir=/tmp/run [--out=DIR] [--classes=a,b]
   python -m scenejax.report --prototype=proto.npz [--class_names=FILE]
+  # A segmenter's prototype against the ground-truth one, and its maps:
+  python -m scenejax.report --prototype=seg.npz --compare=gt.npz \
+      --compare_label="ground truth" --images=photos/ --label_maps=maps/
 
 For a prototype alone: the heatmap ordered by hierarchical clustering, the
-most similar pairs, and the GLS soft labels across epochs ([SP] Fig. 3, 4).
+most similar pairs, and the GLS soft labels across epochs ([SP] Fig. 3, 4);
+with --compare, another prototype of the same classes beside it and the
+Pearson / Spearman agreement of their off-diagonal entries; with --images
+and --label_maps, label maps blended over example images.
 For a training workdir, also: the training curves from metrics.jsonl, and,
 from one pass of the best checkpoint over the evaluation split, the
 confusion matrix, the prototype's similarity against the confusion rate of
@@ -446,6 +452,122 @@ def plot_similarity_vs_confusion(similarity, confusion, path) -> str:
   return _save(fig, path)
 
 
+def prototype_agreement(a, b) -> dict:
+  """How far two prototypes of the same classes agree (e.g. one built from
+  a segmenter's maps, one from ground-truth maps): Pearson r and Spearman
+  rho of their off-diagonal entries S[i, j], i != j (the diagonal is 1 in
+  both by Eq. 2/4 and would inflate r), and the largest |difference|."""
+  from scipy import stats
+
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+    raise UserError(
+      f"prototypes of shapes {a.shape} and {b.shape}: need two C x C"
+    )
+  pairs = ~np.eye(a.shape[0], dtype=bool)
+  x, y = a[pairs], b[pairs]
+  ok = len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+  return dict(
+    pairs=int(len(x)),
+    pearson=float(stats.pearsonr(x, y).statistic) if ok else float("nan"),
+    spearman=float(stats.spearmanr(x, y).statistic) if ok else float("nan"),
+    max_abs_difference=float(np.abs(x - y).max()) if len(x) else 0.0,
+  )
+
+
+def plot_prototype_comparison(
+  a, b, class_names, path, *, labels=("this", "other"), metric=None
+) -> str:
+  """The two prototypes side by side in one class order (clustering of
+  `a`), and their off-diagonal entries against each other."""
+  plt = _pyplot()
+  a, b = np.asarray(a), np.asarray(b)
+  num = a.shape[0]
+  order = cluster_order(a)
+  names = [_names(class_names, num)[i] for i in order]
+  agreement = prototype_agreement(a, b)
+  size = min(4 + 0.12 * num, 12)
+  fig, axes = plt.subplots(
+    1, 3, figsize=(2 * size + 5.5, size), width_ratios=[size, size, 5]
+  )
+  for ax, matrix, label in zip(axes, (a, b), labels):
+    _heatmap(
+      ax,
+      fig,
+      matrix[np.ix_(order, order)],
+      names,
+      title=f"{label} (C = {num})",
+      cbar_label=f"similarity ({metric or 'unknown metric'})",
+      cmap="Blues",
+      vmax=1.0,
+    )
+  pairs = ~np.eye(num, dtype=bool)
+  ax = axes[2]
+  ax.scatter(a[pairs], b[pairs], s=5, alpha=0.3, rasterized=True)
+  top = float(max(a[pairs].max(initial=0), b[pairs].max(initial=0)))
+  ax.plot([0, top], [0, top], color="C3", lw=1, label="equal")
+  ax.set_xlabel(f"S[i, j], {labels[0]}")
+  ax.set_ylabel(f"S[i, j], {labels[1]}")
+  ax.set_aspect("equal")
+  ax.set_title(
+    f"Pearson r = {agreement['pearson']:.3f}, Spearman ρ = "
+    f"{agreement['spearman']:.3f}\n({agreement['pairs']} pairs i ≠ j)",
+    fontsize=9,
+  )
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def label_palette(num_ids: int = 256) -> np.ndarray:
+  """(num_ids, 3) uint8 colours, id 0 (unlabeled) black, the others fixed
+  pseudo-random colours (the same id, the same colour in every figure)."""
+  rng = np.random.default_rng(2018)  # fixed: stable colours across runs
+  palette = rng.integers(40, 256, (num_ids, 3)).astype(np.uint8)
+  palette[0] = 0
+  return palette
+
+
+def plot_overlays(
+  images, label_maps, path, *, titles=None, semantic_names=None, alpha=0.5
+) -> str:
+  """Each image beside its label map (ADE20K ids, 0 = unlabeled) blended
+  over it, with the five largest classes named."""
+  plt = _pyplot()
+  palette = label_palette(max(256, max(int(m.max()) for m in label_maps) + 1))
+  rows = len(images)
+  fig, axes = plt.subplots(rows, 2, figsize=(9, 3.3 * rows), squeeze=False)
+  for r, (image, ids) in enumerate(zip(images, label_maps)):
+    if image.shape[:2] != ids.shape:
+      raise UserError(
+        f"{titles[r] if titles else r}: image {image.shape[:2]} and label "
+        f"map {ids.shape} differ in size"
+      )
+    blend = (1 - alpha) * image[..., :3] + alpha * palette[ids]
+    blend = np.where(ids[..., None] == 0, image[..., :3], blend)
+    axes[r, 0].imshow(image)
+    axes[r, 1].imshow(blend.astype(np.uint8))
+    counts = np.bincount(ids.ravel())
+    counts[0] = 0
+    largest = [int(i) for i in np.argsort(-counts)[:5] if counts[i]]
+    named = [
+      semantic_names[i - 1]
+      if semantic_names and i - 1 < len(semantic_names)
+      else f"id {i}"
+      for i in largest
+    ]
+    handles = [
+      plt.Rectangle((0, 0), 1, 1, color=palette[i] / 255) for i in largest
+    ]
+    axes[r, 1].legend(
+      handles, named, fontsize=7, loc="upper right", framealpha=0.8
+    )
+    axes[r, 0].set_title(titles[r] if titles else "", fontsize=8)
+    for ax in axes[r]:
+      ax.set_axis_off()
+  fig.tight_layout()
+  return _save(fig, path)
+
+
 def plot_embedding(points, labels, class_names, path, *, order=None) -> str:
   """[SP] Fig. 8: 2-D t-SNE of penultimate features, coloured by class
   (a legend up to 20 classes; beyond that, colours follow the prototype's
@@ -685,6 +807,97 @@ def _class_indices(names_arg: str, class_names, num: int) -> list[int] | None:
   return chosen
 
 
+def _comparison_section(proto, other_path, out, label):
+  """Section comparing `proto` with the prototype at `other_path` (same
+  classes, matched by name when both files carry names)."""
+  other = prototype_lib.load_prototype(other_path)
+  if other.metric and proto.metric and other.metric != proto.metric:
+    raise UserError(
+      f"--compare={other_path} is a {other.metric} prototype, this one is "
+      f"{proto.metric}: compare prototypes of one metric"
+    )
+  if proto.class_names and other.class_names:
+    if set(proto.class_names) != set(other.class_names):
+      missing = sorted(set(proto.class_names) ^ set(other.class_names))
+      raise UserError(
+        f"--compare={other_path}: the two prototypes' classes differ "
+        f"(e.g. {missing[:3]})"
+      )
+    index = [other.class_names.index(n) for n in proto.class_names]
+    b = other.similarity[np.ix_(index, index)]
+  elif other.num_classes == proto.num_classes:
+    b = other.similarity
+  else:
+    raise UserError(
+      f"--compare={other_path} has {other.num_classes} classes, this "
+      f"prototype {proto.num_classes}"
+    )
+  agreement = prototype_agreement(proto.similarity, b)
+  figure = plot_prototype_comparison(
+    proto.similarity,
+    b,
+    proto.class_names,
+    os.path.join(out, "prototype_comparison.png"),
+    labels=("this prototype", label),
+    metric=proto.metric,
+  )
+  fragments = [
+    _p(
+      f"This prototype against {label} ({os.path.basename(other_path)}), "
+      "in the same class order. Agreement of the off-diagonal entries "
+      f"S[i, j], i ≠ j ({agreement['pairs']} pairs): Pearson r = "
+      f"{agreement['pearson']:.4f}, Spearman ρ = "
+      f"{agreement['spearman']:.4f}; largest |difference| "
+      f"{agreement['max_abs_difference']:.4f}."
+    ),
+    _img(figure, "prototype comparison"),
+  ]
+  return (f"Against {label}", fragments), figure, agreement
+
+
+def _overlay_section(images_dir, maps_dir, out, semantic_names, count):
+  """Section of label maps (`maps_dir`, PNG per image as `scenejax.segment`
+  writes them) blended over the first `count` images of `images_dir`."""
+  from PIL import Image
+
+  from scenejax.datasets import label_maps as label_maps_lib
+  from scenejax.segment import image_files, png_name
+
+  chosen = []
+  for rel in image_files(images_dir):
+    if len(chosen) == count:
+      break
+    path = os.path.join(maps_dir, png_name(rel))
+    if os.path.exists(path):
+      chosen.append((rel, path))
+  if not chosen:
+    raise UserError(
+      f"--label_maps={maps_dir} holds no map of the images in "
+      f"--images={images_dir} (expected e.g. {png_name('a.jpg')} for a.jpg)"
+    )
+  images, maps = [], []
+  for rel, path in chosen:
+    with Image.open(os.path.join(images_dir, rel)) as image:
+      images.append(np.asarray(image.convert("RGB")))
+    maps.append(label_maps_lib.read_label_map(path).astype(np.int64))
+  figure = plot_overlays(
+    images,
+    maps,
+    os.path.join(out, "overlays.png"),
+    titles=[rel for rel, _ in chosen],
+    semantic_names=semantic_names,
+  )
+  fragments = [
+    _p(
+      f"Label maps from {maps_dir} over the first {len(chosen)} images of "
+      f"{images_dir} ({', '.join(rel for rel, _ in chosen)}; ADE20K ids, "
+      "unlabeled pixels left as they are)."
+    ),
+    _img(figure, "label-map overlays"),
+  ]
+  return ("Label maps on example images", fragments), figure
+
+
 def prototype_report(
   path,
   out,
@@ -693,13 +906,31 @@ def prototype_report(
   classes: str = "",
   num_soft_epochs: int = 20,
   final_confidence: float = 0.99,
+  compare: str = "",
+  compare_label: str = "",
+  images: str = "",
+  label_maps: str = "",
+  semantic_class_names_file: str = "",
+  num_overlays: int = 6,
 ) -> dict:
-  """Figures and report.html of a prototype NPZ alone; returns the paths."""
+  """Figures and report.html of a prototype NPZ alone; returns the paths
+  (and, with `compare`, the agreement under "agreement").
+
+  Args:
+    compare: another prototype of the same classes (e.g. from
+      ground-truth maps): both side by side, and the Pearson / Spearman
+      agreement of their off-diagonal entries.
+    images, label_maps: a folder of images and one of their label maps
+      (`python -m scenejax.segment --images=... --out=...`): overlays of
+      the first `num_overlays`.
+  """
   names = (
     prototype_lib.read_class_names(class_names_file)
     if class_names_file
     else None
   )
+  if bool(images) != bool(label_maps):
+    raise UserError("give both --images and --label_maps for overlays")
   proto = prototype_lib.load_prototype(path, class_names=names)
   if names is not None:
     proto = prototype_lib.with_class_names(proto, names)
@@ -713,6 +944,22 @@ def prototype_report(
   )
   summary = f"<pre>{html.escape(proto.summary())}</pre>"
   sections.insert(0, (f"{os.path.basename(os.fspath(path))}", [summary]))
+  if compare:
+    section, figures["prototype_comparison"], agreement = _comparison_section(
+      proto, compare, out, compare_label or "the other prototype"
+    )
+    sections.insert(2, section)
+    figures["agreement"] = agreement
+  if images:
+    semantic = (
+      prototype_lib.read_class_names(semantic_class_names_file)
+      if semantic_class_names_file
+      else proto.semantic_class_names
+    )
+    section, figures["overlays"] = _overlay_section(
+      images, label_maps, out, semantic, num_overlays
+    )
+    sections.append(section)
   figures["html"] = write_html(
     os.path.join(out, "report.html"), "scenejax prototype report", sections
   )
@@ -850,6 +1097,19 @@ def main(argv: list[str]) -> None:
       classes=flag.classes,
       num_soft_epochs=flag.num_soft_epochs,
       final_confidence=flag.final_confidence,
+      compare=flag.compare,
+      compare_label=flag.compare_label,
+      images=flag.images,
+      label_maps=flag.label_maps,
+      semantic_class_names_file=flag.semantic_class_names,
+      num_overlays=flag.num_overlays,
+    )
+  agreement = figures.pop("agreement", None)
+  if agreement:
+    print(
+      f"agreement with {flag.compare}: Pearson r = {agreement['pearson']:.4f}, "
+      f"Spearman rho = {agreement['spearman']:.4f} over "
+      f"{agreement['pairs']} off-diagonal pairs"
     )
   for name, path in figures.items():
     print(f"{name:>24}  {path}")
@@ -888,4 +1148,23 @@ if __name__ == "__main__":
     "max_tsne", 2000, "at most this many eval images in the t-SNE"
   )
   flags.DEFINE_integer("step", None, "checkpoint step (default: best Top-1)")
+  flags.DEFINE_string(
+    "compare",
+    "",
+    "--prototype: another prototype of the same classes (e.g. from "
+    "ground-truth maps), compared entry by entry",
+  )
+  flags.DEFINE_string(
+    "compare_label",
+    "",
+    "what --compare is, for the figure (e.g. 'ground truth')",
+  )
+  flags.DEFINE_string("images", "", "--prototype: images for overlays")
+  flags.DEFINE_string(
+    "label_maps", "", "their label maps (scenejax.segment --images output)"
+  )
+  flags.DEFINE_string(
+    "semantic_class_names", "", "names of the map ids 1..L, for the legends"
+  )
+  flags.DEFINE_integer("num_overlays", 6, "images in the overlay figure")
   cli.run(main)

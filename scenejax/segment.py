@@ -95,6 +95,23 @@ def load_segmenter(
   return model
 
 
+def checkpoint_label_names(init_from: str | None) -> list[str] | None:
+  """The class names of a Hugging Face segmentation checkpoint (`id2label`
+  in its config.json, in id order), or None without them."""
+  if not init_from:
+    return None
+  config = pretrained.read_hf_config(pretrained.local_path(init_from))
+  id2label = config.get("id2label") or {}
+  try:
+    names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+  except (TypeError, ValueError):
+    return None
+  # transformers writes "LABEL_0", "LABEL_1", ... when none were given.
+  if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+    return None
+  return names
+
+
 def check_ade20k_output(
   model, class_names, *, field: str = "--class_names"
 ) -> None:

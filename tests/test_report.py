@@ -7,10 +7,12 @@ import json
 import os
 import re
 
+import hypothesis
 import numpy as np
 import pytest
 import reference
 from conftest import assert_user_error, run_cli
+from hypothesis import strategies as st
 from PIL import Image
 
 from scenejax import report, train
@@ -209,3 +211,104 @@ def test_gls_evolution_follows_algorithm_2():
     np.testing.assert_allclose(values[e, :3], row[shown], atol=1e-6)
     np.testing.assert_allclose(values[e, 3], 1 - row[shown].sum(), atol=1e-6)
   np.testing.assert_allclose(values[-1], [1, 0, 0, 0], atol=1e-7)
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+  num=st.integers(3, 9),
+  seed=st.integers(0, 2**16),
+  ties=st.booleans(),
+)
+def test_prototype_agreement_matches_numpy(num, seed, ties):
+  """Pearson and Spearman of the i != j entries, from float64 sums and the
+  tie-averaged ranks above; rounding to 0.1 makes ties."""
+  rng = np.random.default_rng(seed)
+  a, b = rng.uniform(0, 1, (2, num, num))
+  if ties:
+    a, b = np.round(a, 1), np.round(b, 1)
+  got = report.prototype_agreement(a, b)
+  x = np.array([a[i, j] for i in range(num) for j in range(num) if i != j])
+  y = np.array([b[i, j] for i in range(num) for j in range(num) if i != j])
+  assert got["pairs"] == num * (num - 1)
+  assert got["max_abs_difference"] == pytest.approx(np.abs(x - y).max())
+  if np.ptp(x) == 0 or np.ptp(y) == 0:
+    assert np.isnan(got["pearson"]) and np.isnan(got["spearman"])
+    return
+
+  def pearson(u, v):
+    u, v = u - u.mean(), v - v.mean()
+    return (u * v).sum() / np.sqrt((u * u).sum() * (v * v).sum())
+
+  assert got["pearson"] == pytest.approx(pearson(x, y), abs=1e-12)
+  assert got["spearman"] == pytest.approx(
+    pearson(_ranks(x), _ranks(y)), abs=1e-12
+  )
+
+
+def test_prototype_report_compares_and_overlays(shared, tmp_path):
+  """--compare: the other prototype is matched by class name (a copy with
+  its classes shuffled and its entries perturbed gives the agreement of the
+  unshuffled arrays); --images/--label_maps: the overlay figure. The CLI
+  prints the agreement."""
+  from conftest import PROTOTYPES, SASNET
+
+  from scenejax import prototype
+
+  names = prototype.read_class_names(SASNET / "MITIndoor67_scene_names.txt")
+  proto = prototype.load_prototype(
+    PROTOTYPES / "MIT67_SP_cosine.npz", class_names=names
+  )
+  s = proto.similarity
+  rng = np.random.default_rng(4)
+  noisy = np.clip(s + rng.normal(0, 0.05, s.shape), 0, 1)
+  noisy = (noisy + noisy.T) / 2
+  np.fill_diagonal(noisy, 1.0)
+  perm = rng.permutation(len(names))
+  this, other = tmp_path / "this.npz", tmp_path / "other.npz"
+  prototype.save_prototype(this, prototype.Prototype(s, "cosine", tuple(names)))
+  prototype.save_prototype(
+    other,
+    prototype.Prototype(
+      noisy[np.ix_(perm, perm)], "cosine", tuple(names[i] for i in perm)
+    ),
+  )
+  images, maps = tmp_path / "images", tmp_path / "maps"
+  images.mkdir()
+  maps.mkdir()
+  for k, (h, w) in enumerate([(48, 64), (40, 40), (30, 50)]):
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8)).save(
+      images / f"{k}.jpg"
+    )
+    if k < 2:  # the third image has no map: left out
+      ids = rng.integers(0, 151, (h, w)).astype(np.uint8)
+      Image.fromarray(ids).save(maps / f"{k}.png")
+  proc = run_cli(
+    "scenejax.report",
+    f"--prototype={this}",
+    f"--compare={other}",
+    "--compare_label=ground truth",
+    f"--images={images}",
+    f"--label_maps={maps}",
+    f"--out={tmp_path / 'report'}",
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  want = report.prototype_agreement(s, noisy)
+  assert 0.5 < want["pearson"] < 0.999
+  assert f"Pearson r = {want['pearson']:.4f}" in proc.stdout
+  assert f"Spearman rho = {want['spearman']:.4f}" in proc.stdout
+  out = tmp_path / "report"
+  for name in ("prototype_comparison.png", "overlays.png"):
+    _assert_png(out / name)
+  text = open(out / "report.html", encoding="utf-8").read()
+  assert "Against ground truth" in text and "0.jpg" in text
+  assert "2.jpg" not in text
+  assert_user_error(
+    run_cli(
+      "scenejax.report",
+      f"--prototype={this}",
+      f"--images={images}",
+      f"--label_maps={tmp_path / 'nothing'}",
+      f"--out={tmp_path / 'r2'}",
+    ),
+    "holds no map of the images",
+  )

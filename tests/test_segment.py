@@ -249,6 +249,21 @@ def test_segmenter_errors_are_one_line(checkpoint, tmp_path):
   segment.check_ade20k_output(model, "cityscapes_names.txt")
 
 
+def test_checkpoint_label_names_in_id_order(checkpoint, tmp_path):
+  """id2label as config.json stores it (string keys, "10" after "9"); the
+  placeholder names transformers writes when none were given are no
+  names."""
+  assert segment.checkpoint_label_names(checkpoint) is None  # LABEL_i
+  named = tmp_path / "named"
+  named.mkdir()
+  labels = {str(i): f"class{i}" for i in range(12)}
+  (named / "config.json").write_text(json.dumps({"id2label": labels}))
+  assert segment.checkpoint_label_names(str(named)) == [
+    f"class{i}" for i in range(12)
+  ]
+  assert segment.checkpoint_label_names(None) is None
+
+
 def _prototype_cli(*args):
   proc = run_cli("scenejax.prototype", "build", *args)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -236,6 +236,9 @@ def build_for_dataset(
   `python -m scenejax.prototype build --segmenter` and the trainer's
   `config.prototype.segmenter`.
 
+  The semantic class names stored in the prototype are
+  `semantic_class_names`, else the checkpoint's `id2label`.
+
   Returns (prototype, stats) as `build_from_segmenter`.
   """
   from scenejax import prototype, segment
@@ -244,6 +247,10 @@ def build_for_dataset(
   segment.check_ade20k_output(
     model, semantic_class_names, field="--semantic_class_names"
   )
+  if semantic_class_names is None:  # stored in the prototype file
+    names = segment.checkpoint_label_names(init_from)
+    if names and len(names) == model.num_classes:
+      semantic_class_names = names
   predictor = segment.Predictor(
     model,
     batch_size=batch_size,
