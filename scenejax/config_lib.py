@@ -114,6 +114,7 @@ def base() -> ml_collections.ConfigDict:
       segmenter="",
       init_from="",
       size=512,  # shorter side the images are resized to for segmenting
+      window=0,  # > 0: sliding-window inference with crops of this size
       batch_size=8,  # images per segmenter step, per process
       dtype="float32",  # the segmenter's compute dtype
     )
@@ -278,10 +279,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("config.prototype.dtype", ("float32", "bfloat16"))
   at_least("config.prototype.batch_size", 1)
   at_least("config.prototype.size", 1)
+  at_least("config.prototype.window", 0)
+  if config.prototype.init_from and not config.prototype.segmenter:
+    raise ConfigError(
+      f"config.prototype.init_from = {config.prototype.init_from!r} without "
+      "config.prototype.segmenter: name the segmenter it holds"
+    )
   if config.prototype.segmenter:
     from scenejax import models
 
     one_of("config.prototype.segmenter", ("", *models.SEGMENTERS))
+    if not config.prototype.init_from:
+      raise ConfigError(
+        f"config.prototype.segmenter = {config.prototype.segmenter!r} needs "
+        "config.prototype.init_from (its ADE20K checkpoint): a prototype "
+        "from random weights means nothing"
+      )
     if config.prototype.path:
       raise ConfigError(
         f"config.prototype.path = {config.prototype.path!r} and "

@@ -931,6 +931,8 @@ def prototype_report(
   )
   if bool(images) != bool(label_maps):
     raise UserError("give both --images and --label_maps for overlays")
+  if images and num_overlays < 1:
+    raise UserError(f"--num_overlays={num_overlays}: need at least 1")
   proto = prototype_lib.load_prototype(path, class_names=names)
   if names is not None:
     proto = prototype_lib.with_class_names(proto, names)
@@ -1080,6 +1082,11 @@ def main(argv: list[str]) -> None:
     raise UserError(f"unexpected arguments {argv[1:]}")
   if bool(flag.workdir) == bool(flag.prototype):
     raise UserError("give one of --workdir or --prototype")
+  if flag.workdir and (flag.compare or flag.images or flag.label_maps):
+    raise UserError(
+      "--compare, --images and --label_maps go with --prototype (a "
+      "workdir's own is --prototype=WORKDIR/prototype.npz)"
+    )
   if flag.workdir:
     figures = workdir_report(
       flag.workdir,

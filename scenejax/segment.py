@@ -20,10 +20,13 @@ devices: inference needs no cross-host collective, so each process of a
 multi-host job segments its own shard and only the final sums are merged).
 A shape compiles once; images of one dataset fall into a few shapes.
 With `window` > 0 (sliding-window inference, mmsegmentation's "slide" test
-mode, which the UperNet-ConvNeXt model cards use with 512 / 341) the image
-is padded to at least `window` on each side instead, cut into window x
-window crops at `stride` (the last crop flush with the border), every crop
-segmented, and the logits of overlapping crops averaged. The top-k classes are taken at the processed resolution, cropped to the image
+mode, which the UperNet-ConvNeXt model cards use with 512 / 341) the padded
+image (and at least `window` on each side) is cut into window x window
+crops at `stride` (the last crop flush with the border), every crop
+segmented, and the logits of overlapping crops averaged. mmsegmentation
+does not pad first, and runs a smaller crop on an image smaller than the
+window; `Resize(multiple=1)` removes the first difference at the price of
+one compile per image size. The top-k classes are taken at the processed resolution, cropped to the image
 and resized to its original size by nearest neighbour - the maps written,
 evaluated and used for presence vectors are the same arrays.
 
@@ -177,10 +180,11 @@ class Predictor:
         f"--batch_size={batch_size} must be a multiple of the "
         f"{len(devices)} local devices"
       )
-    if window < 0 or (window and not 0 <= stride <= window):
+    if window < 0 or not 0 <= stride <= window:
       raise ConfigError(
         f"--window={window}, --stride={stride}: need window >= 0 and "
-        "0 <= stride <= window (stride 0 = 2/3 of the window)"
+        "0 <= stride <= window (stride 0 = 2/3 of the window; a stride "
+        "needs a window)"
       )
     self.window, self.stride = window, stride or max(1, window * 2 // 3)
     self.batch_size, self.top_k, self.resize = batch_size, top_k, resize
@@ -220,13 +224,17 @@ class Predictor:
       for y in window_starts(height, win, self.stride)
       for x0 in window_starts(width, win, self.stride)
     ]
-    crops = jnp.stack([x[:, y : y + win, x0 : x0 + win] for y, x0 in corners])
+    # Image-major (B, n, ...) -> (B * n, ...): each device keeps the crops
+    # of its own images, so the batch stays sharded over "data".
+    crops = jnp.stack(
+      [x[:, y : y + win, x0 : x0 + win] for y, x0 in corners], axis=1
+    )
     logits = model(crops.reshape(-1, win, win, 3)).astype(jnp.float32)
-    logits = logits.reshape(len(corners), b, win, win, -1)
+    logits = logits.reshape(b, len(corners), win, win, -1)
     total = jnp.zeros((b, height, width, logits.shape[-1]), jnp.float32)
     count = np.zeros((height, width, 1), np.float32)
     for i, (y, x0) in enumerate(corners):
-      total = total.at[:, y : y + win, x0 : x0 + win].add(logits[i])
+      total = total.at[:, y : y + win, x0 : x0 + win].add(logits[:, i])
       count[y : y + win, x0 : x0 + win] += 1
     return total / count
 
@@ -237,10 +245,9 @@ class Predictor:
     h, w = self.resize.shape(*image.shape[:2])
     if (h, w) != image.shape[:2]:
       image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-    if self.window:  # crops cover the image; pad only what a crop lacks
-      ph, pw = max(h, self.window), max(w, self.window)
-    else:
-      ph, pw = self.resize.padded(h, w)
+    ph, pw = self.resize.padded(h, w)  # few shapes: one compile each
+    if self.window:  # and at least one window
+      ph, pw = max(ph, self.window), max(pw, self.window)
     canvas = np.empty((ph, pw, 3), np.uint8)
     canvas[...] = self._fill
     canvas[:h, :w] = image

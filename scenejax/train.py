@@ -235,44 +235,9 @@ def prototype_for(
       data.class_names,
     )
   if config.prototype.segmenter:
-    from scenejax.prototype import segmented
-
     if workdir is None:
       raise ConfigError("config.prototype.segmenter needs a workdir")
-    out = os.path.join(workdir, "prototype.npz")
-    if os.path.exists(out):
-      if jax.process_index() == 0:
-        print(f"prototype: {out}, built by an earlier run (delete it to redo)")
-      return prototype.with_class_names(
-        prototype.load_prototype(
-          out, class_names=data.class_names, metric=metric
-        ),
-        data.class_names,
-      )
-    proto, stats = segmented.build_for_dataset(
-      data,
-      dataset=config.dataset,
-      segmenter=config.prototype.segmenter,
-      init_from=config.prototype.init_from or None,
-      out=out,
-      metric=metric,
-      dtype=config.prototype.dtype,
-      batch_size=config.prototype.batch_size,
-      size=config.prototype.size,
-      progress=config.progress_bar,
-    )
-    if jax.process_index() == 0:
-      print(
-        f"prototype: {out} from {stats['images']} images segmented by "
-        f"{config.prototype.segmenter} ({stats['images_per_s']:.1f} images/s"
-        + (
-          f"; {stats['skipped']} undecodable, skipped"
-          if stats["skipped"]
-          else ""
-        )
-        + ")"
-      )
-    return prototype.with_class_names(proto, data.class_names)
+    return _prototype_from_segmenter(config, data, workdir)
   if data.spec is None:
     raise ConfigError(
       f"config.prototype.path is empty and {config.dataset!r} is not the "
@@ -291,6 +256,76 @@ def prototype_for(
   )
 
 
+def _prototype_from_segmenter(config, data, workdir) -> prototype.Prototype:
+  """WORKDIR/prototype.npz built from `config.prototype.segmenter`'s maps of
+  the training images, or reused when WORKDIR/prototype_build.json shows
+  an earlier run built it with the same segmenter, weights and settings
+  (another metric is derived from the stored Eq. 1 representations)."""
+  from scenejax.prototype import segmented
+
+  cfg = config.prototype
+  if cfg.batch_size % jax.local_device_count():
+    raise ConfigError(
+      f"config.prototype.batch_size = {cfg.batch_size} must be a multiple "
+      f"of the {jax.local_device_count()} local devices"
+    )
+  settings = dict(
+    segmenter=cfg.segmenter,
+    init_from=cfg.init_from,
+    size=cfg.size,
+    window=cfg.window,
+    dtype=cfg.dtype,
+  )
+  wanted = segmented.build_fingerprint(data, dataset=config.dataset, **settings)
+  out = os.path.join(workdir, "prototype.npz")
+  record = os.path.join(workdir, "prototype_build.json")
+  exists = os.path.exists(out)
+  if jax.process_count() > 1:  # process 0 decides, so no host waits alone
+    from jax.experimental import multihost_utils
+
+    exists = bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
+  if exists:
+    try:
+      with open(record) as f:
+        built = json.load(f)
+    except (OSError, ValueError):
+      built = None
+    if built != json.loads(json.dumps(wanted)):
+      raise ConfigError(
+        f"{out} was not built by config.prototype.segmenter with these "
+        f"settings (its record {record}: {built}; this run: {wanted}). "
+        "Delete both files to rebuild, or use another workdir"
+      )
+    proto = prototype.load_prototype(out, class_names=data.class_names)
+    if proto.metric != config.prototype.metric:
+      proto = prototype.prototype_from_representation(
+        proto, config.prototype.metric
+      )
+    if jax.process_index() == 0:
+      print(f"prototype: {out}, built by an earlier run (reused)")
+    return prototype.with_class_names(proto, data.class_names)
+  proto, stats = segmented.build_for_dataset(
+    data,
+    dataset=config.dataset,
+    out=out,
+    metric=config.prototype.metric,
+    batch_size=cfg.batch_size,
+    progress=config.progress_bar,
+    **settings,
+  )
+  if jax.process_index() == 0:
+    fileio.write_text(record, json.dumps(wanted, indent=1))
+    print(
+      f"prototype: {out} from {stats['images']} images segmented by "
+      f"{cfg.segmenter} ({stats['images_per_s']:.1f} images/s in process 0"
+      + (
+        f"; {stats['skipped']} undecodable, skipped" if stats["skipped"] else ""
+      )
+      + ")"
+    )
+  return prototype.with_class_names(proto, data.class_names)
+
+
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the message names step and term."""
 
@@ -300,7 +335,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   epoch's metrics.
 
   Everything is checked (config, dataset, prototype, a workdir's
-  checkpoint) before anything is written. The workdir then gets
+  checkpoint) before anything is written; a prototype built from a
+  segmenter (`config.prototype.segmenter`) is built after those checks,
+  under the workdir lock. The workdir then gets
   config.json, prototype.npz (when built here), metrics.jsonl,
   tensorboard/, checkpoints/ and, at the end, results.json.
   """
@@ -308,7 +345,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   loss_cfg = LossConfig.from_config(config.loss)
   data = datasets.from_config(config)
   train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
-  proto = prototype_for(config, data, workdir)
+  # A segmenter build can take hours: it runs once the run's own checks
+  # passed and the workdir is locked (below); a prototype file is checked
+  # now.
+  build_later = bool(config.prototype.segmenter) and not config.prototype.path
+  proto = None if build_later else prototype_for(config, data, workdir)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % jax.device_count():
       raise ConfigError(
@@ -329,7 +370,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config, data.num_classes, steps_per_epoch
   )
   state = jax.device_put(state, replicated)
-  similarity = jax.device_put(jnp.asarray(proto.similarity), replicated)
   model = nnx.merge(graphdef, state)[0]
   pixel_stats = (model.pixel_mean, model.pixel_std)
   del model
@@ -360,6 +400,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state, resume = checkpoints.restore_latest(
       manager, state, config, steps_per_epoch
     )
+    if proto is None:
+      proto = prototype_for(config, data, workdir)
+    similarity = jax.device_put(jnp.asarray(proto.similarity), replicated)
     if lead:  # everything fits: now write the record of the run
       fileio.write_text(
         os.path.join(workdir, "config.json"), config.to_json(indent=1)

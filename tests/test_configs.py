@@ -130,9 +130,16 @@ def test_validate_names_the_field_and_allowed_values():
       config_lib.validate(bad)
   config_lib.validate(config)
   both = config_lib.base()
-  both.prototype.update(path="p.npz", segmenter="segformer_b0")
+  both.prototype.update(path="p.npz", segmenter="segformer_b0", init_from="c")
   with pytest.raises(ConfigError, match="give one"):
     config_lib.validate(both)
+  bare = config_lib.base()
+  bare.prototype.segmenter = "segformer_b0"
+  with pytest.raises(ConfigError, match="needs config.prototype.init_from"):
+    config_lib.validate(bare)
+  bare.prototype.update(segmenter="", init_from="c")
+  with pytest.raises(ConfigError, match="without config.prototype.segmenter"):
+    config_lib.validate(bare)
   assert config_lib.unknown_field_message("config.learning_rate") == (
     "config.learning_rate is not a config field; did you mean "
     "config.optimizer.learning_rate?"

@@ -21,6 +21,7 @@ import hypothesis
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as reference_lib
 import transformers
 from conftest import REPO, assert_user_error, run_cli
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from PIL import Image
 from test_models import _randomize
 
 from scenejax import config_lib, datasets, prototype, segment, synthetic, train
+from scenejax.errors import ConfigError
 
 SEGMENTER = "upernet_convnext_atto"
 
@@ -120,25 +122,29 @@ def test_sliding_window_averages_the_logits_of_overlapping_crops(model):
   window, stride = 64, 42
   predictor = segment.Predictor(
     model,
-    batch_size=1,
+    batch_size=2,
     top_k=2,
     resize=segment.Resize(80, max_size=160),
     window=window,
   )
   assert predictor.stride == stride
   rng = np.random.default_rng(3)
-  # 80 x 120: 2 x 3 crops; 24 x 160: padded to 64 rows, 1 x 4 crops. Both
-  # already at the resized size, so no resampling enters the comparison.
+  # 80 x 120 (twice: one batch of two, so crops must stay with their
+  # image): padded to 96 x 128, 2 x 3 crops; 24 x 160: padded to 32, then
+  # to the window's 64 rows, 1 x 4 crops. All already at the resized size,
+  # so no resampling enters the comparison.
   images = [
     rng.integers(0, 256, (80, 120, 3), np.uint8),
     rng.integers(0, 256, (24, 160, 3), np.uint8),
+    rng.integers(0, 256, (80, 120, 3), np.uint8),
   ]
   results = predictor(images)
   mean, std = np.array(model.pixel_mean), np.array(model.pixel_std)
   canvases, corners = [], []
   for image in images:
     h, w = image.shape[:2]
-    canvas = np.empty((max(h, window), max(w, window), 3), np.uint8)
+    padded = (max(-(-h // 32) * 32, window), max(-(-w // 32) * 32, window))
+    canvas = np.empty((*padded, 3), np.uint8)
     canvas[...] = np.round(mean * 255).astype(np.uint8)
     canvas[:h, :w] = image
     canvases.append((canvas.astype(np.float32) / 255 - mean) / std)
@@ -149,7 +155,7 @@ def test_sliding_window_averages_the_logits_of_overlapping_crops(model):
         for x0 in _mmseg_starts(canvas.shape[1], window, stride)
       ]
     )
-  assert [len(c) for c in corners] == [6, 4]
+  assert [len(c) for c in corners] == [6, 4, 6]
   crops = np.stack(
     [
       x[y : y + window, x0 : x0 + window]
@@ -174,8 +180,10 @@ def test_sliding_window_averages_the_logits_of_overlapping_crops(model):
     clear = top[..., 0] - top[..., 1] > 1e-4  # no near-tie at the top
     np.testing.assert_array_equal(ids[..., 0][clear], p.argmax(-1)[clear])
     np.testing.assert_allclose(scores, top[..., :2], atol=1e-5)
-  with pytest.raises(Exception, match="stride"):
+  with pytest.raises(ConfigError, match="stride"):
     segment.Predictor(model, window=64, stride=65)
+  with pytest.raises(ConfigError, match="a stride needs a window"):
+    segment.Predictor(model, stride=10)
 
 
 @pytest.mark.slow
@@ -329,10 +337,42 @@ def test_segment_build_and_kill9_resume_on_synthetic(
   saved = prototype.load_prototype(workdir / "prototype.npz")
   np.testing.assert_array_equal(saved.similarity, ours.similarity)
   assert not (workdir / "prototype.npz.partial").exists()
-  # A later run of the workdir reuses the file (no segmenter call).
-  config.prototype.init_from = str(tmp_path / "gone")
+  # A later run of the workdir reuses the file, under another metric too
+  # (Eq. 3-4 from the stored representations, float64 reference); other
+  # segmenter settings are refused, not silently reused.
   reused = train.prototype_for(config, data, str(workdir))
   np.testing.assert_array_equal(reused.similarity, ours.similarity)
+  config.prototype.metric = "euclidean"
+  other_metric = train.prototype_for(config, data, str(workdir))
+  np.testing.assert_allclose(
+    other_metric.similarity,
+    reference_lib.similarity(
+      np.asarray(reference.representation, np.float64), "euclidean"
+    ),
+    atol=1e-6,
+  )
+  config.prototype.size = 64
+  with pytest.raises(ConfigError, match="was not built by"):
+    train.prototype_for(config, data, str(workdir))
+
+  # The one command: segment -> build -> train, through train_and_evaluate
+  # (the build runs after the run's checks, under the workdir lock).
+  from configs import demo
+
+  run = demo.get_config()
+  run.data.update(train_per_class=12, test_per_class=4)
+  run.update(num_epochs=1, batch_size=32, eval_batch_size=16)
+  run.progress_bar = False
+  run.prototype.update(
+    segmenter=SEGMENTER, init_from=checkpoint, size=32, batch_size=8
+  )
+  one_command = tmp_path / "one_command"
+  result = train.train_and_evaluate(run, str(one_command))
+  assert result["epoch"] == 1
+  built = prototype.load_prototype(one_command / "prototype.npz")
+  assert int(built.image_counts.sum()) == 96  # 8 classes x 12 images
+  record = json.loads((one_command / "prototype_build.json").read_text())
+  assert record["segmenter"] == SEGMENTER and record["records"] == 96
 
   build = ("--dataset=synthetic_scenes", *common, "--batch_size=8")
   resumed = tmp_path / "resumed.npz"

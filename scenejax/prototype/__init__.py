@@ -20,6 +20,7 @@ from scenejax.prototype.algorithm import (
   presence_vector,
   presence_vectors,
   prototype_from_counts,
+  prototype_from_representation,
   similarity_prototype,
 )
 from scenejax.prototype.files import (
@@ -45,6 +46,7 @@ __all__ = [
   "presence_vector",
   "presence_vectors",
   "prototype_from_counts",
+  "prototype_from_representation",
   "read_class_names",
   "read_list_file",
   "read_xlsx_matrix",

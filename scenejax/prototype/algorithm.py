@@ -390,6 +390,23 @@ def prototype_from_counts(
   return _prototype(representation, counts, names, metric, semantic_class_names)
 
 
+def prototype_from_representation(proto: Prototype, metric: str) -> Prototype:
+  """`proto` under another metric: Eq. 2 or Eq. 3-4 applied to its stored
+  Eq. 1 representations (no new pass over the images)."""
+  if proto.representation is None or proto.class_names is None:
+    raise PrototypeError(
+      "this prototype stores no class representations (a bare published "
+      f"matrix?): it cannot be turned into a {metric} prototype"
+    )
+  return _prototype(
+    np.asarray(proto.representation, np.float64),
+    proto.image_counts,
+    proto.class_names,
+    metric,
+    proto.semantic_class_names,
+  )
+
+
 def _prototype(representation, counts, names, metric, semantic_class_names):
   similarity = similarity_prototype(representation, metric, class_names=names)
   return Prototype(

@@ -52,7 +52,7 @@ def _load_state(path: str, fingerprint: str, shape) -> dict | None:
     raise PrototypeError(
       f"{path} is the partial build of another configuration "
       f"({state.get('fingerprint')}); this build is {fingerprint}. Delete it "
-      "or write to another --out"
+      "to start over, or write the prototype elsewhere"
     )
   if state["presence_sums"].shape != shape:
     raise PrototypeError(
@@ -212,6 +212,36 @@ def finish(state_dir: str) -> None:
     pass  # another process's file is still there, or it is gone already
 
 
+def build_fingerprint(
+  data,
+  *,
+  dataset: str,
+  segmenter: str,
+  init_from: str | None,
+  size: int = 512,
+  max_size: int = 2048,
+  window: int = 0,
+  stride: int = 0,
+  dtype: str = "float32",
+) -> dict:
+  """What a segmenter build of `data.train` depends on (the metric is not:
+  it enters only at the end, Eq. 2-4): a partial build or a finished file
+  of another fingerprint is not reused."""
+  return dict(
+    dataset=dataset,
+    split="train",
+    records=len(data.train),
+    classes=len(data.class_names),
+    segmenter=segmenter,
+    init_from=os.path.abspath(init_from) if init_from else None,
+    size=size,
+    max_size=max_size,
+    window=window,
+    stride=(stride or max(1, window * 2 // 3)) if window else 0,
+    dtype=dtype,
+  )
+
+
 def build_for_dataset(
   data,
   *,
@@ -244,13 +274,13 @@ def build_for_dataset(
   from scenejax import prototype, segment
 
   model = segment.load_segmenter(segmenter, init_from, dtype=dtype)
-  segment.check_ade20k_output(
-    model, semantic_class_names, field="--semantic_class_names"
-  )
   if semantic_class_names is None:  # stored in the prototype file
     names = segment.checkpoint_label_names(init_from)
     if names and len(names) == model.num_classes:
       semantic_class_names = names
+  segment.check_ade20k_output(
+    model, semantic_class_names, field="--semantic_class_names"
+  )
   predictor = segment.Predictor(
     model,
     batch_size=batch_size,
@@ -258,17 +288,15 @@ def build_for_dataset(
     window=window,
     stride=stride,
   )
-  fingerprint = dict(
+  fingerprint = build_fingerprint(
+    data,
     dataset=dataset,
-    split="train",
-    records=len(data.train),
-    classes=len(data.class_names),
     segmenter=segmenter,
-    init_from=os.path.abspath(init_from) if init_from else None,
+    init_from=init_from,
     size=size,
     max_size=max_size,
     window=window,
-    stride=predictor.stride if window else 0,
+    stride=stride,
     dtype=dtype,
   )
   state_dir = out + ".partial"
