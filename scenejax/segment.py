@@ -148,6 +148,12 @@ class Resize:
     return -(-height // m) * m, -(-width // m) * m
 
 
+def window_stride(window: int, stride: int = 0) -> int:
+  """The sliding-window stride: `stride`, or 0 -> 2/3 of the window
+  (mmsegmentation's 341 for 512); 0 without a window."""
+  return (stride or max(1, window * 2 // 3)) if window else 0
+
+
 def window_starts(length: int, window: int, stride: int) -> list[int]:
   """Offsets of the crops covering `length` pixels (mmsegmentation's slide
   inference: a crop every `stride`, the last moved back to end at the
@@ -186,7 +192,7 @@ class Predictor:
         "0 <= stride <= window (stride 0 = 2/3 of the window; a stride "
         "needs a window)"
       )
-    self.window, self.stride = window, stride or max(1, window * 2 // 3)
+    self.window, self.stride = window, window_stride(window, stride)
     self.batch_size, self.top_k, self.resize = batch_size, top_k, resize
     self.num_classes = model.num_classes
     self.mesh = Mesh(np.array(devices), ("data",))

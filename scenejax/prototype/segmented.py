@@ -227,6 +227,8 @@ def build_fingerprint(
   """What a segmenter build of `data.train` depends on (the metric is not:
   it enters only at the end, Eq. 2-4): a partial build or a finished file
   of another fingerprint is not reused."""
+  from scenejax import segment
+
   return dict(
     dataset=dataset,
     split="train",
@@ -237,7 +239,7 @@ def build_fingerprint(
     size=size,
     max_size=max_size,
     window=window,
-    stride=(stride or max(1, window * 2 // 3)) if window else 0,
+    stride=segment.window_stride(window, stride),
     dtype=dtype,
   )
 
