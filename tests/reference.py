@@ -169,3 +169,63 @@ def pcl(main, side, mod, g, alpha=1.0, beta=2.0):
     l_main + l_side + alpha * l_mod + beta * l_kl,
     dict(main=l_main, side=l_side, mod=l_mod, kl=l_kl),
   )
+
+
+# --------------------------------------------------------------------------
+# Segmentation losses, one pixel / one pair at a time.
+
+
+def focal_loss(logits, labels, weights=None, gamma=2.0):
+  """[FL] Eq. 5 with alpha_t = w[y]: mean over pixels with id 1..K of
+  -w (1 - p_y)^gamma log p_y; logits (..., K), labels (...) ids."""
+  logits = np.asarray(logits, np.float64).reshape(-1, np.shape(logits)[-1])
+  labels = np.asarray(labels).reshape(-1)
+  k = logits.shape[1]
+  total, count = 0.0, 0
+  for z, y in zip(logits, labels):
+    if not 1 <= y <= k:
+      continue
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    w = 1.0 if weights is None else float(weights[y - 1])
+    total += -w * (1.0 - p[y - 1]) ** gamma * np.log(p[y - 1])
+    count += 1
+  return total / count if count else 0.0
+
+
+def margin_contrastive(embeddings, labels, valid, margin=1.0):
+  """[HCL] Eq. 4 (no 1/2 factors): mean over ordered pairs i != j of
+  valid pixels of one image of d^2 (same class) or max(0, m - d)^2."""
+  total, count = 0.0, 0
+  for e, y, v in zip(embeddings, labels, valid):
+    e = np.asarray(e, np.float64)
+    for i in range(len(e)):
+      for j in range(len(e)):
+        if i == j or not (v[i] and v[j]):
+          continue
+        d = np.sqrt(np.sum((e[i] - e[j]) ** 2))
+        total += d**2 if y[i] == y[j] else max(0.0, margin - d) ** 2
+        count += 1
+  return total / count if count else 0.0
+
+
+def supcon(embeddings, labels, valid, temperature=0.1):
+  """[SupCon] Eq. 2 (L^sup_out) within each image, mean over anchors with
+  at least one positive."""
+  losses = []
+  for e, y, v in zip(embeddings, labels, valid):
+    e = np.asarray(e, np.float64)
+    z = e / np.linalg.norm(e, axis=1, keepdims=True)
+    idx = [i for i in range(len(z)) if v[i]]
+    for i in idx:
+      others = [a for a in idx if a != i]
+      positives = [p for p in others if y[p] == y[i]]
+      if not positives:
+        continue
+      denom = sum(np.exp(z[i] @ z[a] / temperature) for a in others)
+      losses.append(
+        -np.mean(
+          [np.log(np.exp(z[i] @ z[p] / temperature) / denom) for p in positives]
+        )
+      )
+  return float(np.mean(losses)) if losses else 0.0
