@@ -3,8 +3,8 @@
 WORKDIR/checkpoints is an orbax `CheckpointManager` directory: one step per
 save, each holding "state" (the model and optimizer, `nnx.State`), "meta"
 (JSON: epoch, step in epoch, the metrics history, the data iterator's state,
-class names, batch size) and "metrics" (Top-1, for the best-checkpoint
-policy across resumes). Saves are asynchronous; the manager keeps the
+class names, batch size) and "metrics" (Top-1, or mIoU for segmentation,
+for the best-checkpoint policy across resumes). Saves are asynchronous; the manager keeps the
 latest `config.checkpoint_keep` plus the best by Top-1.
 WORKDIR/config.json is the resolved config of the run; WORKDIR/.lock is
 held by the run training in it.
@@ -58,8 +58,10 @@ from scenejax.errors import CheckpointError, ConfigError, UserError
 UNREADABLE = "checkpoints_unreadable"
 
 
-def _top1(metrics: dict) -> float:
-  return metrics["top1"]
+def _score(metrics: dict) -> float:
+  """The metric a task saves beside each epoch's checkpoint: Top-1 for
+  classification, mIoU for segmentation (`train.Task.best_metric`)."""
+  return metrics["top1"] if "top1" in metrics else metrics["mIoU"]
 
 
 def directory(workdir: str) -> str:
@@ -77,13 +79,13 @@ def manager(workdir: str, keep: int = 2) -> ocp.CheckpointManager:
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
     enable_async_checkpointing=True,
-    best_fn=_top1,
+    best_fn=_score,
     best_mode="max",
     preservation_policy=policies.AnyPreservationPolicy(
       [
         policies.LatestN(keep),
         policies.BestN(
-          get_metric_fn=_top1,
+          get_metric_fn=_score,
           n=1,
           keep_checkpoints_without_metrics=False,
         ),
@@ -436,7 +438,7 @@ def _reader(checkpoint_dir: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
     checkpoint_dir,
     options=ocp.CheckpointManagerOptions(
-      create=False, best_fn=_top1, best_mode="max"
+      create=False, best_fn=_score, best_mode="max"
     ),
   )
 

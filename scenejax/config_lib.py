@@ -38,6 +38,9 @@ def base() -> ml_collections.ConfigDict:
   """Every field the trainer reads, with its default ([SP]'s recipe)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # classification (scene labels) | segmentation (label maps:
+  # scenejax.segmentation, config.segmentation below).
+  config.task = "classification"
   config.dataset = "synthetic_scenes"  # scenejax.datasets.NAMES
   config.data = ml_collections.ConfigDict(
     dict(
@@ -119,6 +122,35 @@ def base() -> ml_collections.ConfigDict:
       dtype="float32",  # the segmenter's compute dtype
     )
   )
+  # config.task = "segmentation" ([SEG], scenejax.segmentation): the
+  # DeepLabV3+ architecture, the augmentation, and the fused loss
+  # focal + contrastive_weight · contrastive.
+  config.segmentation = ml_collections.ConfigDict(
+    dict(
+      crop_size=512,  # training crop (padded with unlabeled where smaller)
+      base_size=512,  # shorter side before the random scale
+      scale_range=(0.5, 2.0),
+      jitter=True,  # photometric distortion
+      output_stride=16,  # 16 | 8: the backbone's, by dilation
+      aspp_rates=(6, 12, 18),  # doubled at output stride 8
+      aspp_width=256,
+      low_level_width=48,
+      decoder_width=256,
+      embedding_dim=64,  # D of the pixel embeddings
+      focal_gamma=2.0,  # 0 with uniform weights = cross-entropy
+      # uniform | inverse | median_frequency (from the training maps,
+      # computed once into WORKDIR/class_weights.npz) | a path to an NPZ
+      # (key "class_weights") from `python -m scenejax.segment
+      # class_weights`.
+      class_weights="median_frequency",
+      contrastive_weight=0.1,  # λ; 0 trains with the focal loss only
+      contrastive_form="margin",  # margin (Hadsell) | supcon
+      margin=1.0,  # margin form: m
+      temperature=0.1,  # supcon form: τ
+      num_samples=1024,  # sampled pixels per image
+      per_class=64,  # at most this many per class and image
+    )
+  )
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
   config.log_every_steps = 50
   config.progress_bar = True
@@ -131,6 +163,8 @@ def apply_variant(
   """Applies a `ce|lsr|gls,bcl[=r],cl,pcl,euclidean` string (see above)."""
   if not arg:
     return config
+  if config.task == "segmentation":
+    return _apply_segmentation_variant(config, arg)
   loss = config.loss
   tokens = [t.strip() for t in arg.split(",") if t.strip()]
   if any(t in LABELS for t in tokens):
@@ -160,6 +194,33 @@ def apply_variant(
         f"unknown config argument {token!r} in {arg!r}; "
         "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
         "euclidean"
+      )
+  return config
+
+
+def _apply_segmentation_variant(config, arg: str):
+  """config.task = "segmentation": a comma list of
+  ce (γ = 0, uniform weights, no contrastive term: plain cross-entropy),
+  focal (no contrastive term), uniform (uniform class weights),
+  supcon (the SupCon form of the contrastive term)."""
+  seg = config.segmentation
+  for token in (t.strip() for t in arg.split(",") if t.strip()):
+    if token == "ce":
+      seg.focal_gamma, seg.class_weights, seg.contrastive_weight = (
+        0.0,
+        "uniform",
+        0.0,
+      )
+    elif token == "focal":
+      seg.contrastive_weight = 0.0
+    elif token == "uniform":
+      seg.class_weights = "uniform"
+    elif token == "supcon":
+      seg.contrastive_form = "supcon"
+    else:
+      raise ConfigError(
+        f"unknown config argument {token!r} in {arg!r}; a segmentation "
+        "config takes ce, focal, uniform, supcon"
       )
   return config
 
@@ -250,7 +311,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("config.data.on_corrupt", ("skip", "raise"))
   one_of("config.dtype", ("float32", "bfloat16"))
   one_of("config.optimizer.name", ("adam", "sgd"))
-  one_of("config.optimizer.schedule", ("step", "cosine", "constant"))
+  one_of("config.optimizer.schedule", ("step", "cosine", "constant", "poly"))
+  one_of("config.task", ("classification", "segmentation"))
+  if config.task == "segmentation":
+    _validate_segmentation(config, one_of, at_least, between)
   check(
     "config.optimizer.learning_rate",
     isinstance(have["config.optimizer.learning_rate"], (int, float))
@@ -301,3 +365,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.prototype.segmenter = {config.prototype.segmenter!r}: "
         "give one (a prototype file, or the segmenter that builds it)"
       )
+
+
+SEGMENTATION_CLASS_WEIGHTS = ("uniform", "inverse", "median_frequency")
+
+
+def _validate_segmentation(config, one_of, at_least, between) -> None:
+  from scenejax import models
+
+  one_of("config.model", models.TRAINABLE_SEGMENTERS)
+  seg = "config.segmentation."
+  for name in (
+    "crop_size",
+    "base_size",
+    "aspp_width",
+    "low_level_width",
+    "decoder_width",
+    "embedding_dim",
+    "num_samples",
+    "per_class",
+  ):
+    at_least(seg + name, 1)
+  for name in ("focal_gamma", "contrastive_weight", "margin"):
+    at_least(seg + name, 0)
+  one_of(seg + "output_stride", (8, 16, 32))
+  one_of(seg + "contrastive_form", losses.PIXEL_CONTRASTIVE_FORMS)
+  between(seg + "temperature", 1e-6, 100.0)
+  low, high = config.segmentation.scale_range
+  if not 0 < low <= high:
+    raise ConfigError(
+      f"config.segmentation.scale_range = {(low, high)}; need 0 < low <= high"
+    )
+  if config.loss.pcl:
+    raise ConfigError(
+      "config.loss.pcl is a classification loss; it does not apply to "
+      "config.task = 'segmentation'"
+    )

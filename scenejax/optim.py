@@ -31,7 +31,7 @@ from scenejax import models
 from scenejax.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "poly")
 GROUPS = ("head", "backbone")
 # The classifier and PCL's CAM / erased-image heads: the rest is backbone.
 DEFAULT_PARAM_GROUPS = (
@@ -47,7 +47,12 @@ def learning_rate_schedule(
   num_epochs: int,
 ) -> optax.Schedule | float:
   """constant | cosine (to 0 over the run, per step, [PCL]) | step (x0.1 at
-  each of `cfg.decay_epochs`, [SP]: epochs 10, 15, 20)."""
+  each of `cfg.decay_epochs`, [SP]: epochs 10, 15, 20) | poly (DeepLab's
+  lr · (1 - t/T)^0.9 over the run's T steps, per step)."""
+  if cfg.schedule == "poly":
+    return optax.polynomial_schedule(
+      base_lr, 0.0, 0.9, steps_per_epoch * num_epochs
+    )
   if cfg.schedule == "cosine":
     return optax.cosine_decay_schedule(base_lr, steps_per_epoch * num_epochs)
   if cfg.schedule == "constant":

@@ -82,6 +82,8 @@ def load_segmenter(
     raise ConfigError(
       f"--dtype={dtype!r}; expected one of {list(models.DTYPES)}"
     )
+  if init_from and is_training_workdir(init_from):
+    return _from_workdir(name, init_from, dtype)
   if init_from:
     config = pretrained.read_hf_config(pretrained.local_path(init_from))
     found = len(config.get("id2label") or {}) or config.get("num_labels")
@@ -98,11 +100,42 @@ def load_segmenter(
   return model
 
 
+def is_training_workdir(path: str) -> bool:
+  """A scenejax training workdir (config.json + checkpoints/), e.g. a
+  segmenter trained with config.task = "segmentation"."""
+  return os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(
+    os.path.join(path, "checkpoints")
+  )
+
+
+def _from_workdir(name: str, workdir: str, dtype: str) -> nnx.Module:
+  """The best checkpoint (by mIoU) of a segmentation training run."""
+  from scenejax import checkpoints
+
+  config = checkpoints.read_workdir_config(workdir)
+  if config.get("task") != "segmentation" or config.model != name:
+    raise ConfigError(
+      f"--init_from={workdir} is a training run of {config.model!r} "
+      f"(task {config.get('task', 'classification')!r}), not a "
+      f"segmentation run of --segmenter={name}"
+    )
+  _, graphdef, state, _ = checkpoints.restore_workdir(workdir)
+  model = nnx.merge(graphdef, state)[0]
+  model.eval()
+  return model
+
+
 def checkpoint_label_names(init_from: str | None) -> list[str] | None:
-  """The class names of a Hugging Face segmentation checkpoint (`id2label`
-  in its config.json, in id order), or None without them."""
+  """The class names of a segmentation checkpoint: a Hugging Face one's
+  (`id2label` in its config.json, in id order), a training workdir's (its
+  best checkpoint's), or None without them."""
   if not init_from:
     return None
+  if is_training_workdir(init_from):
+    from scenejax import checkpoints
+
+    best = checkpoints.best_step(checkpoints.directory(init_from))
+    return list(checkpoints.class_names(init_from, best))
   config = pretrained.read_hf_config(pretrained.local_path(init_from))
   id2label = config.get("id2label") or {}
   try:
@@ -567,7 +600,12 @@ def main(argv: list[str]) -> None:
     raise ConfigError("--out is required (the directory for the maps)")
   model = load_segmenter(flag.segmenter, flag.init_from, dtype=flag.dtype)
   if not flag.evaluate:
-    check_ade20k_output(model, flag.class_names)
+    # A trained workdir names its classes (its maps are in its own ids).
+    trained = flag.init_from and is_training_workdir(flag.init_from)
+    check_ade20k_output(
+      model,
+      flag.class_names or (trained and checkpoint_label_names(flag.init_from)),
+    )
   predictor = Predictor(
     model,
     batch_size=flag.batch_size,
@@ -590,7 +628,10 @@ def define_flags() -> None:
     "segmenter", None, f"one of {', '.join(models.SEGMENTERS)}"
   )
   flags.DEFINE_string(
-    "init_from", None, "the segmenter's Hugging Face checkpoint (dir or URL)"
+    "init_from",
+    None,
+    "the segmenter's Hugging Face checkpoint (dir or URL), or the workdir "
+    "of a segmenter trained by scenejax (config.task = 'segmentation')",
   )
   flags.DEFINE_integer("size", 512, "shorter side the images are resized to")
   flags.DEFINE_integer("max_size", 2048, "cap on the longer side")

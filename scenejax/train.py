@@ -7,11 +7,13 @@ The losses see the global batch, so BCL and BatchNorm statistics are the
 same on 1 or 8 devices. The GLS epoch is a traced scalar: one compile per
 run.
 
-The loop is task-agnostic: it calls a jitted `step_fn(state, batch, epoch,
-similarity) -> (state, metrics)` and, after each epoch, `evaluate_epoch(state)
--> (metrics row, confusion)`. Scene classification is the one task today
-(`train_step` + `scenejax.evaluation`); a new task (segmentation,
-multi-label) brings its own step and metrics and reuses the loop.
+The loop is task-agnostic: it runs a `Task`, whose jitted `step(state,
+batch, epoch, aux) -> (state, metrics)` trains and whose `evaluate(state)
+-> (metrics row, confusion)` runs after each epoch. Scene classification
+(`train_step` + `scenejax.evaluation`, `classification_task`) and
+segmentation (`scenejax.segmentation`, config.task = "segmentation") are
+the two; a new task (multi-label) brings its own step and metrics and
+reuses the loop.
 
 References:
   [SP]  C. Song, H. Wu, X. Ma, Y. Li. Semantic-embedded Similarity Prototype
@@ -28,6 +30,8 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -326,6 +330,75 @@ def _prototype_from_segmenter(config, data, workdir) -> prototype.Prototype:
   return prototype.with_class_names(proto, data.class_names)
 
 
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the loop needs from a task."""
+
+  # Jitted (state, batch, epoch, aux) -> (state, metrics); aux is what
+  # `prepare` returned (the prototype S, the focal loss's class weights).
+  step: Callable
+  # state -> (metrics row, confusion counts) over the evaluation split.
+  evaluate: Callable
+  # workdir -> aux: runs once the workdir is locked and a checkpoint
+  # restored, before the first step (a segmenter prototype build, class
+  # weights); writes what it computed into the workdir (process 0).
+  prepare: Callable
+  terms: list[str]  # the loss terms, for the table
+  columns: tuple  # (row key, header, format) of the table after the terms
+  best_metric: str  # the row key that picks the best checkpoint
+  train_preprocess: Any = None
+  eval_preprocess: Any = None
+
+
+def classification_task(config, data, graphdef, mesh, pixel_stats) -> Task:
+  """Scene classification with GLS / BCL / PCL ([SP], [PCL]): `train_step`
+  against the run's prototype, Top-k and MCA (`scenejax.evaluation`)."""
+  loss_cfg = LossConfig.from_config(config.loss)
+  train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
+  # A segmenter build can take hours: it runs in `prepare`, once the run's
+  # own checks passed and the workdir is locked; a prototype file is
+  # checked now.
+  build_later = bool(config.prototype.segmenter) and not config.prototype.path
+  early = None if build_later else prototype_for(config, data, None)
+  eval_fn = evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
+  data_sharding = NamedSharding(mesh, P("data"))
+
+  def evaluate(state):
+    result = evaluation.evaluate(
+      eval_fn,
+      state,
+      data.test,
+      batch_size=config.eval_batch_size // jax.process_count(),
+      num_classes=data.num_classes,
+      data_sharding=data_sharding,
+      preprocess=eval_preprocess,
+    )
+    return result.metrics(), result.confusion
+
+  def prepare(workdir):
+    proto = early if early is not None else prototype_for(config, data, workdir)
+    if jax.process_index() == 0 and not config.prototype.path:
+      prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
+    return jax.device_put(
+      jnp.asarray(proto.similarity), NamedSharding(mesh, P())
+    )
+
+  return Task(
+    step=jit_train_step(graphdef, loss_cfg, mesh, pixel_stats),
+    evaluate=evaluate,
+    prepare=prepare,
+    terms=_loss_term_names(loss_cfg),
+    columns=(
+      ("train_accuracy", "train acc", "9.3f"),
+      ("top1", "Top-1", "9.3f"),
+      ("mean_class_accuracy", "MCA", "9.3f"),
+    ),
+    best_metric="top1",
+    train_preprocess=train_preprocess,
+    eval_preprocess=eval_preprocess,
+  )
+
+
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the message names step and term."""
 
@@ -342,14 +415,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tensorboard/, checkpoints/ and, at the end, results.json.
   """
   config_lib.validate(config)
-  loss_cfg = LossConfig.from_config(config.loss)
-  data = datasets.from_config(config)
-  train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
-  # A segmenter build can take hours: it runs once the run's own checks
-  # passed and the workdir is locked (below); a prototype file is checked
-  # now.
-  build_later = bool(config.prototype.segmenter) and not config.prototype.path
-  proto = None if build_later else prototype_for(config, data, workdir)
+  segmenting = config.task == "segmentation"
+  if segmenting:
+    from scenejax import segmentation
+
+    data = datasets.segmentation_from_config(config)
+  else:
+    data = datasets.from_config(config)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % jax.device_count():
       raise ConfigError(
@@ -373,20 +445,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = nnx.merge(graphdef, state)[0]
   pixel_stats = (model.pixel_mean, model.pixel_std)
   del model
-  step_fn = jit_train_step(graphdef, loss_cfg, mesh, pixel_stats)
-  eval_fn = evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
-
-  def evaluate_epoch(state):
-    result = evaluation.evaluate(
-      eval_fn,
-      state,
-      data.test,
-      batch_size=config.eval_batch_size // jax.process_count(),
-      num_classes=data.num_classes,
-      data_sharding=data_sharding,
-      preprocess=eval_preprocess,
-    )
-    return result.metrics(), result.confusion
+  make_task = segmentation.task if segmenting else classification_task
+  task = make_task(config, data, graphdef, mesh, pixel_stats)
+  train_preprocess = task.train_preprocess
 
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0  # the one process that writes files
@@ -400,20 +461,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state, resume = checkpoints.restore_latest(
       manager, state, config, steps_per_epoch
     )
-    if proto is None:
-      proto = prototype_for(config, data, workdir)
-    similarity = jax.device_put(jnp.asarray(proto.similarity), replicated)
+    aux = task.prepare(workdir)
     if lead:  # everything fits: now write the record of the run
       fileio.write_text(
         os.path.join(workdir, "config.json"), config.to_json(indent=1)
       )
-      if not config.prototype.path:
-        prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
     history = resume.get("history", [])
     metrics_path = (
       os.path.join(workdir, "metrics.jsonl") if lead else os.devnull
     )
-    terms = _loss_term_names(loss_cfg)
     confusion, preempted = None, None
     with (
       open(metrics_path, "w") as metrics_file,
@@ -453,11 +509,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           disable=not config.progress_bar,
         )
         for step, batch in enumerate(bar, start=first_step):
-          state, metrics = step_fn(
+          state, metrics = task.step(
             state,
             input_pipeline.shard_batch(batch, data_sharding),
             np.float32(epoch),
-            similarity,
+            aux,
           )
           pending.append(metrics)
           if (step + 1) % config.log_every_steps == 0:
@@ -507,7 +563,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           k: v / steps_done
           for k, v in _add_metrics(train_sums, pending).items()
         }
-        eval_metrics, confusion = evaluate_epoch(state)
+        eval_metrics, confusion = task.evaluate(state)
         row = dict(
           epoch=epoch + 1,
           **{f"train_{k}": v for k, v in train_metrics.items()},
@@ -516,7 +572,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
         if train_preprocess is not None:
           row["skipped_images"] = (
-            train_preprocess.skipped + eval_preprocess.skipped
+            train_preprocess.skipped + task.eval_preprocess.skipped
           )
         history.append(row)
         metrics_file.write(json.dumps(row) + "\n")
@@ -538,11 +594,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             batch_size=config.batch_size,
             steps_per_epoch=steps_per_epoch,
           ),
-          metrics=dict(top1=row["top1"]),
+          metrics={task.best_metric: row[task.best_metric]},
         )
         if epoch == resume.get("epoch", 0):
-          print(_table_header(terms))
-        print(_table_row(row, terms), flush=True)
+          print(_table_header(task))
+        print(_table_row(row, task), flush=True)
       # Every save complete, while a second SIGTERM is still caught.
       checkpoints.finish(manager, close=False)
     if preempted:
@@ -558,7 +614,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       history[-1],
       confusion=confusion.tolist(),
       class_names=list(data.class_names),
-      compiles=step_fn._cache_size(),
+      compiles=task.step._cache_size(),
     )
     if lead:
       fileio.write_json(os.path.join(workdir, "results.json"), final)
@@ -605,20 +661,21 @@ def _loss_term_names(cfg: LossConfig) -> list[str]:
   )
 
 
-def _table_header(terms: list[str]) -> str:
-  cols = ["epoch", "loss"] + terms + ["train acc", "Top-1", "MCA", "sec"]
-  return " | ".join(f"{c:>9}" for c in cols)
-
-
-def _table_row(row: dict, terms: list[str]) -> str:
-  values = (
-    [f"{row['epoch']:>9d}", f"{row['train_loss']:9.4f}"]
-    + [f"{row['train_' + t]:9.4f}" for t in terms]
-    + [
-      f"{row['train_accuracy']:9.3f}",
-      f"{row['top1']:9.3f}",
-      f"{row['mean_class_accuracy']:9.3f}",
-      f"{row['seconds']:9.1f}",
-    ]
+def _table_columns(task: Task) -> list[tuple[str, str, str]]:
+  """(row key, header, format) of every column of the epoch table."""
+  return (
+    [("epoch", "epoch", "d"), ("train_loss", "loss", ".4f")]
+    + [("train_" + t, t, ".4f") for t in task.terms]
+    + [(key, header, fmt[1:]) for key, header, fmt in task.columns]
+    + [("seconds", "sec", ".1f")]
   )
-  return " | ".join(values)
+
+
+def _table_header(task: Task) -> str:
+  return " | ".join(f"{h:>9}" for _, h, _ in _table_columns(task))
+
+
+def _table_row(row: dict, task: Task) -> str:
+  return " | ".join(
+    f"{row[key]:>{max(9, len(h))}{fmt}}" for key, h, fmt in _table_columns(task)
+  )

@@ -313,6 +313,73 @@ def load(
   return Dataset(name, names, train, test)
 
 
+class LabelMapSource:
+  """Segmentation records of a source with label maps: {"image", "label":
+  the (H, W) label map in ADE20K ids (0 = unlabeled), "name"}. The map
+  stays an encoded PNG for TFDS sources (decoded with the image by the
+  input pipeline); the synthetic splits give arrays."""
+
+  def __init__(self, source):
+    self._source = source
+    self._tfds = isinstance(source, TfdsSource)
+    if self._tfds and not source.has_label_maps:
+      raise DatasetError(f"{source._prefix} has no segmentation maps")
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    if self._tfds:
+      record = self._source._source[index]
+      name = record.get("file_name", b"")
+      name = name.decode() if isinstance(name, bytes) else str(name)
+      return {
+        "image": record["image"],
+        "label": record["segmentation"],
+        "name": f"{self._source._prefix}[{index}] {name}".strip(),
+      }
+    return {
+      "image": self._source.images[index],
+      "label": self._source.label_maps[index],
+      "name": f"[{index}]",
+    }
+
+  def label_maps(self) -> Iterator[np.ndarray]:
+    """Every record's decoded label map, in order."""
+    if self._tfds:
+      yield from self._source.label_maps()
+    else:
+      yield from self._source.label_maps
+
+
+# Datasets with label maps, for config.task = "segmentation".
+SEGMENTATION_NAMES = ("synthetic_scenes", "ade20k_scenes")
+
+
+def segmentation_from_config(config) -> Dataset:
+  """`config.dataset` as a segmentation dataset: label-map records
+  (`LabelMapSource`) and the semantic class names (ids 1..L)."""
+  if config.dataset not in SEGMENTATION_NAMES:
+    raise ConfigError(
+      f"config.dataset = {config.dataset!r} has no label maps for "
+      f"config.task = 'segmentation'; expected one of {SEGMENTATION_NAMES}"
+    )
+  data = from_config(config)
+  if data.spec is not None:
+    names = tuple(data.spec.semantic_class_names)
+  else:
+    from scenejax.datasets import label_maps
+
+    names = label_maps.ADE20K_CLASS_NAMES
+  return Dataset(
+    data.name,
+    names,
+    LabelMapSource(data.train),
+    LabelMapSource(data.test),
+    spec=data.spec,
+  )
+
+
 # config.data field -> option of `scenejax.synthetic.load`.
 SYNTHETIC_FIELDS = {
   "num_groups": "num_groups",

@@ -25,6 +25,7 @@ from flax import nnx
 from scenejax.errors import ConfigError
 from scenejax.models import (
   convnext,
+  deeplab,
   mobilenetv3,
   pcl,
   pretrained,
@@ -38,6 +39,7 @@ _MODELS = {
   "resnet18": resnet.resnet18,
   "resnet34": resnet.resnet34,
   "resnet50": resnet.resnet50,
+  "resnet101": resnet.resnet101,
   "resnet_tiny": resnet.resnet_tiny,
   "vit_ti16": vit.vit_ti16,
   "vit_s16": vit.vit_s16,
@@ -52,6 +54,14 @@ _SEGMENTERS = {
   f"upernet_convnext_{v}": getattr(upernet, f"upernet_convnext_{v}")
   for v in ("atto", "tiny", "small", "base", "large", "xlarge")
 } | {f"segformer_b{i}": getattr(segformer, f"segformer_b{i}") for i in range(6)}
+# The segmenters the trainer trains (config.task = "segmentation"): they
+# have the pixel-embedding head of [SEG] (`decode_with_embeddings`).
+TRAINABLE_SEGMENTERS = tuple(
+  f"deeplabv3plus_{d}" for d in ("resnet50", "resnet101", "resnet_tiny")
+)
+_SEGMENTERS.update(
+  {name: getattr(deeplab, name) for name in TRAINABLE_SEGMENTERS}
+)
 SEGMENTERS = tuple(sorted(_SEGMENTERS))
 _MODELS.update(_SEGMENTERS)
 NAMES = tuple(sorted(_MODELS))
@@ -108,7 +118,11 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def from_config(config, num_classes: int) -> nnx.Module:
   """The model of a training config: `config.model` with `config.init_from`
-  and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`."""
+  and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`; for
+  config.task = "segmentation", a trainable segmenter with
+  `config.segmentation`'s architecture options."""
+  if config.task == "segmentation":
+    return _segmenter_from_config(config, num_classes)
   if config.model not in CLASSIFIERS:
     raise ConfigError(
       f"config.model = {config.model!r}; expected a classifier, one of "
@@ -138,3 +152,25 @@ def from_config(config, num_classes: int) -> nnx.Module:
       rngs=nnx.Rngs(config.seed + 1),
     )
   return model
+
+
+def _segmenter_from_config(config, num_classes: int) -> nnx.Module:
+  if config.model not in TRAINABLE_SEGMENTERS:
+    raise ConfigError(
+      f"config.model = {config.model!r}; config.task = 'segmentation' "
+      f"trains one of {', '.join(TRAINABLE_SEGMENTERS)}"
+    )
+  seg = config.segmentation
+  return create(
+    config.model,
+    num_classes,
+    init_from=config.init_from or None,
+    rngs=nnx.Rngs(config.seed),
+    dtype=DTYPES[config.dtype],
+    output_stride=seg.output_stride,
+    aspp_rates=tuple(seg.aspp_rates),
+    aspp_width=seg.aspp_width,
+    low_level_width=seg.low_level_width,
+    decoder_width=seg.decoder_width,
+    embedding_dim=seg.embedding_dim,
+  )

@@ -226,7 +226,8 @@ def assign(
     for k in target
     if k.startswith(heads)
   )
-  if not head_fits:
+  has_head = any(k.startswith(heads) for k in target)
+  if not head_fits or not has_head:  # a backbone takes no head
     params = {k: v for k, v in params.items() if not k.startswith(heads)}
   missing = sorted(
     k for k in target if k not in params and not k.startswith(heads)

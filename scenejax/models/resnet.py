@@ -1,8 +1,14 @@
 """ResNet v1.5 (He et al. 2016; stride on the 3x3 conv), Flax NNX, NHWC.
 
-`resnet18/34/50` are the ImageNet architectures; `resnet_tiny` is a
+`resnet18/34/50/101` are the ImageNet architectures; `resnet_tiny` is a
 three-stage, 16/32/64-wide basic-block net with a 3x3 stem and no max-pool,
 for the 32 px synthetic scenes of the demo.
+
+`output_stride=16` (or 8) trades the stride of the last stage(s) for
+dilation, as torchvision's `replace_stride_with_dilation` and DeepLab do:
+the stage keeps its resolution and its 3x3 convolutions dilate by 2 (the
+first block of the stage keeps the previous dilation). Same parameters,
+so ImageNet weights load. `num_classes=0` builds no head (a backbone).
 
 Pretrained weights: Hugging Face ResNet safetensors (e.g.
 microsoft/resnet-50, microsoft/resnet-18).
@@ -43,19 +49,28 @@ def _projection(in_features, out, stride, rngs, dtype):
 class BasicBlock(nnx.Module):
   expansion = 1
 
-  def __init__(self, in_features, width, stride, *, dtype, rngs):
+  def __init__(self, in_features, width, stride, *, dilation=1, dtype, rngs):
     out = width * self.expansion
     self.conv1 = _Conv(
       in_features,
       width,
       (3, 3),
       strides=stride,
-      padding=1,
+      padding=dilation,
+      kernel_dilation=dilation,
       dtype=dtype,
       rngs=rngs,
     )
     self.bn1 = _BatchNorm(width, dtype=dtype, rngs=rngs)
-    self.conv2 = _Conv(width, out, (3, 3), padding=1, dtype=dtype, rngs=rngs)
+    self.conv2 = _Conv(
+      width,
+      out,
+      (3, 3),
+      padding=dilation,
+      kernel_dilation=dilation,
+      dtype=dtype,
+      rngs=rngs,
+    )
     self.bn2 = _BatchNorm(out, dtype=dtype, rngs=rngs)
     self.downsample = nnx.data(
       _projection(in_features, out, stride, rngs, dtype)
@@ -71,12 +86,19 @@ class BasicBlock(nnx.Module):
 class Bottleneck(nnx.Module):
   expansion = 4
 
-  def __init__(self, in_features, width, stride, *, dtype, rngs):
+  def __init__(self, in_features, width, stride, *, dilation=1, dtype, rngs):
     out = width * self.expansion
     self.conv1 = _Conv(in_features, width, (1, 1), dtype=dtype, rngs=rngs)
     self.bn1 = _BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv2 = _Conv(
-      width, width, (3, 3), strides=stride, padding=1, dtype=dtype, rngs=rngs
+      width,
+      width,
+      (3, 3),
+      strides=stride,
+      padding=dilation,
+      kernel_dilation=dilation,
+      dtype=dtype,
+      rngs=rngs,
     )
     self.bn2 = _BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv3 = _Conv(width, out, (1, 1), dtype=dtype, rngs=rngs)
@@ -105,6 +127,7 @@ class ResNet(Classifier):
     *,
     widths=(64, 128, 256, 512),
     small_inputs=False,
+    output_stride: int = 32,
     pixel_mean=IMAGENET_MEAN,
     pixel_std=IMAGENET_STD,
     dtype=jnp.float32,
@@ -123,19 +146,39 @@ class ResNet(Classifier):
     self.stem_bn = _BatchNorm(stem, dtype=dtype, rngs=rngs)
     stages = []
     in_features = stem
+    reduction, dilation = (1 if small_inputs else 4), 1
+    self.stage_strides = []
     for i, (size, width) in enumerate(zip(stage_sizes, widths)):
       blocks = []
+      stride, previous = (2 if i > 0 else 1), dilation
+      if stride == 2 and reduction * 2 > output_stride:
+        stride, dilation = 1, dilation * 2  # dilate instead
+      reduction *= stride
+      self.stage_strides.append(reduction)
       for j in range(size):
-        stride = 2 if i > 0 and j == 0 else 1
-        blocks.append(block(in_features, width, stride, dtype=dtype, rngs=rngs))
+        blocks.append(
+          block(
+            in_features,
+            width,
+            stride if j == 0 else 1,
+            dilation=previous if j == 0 else dilation,
+            dtype=dtype,
+            rngs=rngs,
+          )
+        )
         in_features = width * block.expansion
       stages.append(nnx.Sequential(*blocks))
     self.stages = nnx.List(stages)
+    self.stage_strides = tuple(self.stage_strides)
     self.num_features = in_features
     self.feature_widths = tuple(w * block.expansion for w in widths)
     # The input of the last down-sampling stage: stage 3 (14x14 at 224 px).
     self.default_cam_stage = len(stage_sizes) - 2
-    self.head = nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
+    self.head = nnx.data(
+      nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
+      if num_classes
+      else None
+    )
 
   def forward_features(self, x) -> tuple[jax.Array, list[jax.Array]]:
     x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
@@ -158,6 +201,10 @@ def resnet34(num_classes, **kw) -> ResNet:
 
 def resnet50(num_classes, **kw) -> ResNet:
   return ResNet((3, 4, 6, 3), Bottleneck, num_classes, **kw)
+
+
+def resnet101(num_classes, **kw) -> ResNet:
+  return ResNet((3, 4, 23, 3), Bottleneck, num_classes, **kw)
 
 
 def resnet_tiny(num_classes, **kw) -> ResNet:

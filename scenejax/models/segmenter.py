@@ -55,12 +55,15 @@ def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:
 class ConvBNReLU(nnx.Module):
   """Conv (no bias) -> BatchNorm -> ReLU, mmsegmentation's ConvModule."""
 
-  def __init__(self, in_features, out_features, kernel, *, dtype, rngs):
+  def __init__(
+    self, in_features, out_features, kernel, *, dilation=1, dtype, rngs
+  ):
     self.conv = nnx.Conv(
       in_features,
       out_features,
       (kernel, kernel),
-      padding=kernel // 2,
+      padding=dilation * (kernel // 2),
+      kernel_dilation=dilation,
       use_bias=False,
       dtype=dtype,
       rngs=rngs,

@@ -1,0 +1,336 @@
+"""The segmentation task of the trainer ([SEG], 002_…): its train step, its
+eval step and metrics, and the class weights of its focal loss.
+
+`train.train_and_evaluate` runs it for config.task = "segmentation": the
+same loop, mesh, checkpoints and preemption as classification, with this
+module's `task(...)` in place of scene classification's. Label maps hold
+ADE20K-convention ids (1..K, 0 = unlabeled and ignored); logit channel k is
+id k + 1.
+
+Loss ([SEG]: "a fused loss of a weighted focal loss and the contrastive
+loss"):
+
+  L = FL_w(logits↑, y) + λ · L_con(embeddings, y↓)
+
+FL_w: `losses.weighted_focal_loss` on the logits upsampled to the crop
+(bilinear, as DeepLab trains), class weights w from the training maps;
+L_con: `losses.pixel_contrastive_loss` on the stride-4 embeddings against
+the labels taken by nearest neighbour at that stride. λ =
+config.segmentation.contrastive_weight.
+
+References:
+  [SEG] Jia et al. Chinese Journal of Liquid Crystals and Displays 40(5),
+        2025 (002_…; only the abstract is public).
+  A. Paszke, A. Chaurasia, S. Kim, E. Culurciello. ENet: A Deep Neural
+        Network Architecture for Real-Time Semantic Segmentation. 2016.
+        arXiv:1606.02147 (the 1 / ln(1.02 + p) weights, "inverse" here).
+  D. Eigen, R. Fergus. Predicting Depth, Surface Normals and Semantic Labels
+        with a Common Multi-Scale Convolutional Architecture. ICCV 2015.
+        doi:10.1109/ICCV.2015.304 (median frequency balancing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scenejax import config_lib, fileio, input_pipeline, losses, segment
+from scenejax.errors import ConfigError
+from scenejax.models.segmenter import resize_bilinear
+
+TERMS = ("focal", "contrastive")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationLoss:
+  """The loss settings of config.segmentation (plain values closed over by
+  the step)."""
+
+  num_classes: int
+  focal_gamma: float
+  contrastive_weight: float
+  contrastive_form: str
+  margin: float
+  temperature: float
+  num_samples: int
+  per_class: int
+  seed: int
+
+  @classmethod
+  def from_config(cls, config, num_classes: int) -> SegmentationLoss:
+    seg = config.segmentation
+    return cls(
+      num_classes=num_classes,
+      focal_gamma=seg.focal_gamma,
+      contrastive_weight=seg.contrastive_weight,
+      contrastive_form=seg.contrastive_form,
+      margin=seg.margin,
+      temperature=seg.temperature,
+      num_samples=seg.num_samples,
+      per_class=seg.per_class,
+      seed=config.seed,
+    )
+
+
+def loss_terms(
+  logits, embeddings, labels, class_weights, key, cfg: SegmentationLoss
+) -> dict:
+  """{"focal", "contrastive"}: the weighted terms; their sum is the loss.
+
+  logits (B, h, w, K) and embeddings (B, h, w, D) at the decoder's stride;
+  labels (B, H, W) ids at the crop's size.
+  """
+  full = resize_bilinear(logits.astype(jnp.float32), labels.shape[1:3])
+  terms = {
+    "focal": losses.weighted_focal_loss(
+      full, labels, class_weights, gamma=cfg.focal_gamma
+    )
+  }
+  if cfg.contrastive_weight:
+    terms["contrastive"] = cfg.contrastive_weight * (
+      losses.pixel_contrastive_loss(
+        embeddings,
+        labels,
+        key,
+        num_classes=cfg.num_classes,
+        num_samples=cfg.num_samples,
+        per_class=cfg.per_class,
+        form=cfg.contrastive_form,
+        margin=cfg.margin,
+        temperature=cfg.temperature,
+      )
+    )
+  return terms
+
+
+def train_step(
+  graphdef, state, batch, epoch, class_weights, *, cfg, mean, std
+) -> tuple[nnx.State, dict]:
+  """One optimizer step on a batch of crops and label maps. Pure. The
+  contrastive loss's pixel sample is keyed by (seed, optimizer step), so a
+  resumed run draws what an uninterrupted one does."""
+  del epoch  # no per-epoch schedule in the loss
+  model, optimizer = nnx.merge(graphdef, state)
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  labels = batch["label"].astype(jnp.int32)
+  key = jax.random.fold_in(jax.random.key(cfg.seed), optimizer.step[...])
+
+  def loss_fn(model):
+    logits, embeddings = model.decode_with_embeddings(images)
+    terms = loss_terms(logits, embeddings, labels, class_weights, key, cfg)
+    return sum(terms.values()), (terms, logits)
+
+  grads, (terms, logits) = nnx.grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  metrics = dict(terms, loss=sum(terms.values()))
+  # Pixel accuracy of the labelled pixels at the decoder's stride.
+  small = losses.nearest_labels(labels, logits.shape[1:3])
+  labelled = (small >= 1) & (small <= cfg.num_classes)
+  hits = (jnp.argmax(logits, -1) + 1 == small) & labelled
+  metrics["pixel_accuracy"] = hits.sum() / jnp.maximum(labelled.sum(), 1)
+  return nnx.state((model, optimizer)), metrics
+
+
+def eval_step(graphdef, state, batch, *, num_classes, mean, std) -> jax.Array:
+  """(K, K) int32 confusion counts [truth - 1, predicted - 1] of one batch,
+  over the labelled pixels of the unpadded examples."""
+  model = nnx.merge(graphdef, state)[0]
+  model.eval()
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  predicted = jnp.argmax(model(images), -1)
+  truth = batch["label"].astype(jnp.int32)
+  keep = (truth >= 1) & (truth <= num_classes) & batch["mask"][:, None, None]
+  index = jnp.where(keep, (truth - 1) * num_classes + predicted, 0)
+  counts = jnp.bincount(
+    index.ravel(), weights=keep.ravel().astype(jnp.int32),
+    length=num_classes * num_classes,
+  )  # fmt: skip
+  return counts.reshape(num_classes, num_classes).astype(jnp.int32)
+
+
+# --------------------------------------------------------------------------
+# Class weights of the focal loss.
+
+
+def class_frequencies(label_maps, num_classes: int) -> np.ndarray:
+  """(K,) int64 pixel counts of ids 1..K over `label_maps` (0 ignored)."""
+  counts = np.zeros(num_classes + 1, np.int64)
+  for label_map in label_maps:
+    ids = np.asarray(label_map).ravel()
+    counts += np.bincount(ids[ids <= num_classes], minlength=num_classes + 1)
+  return counts[1:]
+
+
+def class_weights_from_counts(counts, method: str) -> np.ndarray:
+  """(K,) float32 focal-loss weights from pixel counts.
+
+  median_frequency (Eigen & Fergus): w_k = median(f) / f_k, f_k = n_k / N
+  over the classes present; inverse (ENet): w_k = 1 / ln(1.02 + f_k)
+  (bounded, unlike 1 / f_k: 1.0 .. 50.5); uniform: 1. A class absent
+  from the training maps gets weight 0 (it has no pixel to weigh).
+  """
+  counts = np.asarray(counts, np.float64)
+  present = counts > 0
+  if method == "uniform":
+    return np.ones(len(counts), np.float32)
+  if not present.any():
+    raise ConfigError("the training label maps have no labelled pixel")
+  freq = counts / counts.sum()
+  weights = np.zeros(len(counts))
+  if method == "median_frequency":
+    weights[present] = np.median(freq[present]) / freq[present]
+  elif method == "inverse":
+    weights[present] = 1.0 / np.log(1.02 + freq[present])
+  else:
+    raise ConfigError(
+      f"config.segmentation.class_weights = {method!r}; expected one of "
+      f"{config_lib.SEGMENTATION_CLASS_WEIGHTS} or a path to an NPZ"
+    )
+  return weights.astype(np.float32)
+
+
+def save_class_weights(path: str, weights, counts, method: str, names) -> None:
+  arrays = dict(
+    class_weights=np.asarray(weights, np.float32),
+    pixel_counts=np.asarray(counts, np.int64),
+    method=np.str_(method),
+    class_names=np.asarray(list(names), np.str_),
+  )
+  fileio.atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_class_weights(path: str, num_classes: int) -> np.ndarray:
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      weights = np.asarray(f["class_weights"], np.float32)
+  except FileNotFoundError:
+    raise ConfigError(
+      f"config.segmentation.class_weights = {path!r}: no such file"
+    ) from None
+  except KeyError:
+    raise ConfigError(
+      f"{path}: no key 'class_weights' (write the file with python -m "
+      "scenejax.segment class_weights)"
+    ) from None
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{path}: not a readable NPZ ({e})") from None
+  if weights.shape != (num_classes,) or not np.all(np.isfinite(weights)):
+    raise ConfigError(
+      f"{path}: class_weights has shape {weights.shape}, expected "
+      f"({num_classes},) finite values for this dataset's classes"
+    )
+  return weights
+
+
+def class_weights_for(config, data, workdir: str) -> np.ndarray:
+  """The run's focal-loss weights: uniform, a file, or computed once from
+  the training label maps into WORKDIR/class_weights.npz (reused by a
+  resumed run)."""
+  method = config.segmentation.class_weights
+  num_classes = len(data.class_names)
+  if method == "uniform":
+    return np.ones(num_classes, np.float32)
+  if method not in config_lib.SEGMENTATION_CLASS_WEIGHTS:
+    return load_class_weights(method, num_classes)
+  path = os.path.join(workdir, "class_weights.npz")
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      if str(f["method"]) == method:
+        return load_class_weights(path, num_classes)
+  counts = class_frequencies(data.train.label_maps(), num_classes)
+  weights = class_weights_from_counts(counts, method)
+  if jax.process_index() == 0:
+    save_class_weights(path, weights, counts, method, data.class_names)
+  return weights
+
+
+# --------------------------------------------------------------------------
+# The task the loop runs.
+
+
+def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
+  """`train.Task` of config.task = "segmentation" for `data` (a
+  `datasets.segmentation_from_config` dataset)."""
+  from scenejax import train
+
+  num_classes = len(data.class_names)
+  if num_classes > 255:
+    raise ConfigError(
+      f"{num_classes} classes: label maps travel as uint8 (ids <= 255)"
+    )
+  seg = config.segmentation
+  cfg = SegmentationLoss.from_config(config, num_classes)
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+  mean, std = pixel_stats
+  step = jax.jit(
+    functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std),
+    in_shardings=(replicated, batch_sharding, replicated, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
+  count = jax.jit(
+    functools.partial(
+      eval_step, graphdef, num_classes=num_classes, mean=mean, std=std
+    ),
+    in_shardings=(replicated, batch_sharding),
+    out_shardings=replicated,
+  )
+  options = dict(crop_size=seg.crop_size, on_corrupt=config.data.on_corrupt)
+  train_preprocess = input_pipeline.SegmentationPreprocess(
+    train=True,
+    base_size=seg.base_size,
+    scale_range=tuple(seg.scale_range),
+    jitter=seg.jitter,
+    **options,
+  )
+  eval_preprocess = input_pipeline.SegmentationPreprocess(
+    train=False, **options
+  )
+
+  def evaluate(state):
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    for batch in input_pipeline.eval_batches(
+      data.test,
+      config.eval_batch_size // jax.process_count(),
+      preprocess=eval_preprocess,
+    ):
+      counts = count(state, input_pipeline.shard_batch(batch, batch_sharding))
+      confusion += np.asarray(jax.device_get(counts), np.int64)
+    metrics = segment.segmentation_metrics(confusion)
+    return (
+      dict(
+        mIoU=metrics["mIoU"],
+        pixel_accuracy=metrics["pixel_accuracy"],
+        per_class_iou=metrics["per_class_iou"],
+      ),
+      confusion,
+    )
+
+  def prepare(workdir):
+    weights = class_weights_for(config, data, workdir)
+    return jax.device_put(jnp.asarray(weights), replicated)
+
+  return train.Task(
+    step=step,
+    evaluate=evaluate,
+    prepare=prepare,
+    terms=[t for t in TERMS if t == "focal" or seg.contrastive_weight],
+    columns=(
+      ("train_pixel_accuracy", "train pix", "9.3f"),
+      ("mIoU", "mIoU", "9.3f"),
+      ("pixel_accuracy", "pixel acc", "9.3f"),
+    ),
+    best_metric="mIoU",
+    train_preprocess=train_preprocess,
+    eval_preprocess=eval_preprocess,
+  )
