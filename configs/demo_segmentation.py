@@ -1,4 +1,4 @@
-# The segmentation demo ([SEG], 002_…): the synthetic scenes' label maps,
+# The segmentation demo ([SEG], Jia et al. 2025): the synthetic scenes' label maps,
 # learned by a small DeepLabV3+ with the weighted focal + pixel-embedding
 # contrastive loss, on CPU, no download.
 #

@@ -11,8 +11,10 @@ References:
         Algorithm 2, Eq. 5-16.
   [PCL] G. Chen, X. Song, B. Wang, S. Jiang. See More for Scene: Pairwise
         Consistency Learning for Scene Classification. NeurIPS 2021. Eq. 3.
-  [SEG] Jia et al. Chinese Journal of Liquid Crystals and Displays 40(5),
-        2025 (002_…; only the abstract is public: an ASPP segmenter trained
+  [SEG] X. Jia, Y. Zhang, X. Chang, J. Sun. Scene recognition based on deep
+        metric learning and semantic segmentation. Chinese Journal of Liquid
+        Crystals and Displays 40(5), 740,
+        2025 (only the abstract is public: an ASPP segmenter trained
         with a weighted focal loss plus a pixel-embedding contrastive loss).
   [FL]  T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár. Focal Loss for
         Dense Object Detection. ICCV 2017. doi:10.1109/ICCV.2017.324. Eq. 5.

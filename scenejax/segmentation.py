@@ -1,4 +1,4 @@
-"""The segmentation task of the trainer ([SEG], 002_…): its train step, its
+"""The segmentation task of the trainer ([SEG], Jia et al. 2025): its train step, its
 eval step and metrics, and the class weights of its focal loss.
 
 `train.train_and_evaluate` runs it for config.task = "segmentation": the
@@ -19,8 +19,10 @@ the labels taken by nearest neighbour at that stride. λ =
 config.segmentation.contrastive_weight.
 
 References:
-  [SEG] Jia et al. Chinese Journal of Liquid Crystals and Displays 40(5),
-        2025 (002_…; only the abstract is public).
+  [SEG] X. Jia, Y. Zhang, X. Chang, J. Sun. Scene recognition based on deep
+        metric learning and semantic segmentation. Chinese Journal of Liquid
+        Crystals and Displays 40(5), 740,
+        2025 (only the abstract is public).
   A. Paszke, A. Chaurasia, S. Kim, E. Culurciello. ENet: A Deep Neural
         Network Architecture for Real-Time Semantic Segmentation. 2016.
         arXiv:1606.02147 (the 1 / ln(1.02 + p) weights, "inverse" here).

@@ -1,5 +1,6 @@
 """DeepLabV3+ (Chen et al. 2018) with a pixel-embedding head, Flax NNX, NHWC:
-the segmenter of [SEG] (002_…).
+the segmenter of [SEG] (Jia et al. 2025, "Scene recognition based on deep
+metric learning and semantic segmentation").
 
 [SEG]'s abstract names the parts, not their sizes; this is the standard
 reading, DeepLabV3+ as published:
@@ -110,7 +111,10 @@ class DeepLabV3Plus(Segmenter):
       block(aspp_width + low_level_width, decoder_width, 3),
       block(decoder_width, decoder_width, 3),
     )
-    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    # Only with a rate: a Dropout holds an RNG stream in the model's state.
+    self.dropout = nnx.data(
+      nnx.Dropout(dropout, rngs=rngs) if dropout else None
+    )
     self.head = nnx.Conv(
       decoder_width, num_classes, (1, 1), dtype=dtype, rngs=rngs
     )
@@ -123,19 +127,29 @@ class DeepLabV3Plus(Segmenter):
   def _features(self, x) -> jax.Array:
     """The decoder's refined features at the low-level map's stride."""
     _, maps = self.backbone.forward_features(x)
-    high = self.aspp(maps[-1])
-    low = self.low_level(maps[0])
+    return self.decoder_features(maps[0], maps[-1])
+
+  def decoder_features(self, low, high) -> jax.Array:
+    """ASPP on the deep map `high`, upsampled to the shallow map `low`,
+    fused and refined."""
+    high = self.aspp(high)
+    low = self.low_level(low)
     high = resize_bilinear(high, low.shape[1:3])
     return self.refine(jnp.concatenate([high, low], axis=-1))
 
   def decode(self, x) -> jax.Array:
     """Logits at stride 4: (B, H/4, W/4, num_classes)."""
-    return self.head(self.dropout(self._features(x)))
+    return self.decode_with_embeddings(x, embeddings=False)[0]
 
-  def decode_with_embeddings(self, x) -> tuple[jax.Array, jax.Array]:
+  def decode_with_embeddings(
+    self, x, embeddings: bool = True
+  ) -> tuple[jax.Array, jax.Array | None]:
     """(logits, pixel embeddings), both at stride 4, from one pass."""
     features = self._features(x)
-    return self.head(self.dropout(features)), self.embedding(features)
+    dropped = features if self.dropout is None else self.dropout(features)
+    return self.head(dropped), (
+      self.embedding(features) if embeddings else None
+    )
 
 
 def _builder(depth):

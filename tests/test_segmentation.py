@@ -1,0 +1,417 @@
+"""The segmentation task ([SEG]): DeepLabV3+ against PyTorch, the aligned
+augmentation, the class weights, the eval counts, and the trainer on the
+synthetic scenes' label maps (learning, resume after kill -9, the trained
+workdir as a segmenter)."""
+
+import os
+import subprocess
+import sys
+import time
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import REPO, assert_user_error, run_cli
+from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scenejax import input_pipeline, segment, segmentation, train
+from scenejax.errors import DatasetError
+from scenejax.models import deeplab, resnet
+
+
+def _torch_conv(conv, dilation=1, stride=1):
+  import torch
+
+  kernel = np.asarray(conv.kernel[...])
+  out = torch.nn.Conv2d(
+    kernel.shape[2],
+    kernel.shape[3],
+    kernel.shape[:2],
+    stride=stride,
+    padding=dilation * (kernel.shape[0] // 2),
+    dilation=dilation,
+    bias=conv.bias is not None,
+  )
+  with torch.no_grad():
+    out.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
+    if conv.bias is not None:
+      out.bias.copy_(torch.from_numpy(np.asarray(conv.bias[...])))
+  return out
+
+
+def _torch_bn(bn):
+  import torch
+
+  out = torch.nn.BatchNorm2d(bn.num_features, eps=bn.epsilon)
+  with torch.no_grad():
+    out.weight.copy_(torch.from_numpy(np.asarray(bn.scale[...])))
+    out.bias.copy_(torch.from_numpy(np.asarray(bn.bias[...])))
+    out.running_mean.copy_(torch.from_numpy(np.asarray(bn.mean[...])))
+    out.running_var.copy_(torch.from_numpy(np.asarray(bn.var[...])))
+  return out.eval()
+
+
+def _torch_cbr(block, dilation=1):
+  import torch
+
+  return torch.nn.Sequential(
+    _torch_conv(block.conv, dilation),
+    _torch_bn(block.batch_norm),
+    torch.nn.ReLU(),
+  )
+
+
+def _randomise_batch_stats(model, seed=0):
+  """Non-trivial BatchNorm statistics, so eval-mode BN is really tested."""
+  rng = np.random.default_rng(seed)
+  for _, bn in nnx.iter_graph(model):
+    if isinstance(bn, nnx.BatchNorm):
+      n = bn.num_features
+      bn.mean[...] = jnp.asarray(rng.normal(0, 0.5, n), jnp.float32)
+      bn.var[...] = jnp.asarray(rng.uniform(0.5, 2.0, n), jnp.float32)
+      bn.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, n), jnp.float32)
+      bn.bias[...] = jnp.asarray(rng.normal(0, 0.2, n), jnp.float32)
+
+
+def _nchw(x):
+  import torch
+
+  return torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+
+
+def test_decoder_and_heads_match_pytorch():
+  """ASPP (dilated 3x3s + image pooling) -> fuse with the shallow map ->
+  refine -> classifier and embedding head, against the same layers in
+  PyTorch (torch's own dilated convolutions, eval-mode BatchNorm, bilinear
+  upsampling with align_corners=False)."""
+  import torch
+
+  model = deeplab.deeplabv3plus_resnet_tiny(
+    7,
+    aspp_rates=(1, 2, 3),
+    aspp_width=8,
+    low_level_width=4,
+    decoder_width=8,
+    embedding_dim=5,
+    rngs=nnx.Rngs(1),
+  )
+  _randomise_batch_stats(model)
+  model.eval()
+  rng = np.random.default_rng(0)
+  low = rng.normal(0, 1, (2, 12, 10, 16)).astype(np.float32)
+  high = rng.normal(0, 1, (2, 3, 3, 64)).astype(np.float32)
+  features = model.decoder_features(jnp.asarray(low), jnp.asarray(high))
+  logits, embeddings = model.head(features), model.embedding(features)
+
+  aspp = model.aspp
+  branches = [_torch_cbr(aspp.branches[0])] + [
+    _torch_cbr(b, r) for b, r in zip(aspp.branches[1:], (1, 2, 3))
+  ]
+  with torch.no_grad():
+    h = _nchw(high)
+    outs = [b(h) for b in branches]
+    pooled = _torch_cbr(aspp.pool)(h.mean(dim=(2, 3), keepdim=True))
+    outs.append(pooled.expand_as(outs[0]))
+    h = _torch_cbr(aspp.project)(torch.cat(outs, 1))
+    h = torch.nn.functional.interpolate(
+      h, size=(12, 10), mode="bilinear", align_corners=False
+    )
+    fused = torch.cat([h, _torch_cbr(model.low_level)(_nchw(low))], 1)
+    for block in model.refine.layers:
+      fused = _torch_cbr(block)(fused)
+    want_logits = _torch_conv(model.head)(fused)
+    emb = _torch_cbr(model.embedding.layers[0])(fused)
+    want_emb = _torch_conv(model.embedding.layers[1])(emb)
+  np.testing.assert_allclose(
+    np.asarray(logits),
+    want_logits.numpy().transpose(0, 2, 3, 1),
+    rtol=1e-4,
+    atol=1e-4,
+  )
+  np.testing.assert_allclose(
+    np.asarray(embeddings),
+    want_emb.numpy().transpose(0, 2, 3, 1),
+    rtol=1e-4,
+    atol=1e-4,
+  )
+
+
+def test_dilated_bottleneck_matches_pytorch():
+  """The first block of ResNet-50's last stage at output stride 16: stride
+  1, dilation 1 on its 3x3 (the stage's later blocks dilate by 2)."""
+  import torch
+
+  net = resnet.resnet50(0, output_stride=16, rngs=nnx.Rngs(0))
+  assert net.stage_strides == (4, 8, 16, 16) and net.head is None
+  assert resnet.resnet50(
+    0, output_stride=8, rngs=nnx.Rngs(0)
+  ).stage_strides == (
+    4,
+    8,
+    8,
+    8,
+  )
+  _randomise_batch_stats(net)
+  net.eval()
+  rng = np.random.default_rng(0)
+  for index, dilation in ((0, 1), (1, 2)):
+    block = net.stages[3].layers[index]
+    width = 1024 if index == 0 else 2048
+    x = rng.normal(0, 1, (1, 5, 6, width)).astype(np.float32)
+    ours = np.asarray(block(jnp.asarray(x)))
+    with torch.no_grad():
+      t = _nchw(x)
+      y = torch.relu(_torch_bn(block.bn1)(_torch_conv(block.conv1)(t)))
+      y = torch.relu(
+        _torch_bn(block.bn2)(_torch_conv(block.conv2, dilation)(y))
+      )
+      y = _torch_bn(block.bn3)(_torch_conv(block.conv3)(y))
+      if block.downsample is not None:
+        conv, bn = block.downsample.layers
+        t = _torch_bn(bn)(_torch_conv(conv)(t))
+      want = torch.relu(y + t).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_backbone_loads_imagenet_resnet_weights(tmp_path):
+  """A Hugging Face ResNet-50 checkpoint (random weights, saved by
+  transformers) fills the dilated backbone exactly; the decoder keeps its
+  initialisation; another architecture is refused, naming the mismatch."""
+  import torch
+  import transformers
+
+  from scenejax import models
+
+  config = transformers.ResNetConfig(
+    layer_type="bottleneck", depths=[3, 4, 6, 3], downsample_in_bottleneck=False
+  )
+  torch.manual_seed(0)
+  hf = transformers.ResNetForImageClassification(config)
+  hf.save_pretrained(tmp_path)
+  model = models.create("deeplabv3plus_resnet50", 5, init_from=str(tmp_path))
+  want = hf.resnet.encoder.stages[3].layers[2].layer[1].convolution.weight
+  np.testing.assert_array_equal(
+    np.asarray(model.backbone.stages[3].layers[2].conv2.kernel[...]),
+    want.detach().numpy().transpose(2, 3, 1, 0),
+  )
+  assert model.backbone.stage_strides[-1] == 16
+  with pytest.raises(Exception, match="does not fit ResNet|depths"):
+    models.create("deeplabv3plus_resnet101", 5, init_from=str(tmp_path))
+
+
+@given(seed=st.integers(0, 2**31), train=st.booleans())
+def test_augmentation_keeps_image_and_map_aligned(seed, train):
+  """Each label is drawn in its own colour; after scale, crop, pad and flip
+  every labelled pixel away from a boundary still has its label's colour,
+  and padding is unlabeled."""
+  rng = np.random.default_rng(seed)
+  h, w = rng.integers(20, 60, 2)
+  label = np.zeros((h, w), np.uint8)
+  for k in range(1, 5):  # four blocks
+    top, left = rng.integers(0, h - 8), rng.integers(0, w - 8)
+    label[top : top + 8, left : left + 8] = k
+  colours = np.array(
+    [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]],
+    np.uint8,
+  )
+  image = colours[label]
+  pre = input_pipeline.SegmentationPreprocess(
+    train=train, crop_size=32, base_size=32, jitter=False
+  )
+  out = pre(
+    {"image": image, "label": label, "name": "x"},
+    np.random.default_rng(seed),
+  )
+  img, lab = out["image"].astype(int), out["label"]
+  assert img.shape == (32, 32, 3) and lab.shape == (32, 32)
+  assert lab.dtype == np.uint8 and set(np.unique(lab)) <= set(range(5))
+  # Interior pixels: the label's 9x9 neighbourhood agrees (bilinear
+  # upscaling by up to 3.2x blends colours within 4 px of a boundary, which
+  # may lie just outside the crop).
+  r = 4
+  padded = np.pad(lab, r, constant_values=255)  # the crop's border: unknown
+  interior = np.ones_like(lab, bool)
+  for dy in range(-r, r + 1):
+    for dx in range(-r, r + 1):
+      interior &= padded[r + dy : 32 + r + dy, r + dx : 32 + r + dx] == lab
+  check = interior & (lab > 0)
+  np.testing.assert_array_equal(img[check], colours[lab[check]].astype(int))
+
+
+def test_augmentation_decodes_jpeg_and_png_records():
+  import io
+
+  from PIL import Image
+
+  image = np.full((40, 50, 3), 128, np.uint8)
+  label = np.zeros((40, 50), np.uint8)
+  label[10:30, 5:45] = 7
+  jpeg, png = io.BytesIO(), io.BytesIO()
+  Image.fromarray(image).save(jpeg, "JPEG")
+  Image.fromarray(label).save(png, "PNG")
+  pre = input_pipeline.SegmentationPreprocess(train=False, crop_size=64)
+  out = pre({"image": jpeg.getvalue(), "label": png.getvalue(), "name": "r"})
+  np.testing.assert_array_equal(out["label"][:40, :50], label)
+  assert not out["label"][40:].any() and not out["label"][:, 50:].any()
+  bad = {"image": b"not a jpeg", "label": png.getvalue(), "name": "bad"}
+  assert pre(bad) is None and pre.skipped == 1
+  small = io.BytesIO()
+  Image.fromarray(label[:30]).save(small, "PNG")
+  wrong = {"image": jpeg.getvalue(), "label": small.getvalue(), "name": "w"}
+  with pytest.raises(DatasetError, match="w: label map .* differ in size"):
+    pre(wrong)
+
+
+def test_class_weights_from_counts():
+  counts = np.array([100, 0, 10, 1000, 50])
+  present = counts > 0
+  f = counts[present] / counts.sum()
+  median = np.median(f)
+  got = segmentation.class_weights_from_counts(counts, "median_frequency")
+  np.testing.assert_allclose(got[present], median / f, rtol=1e-6)
+  assert got[1] == 0
+  got = segmentation.class_weights_from_counts(counts, "inverse")
+  np.testing.assert_allclose(got[present], 1 / np.log(1.02 + f), rtol=1e-6)
+  assert np.all(segmentation.class_weights_from_counts(counts, "uniform") == 1)
+  maps = [np.array([[0, 1, 1], [3, 3, 3]]), np.array([[5, 0, 200]])]
+  np.testing.assert_array_equal(
+    segmentation.class_frequencies(maps, 5), [2, 0, 3, 0, 1]
+  )
+
+
+def test_eval_step_counts_equal_the_confusion_of_the_maps():
+  model = deeplab.deeplabv3plus_resnet_tiny(
+    6, aspp_rates=(1, 2, 3), aspp_width=8, low_level_width=4,
+    decoder_width=8, embedding_dim=4, rngs=nnx.Rngs(0),
+  )  # fmt: skip
+  graphdef, state = nnx.split((model,))  # the trainer's (model, optimizer)
+  rng = np.random.default_rng(0)
+  batch = {
+    "image": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
+    "label": rng.integers(0, 8, (3, 16, 16)).astype(np.uint8),  # 7 > K
+    "mask": np.array([True, True, False]),
+  }
+  counts = segmentation.eval_step(
+    graphdef, state, batch, num_classes=6, mean=(0.5,) * 3, std=(0.25,) * 3
+  )
+  model.eval()
+  x = (batch["image"] / 255.0 - 0.5) / 0.25
+  predicted = np.asarray(jnp.argmax(model(jnp.asarray(x, jnp.float32)), -1))
+  want = segment.confusion_counts(
+    predicted[:2] + 1, batch["label"][:2], num_classes=6
+  )
+  np.testing.assert_array_equal(np.asarray(counts), want)
+
+
+def _seg_config(num_epochs=2, per_class=12):
+  from configs import demo_segmentation
+
+  config = demo_segmentation.get_config()
+  config.data.update(train_per_class=per_class, test_per_class=5)
+  config.update(num_epochs=num_epochs, batch_size=16, eval_batch_size=40)
+  config.progress_bar = False
+  return config
+
+
+def test_segmentation_config_errors(tmp_path):
+  config = _seg_config()
+  config.model = "resnet_tiny"
+  with pytest.raises(Exception, match="config.model = 'resnet_tiny'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _seg_config()
+  config.dataset = "mit67"
+  with pytest.raises(Exception, match="has no label maps"):
+    train.train_and_evaluate(config, str(tmp_path))
+  proc = run_cli(
+    "scenejax.main",
+    "--config=configs/demo_segmentation.py:bogus",
+    f"--workdir={tmp_path / 'w'}",
+  )
+  assert_user_error(proc, "bogus", "ce, focal, uniform, supcon")
+
+
+@pytest.mark.slow
+def test_demo_segmentation_learns_and_its_workdir_is_a_segmenter(tmp_path):
+  """The demo (shortened: 400 maps, 4 epochs) beats the majority-class
+  baseline by far; its workdir then serves `scenejax.segment`, whose maps
+  are the trained model's."""
+  from scenejax import datasets
+
+  config = _seg_config(num_epochs=4, per_class=50)
+  workdir = tmp_path / "run"
+  result = train.train_and_evaluate(config, str(workdir))
+  data = datasets.segmentation_from_config(config)
+  truth = np.stack(list(data.test.label_maps()))
+  labelled = truth[truth > 0]
+  majority = np.bincount(labelled).argmax()
+  # Predicting the majority class everywhere: pixel accuracy = its share;
+  # mIoU = its IoU (= its share) over the classes present.
+  present = len(np.unique(labelled))
+  baseline_pixacc = np.mean(labelled == majority)
+  baseline_miou = baseline_pixacc / present
+  assert result["pixel_accuracy"] > baseline_pixacc + 0.3, result
+  assert result["mIoU"] > 5 * baseline_miou, (result, baseline_miou)
+  assert len(result["confusion"]) == 32 and "per_class_iou" in result
+  assert result["compiles"] == 1
+  # The run's checkpoint is a segmenter like the imported ones.
+  model = segment.load_segmenter("deeplabv3plus_resnet_tiny", str(workdir))
+  assert segment.checkpoint_label_names(str(workdir)) == list(data.class_names)
+  images = np.stack([data.test[i]["image"] for i in range(4)])
+  predictor = segment.Predictor(model, batch_size=4, resize=segment.Resize(32))
+  maps = [ids[..., 0] for ids, _ in predictor(list(images))]
+  x = (images / 255.0 - np.array(model.pixel_mean)) / np.array(model.pixel_std)
+  direct = np.asarray(jnp.argmax(model(jnp.asarray(x, jnp.float32)), -1))
+  np.testing.assert_array_equal(np.stack(maps), direct)
+  with pytest.raises(Exception, match="not a segmentation run of"):
+    segment.load_segmenter("deeplabv3plus_resnet50", str(workdir))
+  weights = np.load(workdir / "class_weights.npz")
+  assert str(weights["method"]) == "median_frequency"
+
+
+_RUN = """
+import sys
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+import test_segmentation
+from scenejax import train
+train.train_and_evaluate(test_segmentation._seg_config(3), sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_segmentation_kill_9_then_resume_matches_uninterrupted(tmp_path):
+  """SIGKILL once the first checkpoint is on disk; the resumed run ends
+  bitwise equal to an uninterrupted one (the contrastive sample is keyed by
+  the optimizer step, the crops by (seed, position))."""
+  import test_trainer
+
+  reference = str(tmp_path / "uninterrupted")
+  result = train.train_and_evaluate(_seg_config(3), reference)
+  workdir = str(tmp_path / "killed")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  proc = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      _RUN.format(repo=str(REPO), tests=str(REPO / "tests")),
+      workdir,
+    ],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(ckpt_dir) and any(
+      n.isdigit() for n in os.listdir(ckpt_dir)
+    ):
+      break
+    time.sleep(0.05)
+  proc.kill()
+  proc.wait()
+  assert os.path.isdir(ckpt_dir), "the run never wrote a checkpoint"
+  resumed = train.train_and_evaluate(_seg_config(3), workdir)
+  assert resumed["mIoU"] == result["mIoU"]
+  assert resumed["confusion"] == result["confusion"]
+  test_trainer._assert_same_params(workdir, reference)
