@@ -318,8 +318,9 @@ def plot_training_curves(
   """Each training loss term, and train accuracy / Top-1 / MCA per epoch."""
   plt = _pyplot()
   epochs = [row["epoch"] for row in history]
+  accuracies = ("train_accuracy", "train_pixel_accuracy")
   terms = [
-    k for k in history[0] if k.startswith("train_") and k != "train_accuracy"
+    k for k in history[0] if k.startswith("train_") and k not in accuracies
   ]
   fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
   for key in terms:
@@ -339,17 +340,20 @@ def plot_training_curves(
     ("top1", "eval Top-1"),
     ("mean_class_accuracy", "eval mean class accuracy"),
     ("top5", "eval Top-5"),
+    ("train_pixel_accuracy", "train pixel accuracy (batch)"),
+    ("mIoU", "eval mIoU"),
+    ("pixel_accuracy", "eval pixel accuracy"),
   ):
     if key in history[0]:
       # Top-1 drawn thick and dashed: on a balanced split it equals MCA.
-      style = dict(lw=3, ls="--") if key == "top1" else dict(ls="-")
+      style = dict(lw=3, ls="--") if key in ("top1", "mIoU") else dict(ls="-")
       right.plot(
         epochs, [row[key] for row in history], marker=".", label=label, **style
       )
   right.set_xlabel("epoch")
   right.set_ylabel("accuracy")
   right.set_ylim(0, 1.02)
-  right.set_title("Accuracy")
+  right.set_title("Accuracy" + (" and mIoU" if "mIoU" in history[0] else ""))
   right.legend(fontsize=8)
   if num_soft_epochs:
     for ax in (left, right):
@@ -968,6 +972,207 @@ def prototype_report(
   return figures
 
 
+def plot_class_iou(per_class_iou, class_names, path, *, title="") -> str:
+  """Per-class IoU bars, best first; classes absent from the ground truth
+  (no IoU) are left out and counted in the title."""
+  plt = _pyplot()
+  present = [(i, v) for i, v in enumerate(per_class_iou) if v is not None]
+  present.sort(key=lambda item: -item[1])
+  names = _names(class_names, len(per_class_iou))
+  fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(present) + 2), 4))
+  ax.bar(range(len(present)), [v for _, v in present], color="#4878a8")
+  ax.set_xticks(range(len(present)))
+  ax.set_xticklabels([names[i] for i, _ in present], rotation=90, fontsize=7)
+  ax.set_ylim(0, 1)
+  ax.set_ylabel("IoU")
+  absent = len(per_class_iou) - len(present)
+  ax.set_title(title + (f" ({absent} classes absent)" if absent else ""))
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def plot_segmentation_examples(
+  images, truths, predictions, path, *, semantic_names=None, alpha=0.5
+) -> str:
+  """Rows of image | ground truth | prediction, the maps (ids, 0 =
+  unlabeled, shown as the image) blended over the image in
+  `label_palette` colours; pixel accuracy of each prediction over the
+  labelled pixels in its title."""
+  plt = _pyplot()
+  palette = label_palette(256)
+  fig, axes = plt.subplots(
+    len(images), 3, figsize=(8, 2.8 * len(images)), squeeze=False
+  )
+  for r, (image, truth, pred) in enumerate(zip(images, truths, predictions)):
+    labelled = truth > 0
+    accuracy = (
+      (pred[labelled] == truth[labelled]).mean() if labelled.any() else 0
+    )
+    for c, (ids, title) in enumerate(
+      (
+        (None, "image"),
+        (truth, "ground truth"),
+        (pred, f"prediction ({accuracy:.2f})"),
+      )
+    ):
+      shown = image[..., :3]
+      if ids is not None:
+        blend = (1 - alpha) * shown + alpha * palette[ids]
+        shown = np.where(ids[..., None] == 0, shown, blend).astype(np.uint8)
+      axes[r, c].imshow(shown, interpolation="nearest")
+      axes[r, c].set_title(title, fontsize=8)
+      axes[r, c].set_axis_off()
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def plot_pixel_embeddings(panels, class_names, path) -> str:
+  """Side-by-side 2-D t-SNE of sampled pixel embeddings, coloured by class:
+  `panels` is [(title, points (N, 2), labels (N,) ids 1..K)]."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.2))
+  axes = np.atleast_1d(axes)
+  num = len(class_names)
+  for ax, (title, points, labels) in zip(axes, panels):
+    ax.scatter(
+      points[:, 0], points[:, 1], s=4, c=labels, cmap="hsv", vmin=1,
+      vmax=max(num, 2), rasterized=True,
+    )  # fmt: skip
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def sampled_pixel_embeddings(
+  model, images, label_maps, *, per_class: int = 16, num_samples: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+  """(embeddings (N, D), ids (N,)) of a class-balanced sample of the
+  labelled pixels of `images` (`losses.sample_pixels`, a fixed key): what
+  the contrastive loss sees, at the embedding's stride."""
+  import jax
+  import jax.numpy as jnp
+
+  from scenejax import losses
+
+  model.eval()
+  x = (np.asarray(images, np.float32) / 255.0 - np.array(model.pixel_mean)) / (
+    np.array(model.pixel_std)
+  )
+  _, emb = model.decode_with_embeddings(jnp.asarray(x, jnp.float32))
+  b, h, w, d = emb.shape
+  labels = losses.nearest_labels(np.asarray(label_maps), (h, w)).reshape(b, -1)
+  idx, valid = losses.sample_pixels(
+    labels,
+    jax.random.key(0),
+    num_samples=min(num_samples, h * w),
+    per_class=per_class,
+    num_classes=model.num_classes,
+  )
+  idx, valid = np.asarray(idx), np.asarray(valid)
+  emb = np.asarray(emb).reshape(b, h * w, d)
+  picked = np.take_along_axis(emb, idx[..., None], 1)[valid]
+  ids = np.take_along_axis(np.asarray(labels), idx, 1)[valid]
+  return picked, ids
+
+
+def segmentation_report(
+  workdir, out=None, *, num_examples: int = 4, max_images: int = 32
+) -> dict:
+  """Figures and report.html of a segmentation run ([SEG]): loss terms and
+  mIoU per epoch, per-class IoU of the best epoch (from metrics.jsonl),
+  the best checkpoint's predictions beside the ground truth on the first
+  eval images, and a t-SNE of sampled pixel embeddings of those images
+  before (random weights of the run's seed) and after training."""
+  from scenejax import checkpoints, datasets, input_pipeline, models, segment
+
+  out = out or os.path.join(workdir, "report")
+  os.makedirs(out, exist_ok=True)
+  config = checkpoints.read_workdir_config(workdir)
+  history = read_history(workdir)
+  if not history:
+    raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  data = datasets.segmentation_from_config(config)
+  names = list(data.class_names)
+  best = max(history, key=lambda row: row["mIoU"])
+  figures = {
+    "curves": plot_training_curves(
+      history, os.path.join(out, "training_curves.png")
+    ),
+    "class_iou": plot_class_iou(
+      best["per_class_iou"],
+      names,
+      os.path.join(out, "class_iou.png"),
+      title=f"Per-class IoU, epoch {best['epoch']} (mIoU {best['mIoU']:.3f})",
+    ),
+  }
+  trained = segment.load_segmenter(config.model, workdir)
+  count = min(max_images, len(data.test))
+  records = [data.test[i] for i in range(count)]
+  prepare = input_pipeline.SegmentationPreprocess(
+    train=False, crop_size=config.segmentation.crop_size
+  )
+  prepared = [prepare(r) for r in records]
+  prepared = [p for p in prepared if p is not None]
+  images = np.stack([p["image"] for p in prepared])
+  truths = np.stack([p["label"] for p in prepared])
+  predictor = segment.Predictor(
+    trained, batch_size=1, resize=segment.Resize(config.segmentation.crop_size)
+  )
+  predictions = [
+    ids[..., 0] + 1 for ids, _ in predictor(list(images[:num_examples]))
+  ]
+  figures["examples"] = plot_segmentation_examples(
+    images[:num_examples],
+    truths[:num_examples],
+    predictions,
+    os.path.join(out, "examples.png"),
+  )
+  # The run's initial weights when it started from random ones (the same
+  # seed); an `init_from` backbone is not reloaded (the workdir's config
+  # keeps no path to it).
+  initial = models.from_config(config, len(names))
+  panels = []
+  for title, model in (("initial weights", initial), ("trained", trained)):
+    emb, ids = sampled_pixel_embeddings(model, images, truths)
+    panels.append((f"{title}: {len(ids)} pixels", tsne(emb, config.seed), ids))
+  figures["pixel_tsne"] = plot_pixel_embeddings(
+    panels, names, os.path.join(out, "pixel_tsne.png")
+  )
+  run = [
+    _p(
+      f"{config.model} on {config.dataset}, {len(history)} epochs, focal "
+      f"γ {config.segmentation.focal_gamma}, class weights "
+      f"{config.segmentation.class_weights}, contrastive "
+      f"{config.segmentation.contrastive_form} × "
+      f"{config.segmentation.contrastive_weight}. Best epoch {best['epoch']}: "
+      f"mIoU {best['mIoU']:.4f}, pixel accuracy "
+      f"{best['pixel_accuracy']:.4f} (per-epoch evaluation)."
+    ),
+    _img(figures["curves"], "training curves"),
+  ]
+  sections = [
+    ("Training", run),
+    ("Per-class IoU", [_img(figures["class_iou"], "per-class IoU")]),
+    ("Predictions", [_img(figures["examples"], "predictions")]),
+    (
+      "Pixel embeddings",
+      [
+        _p(
+          "t-SNE of a class-balanced sample of labelled pixels' "
+          "embeddings (what the contrastive loss sees), coloured by class."
+        ),
+        _img(figures["pixel_tsne"], "pixel embedding t-SNE"),
+      ],
+    ),
+  ]
+  figures["html"] = write_html(
+    os.path.join(out, "report.html"), f"scenejax report: {workdir}", sections
+  )
+  return figures
+
+
 def workdir_report(
   workdir,
   out=None,
@@ -979,9 +1184,11 @@ def workdir_report(
   """Figures and report.html of a training workdir; returns the paths."""
   from scenejax import checkpoints, config_lib, datasets, evaluation
 
+  config = checkpoints.read_workdir_config(workdir)
+  if config.get("task") == "segmentation":
+    return segmentation_report(workdir, out)
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
-  config = checkpoints.read_workdir_config(workdir)
   history = read_history(workdir)
   if not history:
     raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
