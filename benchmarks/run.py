@@ -86,6 +86,7 @@ SETTINGS = {
     demo_per_class=8,
     segmenters=("upernet_convnext_atto",),
     segmenter_size=64,
+    seg_train=("deeplabv3plus_resnet_tiny", 32, 4),  # model, crop, batch
   ),
   "quick": dict(
     backbones=("resnet50", "vit_b16"),
@@ -107,6 +108,7 @@ SETTINGS = {
     demo_per_class=150,
     segmenters=("segformer_b0", "upernet_convnext_tiny"),
     segmenter_size=512,
+    seg_train=("deeplabv3plus_resnet50", 256, 2),
   ),
   "full": dict(
     backbones=("resnet50", "vit_b16"),
@@ -131,6 +133,7 @@ SETTINGS = {
     demo_per_class=150,
     segmenters=("segformer_b0", "segformer_b2", "upernet_convnext_tiny"),
     segmenter_size=512,
+    seg_train=("deeplabv3plus_resnet50", 512, 8),
   ),
 }
 NUM_CLASSES = 397  # SUN397
@@ -806,6 +809,111 @@ def _rows_segmenter_accelerator(s):
   return out
 
 
+def rows_segmentation_loss(s):
+  """[SEG]'s fused loss (focal on the upsampled logits + the sampled pixel
+  contrastive term) inside the segmentation train step: its time (forward
+  and gradient w.r.t. the decoder outputs, jitted alone) as a fraction of
+  the whole step's, and XLA's temporary-memory account of each."""
+  import functools
+
+  from scenejax import config_lib, optim, segmentation
+
+  name, crop, batch = s["seg_train"]
+  config = config_lib.base()
+  config.update(task="segmentation", model=name, num_epochs=1)
+  if name.endswith("tiny"):
+    config.segmentation.update(aspp_rates=(1, 2, 3), num_samples=256)
+  num_classes = 150
+  graphdef, state = optim.create_train_state(config, num_classes, 100)
+  cfg = segmentation.SegmentationLoss.from_config(config, num_classes)
+  rng = np.random.default_rng(0)
+  batch_data = {
+    "image": rng.integers(0, 256, (batch, crop, crop, 3), dtype=np.uint8),
+    "label": rng.integers(0, num_classes + 1, (batch, crop, crop)).astype(
+      np.uint8
+    ),
+  }
+  weights = jnp.ones(num_classes, jnp.float32)
+  step = jax.jit(
+    functools.partial(
+      segmentation.train_step,
+      graphdef,
+      cfg=cfg,
+      mean=(0.5,) * 3,
+      std=(0.25,) * 3,
+    )
+  )
+  model = nnx.merge(graphdef, state)[0]
+  side = -(-crop // model.backbone.stage_strides[0])  # the decoder's grid
+  z = jnp.asarray(
+    rng.normal(size=(batch, side, side, num_classes)), jnp.float32
+  )
+  e = jnp.asarray(
+    rng.normal(size=(batch, side, side, model.embedding_dim)), jnp.float32
+  )
+  labels = jnp.asarray(batch_data["label"], jnp.int32)
+  key = jax.random.key(0)
+
+  def loss(z, e, which):
+    terms = segmentation.loss_terms(z, e, labels, weights, key, cfg)
+    return sum(terms.values()) if which == "both" else terms[which]
+
+  loss_grad = {
+    which: jax.jit(jax.grad(functools.partial(loss, which=which), (0, 1)))
+    for which in ("both", "contrastive")
+  }
+  epoch = np.float32(0)
+
+  def run_step():
+    nonlocal state
+    state, metrics = step(state, batch_data, epoch, weights)
+    jax.block_until_ready(metrics["loss"])
+
+  def run_loss():
+    jax.block_until_ready(loss_grad["both"](z, e))
+
+  t_step, t_loss = backbones.interleaved_medians(
+    run_step, run_loss, s["repeats"]
+  )
+
+  def temp_bytes(fn, *args):
+    analysis = fn.lower(*args).compile().memory_analysis()
+    return getattr(analysis, "temp_size_in_bytes", None)
+
+  step_bytes = temp_bytes(step, state, batch_data, epoch, weights)
+  con_bytes = temp_bytes(loss_grad["contrastive"], z, e)
+  setting = (
+    f"{name}, batch {batch}, {crop}² crops, 150 classes, "
+    f"{cfg.num_samples} sampled pixels/image, fp32"
+  )
+  out = [
+    row(
+      9,
+      "[SEG] focal + contrastive loss (fwd + grad) / segmentation train step",
+      f"{1e3 * t_loss:,.1f} ms",
+      f"{1e3 * t_step:,.1f} ms (the whole step)",
+      t_loss / t_step,
+      "<= 0.05 (ratio = loss / step time)",
+      t_loss / t_step <= 0.05,
+      setting,
+    )
+  ]
+  if step_bytes and con_bytes:
+    out.append(
+      row(
+        9,
+        "[SEG] contrastive term (fwd + grad): XLA temporary memory / step's",
+        f"{con_bytes / 2**20:,.1f} MiB",
+        f"{step_bytes / 2**20:,.1f} MiB (the whole step)",
+        con_bytes / step_bytes,
+        "report (ratio = contrastive / step temporaries)",
+        None,
+        setting,
+      )
+    )
+  return out
+
+
 ROWS = {
   1: rows_aux_loss,
   2: rows_pcl,
@@ -815,6 +923,7 @@ ROWS = {
   6: rows_prototype,
   7: rows_checkpoint,
   8: rows_segmenter,
+  9: rows_segmentation_loss,
 }
 
 
@@ -846,7 +955,7 @@ def main(argv=None):
     action="store_true",
     help="toy sizes: checks the harness, not the speed",
   )
-  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8")
+  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9")
   parser.add_argument(
     "--out", default="benchmarks/results", help="writes OUT.md and OUT.json"
   )

@@ -140,7 +140,7 @@ def base() -> ml_collections.ConfigDict:
       focal_gamma=2.0,  # 0 with uniform weights = cross-entropy
       # uniform | inverse | median_frequency (from the training maps,
       # computed once into WORKDIR/class_weights.npz) | a path to an NPZ
-      # (key "class_weights") from `python -m scenejax.segment
+      # (key "class_weights") from `python -m scenejax.prototype
       # class_weights`.
       class_weights="median_frequency",
       contrastive_weight=0.1,  # λ; 0 trains with the focal loss only

@@ -221,7 +221,7 @@ def load_class_weights(path: str, num_classes: int) -> np.ndarray:
   except KeyError:
     raise ConfigError(
       f"{path}: no key 'class_weights' (write the file with python -m "
-      "scenejax.segment class_weights)"
+      "scenejax.prototype class_weights)"
     ) from None
   except (OSError, ValueError) as e:
     raise ConfigError(f"{path}: not a readable NPZ ({e})") from None

@@ -282,6 +282,41 @@ def test_class_weights_from_counts():
   )
 
 
+def test_class_weights_command_and_file(tmp_path):
+  """`prototype class_weights` over the synthetic training maps equals
+  median-frequency weights counted here with NumPy; the trainer reads the
+  file; bad input is one line naming the flag or the file."""
+  from scenejax import datasets, synthetic
+
+  out = tmp_path / "weights.npz"
+  proc = run_cli(
+    "scenejax.prototype",
+    "class_weights",
+    "--dataset=synthetic_scenes",
+    f"--out={out}",
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  _, train_split, _ = synthetic.load()
+  counts = np.bincount(train_split.label_maps.ravel(), minlength=33)[1:]
+  freq = counts / counts.sum()
+  want = np.median(freq[counts > 0]) / np.where(counts > 0, freq, np.inf)
+  with np.load(out) as f:
+    np.testing.assert_allclose(f["class_weights"], want, rtol=1e-6)
+    np.testing.assert_array_equal(f["pixel_counts"], counts)
+  config = _seg_config()
+  config.segmentation.class_weights = str(out)
+  data = datasets.segmentation_from_config(config)
+  got = segmentation.class_weights_for(config, data, str(tmp_path))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  config.segmentation.class_weights = str(tmp_path / "missing.npz")
+  with pytest.raises(Exception, match="missing.npz.*no such file"):
+    segmentation.class_weights_for(config, data, str(tmp_path))
+  proc = run_cli(
+    "scenejax.prototype", "class_weights", "--dataset=mit67", f"--out={out}"
+  )
+  assert_user_error(proc, "--dataset=mit67 has no label maps")
+
+
 def test_eval_step_counts_equal_the_confusion_of_the_maps():
   model = deeplab.deeplabv3plus_resnet_tiny(
     6, aspp_rates=(1, 2, 3), aspp_width=8, low_level_width=4,
@@ -412,3 +447,18 @@ def test_segmentation_learns_resumes_after_kill_9_and_serves_as_segmenter(
   np.testing.assert_array_equal(np.stack(maps), direct)
   with pytest.raises(Exception, match="not a segmentation run of"):
     segment.load_segmenter("deeplabv3plus_resnet50", str(reference))
+
+  # Its report: curves, per-class IoU, predictions, pixel-embedding t-SNE.
+  from scenejax import report
+
+  figures = report.workdir_report(str(reference), str(tmp_path / "report"))
+  for key in ("curves", "class_iou", "examples", "pixel_tsne", "html"):
+    assert os.path.getsize(figures[key]) > 1000, key
+  html = open(figures["html"]).read()
+  assert f"mIoU {max(r['mIoU'] for r in _history(reference)):.4f}" in html
+
+
+def _history(workdir):
+  import json
+
+  return [json.loads(line) for line in open(workdir / "metrics.jsonl")]

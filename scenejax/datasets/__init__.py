@@ -364,7 +364,17 @@ def segmentation_from_config(config) -> Dataset:
       f"config.dataset = {config.dataset!r} has no label maps for "
       f"config.task = 'segmentation'; expected one of {SEGMENTATION_NAMES}"
     )
-  data = from_config(config)
+  return as_segmentation(from_config(config))
+
+
+def as_segmentation(data: Dataset) -> Dataset:
+  """A loaded dataset with label maps, as label-map records and the
+  semantic class names (ids 1..L)."""
+  if data.name not in SEGMENTATION_NAMES:
+    raise DatasetError(
+      f"{data.name!r} has no label maps; segmentation reads one of "
+      f"{', '.join(SEGMENTATION_NAMES)}"
+    )
   if data.spec is not None:
     names = tuple(data.spec.semantic_class_names)
   else:

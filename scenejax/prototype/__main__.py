@@ -17,6 +17,10 @@
       --class_names=SUN397_scene_names.txt --metric=cosine --out=sun397_cosine.npz
   # Summary and a clustered heatmap:
   python -m scenejax.prototype show sun397_cosine.npz --png=sun397.png
+  # The focal-loss class weights of a segmentation run ([SEG]), from a
+  # prepared dataset's training maps (config.segmentation.class_weights=F):
+  python -m scenejax.prototype class_weights --dataset=ade20k_scenes \
+      --method=median_frequency --out=ade20k_class_weights.npz
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from scenejax import cli, prototype, segment
 from scenejax.datasets import label_maps as label_maps_lib
 from scenejax.errors import PrototypeError
 
-COMMANDS = ("build", "import_xlsx", "show")
+COMMANDS = ("build", "import_xlsx", "show", "class_weights")
 
 _DATASET = flags.DEFINE_string(
   "dataset",
@@ -76,6 +80,12 @@ _SAVE_EVERY = flags.DEFINE_float(
   "save_every_s", 60.0, "build --segmenter: seconds between saved partial sums"
 )
 segment.define_flags()  # --segmenter, --init_from, --size, ... for build
+_METHOD = flags.DEFINE_enum(
+  "method",
+  "median_frequency",
+  ["median_frequency", "inverse"],
+  "class_weights: median frequency (Eigen & Fergus) or ENet's 1/ln(1.02+f)",
+)
 _XLSX = flags.DEFINE_string("xlsx", None, "import_xlsx: the published sheet")
 _OUT = flags.DEFINE_string("out", None, "the .npz to write")
 _TOP = flags.DEFINE_integer("top", 10, "show: most similar pairs to list")
@@ -227,6 +237,34 @@ def _show(path: str) -> None:
     print(f"wrote {_PNG.value}")
 
 
+def _class_weights() -> None:
+  from scenejax import datasets, segmentation
+
+  _require("dataset", "out", command="class_weights")
+  if _DATASET.value not in datasets.SEGMENTATION_NAMES:
+    raise PrototypeError(
+      f"--dataset={_DATASET.value} has no label maps; class_weights reads "
+      f"one of {', '.join(datasets.SEGMENTATION_NAMES)}"
+    )
+  data = datasets.as_segmentation(
+    datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
+  )
+  counts = segmentation.class_frequencies(
+    data.train.label_maps(), len(data.class_names)
+  )
+  weights = segmentation.class_weights_from_counts(counts, _METHOD.value)
+  segmentation.save_class_weights(
+    _OUT.value, weights, counts, _METHOD.value, data.class_names
+  )
+  present = weights > 0
+  print(
+    f"wrote {_OUT.value}: {_METHOD.value} weights of {present.sum()} classes "
+    f"present in {len(data.train)} training maps (range "
+    f"{weights[present].min():.3g}..{weights[present].max():.3g}; "
+    f"{(~present).sum()} absent, weight 0)"
+  )
+
+
 def main(argv: list[str]) -> None:
   command, args = (argv[1], argv[2:]) if len(argv) > 1 else (None, [])
   if command not in COMMANDS:
@@ -240,6 +278,8 @@ def main(argv: list[str]) -> None:
     return _show(args[0])
   if args:
     raise PrototypeError(f"unexpected arguments {args}")
+  if command == "class_weights":
+    return _class_weights()
   return _build() if command == "build" else _import_xlsx()
 
 
