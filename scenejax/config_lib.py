@@ -313,6 +313,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("config.optimizer.name", ("adam", "sgd"))
   one_of("config.optimizer.schedule", ("step", "cosine", "constant", "poly"))
   one_of("config.task", ("classification", "segmentation"))
+  if config.dataset == "cityscapes" and config.task != "segmentation":
+    raise ConfigError(
+      "config.dataset = 'cityscapes' has label maps, not scene labels: "
+      "set config.task = 'segmentation'"
+    )
   if config.task == "segmentation":
     _validate_segmentation(config, one_of, at_least, between)
   check(

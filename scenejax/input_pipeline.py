@@ -273,7 +273,8 @@ class Preprocess:
 
 class SegmentationPreprocess:
   """Decode an image and its label map and keep them aligned, one example
-  at a time (records of `datasets.LabelMapSource`).
+  at a time (records of `datasets.LabelMapSource`; a record's "label_lut"
+  maps the stored ids to scenejax's, e.g. Cityscapes labelIds).
 
   Train, mmsegmentation's ADE20K recipe ([SEG] names none): scale both so
   the shorter side is `base_size` · r, r ~ U(`scale_range`) (0.5-2.0;
@@ -326,6 +327,8 @@ class SegmentationPreprocess:
 
       with Image.open(io.BytesIO(bytes(label))) as png:
         label = np.asarray(png).reshape(png.size[1], png.size[0])
+    if example.get("label_lut") is not None:  # e.g. Cityscapes labelIds
+      label = np.asarray(example["label_lut"])[np.asarray(label)]
     label = Image.fromarray(np.asarray(label, np.uint8))
     if label.size != image.size:
       raise common.DatasetError(

@@ -462,3 +462,90 @@ def _history(workdir):
   import json
 
   return [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+
+
+def _cityscapes_zips(manual, rng):
+  """The two Cityscapes zips, as downloaded, with 2048x1024 PNGs: per split
+  one city of `count` images; labelIds in blocks (road 7, car 26, void 0,
+  license plate -1 = 255 as stored) and the expected scenejax ids."""
+  import io
+  import zipfile
+
+  from PIL import Image
+
+  manual.mkdir(parents=True)
+  expected = {}
+  with (
+    zipfile.ZipFile(manual / "leftImg8bit_trainvaltest.zip", "w") as images,
+    zipfile.ZipFile(manual / "gtFine_trainvaltest.zip", "w") as labels,
+  ):
+    for split, count in (("train", 4), ("val", 2), ("test", 1)):
+      for i in range(count):
+        image_id = f"aachen_{i:06d}_000019"
+        ids = np.zeros((1024, 2048), np.uint8)
+        ids[:512] = 7  # road -> trainId 0 -> id 1
+        ids[512:, : 1024 + 256 * i] = 26  # car -> trainId 13 -> id 14
+        ids[1000:, :100] = 255  # license plate: ignored
+        picture = np.zeros((1024, 2048, 3), np.uint8)
+        picture[..., 0] = ids  # colour follows the map
+        picture[..., 1] = rng.integers(0, 256)
+        for archive, data, folder, suffix in (
+          (images, picture, "leftImg8bit", "leftImg8bit"),
+          (labels, ids, "gtFine", "gtFine_labelIds"),
+        ):
+          buffer = io.BytesIO()
+          Image.fromarray(data).save(buffer, "PNG")
+          archive.writestr(
+            f"{folder}/{split}/aachen/{image_id}_{suffix}.png",
+            buffer.getvalue(),
+          )
+        want = np.zeros_like(ids)
+        want[ids == 7], want[ids == 26] = 1, 14
+        expected[(split, image_id)] = want
+  return expected
+
+
+@pytest.mark.slow
+def test_cityscapes_through_tfds_and_the_trainer(tmp_path):
+  """TFDS's own Cityscapes builder prepared from zips laid out as the
+  download; labelIds become ids 1..19 (trainId + 1), others 0; one epoch
+  of the segmentation trainer on it (decode, scale, crop, evaluate)."""
+  import tensorflow_datasets as tfds
+
+  from scenejax import datasets
+  from scenejax.datasets import cityscapes
+
+  expected = _cityscapes_zips(tmp_path / "manual", np.random.default_rng(0))
+  builder = tfds.builder(cityscapes.TFDS_NAME, data_dir=str(tmp_path / "tfds"))
+  builder.download_and_prepare(
+    file_format="array_record",
+    download_config=tfds.download.DownloadConfig(
+      manual_dir=str(tmp_path / "manual")
+    ),
+  )
+  config = _seg_config(num_epochs=1)
+  config.dataset = "cityscapes"
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.update(batch_size=2, eval_batch_size=2)
+  config.segmentation.update(crop_size=64, base_size=64)
+  data = datasets.segmentation_from_config(config)
+  assert data.class_names[0] == "road" and len(data.class_names) == 19
+  assert (len(data.train), len(data.test)) == (4, 2)
+  for i, got in enumerate(data.test.label_maps()):
+    image_id = data.test[i]["name"].split()[-1]
+    np.testing.assert_array_equal(got, expected[("val", image_id)])
+  prepare = input_pipeline.SegmentationPreprocess(train=False, crop_size=512)
+  out = prepare(data.test[0])
+  assert set(np.unique(out["label"])) <= {0, 1, 14}
+  # 2048x1024 fits 512x512 as 512x256: road above, car / void below,
+  # then padding.
+  assert (out["label"][:128] == 1).all() and not out["label"][256:].any()
+  assert (out["label"][128:256] == 14).any()
+  result = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert result["epoch"] == 1 and len(result["per_class_iou"]) == 19
+  # Only road and car occur: the other classes have no IoU.
+  present = [i for i, v in enumerate(result["per_class_iou"]) if v is not None]
+  assert present == [0, 13]
+  config.task = "classification"
+  with pytest.raises(Exception, match="set config.task = 'segmentation'"):
+    train.train_and_evaluate(config, str(tmp_path / "bad"))

@@ -92,7 +92,12 @@ REGISTRY = {
   "ade20k_scenes": Entry(
     "ade20k_scenes", ("train", "validation"), "ade20k_scenes"
   ),
+  # Segmentation only (no scene labels): config.task = "segmentation".
+  "cityscapes": Entry(
+    "cityscapes/semantic_segmentation", ("train", "validation")
+  ),
 }
+SEGMENTATION_ONLY = ("cityscapes",)
 NAMES = ("synthetic_scenes",) + tuple(REGISTRY)
 
 
@@ -302,6 +307,11 @@ def load(
     raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
   if name in ("places365_1k", "places365_7", "places365_14"):
     return _places365_part(name, data_dir)
+  if name == "cityscapes":  # segmentation records already
+    from scenejax.datasets import cityscapes
+
+    train, test = (cityscapes.Source(s, data_dir) for s in cityscapes.SPLITS)
+    return Dataset(name, cityscapes.CLASS_NAMES, train, test)
   entry = REGISTRY[name]
   if entry.builder_module:
     importlib.import_module(f"scenejax.datasets.{entry.builder_module}")
@@ -353,7 +363,7 @@ class LabelMapSource:
 
 
 # Datasets with label maps, for config.task = "segmentation".
-SEGMENTATION_NAMES = ("synthetic_scenes", "ade20k_scenes")
+SEGMENTATION_NAMES = ("synthetic_scenes", "ade20k_scenes", "cityscapes")
 
 
 def segmentation_from_config(config) -> Dataset:
@@ -375,6 +385,8 @@ def as_segmentation(data: Dataset) -> Dataset:
       f"{data.name!r} has no label maps; segmentation reads one of "
       f"{', '.join(SEGMENTATION_NAMES)}"
     )
+  if data.name in SEGMENTATION_ONLY:
+    return data
   if data.spec is not None:
     names = tuple(data.spec.semantic_class_names)
   else:

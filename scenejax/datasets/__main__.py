@@ -2,9 +2,11 @@
 
   python -m scenejax.datasets prepare mit67 --manual_dir=DIR [--data_dir=DIR]
   python -m scenejax.datasets prepare sun397 [--data_dir=DIR]
+  python -m scenejax.datasets prepare cityscapes --manual_dir=DIR
 
-Catalogue datasets (sun397, places365*) download through TFDS; mit67 and
-ade20k_scenes read the files placed in --manual_dir. Written as ArrayRecord,
+Catalogue datasets (sun397, places365*) download through TFDS; mit67,
+ade20k_scenes and cityscapes (leftImg8bit_trainvaltest.zip and
+gtFine_trainvaltest.zip) read the files placed in --manual_dir. Written as ArrayRecord,
 the format `tfds.data_source` reads without TensorFlow.
 """
 
