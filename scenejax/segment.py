@@ -208,11 +208,14 @@ class Predictor:
     resize: Resize = Resize(),
     window: int = 0,
     stride: int = 0,
+    flip: bool = False,
     threads: int = 4,
   ):
     """`window` > 0: sliding-window inference with window x window crops
     every `stride` pixels (0: 2/3 of the window, mmsegmentation's 341 for
-    512); all crops of a batch go through the model at once."""
+    512); all crops of a batch go through the model at once. `flip`: the
+    logits averaged with those of the mirrored image, mirrored back
+    (mmsegmentation's flip test-time augmentation)."""
     devices = jax.local_devices()
     if batch_size % len(devices):
       raise ConfigError(
@@ -236,13 +239,18 @@ class Predictor:
     std = np.asarray(model.pixel_std, np.float32)
     self._fill = np.round(mean * 255).astype(np.uint8)
 
+    def logits_of(model, x):
+      if self.window:
+        return self._slide(model, x)
+      return model(x).astype(jnp.float32)
+
     def predict(state, images):
       x = (images.astype(jnp.float32) / 255.0 - mean) / std
       model = nnx.merge(graphdef, state)
-      if self.window:
-        logits = self._slide(model, x)
-      else:
-        logits = model(x).astype(jnp.float32)
+      logits = logits_of(model, x)
+      if flip:
+        mirrored = logits_of(model, x[:, :, ::-1])[:, :, ::-1]
+        logits = (logits + mirrored) / 2
       scores, ids = jax.lax.top_k(jax.nn.softmax(logits), top_k)
       return ids.astype(
         jnp.uint8 if self.num_classes < 256 else jnp.int32
@@ -613,6 +621,7 @@ def main(argv: list[str]) -> None:
     resize=Resize(flag.size, flag.max_size),
     window=flag.window,
     stride=flag.stride,
+    flip=flag.flip,
   )
   if flag.evaluate:
     _evaluate(flag, predictor)
@@ -663,6 +672,9 @@ if __name__ == "__main__":
   flags.DEFINE_string("out", None, "output directory")
   flags.DEFINE_bool("top3", False, "also SAS-Net's top-3 id/score PNGs")
   flags.DEFINE_bool("evaluate", False, "mIoU against --dataset's label maps")
+  flags.DEFINE_bool(
+    "flip", False, "average the logits with the mirrored image's"
+  )
   flags.DEFINE_string(
     "class_names",
     None,

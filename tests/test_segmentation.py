@@ -549,3 +549,29 @@ def test_cityscapes_through_tfds_and_the_trainer(tmp_path):
   config.task = "classification"
   with pytest.raises(Exception, match="set config.task = 'segmentation'"):
     train.train_and_evaluate(config, str(tmp_path / "bad"))
+
+
+def test_flip_evaluation_averages_mirrored_logits():
+  """`Predictor(flip=True)`: softmax of the mean of the logits and the
+  mirrored image's logits mirrored back (reference written here)."""
+  model = deeplab.deeplabv3plus_resnet_tiny(
+    5, aspp_rates=(1, 2, 3), aspp_width=8, low_level_width=4,
+    decoder_width=8, embedding_dim=4, rngs=nnx.Rngs(2),
+  )  # fmt: skip
+  model.eval()
+  image = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)
+  predictor = segment.Predictor(
+    model, batch_size=1, top_k=5, resize=segment.Resize(32), flip=True
+  )
+  [(ids, scores)] = predictor([image])
+  x = (image / 255.0 - np.array(model.pixel_mean)) / np.array(model.pixel_std)
+  x = jnp.asarray(x[None], jnp.float32)
+  logits = np.asarray(model(x), np.float64)[0]
+  mirrored = np.asarray(model(x[:, :, ::-1]), np.float64)[0, :, ::-1]
+  mean = (logits + mirrored) / 2
+  probs = np.exp(mean - mean.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  got = np.zeros_like(probs)
+  np.put_along_axis(got, ids.astype(int), scores, -1)
+  np.testing.assert_allclose(got, probs, atol=1e-5)
+  assert not np.allclose(mean, logits, atol=1e-3)  # the flip did something
