@@ -821,8 +821,14 @@ def rows_segmentation_loss(s):
   name, crop, batch = s["seg_train"]
   config = config_lib.base()
   config.update(task="segmentation", model=name, num_epochs=1)
-  if name.endswith("tiny"):
-    config.segmentation.update(aspp_rates=(1, 2, 3), num_samples=256)
+  if name.endswith("tiny"):  # the harness check: small and quick
+    config.segmentation.update(
+      aspp_rates=(1, 2, 3),
+      num_samples=256,
+      aspp_width=8,
+      low_level_width=4,
+      decoder_width=8,
+    )
   num_classes = 150
   graphdef, state = optim.create_train_state(config, num_classes, 100)
   cfg = segmentation.SegmentationLoss.from_config(config, num_classes)

@@ -26,6 +26,13 @@ os.environ.setdefault(
   os.path.join(tempfile.gettempdir(), f"scenejax-tests-xla-{os.getuid()}"),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Compiling dominates the suite on 2 cores, and no test times anything:
+# compile with XLA's cheap settings (most HLO passes and LLVM optimisation
+# off). The benchmark harness measured 28% less CPU time cold this way
+# (2 min 56 s -> 2 min 7 s); numerics stay within the tests' tolerances
+# (the kernels' float32 results do not depend on fusion beyond rounding).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 hypothesis.settings.register_profile(
@@ -83,3 +90,29 @@ def assert_user_error(proc, *fragments):
   for fragment in fragments:
     assert fragment in errors[0], (fragment, errors[0])
   return errors[0]
+
+
+def kill_at_first_checkpoint(script: str, workdir: str, timeout: float = 240):
+  """Runs `python -c script workdir` and SIGKILLs it as soon as a first
+  checkpoint step is on disk in WORKDIR/checkpoints (possibly while the
+  next asynchronous save is in flight)."""
+  import subprocess
+  import sys
+  import time
+
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  proc = subprocess.Popen(
+    [sys.executable, "-c", script, workdir],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(ckpt_dir) and any(
+      n.isdigit() for n in os.listdir(ckpt_dir)
+    ):
+      break
+    time.sleep(0.05)
+  proc.kill()
+  proc.wait()
+  assert os.path.isdir(ckpt_dir), "the run never wrote a checkpoint"

@@ -129,6 +129,16 @@ def test_every_config_is_base_plus_overrides():
   )
 
 
+def _with_field(config, field, value):
+  """`config` with the dotted `field` set to `value`."""
+  parent, _, leaf = ("." + field).rpartition(".")
+  target = config
+  for part in filter(None, parent.split(".")):
+    target = target[part]
+  target[leaf] = value
+  return config
+
+
 def test_validate_names_the_field_and_allowed_values():
   config = config_lib.base()
   for field, value, message in [
@@ -152,12 +162,7 @@ def test_validate_names_the_field_and_allowed_values():
     ),
     ("prototype.batch_size", 0, "config.prototype.batch_size = 0"),
   ]:
-    bad = config_lib.base()
-    parent, _, leaf = ("." + field).rpartition(".")
-    target = bad
-    for part in filter(None, parent.split(".")):
-      target = target[part]
-    target[leaf] = value
+    bad = _with_field(config_lib.base(), field, value)
     with pytest.raises(ConfigError, match=message):
       config_lib.validate(bad)
   config_lib.validate(config)
@@ -171,13 +176,7 @@ def test_validate_names_the_field_and_allowed_values():
     ("segmentation.scale_range", (2.0, 1.0), "need 0 < low <= high"),
     ("segmentation.num_samples", 0, "num_samples = 0; allowed: >= 1"),
   ]:
-    bad = config_lib.base()
-    bad.update(task="segmentation", model="deeplabv3plus_resnet_tiny")
-    parent, _, leaf = ("." + field).rpartition(".")
-    target = bad
-    for part in filter(None, parent.split(".")):
-      target = target[part]
-    target[leaf] = value
+    bad = _with_field(seg.copy_and_resolve_references(), field, value)
     with pytest.raises(ConfigError, match=message):
       config_lib.validate(bad)
   both = config_lib.base()

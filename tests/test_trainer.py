@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO
+from conftest import REPO, kill_at_first_checkpoint
 
 from scenejax import evaluation, train
 from scenejax.errors import ConfigError
@@ -160,23 +159,8 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
   """SIGKILL as soon as the first checkpoint is on disk (possibly while the
   next async save is in flight); the resumed run ends bitwise equal."""
   workdir = str(tmp_path)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
   script = _RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
-  proc = subprocess.Popen(
-    [sys.executable, "-c", script, workdir],
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
-  )
-  deadline = time.time() + 240
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.isdir(ckpt_dir) and any(
-      name.isdigit() for name in os.listdir(ckpt_dir)
-    ):
-      break
-    time.sleep(0.05)
-  proc.kill()
-  proc.wait()
-  assert os.path.isdir(ckpt_dir), "the run never wrote a checkpoint"
+  kill_at_first_checkpoint(script, workdir)
   result = train.train_and_evaluate(_tiny_config(), workdir)
   assert result["top1"] == uninterrupted[1]["top1"]
   _assert_same_params(workdir, uninterrupted[0])

@@ -57,7 +57,14 @@ _SEGMENTERS = {
 # The segmenters the trainer trains (config.task = "segmentation"): they
 # have the pixel-embedding head of [SEG] (`decode_with_embeddings`).
 TRAINABLE_SEGMENTERS = tuple(
-  f"deeplabv3plus_{d}" for d in ("resnet50", "resnet101", "resnet_tiny")
+  f"deeplabv3plus_{d}"
+  for d in (
+    "resnet50",
+    "resnet101",
+    "resnet_tiny",
+    "convnext_tiny",
+    "convnext_small",
+  )
 )
 _SEGMENTERS.update(
   {name: getattr(deeplab, name) for name in TRAINABLE_SEGMENTERS}

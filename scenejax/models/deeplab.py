@@ -7,7 +7,11 @@ reading, DeepLabV3+ as published:
 
   * backbone: a dilated ResNet (`resnet.ResNet(output_stride=16)`: the
     last stage keeps stride 16 and dilates by 2); its stage-1 output is the
-    stride-4 "shallow high-resolution" map;
+    stride-4 "shallow high-resolution" map. Or ConvNeXt's four stages
+    (`deeplabv3plus_convnext_*`, the issue's alternative): strides 4 to 32,
+    no dilation (its down-sampling is a strided 2x2 convolution), so the
+    ASPP runs at output stride 32 and its rates should be halved
+    (config.segmentation.aspp_rates = (3, 6, 9));
   * ASPP on the last map: a 1x1 ConvBNReLU, three 3x3 ConvBNReLU with
     dilation `aspp_rates` (6, 12, 18 at output stride 16; DeepLab doubles
     them at 8), and image pooling (global mean -> 1x1 ConvBNReLU ->
@@ -47,7 +51,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scenejax.models import pretrained, resnet
+from scenejax.models import convnext, pretrained, resnet
 from scenejax.models.segmenter import ConvBNReLU, Segmenter, resize_bilinear
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
@@ -98,10 +102,21 @@ class DeepLabV3Plus(Segmenter):
   ):
     self.depth, self.num_classes = depth, num_classes
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-    self.backbone = getattr(resnet, depth)(
-      0, output_stride=output_stride, dtype=dtype, rngs=rngs
-    )
-    widths = self.backbone.feature_widths
+    if depth.startswith("convnext_"):
+      self.backbone = convnext.Trunk(
+        depth.removeprefix("convnext_"),
+        layer_scale_init=1e-6,
+        dtype=dtype,
+        rngs=rngs,
+      )
+      widths = self.backbone.widths
+      self.low_level_stride = 4
+    else:
+      self.backbone = getattr(resnet, depth)(
+        0, output_stride=output_stride, dtype=dtype, rngs=rngs
+      )
+      widths = self.backbone.feature_widths
+      self.low_level_stride = self.backbone.stage_strides[0]
     block = functools.partial(ConvBNReLU, dtype=dtype, rngs=rngs)
     self.aspp = ASPP(
       widths[-1], aspp_width, tuple(aspp_rates), dtype=dtype, rngs=rngs
@@ -126,7 +141,10 @@ class DeepLabV3Plus(Segmenter):
 
   def _features(self, x) -> jax.Array:
     """The decoder's refined features at the low-level map's stride."""
-    _, maps = self.backbone.forward_features(x)
+    if isinstance(self.backbone, convnext.Trunk):
+      maps = self.backbone.stage_maps(x)
+    else:
+      maps = self.backbone.forward_features(x)[1]
     return self.decoder_features(maps[0], maps[-1])
 
   def decoder_features(self, low, high) -> jax.Array:
@@ -161,6 +179,8 @@ def _builder(depth):
   return build
 
 
+deeplabv3plus_convnext_tiny = _builder("convnext_tiny")
+deeplabv3plus_convnext_small = _builder("convnext_small")
 deeplabv3plus_resnet50 = _builder("resnet50")
 deeplabv3plus_resnet101 = _builder("resnet101")
 # The demo's: resnet_tiny's three stages at strides 1, 2, 4 on 32 px
@@ -170,18 +190,46 @@ deeplabv3plus_resnet_tiny = _builder("resnet_tiny")
 
 def checkpoint_options(path: str) -> dict:
   """Pixel statistics of the backbone's Hugging Face checkpoint."""
-  return resnet.checkpoint_options(path)
+  if not pretrained.is_hf(path):
+    raise pretrained.CheckpointError(
+      f"{path}: DeepLabV3+ initialises its backbone from a Hugging Face "
+      "checkpoint (a directory with config.json and model.safetensors)"
+    )
+  mean, std = pretrained.hf_pixel_stats(path, (IMAGENET_MEAN, IMAGENET_STD))
+  return dict(pixel_mean=mean, pixel_std=std)
 
 
 def load_checkpoint(model: DeepLabV3Plus, path: str) -> None:
-  """ImageNet weights of a Hugging Face ResNet into the backbone; the ASPP,
+  """ImageNet weights of a Hugging Face ResNet or ConvNeXt into the
+  backbone (its classifier head and head norm are not used); the ASPP,
   decoder and heads keep their initialisation."""
   config = pretrained.read_hf_config(path)
-  if config.get("model_type") != "resnet":
+  wanted = (
+    "convnext" if isinstance(model.backbone, convnext.Trunk) else "resnet"
+  )
+  if config.get("model_type") != wanted:
     raise pretrained.CheckpointError(
-      f"{path}: DeepLabV3+ initialises its backbone from a Hugging Face "
-      f"ResNet checkpoint (model_type 'resnet'), not "
+      f"{path}: deeplabv3plus_{model.depth} initialises its backbone from a "
+      f"Hugging Face {wanted} checkpoint, not model_type "
       f"{config.get('model_type')!r}; a trained scenejax segmenter is "
       "loaded from its workdir (scenejax.segment --init_from=WORKDIR)"
     )
-  resnet.load_checkpoint(model.backbone, path)
+  if wanted == "resnet":
+    resnet.load_checkpoint(model.backbone, path)
+    return
+  _, tensors, source = pretrained.read_hf(path)
+  pretrained.check_hf_config(
+    config,
+    source,
+    "convnext",
+    {
+      "depths": list(model.backbone.depths),
+      "hidden_sizes": list(model.backbone.widths),
+    },
+  )
+  params = {
+    k: v
+    for k, v in convnext.from_hf(tensors).items()
+    if not k.startswith(("head/", "head_norm/"))
+  }
+  pretrained.assign(model.backbone, params, source=source)
