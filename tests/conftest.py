@@ -54,6 +54,22 @@ def pytest_configure(config):
     hypothesis.settings.load_profile("fast")
 
 
+def pytest_collection_modifyitems(config, items):
+  """The long end-to-end tests first: with two workers, a long test
+  started last would leave the other core idle at the end. Tests sharing a
+  module-scoped fixture stay with their module (moving one would build the
+  fixture twice)."""
+
+  def first(item):
+    defs = getattr(item, "_fixtureinfo", None)
+    shares = defs is not None and any(
+      d[-1].scope == "module" for d in defs.name2fixturedefs.values() if d
+    )
+    return item.get_closest_marker("slow") is not None and not shares
+
+  items.sort(key=lambda item: not first(item))
+
+
 @pytest.fixture(scope="session")
 def shared():
   if not PROTOTYPES.is_dir():
