@@ -11,8 +11,9 @@
 # none): SGD 0.01, momentum 0.9, weight decay 5e-4, poly 0.9, batch 16,
 # 512x512 crops of images scaled 0.5-2.0x, ~80k iterations (127 epochs of
 # 20,210 images at batch 16 = 160k; 64 epochs ≈ 80k).
-# Paper: [SEG] reports ADE20K mIoU 47.6; mmsegmentation's DeepLabV3+-R50
-# (cross-entropy) 42.7 (80k) / 44.6 (160k).
+# Paper: [SEG] reports ADE20K mIoU 47.6; mmsegmentation's DeepLabV3+-R50-D8
+# (output stride 8, auxiliary FCN head, cross-entropy) 42.72 (80k) / 43.95
+# (160k).
 # Expected wall time: not measured yet (no accelerator run so far).
 # `:ce` is the cross-entropy baseline, `:focal` drops the contrastive term.
 

@@ -23,6 +23,7 @@ is an error naming both.
 
 from __future__ import annotations
 
+import os
 import re
 
 import ml_collections
@@ -396,10 +397,35 @@ def _validate_segmentation(config, one_of, at_least, between) -> None:
   one_of(seg + "output_stride", (8, 16, 32))
   one_of(seg + "contrastive_form", losses.PIXEL_CONTRASTIVE_FORMS)
   between(seg + "temperature", 1e-6, 100.0)
-  low, high = config.segmentation.scale_range
-  if not 0 < low <= high:
+  scale = config.segmentation.scale_range
+  if not (
+    isinstance(scale, (tuple, list))
+    and len(scale) == 2
+    and all(isinstance(v, (int, float)) for v in scale)
+    and 0 < scale[0] <= scale[1]
+  ):
     raise ConfigError(
-      f"config.segmentation.scale_range = {(low, high)}; need 0 < low <= high"
+      f"config.segmentation.scale_range = {scale!r}; need two numbers "
+      "0 < low <= high"
+    )
+  weights = config.segmentation.class_weights
+  if weights not in SEGMENTATION_CLASS_WEIGHTS and not os.path.isfile(weights):
+    raise ConfigError(
+      f"config.segmentation.class_weights = {weights!r}: neither one of "
+      f"{' | '.join(SEGMENTATION_CLASS_WEIGHTS)} nor an existing file (write "
+      "one with python -m scenejax.prototype class_weights)"
+    )
+  if config.optimizer.backbone_learning_rate and tuple(
+    map(tuple, config.optimizer.param_groups)
+  ) == tuple(map(tuple, base().optimizer.param_groups)):
+    raise ConfigError(
+      f"config.optimizer.backbone_learning_rate = "
+      f"{config.optimizer.backbone_learning_rate}: with the default "
+      "param_groups only the segmenter's 1x1 classifier would get "
+      "config.optimizer.learning_rate, and its ASPP, decoder and embedding "
+      "head the backbone's rate. Set backbone_learning_rate = 0 (one rate, "
+      "as the shipped configs), or param_groups such as (('head', "
+      "r'(aspp|low_level|refine|head|embedding)/.*'), ('backbone', '.*'))"
     )
   if config.loss.pcl:
     raise ConfigError(

@@ -14,6 +14,7 @@ import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from scenejax.datasets import common
 
@@ -325,11 +326,27 @@ class SegmentationPreprocess:
     if isinstance(label, (bytes, np.bytes_)):
       import io
 
-      with Image.open(io.BytesIO(bytes(label))) as png:
-        label = np.asarray(png).reshape(png.size[1], png.size[0])
+      try:
+        with Image.open(io.BytesIO(bytes(label))) as png:
+          if png.mode not in ("L", "P", "I", "I;16", "1"):
+            raise ValueError(f"a {png.mode} image, not a map of ids")
+          label = np.asarray(png).reshape(png.size[1], png.size[0])
+      except (OSError, ValueError) as e:
+        if self.on_corrupt == "raise":
+          raise common.DatasetError(
+            f"{name}: label map unreadable ({e})"
+          ) from e
+        logging.warning("%s: label map unreadable (%s), skipped", name, e)
+        return None
+    label = np.asarray(label)
     if example.get("label_lut") is not None:  # e.g. Cityscapes labelIds
-      label = np.asarray(example["label_lut"])[np.asarray(label)]
-    label = Image.fromarray(np.asarray(label, np.uint8))
+      label = np.asarray(example["label_lut"])[label]
+    if label.size and int(label.max()) > 255:
+      raise common.DatasetError(
+        f"{name}: label map ids up to {int(label.max())}; segmentation maps "
+        "travel as uint8 (ids <= 255)"
+      )
+    label = Image.fromarray(label.astype(np.uint8))
     if label.size != image.size:
       raise common.DatasetError(
         f"{name}: label map {label.size} and image {image.size} differ in "

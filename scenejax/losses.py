@@ -392,8 +392,13 @@ def weighted_focal_loss(
   )[..., 0]
   per_pixel = -log_p
   if gamma:
-    # 1 - p as -expm1(log p): exact for confident pixels (p near 1).
-    per_pixel = per_pixel * (-jnp.expm1(log_p)) ** gamma
+    # 1 - p as -expm1(log p): exact for confident pixels (p near 1). At
+    # p = 1 the factor is 0; the power's gradient there (inf for γ < 1) is
+    # kept out by taking it of 1 instead.
+    q = -jnp.expm1(log_p)
+    positive = q > 0
+    factor = jnp.where(positive, jnp.where(positive, q, 1.0) ** gamma, 0.0)
+    per_pixel = per_pixel * factor
   if class_weights is not None:
     per_pixel = per_pixel * _f32(class_weights)[index]
   total = jnp.sum(jnp.where(valid, per_pixel, 0.0))

@@ -177,7 +177,7 @@ def class_weights_from_counts(counts, method: str) -> np.ndarray:
 
   median_frequency (Eigen & Fergus): w_k = median(f) / f_k, f_k = n_k / N
   over the classes present; inverse (ENet): w_k = 1 / ln(1.02 + f_k)
-  (bounded, unlike 1 / f_k: 1.0 .. 50.5); uniform: 1. A class absent
+  (bounded, unlike 1 / f_k: 1.42 .. 50.5); uniform: 1. A class absent
   from the training maps gets weight 0 (it has no pixel to weigh).
   """
   counts = np.asarray(counts, np.float64)
@@ -225,10 +225,16 @@ def load_class_weights(path: str, num_classes: int) -> np.ndarray:
     ) from None
   except (OSError, ValueError) as e:
     raise ConfigError(f"{path}: not a readable NPZ ({e})") from None
-  if weights.shape != (num_classes,) or not np.all(np.isfinite(weights)):
+  if (
+    weights.shape != (num_classes,)
+    or not np.all(np.isfinite(weights))
+    or np.any(weights < 0)
+    or not np.any(weights > 0)
+  ):
     raise ConfigError(
       f"{path}: class_weights has shape {weights.shape}, expected "
-      f"({num_classes},) finite values for this dataset's classes"
+      f"({num_classes},) finite, non-negative values, not all 0, for this "
+      "dataset's classes"
     )
   return weights
 
@@ -245,9 +251,13 @@ def class_weights_for(config, data, workdir: str) -> np.ndarray:
     return load_class_weights(method, num_classes)
   path = os.path.join(workdir, "class_weights.npz")
   if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      if str(f["method"]) == method:
-        return load_class_weights(path, num_classes)
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        reuse = "method" in f.files and str(f["method"]) == method
+    except (OSError, ValueError):
+      reuse = False  # unreadable: computed again and replaced
+    if reuse:
+      return load_class_weights(path, num_classes)
   counts = class_frequencies(data.train.label_maps(), num_classes)
   weights = class_weights_from_counts(counts, method)
   if jax.process_index() == 0:

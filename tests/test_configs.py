@@ -168,13 +168,17 @@ def test_validate_names_the_field_and_allowed_values():
   config_lib.validate(config)
   seg = config_lib.base()
   seg.update(task="segmentation", model="deeplabv3plus_resnet_tiny")
+  seg.optimizer.backbone_learning_rate = 0.0
   config_lib.validate(seg)
   for field, value, message in [
     ("model", "resnet50", "config.model = 'resnet50'; allowed: deeplab"),
     ("segmentation.output_stride", 4, "output_stride = 4; allowed: 8 | 16"),
     ("segmentation.contrastive_form", "x", "contrastive_form = 'x'"),
-    ("segmentation.scale_range", (2.0, 1.0), "need 0 < low <= high"),
+    ("segmentation.scale_range", (2.0, 1.0), "0 < low <= high"),
     ("segmentation.num_samples", 0, "num_samples = 0; allowed: >= 1"),
+    ("segmentation.scale_range", (1.0,), "need two numbers"),
+    ("segmentation.class_weights", "x.npz", "'x.npz': neither one of"),
+    ("optimizer.backbone_learning_rate", 1e-5, "Set backbone_learning_rate"),
   ]:
     bad = _with_field(seg.copy_and_resolve_references(), field, value)
     with pytest.raises(ConfigError, match=message):

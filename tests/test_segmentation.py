@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scenejax import input_pipeline, segment, segmentation, train
-from scenejax.errors import DatasetError
+from scenejax.errors import CheckpointError, ConfigError, DatasetError
 from scenejax.models import deeplab, resnet
 
 
@@ -195,7 +195,7 @@ def test_backbone_loads_imagenet_resnet_weights(tmp_path):
     want.detach().numpy().transpose(2, 3, 1, 0),
   )
   assert model.backbone.stage_strides[-1] == 16
-  with pytest.raises(Exception, match="does not fit ResNet|depths"):
+  with pytest.raises(CheckpointError, match="does not fit ResNet|depths"):
     models.create("deeplabv3plus_resnet101", 5, init_from=str(tmp_path))
 
 
@@ -226,7 +226,7 @@ def test_convnext_backbone_loads_hugging_face_weights(tmp_path):
   model.eval()
   logits, emb = model.decode_with_embeddings(jnp.zeros((1, 64, 96, 3)))
   assert logits.shape == (1, 16, 24, 6) and emb.shape == (1, 16, 24, 64)
-  with pytest.raises(Exception, match="Hugging Face resnet checkpoint"):
+  with pytest.raises(CheckpointError, match="Hugging Face resnet checkpoint"):
     models.create("deeplabv3plus_resnet50", 6, init_from=str(tmp_path))
 
 
@@ -286,6 +286,17 @@ def test_augmentation_decodes_jpeg_and_png_records():
   assert not out["label"][40:].any() and not out["label"][:, 50:].any()
   bad = {"image": b"not a jpeg", "label": png.getvalue(), "name": "bad"}
   assert pre(bad) is None and pre.skipped == 1
+  broken = {"image": jpeg.getvalue(), "label": b"not a png", "name": "b"}
+  assert pre(broken) is None and pre.skipped == 2
+  rgb = io.BytesIO()
+  Image.fromarray(image).save(rgb, "PNG")  # a colour picture as the map
+  colour = {"image": jpeg.getvalue(), "label": rgb.getvalue(), "name": "c"}
+  assert pre(colour) is None and pre.skipped == 3
+  strict = input_pipeline.SegmentationPreprocess(
+    train=False, crop_size=64, on_corrupt="raise"
+  )
+  with pytest.raises(DatasetError, match="c: label map unreadable .*RGB"):
+    strict(colour)
   small = io.BytesIO()
   Image.fromarray(label[:30]).save(small, "PNG")
   wrong = {"image": jpeg.getvalue(), "label": small.getvalue(), "name": "w"}
@@ -337,7 +348,7 @@ def test_class_weights_command_and_file(tmp_path):
   got = segmentation.class_weights_for(config, data, str(tmp_path))
   np.testing.assert_allclose(got, want, rtol=1e-6)
   config.segmentation.class_weights = str(tmp_path / "missing.npz")
-  with pytest.raises(Exception, match="missing.npz.*no such file"):
+  with pytest.raises(ConfigError, match="missing.npz.*no such file"):
     segmentation.class_weights_for(config, data, str(tmp_path))
   proc = run_cli(
     "scenejax.prototype", "class_weights", "--dataset=mit67", f"--out={out}"
@@ -382,12 +393,21 @@ def _seg_config(num_epochs=2, per_class=12):
 def test_segmentation_config_errors(tmp_path):
   config = _seg_config()
   config.model = "resnet_tiny"
-  with pytest.raises(Exception, match="config.model = 'resnet_tiny'"):
+  with pytest.raises(ConfigError, match="config.model = 'resnet_tiny'"):
     train.train_and_evaluate(config, str(tmp_path))
   config = _seg_config()
   config.dataset = "mit67"
-  with pytest.raises(Exception, match="has no label maps"):
+  with pytest.raises(ConfigError, match="has no label maps"):
     train.train_and_evaluate(config, str(tmp_path))
+  config = _seg_config()
+  config.segmentation.class_weights = "median"
+  with pytest.raises(ConfigError, match="'median': neither one of uniform"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _seg_config()
+  config.optimizer.backbone_learning_rate = 1e-5
+  with pytest.raises(ConfigError, match="only the segmenter's 1x1 classifier"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # refused before anything was written
   proc = run_cli(
     "scenejax.main",
     "--config=configs/demo_segmentation.py:bogus",
@@ -454,7 +474,7 @@ def test_segmentation_learns_resumes_after_kill_9_and_serves_as_segmenter(
   x = (images / 255.0 - np.array(model.pixel_mean)) / np.array(model.pixel_std)
   direct = np.asarray(jnp.argmax(model(jnp.asarray(x, jnp.float32)), -1))
   np.testing.assert_array_equal(np.stack(maps), direct)
-  with pytest.raises(Exception, match="not a segmentation run of"):
+  with pytest.raises(ConfigError, match="not a segmentation run of"):
     segment.load_segmenter("deeplabv3plus_resnet50", str(reference))
 
   # Its report: curves, per-class IoU, predictions, pixel-embedding t-SNE.
@@ -556,7 +576,7 @@ def test_cityscapes_through_tfds_and_the_trainer(tmp_path):
   present = [i for i, v in enumerate(result["per_class_iou"]) if v is not None]
   assert present == [0, 13]
   config.task = "classification"
-  with pytest.raises(Exception, match="set config.task = 'segmentation'"):
+  with pytest.raises(ConfigError, match="set config.task = 'segmentation'"):
     train.train_and_evaluate(config, str(tmp_path / "bad"))
 
 

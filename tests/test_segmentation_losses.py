@@ -71,10 +71,13 @@ def test_focal_loss_down_weights_easy_pixels():
     assert lo <= float(ratio) <= hi
 
 
-def test_focal_loss_gradients_finite_when_certain():
-  logits = jnp.array([[[60.0, -60.0, 0.0]]])
-  g = jax.grad(lambda z: losses.weighted_focal_loss(z, np.array([[1]])))(logits)
-  assert np.all(np.isfinite(np.asarray(g)))
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+def test_focal_loss_gradients_finite_when_certain(gamma):
+  logits = jnp.array([[[60.0, -60.0, 0.0], [0.0, 1.0, 0.0]]])
+  g = jax.grad(
+    lambda z: losses.weighted_focal_loss(z, np.array([[1, 2]]), gamma=gamma)
+  )(logits)
+  assert np.all(np.isfinite(np.asarray(g))), gamma
 
 
 @given(

@@ -128,7 +128,8 @@ def from_config(config, num_classes: int) -> nnx.Module:
   and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`; for
   config.task = "segmentation", a trainable segmenter with
   `config.segmentation`'s architecture options."""
-  if config.task == "segmentation":
+  # .get: a workdir's config.json from before 2026-11-23 has no task.
+  if config.get("task", "classification") == "segmentation":
     return _segmenter_from_config(config, num_classes)
   if config.model not in CLASSIFIERS:
     raise ConfigError(
