@@ -120,7 +120,7 @@ def test_sample_pixels_class_balanced(seed, k, size, per_class, num):
   np.testing.assert_array_equal(np.asarray(again[0]), idx)
 
 
-def test_sample_pixels_keys_differ_per_image_and_step():
+def test_sample_pixels_keys_differ_per_image_and_key():
   labels = np.ones((2, 400), int)
   a, _ = losses.sample_pixels(
     labels, jax.random.key(0), num_samples=8, per_class=8, num_classes=1
