@@ -612,25 +612,27 @@ def test_forward_features_interface(name):
 @hypothesis.given(
   kernel=st.sampled_from([1, 3, 5, 7]),
   stride=st.sampled_from([1, 2]),
+  dilation=st.sampled_from([1, 2]),
   size=st.integers(1, 9),
   channels=st.integers(1, 5),
   bias=st.booleans(),
   seed=st.integers(0, 2**16),
 )
 def test_depthwise_conv_matches_float64_loop(
-  kernel, stride, size, channels, bias, seed
+  kernel, stride, dilation, size, channels, bias, seed
 ):
   """The CPU shifted-sum depthwise conv against a direct float64 loop of
-  y[n,h,w,c] = b[c] + Σ_ij pad(x)[n, s·h+i, s·w+j, c] · K[i,j,0,c]."""
+  y[n,h,w,c] = b[c] + Σ_ij pad(x)[n, s·h+d·i, s·w+d·j, c] · K[i,j,0,c]."""
   from scenejax.models.classifier import depthwise_conv
 
-  pad = (kernel - 1) // 2
+  pad = dilation * (kernel - 1) // 2
   conv = nnx.Conv(
     channels,
     channels,
     (kernel, kernel),
     strides=stride,
     padding=pad,
+    kernel_dilation=dilation,
     feature_group_count=channels,
     use_bias=bias,
     rngs=nnx.Rngs(seed),
@@ -644,15 +646,17 @@ def test_depthwise_conv_matches_float64_loop(
   k = np.asarray(conv.kernel[...], np.float64)
   b = np.asarray(conv.bias[...], np.float64) if bias else np.zeros(channels)
   padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  out_h = (padded.shape[1] - kernel) // stride + 1
-  out_w = (padded.shape[2] - kernel) // stride + 1
+  span = dilation * (kernel - 1) + 1
+  out_h = (padded.shape[1] - span) // stride + 1
+  out_w = (padded.shape[2] - span) // stride + 1
   want = np.zeros((2, out_h, out_w, channels))
   for h in range(out_h):
     for w in range(out_w):
       for i in range(kernel):
         for j in range(kernel):
           want[:, h, w, :] += (
-            padded[:, stride * h + i, stride * w + j, :] * k[i, j, 0, :]
+            padded[:, stride * h + dilation * i, stride * w + dilation * j]
+            * k[i, j, 0, :]
           )
   want += b
   assert got.shape == want.shape

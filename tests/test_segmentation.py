@@ -5,6 +5,7 @@ workdir as a segmenter)."""
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -203,7 +204,7 @@ def test_backbone_loads_imagenet_resnet_weights(tmp_path):
 def test_convnext_backbone_loads_hugging_face_weights(tmp_path):
   """ConvNeXt-T (transformers, random weights) fills the backbone of
   deeplabv3plus_convnext_tiny; its head and head norm are left out; the
-  ASPP sees the stride-32 map and the decoder the stride-4 one."""
+  ASPP sees the stride-16 map and the decoder the stride-4 one."""
   import torch
   import transformers
 
@@ -216,7 +217,7 @@ def test_convnext_backbone_loads_hugging_face_weights(tmp_path):
   hf.save_pretrained(tmp_path)
   model = models.create(
     "deeplabv3plus_convnext_tiny", 6, init_from=str(tmp_path),
-    aspp_rates=(3, 6, 9), aspp_width=16, decoder_width=16,
+    aspp_width=16, decoder_width=16,
   )  # fmt: skip
   want = hf.convnext.encoder.stages[2].layers[4].dwconv.weight
   np.testing.assert_array_equal(
@@ -228,6 +229,38 @@ def test_convnext_backbone_loads_hugging_face_weights(tmp_path):
   assert logits.shape == (1, 16, 24, 6) and emb.shape == (1, 16, 24, 64)
   with pytest.raises(CheckpointError, match="Hugging Face resnet checkpoint"):
     models.create("deeplabv3plus_resnet50", 6, init_from=str(tmp_path))
+
+
+def test_dilated_convnext_keeps_the_undilated_outputs():
+  """The a-trous rule: ConvNeXt at output stride 16 (8) with the weights
+  of the stride-32 network computes, at every 2nd (2nd, 4th) row and
+  column, exactly the stride-32 network's stage maps."""
+  from scenejax.models import convnext
+
+  def trunk(stride):
+    return convnext.Trunk(
+      "atto", layer_scale_init=0.5, output_stride=stride,
+      dtype=jnp.float32, rngs=nnx.Rngs(0),
+    )  # fmt: skip
+
+  plain = trunk(32)
+  x = jax.random.normal(jax.random.key(1), (2, 64, 96, 3))
+  want = [np.asarray(m) for m in plain.stage_maps(x)]
+  assert [m.shape[1] for m in want] == [16, 8, 4, 2]
+  assert plain.stage_strides == (4, 8, 16, 32)
+  for stride, steps, strides in (
+    (16, (1, 1, 1, 2), (4, 8, 16, 16)),
+    (8, (1, 1, 2, 4), (4, 8, 8, 8)),
+  ):
+    dilated = trunk(stride)
+    nnx.update(dilated, nnx.state(plain, nnx.Param))
+    assert dilated.stage_strides == strides
+    got = dilated.stage_maps(x)
+    for g, w, step in zip(got, want, steps):
+      assert g.shape[1:3] == (w.shape[1] * step, w.shape[2] * step)
+      np.testing.assert_allclose(
+        np.asarray(g)[:, ::step, ::step], w, rtol=1e-4, atol=1e-4
+      )
 
 
 @given(seed=st.integers(0, 2**31), train=st.booleans())

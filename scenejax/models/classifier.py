@@ -27,7 +27,9 @@ def depthwise_conv(conv: nnx.Conv, x) -> jax.Array:
   On CPU it is computed as the sum of kh·kw shifted copies of the padded
   input, each scaled by one kernel tap, accumulated in float32:
 
-    y[n, h, w, c] = b[c] + Σ_{i,j} pad(x)[n, s·h + i, s·w + j, c] · K[i, j, 0, c]
+    y[n, h, w, c] = b[c] + Σ_{i,j} pad(x)[n, s·h + d·i, s·w + d·j, c] · K[i, j, 0, c]
+
+  with stride s and kernel dilation d.
 
   XLA:CPU runs grouped convolutions through a slow generic loop; measured
   on 2 cores, ConvNeXt's 7x7 at (16, 56, 56, 96): 301 ms forward with
@@ -55,17 +57,22 @@ def depthwise_conv(conv: nnx.Conv, x) -> jax.Array:
     if isinstance(conv.strides, int)
     else tuple(conv.strides)
   )
+  dh, dw = (
+    (conv.kernel_dilation,) * 2
+    if isinstance(conv.kernel_dilation, int)
+    else tuple(conv.kernel_dilation or (1, 1))
+  )
   padded = jnp.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)))
-  out_h = (padded.shape[1] - kh) // sh + 1
-  out_w = (padded.shape[2] - kw) // sw + 1
+  out_h = (padded.shape[1] - dh * (kh - 1) - 1) // sh + 1
+  out_w = (padded.shape[2] - dw * (kw - 1) - 1) // sw + 1
   taps = kernel[:, :, 0, :].astype(jnp.float32)
   y = jnp.zeros(x.shape[:1] + (out_h, out_w, channels), jnp.float32)
   for i in range(kh):
     for j in range(kw):
       window = padded[
         :,
-        i : i + sh * (out_h - 1) + 1 : sh,
-        j : j + sw * (out_w - 1) + 1 : sw,
+        dh * i : dh * i + sh * (out_h - 1) + 1 : sh,
+        dw * j : dw * j + sw * (out_w - 1) + 1 : sw,
         :,
       ]
       y = y + window.astype(jnp.float32) * taps[i, j]

@@ -40,12 +40,13 @@ _init = nnx.initializers.truncated_normal(0.02)
 class Block(nnx.Module):
   """x + layer_scale * Linear(GELU(Linear(LN(dwconv7x7(x)))))."""
 
-  def __init__(self, width, *, layer_scale_init, dtype, rngs):
+  def __init__(self, width, *, layer_scale_init, dtype, rngs, dilation=1):
     self.dwconv = nnx.Conv(
       width,
       width,
       (7, 7),
-      padding=3,
+      padding=3 * dilation,
+      kernel_dilation=dilation,
       feature_group_count=width,
       kernel_init=_init,
       dtype=dtype,
@@ -69,7 +70,14 @@ class Block(nnx.Module):
 
 
 class Stage(nnx.Module):
-  """Optional LN + 2x2/2 down-sampling conv, then `depth` blocks."""
+  """Optional LN + 2x2/2 down-sampling conv, then `depth` blocks.
+
+  `dilated=d` (the segmenters' output stride 16 or 8): the down-sampling
+  conv keeps stride 1 at dilation `d` (padded by d at the bottom/right)
+  and the blocks' 7x7 convolutions dilate by 2d, the "a trous" rule: on
+  input sizes divisible by the network's stride, every 2nd row and column
+  of the output is the undilated stage's output, with the same weights.
+  """
 
   def __init__(
     self,
@@ -81,6 +89,7 @@ class Stage(nnx.Module):
     dtype,
     rngs,
     layer_scale_init,
+    dilated: int = 0,
   ):
     if downsample:
       self.downsample_norm = nnx.LayerNorm(
@@ -90,8 +99,11 @@ class Stage(nnx.Module):
         in_features,
         width,
         (2, 2),
-        strides=2,
-        padding="VALID",  # as PyTorch's padding=0 (matters for odd sizes)
+        strides=1 if dilated else 2,
+        kernel_dilation=dilated or 1,
+        # VALID as PyTorch's padding=0 (matters for odd sizes); dilated,
+        # the padding keeps the size
+        padding=((0, dilated), (0, dilated)) if dilated else "VALID",
         kernel_init=_init,
         dtype=dtype,
         rngs=rngs,
@@ -99,7 +111,13 @@ class Stage(nnx.Module):
     self.downsample = downsample
     self.blocks = nnx.List(
       [
-        Block(width, layer_scale_init=layer_scale_init, dtype=dtype, rngs=rngs)
+        Block(
+          width,
+          layer_scale_init=layer_scale_init,
+          dtype=dtype,
+          rngs=rngs,
+          dilation=2 * dilated if dilated else 1,
+        )
         for _ in range(depth)
       ]
     )
@@ -114,11 +132,27 @@ class Stage(nnx.Module):
 
 class Trunk(nnx.Module):
   """Stem and the four stages; `stage_maps(x)` returns each stage's output.
-  Shared by the classifier and by the segmenters' backbones."""
+  Shared by the classifier and by the segmenters' backbones, which set
+  `output_stride` 16 or 8 (the last stage(s) dilated instead of strided,
+  see `Stage`; `stage_strides` gives each map's stride)."""
 
-  def __init__(self, variant, *, layer_scale_init, dtype, rngs):
+  def __init__(
+    self, variant, *, layer_scale_init, dtype, rngs, output_stride=32
+  ):
+    if output_stride not in (8, 16, 32):
+      raise ValueError(f"output_stride {output_stride}: 8, 16 or 32")
     depths, widths = VARIANTS[variant]
     self.depths, self.widths = depths, widths
+    strides, dilations, stride, dilation = [], [], 4, 1
+    for i in range(4):
+      if i and stride * 2 > output_stride:
+        dilations.append(dilation)
+        dilation *= 2
+      else:
+        dilations.append(0)
+        stride *= 2 if i else 1
+      strides.append(stride)
+    self.stage_strides = tuple(strides)
     self.stem_conv = nnx.Conv(
       3,
       widths[0],
@@ -137,7 +171,13 @@ class Trunk(nnx.Module):
     )
     self.stages = nnx.List(
       [
-        stage(widths[max(i - 1, 0)], widths[i], depths[i], downsample=i > 0)
+        stage(
+          widths[max(i - 1, 0)],
+          widths[i],
+          depths[i],
+          downsample=i > 0,
+          dilated=dilations[i],
+        )
         for i in range(4)
       ]
     )

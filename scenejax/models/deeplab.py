@@ -8,10 +8,11 @@ reading, DeepLabV3+ as published:
   * backbone: a dilated ResNet (`resnet.ResNet(output_stride=16)`: the
     last stage keeps stride 16 and dilates by 2); its stage-1 output is the
     stride-4 "shallow high-resolution" map. Or ConvNeXt's four stages
-    (`deeplabv3plus_convnext_*`, the issue's alternative): strides 4 to 32,
-    no dilation (its down-sampling is a strided 2x2 convolution), so the
-    ASPP runs at output stride 32 and its rates should be halved
-    (config.segmentation.aspp_rates = (3, 6, 9));
+    (`deeplabv3plus_convnext_*`): at output stride 16 the last stage's
+    2x2/2 down-sampling conv runs at stride 1 and its 7x7 convolutions
+    dilate by 2 (`convnext.Stage`), the same a-trous rule, so the ASPP
+    rates stay 6/12/18 and ImageNet weights still load; `output_stride=32`
+    gives the undilated network (halve the rates then);
   * ASPP on the last map: a 1x1 ConvBNReLU, three 3x3 ConvBNReLU with
     dilation `aspp_rates` (6, 12, 18 at output stride 16; DeepLab doubles
     them at 8), and image pooling (global mean -> 1x1 ConvBNReLU ->
@@ -78,7 +79,7 @@ class ASPP(nnx.Module):
 
 
 class DeepLabV3Plus(Segmenter):
-  """DeepLabV3+ on a ResNet; `__call__(x)` -> logits at the input size,
+  """DeepLabV3+ on a ResNet or ConvNeXt; `__call__(x)` -> logits at the input size,
   `decode_with_embeddings(x)` -> (logits, embeddings) at stride 4."""
 
   head_prefixes = ("head/",)
@@ -106,17 +107,17 @@ class DeepLabV3Plus(Segmenter):
       self.backbone = convnext.Trunk(
         depth.removeprefix("convnext_"),
         layer_scale_init=1e-6,
+        output_stride=output_stride,
         dtype=dtype,
         rngs=rngs,
       )
       widths = self.backbone.widths
-      self.low_level_stride = 4
     else:
       self.backbone = getattr(resnet, depth)(
         0, output_stride=output_stride, dtype=dtype, rngs=rngs
       )
       widths = self.backbone.feature_widths
-      self.low_level_stride = self.backbone.stage_strides[0]
+    self.low_level_stride = self.backbone.stage_strides[0]
     block = functools.partial(ConvBNReLU, dtype=dtype, rngs=rngs)
     self.aspp = ASPP(
       widths[-1], aspp_width, tuple(aspp_rates), dtype=dtype, rngs=rngs
