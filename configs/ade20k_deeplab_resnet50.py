@@ -6,6 +6,7 @@
 #   python -m scenejax.main --config=configs/ade20k_deeplab_resnet50.py --workdir=/tmp/ade20k_deeplab
 #   python -m scenejax.segment --segmenter=deeplabv3plus_resnet50 --init_from=/tmp/ade20k_deeplab \
 #     --dataset=ade20k_scenes --evaluate --window=512   # single-scale sliding-window mIoU
+#   ... --flip --scales=0.5,0.75,1.0,1.25,1.5,1.75     # mmsegmentation's multi-scale + flip mIoU
 #
 # Recipe (mmsegmentation's DeepLabV3+ ADE20K 80k schedule, as [SEG] gives
 # none): SGD 0.01, momentum 0.9, weight decay 5e-4, poly 0.9, batch 16,

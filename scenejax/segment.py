@@ -26,9 +26,23 @@ crops at `stride` (the last crop flush with the border), every crop
 segmented, and the logits of overlapping crops averaged. mmsegmentation
 does not pad first, and runs a smaller crop on an image smaller than the
 window; `Resize(multiple=1)` removes the first difference at the price of
-one compile per image size. The top-k classes are taken at the processed resolution, cropped to the image
-and resized to its original size by nearest neighbour - the maps written,
-evaluated and used for presence vectors are the same arrays.
+one compile per image size.
+
+Test-time augmentation, mmsegmentation's convention (its aug_test /
+SegTTAModel average the softmax probabilities): `flip` adds the mirrored
+image, `scales` (e.g. 0.5, 0.75, ..., 1.75, its ADE20K ratios) run the
+model on the image resized by each factor - on device, bilinear,
+antialiased when shrinking as PIL's resize, from the resized and padded
+image, so one compile covers every scale (mmsegmentation resizes the
+original file with cv2, not antialiased: they differ where an upscale
+could have used the original's extra pixels, and in the filter when
+shrinking) - each scaled image padded again to the multiple (and the
+window), its probabilities cropped and resized bilinearly back
+(F.interpolate's rule, no antialiasing, as mmsegmentation), and the
+probabilities of all scales and flips averaged.
+The top-k classes are taken at the processed resolution, cropped to the
+image and resized to its original size by nearest neighbour - the maps
+written, evaluated and used for presence vectors are the same arrays.
 
 Output ids: channel k of a 150-class ADE20K segmenter is ADE20K id k + 1
 (0 = unlabeled is never predicted). SAS-Net's files store the top-3
@@ -209,13 +223,14 @@ class Predictor:
     window: int = 0,
     stride: int = 0,
     flip: bool = False,
+    scales: tuple[float, ...] = (1.0,),
     threads: int = 4,
   ):
     """`window` > 0: sliding-window inference with window x window crops
     every `stride` pixels (0: 2/3 of the window, mmsegmentation's 341 for
-    512); all crops of a batch go through the model at once. `flip`: the
-    logits averaged with those of the mirrored image, mirrored back
-    (mmsegmentation's flip test-time augmentation)."""
+    512); all crops of a batch go through the model at once. `flip` and
+    `scales`: the softmax probabilities averaged over the mirrored image
+    and the image rescaled by each factor (module docstring)."""
     devices = jax.local_devices()
     if batch_size % len(devices):
       raise ConfigError(
@@ -228,6 +243,13 @@ class Predictor:
         "0 <= stride <= window (stride 0 = 2/3 of the window; a stride "
         "needs a window)"
       )
+    scales = tuple(float(r) for r in scales)
+    if not scales or not all(0.1 <= r <= 8 for r in scales):
+      raise ConfigError(
+        f"--scales={','.join(map(str, scales))}: need one or more factors "
+        "in [0.1, 8] (1 = the --size image; mmsegmentation's ADE20K "
+        "ratios are 0.5,0.75,1.0,1.25,1.5,1.75)"
+      )
     self.window, self.stride = window, window_stride(window, stride)
     self.batch_size, self.top_k, self.resize = batch_size, top_k, resize
     self.num_classes = model.num_classes
@@ -239,19 +261,36 @@ class Predictor:
     std = np.asarray(model.pixel_std, np.float32)
     self._fill = np.round(mean * 255).astype(np.uint8)
 
-    def logits_of(model, x):
-      if self.window:
-        return self._slide(model, x)
-      return model(x).astype(jnp.float32)
+    def probabilities(model, x):
+      logits = self._slide(model, x) if self.window else model(x)
+      return jax.nn.softmax(logits.astype(jnp.float32))
+
+    def at_scale(model, x, scale):
+      """Probabilities of `x` rescaled by `scale`, at x's size."""
+      b, height, width, _ = x.shape
+      h, w = max(1, round(height * scale)), max(1, round(width * scale))
+      if (h, w) != (height, width):  # bilinear, antialiased when shrinking
+        x = jax.image.resize(x, (b, h, w, 3), "linear")
+      ph, pw = resize.padded(h, w)
+      ph, pw = max(ph, self.window), max(pw, self.window)
+      # 0 is the mean colour after normalisation, as in `_prepare`.
+      x = jnp.pad(x, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)))
+      probs = probabilities(model, x)
+      if flip:
+        mirrored = probabilities(model, x[:, :, ::-1])[:, :, ::-1]
+        probs = (probs + mirrored) / 2
+      probs = probs[:, :h, :w]
+      if (h, w) != (height, width):  # as mmsegmentation: no antialiasing
+        probs = jax.image.resize(
+          probs, (b, height, width, probs.shape[-1]), "linear", antialias=False
+        )
+      return probs
 
     def predict(state, images):
       x = (images.astype(jnp.float32) / 255.0 - mean) / std
       model = nnx.merge(graphdef, state)
-      logits = logits_of(model, x)
-      if flip:
-        mirrored = logits_of(model, x[:, :, ::-1])[:, :, ::-1]
-        logits = (logits + mirrored) / 2
-      scores, ids = jax.lax.top_k(jax.nn.softmax(logits), top_k)
+      probs = sum(at_scale(model, x, r) for r in scales) / len(scales)
+      scores, ids = jax.lax.top_k(probs, top_k)
       return ids.astype(
         jnp.uint8 if self.num_classes < 256 else jnp.int32
       ), scores
@@ -606,6 +645,7 @@ def main(argv: list[str]) -> None:
     raise ConfigError("--evaluate needs --dataset (with label maps)")
   if not flag.evaluate and not flag.out:
     raise ConfigError("--out is required (the directory for the maps)")
+  scales = _factors(flag.scales)
   model = load_segmenter(flag.segmenter, flag.init_from, dtype=flag.dtype)
   if not flag.evaluate:
     # A trained workdir names its classes (its maps are in its own ids).
@@ -622,11 +662,21 @@ def main(argv: list[str]) -> None:
     window=flag.window,
     stride=flag.stride,
     flip=flag.flip,
+    scales=scales,
   )
   if flag.evaluate:
     _evaluate(flag, predictor)
   else:
     _segment_to_files(flag, predictor)
+
+
+def _factors(values: list[str]) -> tuple[float, ...]:
+  try:
+    return tuple(float(v) for v in values)
+  except ValueError:
+    raise ConfigError(
+      f"--scales={','.join(values)}: need numbers, e.g. 0.5,1.0,1.5"
+    ) from None
 
 
 def define_flags() -> None:
@@ -673,7 +723,13 @@ if __name__ == "__main__":
   flags.DEFINE_bool("top3", False, "also SAS-Net's top-3 id/score PNGs")
   flags.DEFINE_bool("evaluate", False, "mIoU against --dataset's label maps")
   flags.DEFINE_bool(
-    "flip", False, "average the logits with the mirrored image's"
+    "flip", False, "average the probabilities with the mirrored image's"
+  )
+  flags.DEFINE_list(
+    "scales",
+    ["1.0"],
+    "multi-scale test: factors of --size whose probabilities are averaged "
+    "(mmsegmentation's ADE20K ratios: 0.5,0.75,1.0,1.25,1.5,1.75)",
   )
   flags.DEFINE_string(
     "class_names",

@@ -613,14 +613,32 @@ def test_cityscapes_through_tfds_and_the_trainer(tmp_path):
     train.train_and_evaluate(config, str(tmp_path / "bad"))
 
 
-def test_flip_evaluation_averages_mirrored_logits():
-  """`Predictor(flip=True)`: softmax of the mean of the logits and the
-  mirrored image's logits mirrored back (reference written here)."""
+def _softmax64(logits):
+  logits = np.asarray(logits, np.float64)
+  e = np.exp(logits - logits.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _tiny_deeplab():
   model = deeplab.deeplabv3plus_resnet_tiny(
     5, aspp_rates=(1, 2, 3), aspp_width=8, low_level_width=4,
     decoder_width=8, embedding_dim=4, rngs=nnx.Rngs(2),
   )  # fmt: skip
   model.eval()
+  return model
+
+
+def _top5_probabilities(ids, scores):
+  got = np.zeros(ids.shape[:2] + (5,))
+  np.put_along_axis(got, ids.astype(int), scores, -1)
+  return got
+
+
+def test_flip_evaluation_averages_mirrored_probabilities():
+  """`Predictor(flip=True)`: the mean of the softmax of the image and of
+  the mirrored image mirrored back, mmsegmentation's convention
+  (reference written here)."""
+  model = _tiny_deeplab()
   image = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)
   predictor = segment.Predictor(
     model, batch_size=1, top_k=5, resize=segment.Resize(32), flip=True
@@ -628,12 +646,53 @@ def test_flip_evaluation_averages_mirrored_logits():
   [(ids, scores)] = predictor([image])
   x = (image / 255.0 - np.array(model.pixel_mean)) / np.array(model.pixel_std)
   x = jnp.asarray(x[None], jnp.float32)
-  logits = np.asarray(model(x), np.float64)[0]
-  mirrored = np.asarray(model(x[:, :, ::-1]), np.float64)[0, :, ::-1]
-  mean = (logits + mirrored) / 2
-  probs = np.exp(mean - mean.max(-1, keepdims=True))
-  probs /= probs.sum(-1, keepdims=True)
-  got = np.zeros_like(probs)
-  np.put_along_axis(got, ids.astype(int), scores, -1)
-  np.testing.assert_allclose(got, probs, atol=1e-5)
-  assert not np.allclose(mean, logits, atol=1e-3)  # the flip did something
+  probs = _softmax64(model(x)[0])
+  mirrored = _softmax64(model(x[:, :, ::-1])[0, :, ::-1])
+  want = (probs + mirrored) / 2
+  np.testing.assert_allclose(_top5_probabilities(ids, scores), want, atol=1e-5)
+  assert not np.allclose(want, probs, atol=1e-3)  # the flip did something
+
+
+@pytest.mark.slow
+def test_multi_scale_evaluation_averages_rescaled_probabilities():
+  """`Predictor(scales=...)`: for each factor the normalised image resized
+  (torch's bilinear, antialiased when shrinking: PIL's filter), padded
+  with 0 to the multiple of 32, the softmax cropped and resized back
+  (not antialiased, as mmsegmentation), and the factors' probabilities
+  averaged (float64 reference here)."""
+  import torch
+  import torch.nn.functional as F
+
+  model = _tiny_deeplab()
+  image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), np.uint8)
+  scales = (0.75, 1.0, 1.5)
+  predictor = segment.Predictor(
+    model, batch_size=1, top_k=5, resize=segment.Resize(64), scales=scales
+  )
+  [(ids, scores)] = predictor([image])
+  x = (image / 255.0 - np.array(model.pixel_mean)) / np.array(model.pixel_std)
+  nchw = torch.from_numpy(x.transpose(2, 0, 1)[None])
+  total = np.zeros((64, 96, 5))
+  for r in scales:
+    h, w = round(64 * r), round(96 * r)
+    scaled = F.interpolate(
+      nchw, (h, w), mode="bilinear", align_corners=False, antialias=r < 1
+    )
+    padded = F.pad(scaled, (0, -(-w // 32) * 32 - w, 0, -(-h // 32) * 32 - h))
+    logits = model(jnp.asarray(padded[0].numpy().transpose(1, 2, 0)[None],
+                               jnp.float32))  # fmt: skip
+    probs = torch.from_numpy(_softmax64(logits[0])[:h, :w].transpose(2, 0, 1))
+    back = F.interpolate(
+      probs[None], (64, 96), mode="bilinear", align_corners=False
+    )
+    total += back[0].numpy().transpose(1, 2, 0)
+  want = total / len(scales)
+  np.testing.assert_allclose(_top5_probabilities(ids, scores), want, atol=1e-4)
+  single = segment.Predictor(
+    model, batch_size=1, top_k=5, resize=segment.Resize(64)
+  )([image])[0]
+  assert not np.allclose(_top5_probabilities(*single), want, atol=1e-3)
+  with pytest.raises(ConfigError, match="--scales=0.0"):
+    segment.Predictor(model, scales=(0.0,))
+  with pytest.raises(ConfigError, match="--scales=1,x: need numbers"):
+    segment._factors(["1", "x"])
