@@ -1,6 +1,8 @@
-"""Model zoo: `create(name, num_classes)` returns a Flax NNX classifier or,
+"""Model zoo: `create(name, num_classes)` returns a Flax NNX classifier;
 for the names in `SEGMENTERS`, a segmenter (`scenejax.models.segmenter`:
-(B, H, W, 3) images -> (B, H, W, num_classes) logits).
+(B, H, W, 3) images -> (B, H, W, num_classes) logits); for those in
+`SEMANTIC_AWARE`, SAS-Net (`scenejax.models.sasnet`: images and a
+segmenter's score tensor -> a dict of logits).
 
 Every classifier takes NHWC float images and has:
   * `__call__(x)` -> logits;
@@ -30,6 +32,7 @@ from scenejax.models import (
   pcl,
   pretrained,
   resnet,
+  sasnet,
   segformer,
   upernet,
   vit,
@@ -71,8 +74,13 @@ _SEGMENTERS.update(
 )
 SEGMENTERS = tuple(sorted(_SEGMENTERS))
 _MODELS.update(_SEGMENTERS)
+# Two inputs, images and a segmenter's scores (`scenejax.models.sasnet`).
+SEMANTIC_AWARE = ("sasnet_resnet18", "sasnet_resnet50")
+_MODELS.update({name: getattr(sasnet, name) for name in SEMANTIC_AWARE})
 NAMES = tuple(sorted(_MODELS))
-CLASSIFIERS = tuple(n for n in NAMES if n not in _SEGMENTERS)
+CLASSIFIERS = tuple(
+  n for n in NAMES if n not in _SEGMENTERS and n not in SEMANTIC_AWARE
+)
 
 
 def create(
@@ -105,7 +113,8 @@ def create(
     if not hasattr(family, "load_checkpoint"):
       raise pretrained.CheckpointError(
         f"no pretrained-weight loader for {name!r} (init_from="
-        f"{init_from!r}); supported: ViT, ResNet, ConvNeXt, UperNet, SegFormer"
+        f"{init_from!r}); supported: ViT, ResNet, ConvNeXt, UperNet, "
+        "SegFormer, DeepLabV3+, SAS-Net"
       )
     path = pretrained.local_path(init_from)
     options = {**family.checkpoint_options(path), **options}

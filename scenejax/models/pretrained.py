@@ -158,9 +158,6 @@ def read_hf(path: str) -> tuple[dict, dict[str, np.ndarray], str]:
   `path` is the model directory or its `model.safetensors`; a sharded
   checkpoint's shards are read through `model.safetensors.index.json`.
   """
-  from safetensors import SafetensorError
-  from safetensors.numpy import load_file
-
   config = read_hf_config(path)
   if os.path.isdir(path):
     index = os.path.join(path, "model.safetensors.index.json")
@@ -177,18 +174,25 @@ def read_hf(path: str) -> tuple[dict, dict[str, np.ndarray], str]:
     files = [path]
   tensors = {}
   for file in files:
-    if not os.path.exists(file):
-      raise CheckpointError(
-        f"{file} does not exist (only .safetensors weights are read; "
-        "pytorch_model.bin is a pickle and is refused)"
-      )
-    try:
-      tensors.update(load_file(file))
-    except (SafetensorError, OSError, ValueError) as e:
-      raise CheckpointError(
-        f"{file}: not a readable safetensors file: {e}"
-      ) from e
+    tensors.update(read_safetensors(file))
   return config, tensors, files[0]
+
+
+def read_safetensors(file: str) -> dict[str, np.ndarray]:
+  """The tensors of one safetensors file (never a pickle)."""
+  from safetensors import SafetensorError
+  from safetensors.numpy import load_file
+
+  if not os.path.exists(file):
+    raise CheckpointError(
+      f"{file} does not exist (only .safetensors weights are read; "
+      "PyTorch .bin/.pth files are pickles and are refused: convert one "
+      "with python -m scenejax.convert)"
+    )
+  try:
+    return load_file(file)
+  except (SafetensorError, OSError, ValueError) as e:
+    raise CheckpointError(f"{file}: not a readable safetensors file: {e}") from e
 
 
 def is_hf(path: str) -> bool:

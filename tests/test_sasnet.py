@@ -1,0 +1,259 @@
+"""SAS-Net against the official PyTorch module (`SASceneNet.py` from
+../shared/reference/sasnet_code, its torchvision ResNet served by a small
+torchvision-layout ResNet written here), the semantic score tensor against
+a float64 NumPy reading of `make_one_hot`, and the .pth.tar conversion."""
+
+import fractions
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import pytest
+from conftest import assert_user_error, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scenejax import convert, models
+from scenejax.errors import CheckpointError
+from scenejax.models import sasnet
+
+
+def _make_one_hot(ids, scores, channels=152):
+  """The official make_one_hot, pixel by pixel in float64: the loaders add
+  1 to the stored 0-based ids; scatter_ per n in order (last wins); ids
+  outside the tensor are dropped here (the official scatter would fail)."""
+  ids = np.asarray(ids, np.int64) + 1
+  out = np.zeros(ids.shape[:-1] + (channels,))
+  for index in np.ndindex(*ids.shape[:-1]):
+    for n in range(ids.shape[-1]):
+      if 0 <= ids[index][n] < channels:
+        out[index][ids[index][n]] = scores[index][n]
+  return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), k=st.integers(1, 4))
+def test_semantic_tensor_is_make_one_hot(seed, k):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(-2, 153, (2, 3, 4, k))  # duplicates and strays too
+  scores = rng.random((2, 3, 4, k))
+  got = np.asarray(sasnet.semantic_tensor(ids, scores))
+  np.testing.assert_allclose(got, _make_one_hot(ids, scores), atol=1e-7)
+
+
+def _torchvision_resnet():
+  """A `torchvision.models.resnet` stand-in: torchvision's ResNet layout
+  (conv1/bn1/.../layer1..4, blocks with conv1..3, bn1..3, downsample.0/1),
+  which SASceneNet takes its encoder stages from."""
+  from torch import nn
+
+  class Basic(nn.Module):
+    expansion = 1
+
+    def __init__(self, inp, planes, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(planes)
+      self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(planes)
+      self.downsample = _shortcut(inp, planes, stride, 1)
+
+    def forward(self, x):
+      y = self.bn2(self.conv2(nn.functional.relu(self.bn1(self.conv1(x)))))
+      skip = x if self.downsample is None else self.downsample(x)
+      return nn.functional.relu(y + skip)
+
+  class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inp, planes, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(inp, planes, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(planes)
+      self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(planes)
+      self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+      self.bn3 = nn.BatchNorm2d(planes * 4)
+      self.downsample = _shortcut(inp, planes, stride, 4)
+
+    def forward(self, x):
+      relu = nn.functional.relu
+      y = relu(self.bn1(self.conv1(x)))
+      y = relu(self.bn2(self.conv2(y)))
+      y = self.bn3(self.conv3(y))
+      skip = x if self.downsample is None else self.downsample(x)
+      return relu(y + skip)
+
+  def _shortcut(inp, planes, stride, expansion):
+    if stride == 1 and inp == planes * expansion:
+      return None
+    return nn.Sequential(
+      nn.Conv2d(inp, planes * expansion, 1, stride, bias=False),
+      nn.BatchNorm2d(planes * expansion),
+    )
+
+  class ResNet(nn.Module):
+    def __init__(self, block, sizes):
+      super().__init__()
+      self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+      self.bn1 = nn.BatchNorm2d(64)
+      inp = 64
+      for i, (size, planes) in enumerate(zip(sizes, (64, 128, 256, 512))):
+        layers = []
+        for j in range(size):
+          layers.append(block(inp, planes, 2 if i and not j else 1))
+          inp = planes * block.expansion
+        setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+      self.fc = nn.Linear(inp, 1000)
+
+  module = types.ModuleType("torchvision.models.resnet")
+  module.resnet18 = lambda pretrained=False: ResNet(Basic, (2, 2, 2, 2))
+  module.resnet50 = lambda pretrained=False: ResNet(Bottleneck, (3, 4, 6, 3))
+  return module
+
+
+@pytest.fixture
+def official(shared, monkeypatch):
+  """The official SASceneNet class, imported from the shared source."""
+  resnet = _torchvision_resnet()
+  package = types.ModuleType("torchvision")
+  package.models = types.ModuleType("torchvision.models")
+  package.models.resnet = resnet
+  monkeypatch.setitem(sys.modules, "torchvision", package)
+  monkeypatch.setitem(sys.modules, "torchvision.models", package.models)
+  monkeypatch.setitem(sys.modules, "torchvision.models.resnet", resnet)
+  path = shared / "reference" / "sasnet_code" / "SASceneNet.py"
+  spec = importlib.util.spec_from_file_location("official_sasnet", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.SASceneNet
+
+
+def _randomise_batch_norms(net):
+  """Non-trivial BN statistics and affine parameters (fresh ones are an
+  identity, which would hide a mis-mapped BN)."""
+  import torch
+
+  generator = torch.Generator().manual_seed(1)
+  for m in net.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+      n = m.num_features
+      m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+      m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+      m.weight.data.copy_(1 + torch.randn(n, generator=generator) * 0.1)
+      m.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+def _parity(official, arch, name, tmp_path):
+  import jax.numpy as jnp
+  import torch
+
+  torch.manual_seed(0)
+  net = official(arch, scene_classes=7, semantic_classes=151)
+  with torch.no_grad():
+    _randomise_batch_norms(net)
+  net.eval()
+  # The model zoo's layout: a checkpoint dict around the state dict, saved
+  # from nn.DataParallel ("module." prefixes).
+  state = {f"module.{k}": v for k, v in net.state_dict().items()}
+  torch.save(
+    {"epoch": 3, "best_prec1": 50.0, "state_dict": state},
+    tmp_path / "zoo.pth.tar",
+  )
+  target = str(tmp_path / "sasnet.safetensors")
+  assert convert.convert(str(tmp_path / "zoo.pth.tar"), target) == len(state)
+  model = models.create(name, 7, init_from=target)
+  model.eval()
+
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(2, 224, 224, 3)).astype(np.float32)
+  ids = np.stack(
+    [rng.permutation(150)[:3] for _ in range(2 * 224 * 224)]
+  ).reshape(2, 224, 224, 3)
+  scores = np.sort(rng.random((2, 224, 224, 3)), -1)[..., ::-1]
+  semantic = _make_one_hot(ids, scores).astype(np.float32)
+  with torch.no_grad():
+    want = net(
+      torch.from_numpy(images.transpose(0, 3, 1, 2)),
+      torch.from_numpy(semantic.transpose(0, 3, 1, 2)),
+    )
+  got = model(jnp.asarray(images), jnp.asarray(semantic))
+  pairs = {
+    "logits": want[0].numpy(),
+    "features": want[1].numpy().transpose(0, 2, 3, 1),
+    "rgb_logits": want[2].numpy(),
+    "semantic_logits": want[3].numpy(),
+  }
+  for key, reference in pairs.items():
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(
+      np.asarray(got[key]), reference, rtol=1e-4, atol=1e-4 * scale,
+      err_msg=key,
+    )  # fmt: skip
+  np.testing.assert_allclose(
+    np.asarray(model.rgb_logits(jnp.asarray(images))),
+    pairs["rgb_logits"],
+    rtol=1e-4,
+    atol=1e-4 * np.abs(pairs["rgb_logits"]).max(),
+  )
+  return model
+
+
+def test_resnet18_matches_the_official_module(official, tmp_path):
+  """All four outputs of SASceneNet('ResNet-18'), random weights and BN
+  statistics, loaded through the .pth.tar -> safetensors conversion."""
+  model = _parity(official, "ResNet-18", "sasnet_resnet18", tmp_path)
+  assert models.num_params(model) == _official_param_count(
+    official, "ResNet-18"
+  )
+
+
+def _official_param_count(official, arch):
+  net = official(arch, scene_classes=7, semantic_classes=151)
+  return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.slow
+def test_resnet50_matches_the_official_module(official, tmp_path):
+  _parity(official, "ResNet-50", "sasnet_resnet50", tmp_path)
+
+
+def test_wrong_weights_are_refused(official, tmp_path):
+  """A SAS-Net state dict of the other depth, a non-SAS-Net file, and files
+  the restricted unpickler refuses, each named."""
+  import torch
+  from safetensors.numpy import save_file
+
+  net = official("ResNet-18", scene_classes=7, semantic_classes=151)
+  torch.save(net.state_dict(), tmp_path / "r18.pth")
+  convert.convert(str(tmp_path / "r18.pth"), str(tmp_path / "r18.safetensors"))
+  with pytest.raises(CheckpointError, match="r18.safetensors does not fit"):
+    models.create(
+      "sasnet_resnet50", 7, init_from=str(tmp_path / "r18.safetensors")
+    )
+  save_file(
+    {"fc.weight": np.zeros((7, 4), np.float32)}, tmp_path / "x.safetensors"
+  )
+  with pytest.raises(CheckpointError, match="not a SAS-Net state dict"):
+    models.create(
+      "sasnet_resnet18", 7, init_from=str(tmp_path / "x.safetensors")
+    )
+
+  # Any class beyond tensors and plain containers stands for a payload.
+  torch.save(
+    {"state_dict": {"w": fractions.Fraction(1, 3)}}, tmp_path / "evil.pth"
+  )
+  with pytest.raises(CheckpointError, match="weights_only=True"):
+    convert.read_torch_state_dict(str(tmp_path / "evil.pth"))
+  torch.save({"epoch": 3}, tmp_path / "meta.pth")
+  with pytest.raises(CheckpointError, match="'epoch' is a int"):
+    convert.read_torch_state_dict(str(tmp_path / "meta.pth"))
+  out = tmp_path / "out.safetensors"
+  assert_user_error(
+    run_cli(
+      "scenejax.convert", f"--from={tmp_path / 'evil.pth'}", f"--to={out}"
+    ),
+    "evil.pth: not a PyTorch weights file",
+  )
+  assert not out.exists()
