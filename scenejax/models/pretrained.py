@@ -192,7 +192,9 @@ def read_safetensors(file: str) -> dict[str, np.ndarray]:
   try:
     return load_file(file)
   except (SafetensorError, OSError, ValueError) as e:
-    raise CheckpointError(f"{file}: not a readable safetensors file: {e}") from e
+    raise CheckpointError(
+      f"{file}: not a readable safetensors file: {e}"
+    ) from e
 
 
 def is_hf(path: str) -> bool:
