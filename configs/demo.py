@@ -3,6 +3,15 @@
 #   python -m scenejax.main --config=configs/demo.py --workdir=/tmp/scenejax_demo
 #   python -m scenejax.main --config=configs/demo.py:ce   (baseline: plain CE)
 #
+# SAS-Net (López-Cifuentes et al. 2020) on the same scenes, its semantic
+# input from the segmentation demo's segmenter (train that first):
+#   python -m scenejax.main --config=configs/demo_segmentation.py --workdir=/tmp/scenejax_seg
+#   python -m scenejax.main --config=configs/demo.py:sasnet --workdir=/tmp/scenejax_sasnet
+# or its staged recipe, each stage from the previous one's workdir:
+#   python -m scenejax.main --config=configs/demo.py:sasnet_rgb --workdir=/tmp/sas_rgb
+#   python -m scenejax.main --config=configs/demo.py:sasnet_semantic --workdir=/tmp/sas_sem --config.init_from=/tmp/sas_rgb
+#   python -m scenejax.main --config=configs/demo.py:sasnet_attention --workdir=/tmp/sas_att --config.init_from=/tmp/sas_sem
+#
 # Builds the cosine similarity prototype from the training label maps, trains
 # resnet_tiny with GLS soft labels + BCL (mean_inter) for 12 epochs, and
 # evaluates Top-1 / mean class accuracy after each epoch.
@@ -25,4 +34,19 @@ def get_config(arg=None):
   )
   config.loss.num_soft_epochs = 6  # GLS STEP (the paper uses 20 of 100)
   config.log_every_steps = 5
+  first, _, rest = (arg or "").partition(",")
+  if first in SASNET_STAGES:
+    config.model = "sasnet_resnet_tiny"
+    config.sasnet.segmenter = "deeplabv3plus_resnet_tiny"
+    config.sasnet.segmenter_init_from = "/tmp/scenejax_seg"
+    config_lib.sasnet_stage(config, SASNET_STAGES[first])
+    arg = rest
   return config_lib.apply_variant(config, arg)
+
+
+SASNET_STAGES = {
+  "sasnet": "all",
+  "sasnet_rgb": "rgb",
+  "sasnet_semantic": "semantic",
+  "sasnet_attention": "attention",
+}

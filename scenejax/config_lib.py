@@ -152,10 +152,79 @@ def base() -> ml_collections.ConfigDict:
       per_class=64,  # at most this many per class and image
     )
   )
+  # config.model = sasnet_* (scenejax.semantic_aware): the training stage
+  # (set it with `sasnet_stage`, which also sets the parameter groups) and
+  # the frozen segmenter whose top-3 scores are the semantic input.
+  config.sasnet = ml_collections.ConfigDict(
+    dict(
+      stage="all",  # rgb | semantic | attention | all
+      segmenter="",  # scenejax.models.SEGMENTERS (not needed by rgb)
+      segmenter_init_from="",  # its Hugging Face checkpoint or workdir
+    )
+  )
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
   config.log_every_steps = 50
   config.progress_bar = True
   return config
+
+
+# SAS-Net's stages (scenejax.semantic_aware): the parameter groups that
+# train; the rest is frozen (no update, no weight decay).
+SASNET_STAGE_GROUPS = {
+  "rgb": (("head", r"rgb_head/.*"), ("backbone", r"rgb/.*")),
+  "semantic": (("head", r"semantic_head/.*|semantic/.*"),),
+  "attention": (("head", r"head/.*|rgb_attention/.*|semantic_attention/.*"),),
+  "all": (("head", r".*"),),
+}
+
+
+def sasnet_stage(
+  config: ml_collections.ConfigDict, stage: str
+) -> ml_collections.ConfigDict:
+  """Sets config.sasnet.stage and the optimizer's parameter groups of that
+  stage (the RGB branch at backbone_learning_rate in "rgb"; everything a
+  stage does not train "frozen")."""
+  if stage not in SASNET_STAGE_GROUPS:
+    raise ConfigError(
+      f"SAS-Net stage {stage!r}; expected one of "
+      f"{' | '.join(SASNET_STAGE_GROUPS)}"
+    )
+  config.sasnet.stage = stage
+  groups = SASNET_STAGE_GROUPS[stage]
+  if stage != "all":
+    groups += (("frozen", r".*"),)
+  config.optimizer.param_groups = groups
+  return config
+
+
+def _validate_sasnet(config, one_of) -> None:
+  from scenejax import models
+
+  one_of("config.sasnet.stage", tuple(SASNET_STAGE_GROUPS))
+  if config.task != "classification":
+    raise ConfigError(
+      f"config.model = {config.model!r} is a scene classifier; set "
+      "config.task = 'classification'"
+    )
+  if config.loss.pcl:
+    raise ConfigError(
+      "config.loss.pcl: PCL is not wired into SAS-Net; train it without"
+    )
+  stage = config.sasnet.stage
+  if stage == "rgb":
+    return
+  if config.sasnet.segmenter not in models.SEGMENTERS:
+    raise ConfigError(
+      f"config.sasnet.segmenter = {config.sasnet.segmenter!r}: the "
+      f"{stage!r} stage needs the segmenter of the semantic input, one of "
+      f"{', '.join(models.SEGMENTERS)}"
+    )
+  if not config.sasnet.segmenter_init_from:
+    raise ConfigError(
+      "config.sasnet.segmenter_init_from is empty: the semantic input "
+      "needs the segmenter's trained weights (a Hugging Face checkpoint "
+      "or a segmentation workdir)"
+    )
 
 
 def apply_variant(
@@ -321,6 +390,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if config.task == "segmentation":
     _validate_segmentation(config, one_of, at_least, between)
+  from scenejax import models
+
+  if config.model in models.SEMANTIC_AWARE:
+    _validate_sasnet(config, one_of)
   check(
     "config.optimizer.learning_rate",
     isinstance(have["config.optimizer.learning_rate"], (int, float))

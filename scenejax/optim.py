@@ -11,7 +11,9 @@ parameter belongs to the first group whose regex fully matches its path
 ("backbone/head/kernel"). Every parameter must land in a group and every
 rule must match a parameter, or `ConfigError` lists the ones that do not.
 The "head" group gets `learning_rate`, the "backbone" group
-`backbone_learning_rate`.
+`backbone_learning_rate` (0: the head's), and the "frozen" group no update
+at all, weight decay included (`optax.set_to_zero`; SAS-Net's stages train
+one part of the network at a time).
 
 The step decay multiplies both groups' rates (the head's too): [SP] §4.3
 states one schedule and does not exempt the classifier.
@@ -32,7 +34,7 @@ from scenejax.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "poly")
-GROUPS = ("head", "backbone")
+GROUPS = ("head", "backbone", "frozen")
 # The classifier and PCL's CAM / erased-image heads: the rest is backbone.
 DEFAULT_PARAM_GROUPS = (
   ("head", r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|mod_head/.*"),
@@ -128,7 +130,9 @@ def make_optimizer(
 
   With `cfg.backbone_learning_rate` > 0, the groups of `cfg.param_groups`
   get their own rates: head `cfg.learning_rate`, backbone
-  `cfg.backbone_learning_rate` ([SP]: 1e-3 / 1e-5).
+  `cfg.backbone_learning_rate` ([SP]: 1e-3 / 1e-5); parameters of a
+  "frozen" group are not updated (the groups apply then even at
+  backbone_learning_rate 0, the backbone at the head's rate).
   """
   if cfg.name not in OPTIMIZERS:
     raise ConfigError(
@@ -144,13 +148,15 @@ def make_optimizer(
     )
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), update)
 
-  if not cfg.backbone_learning_rate:
-    return optimizer(cfg.learning_rate)
   rules = tuple(tuple(rule) for rule in cfg.param_groups)
+  frozen = any(group == "frozen" for group, _ in rules)
+  if not cfg.backbone_learning_rate and not frozen:
+    return optimizer(cfg.learning_rate)
   return optax.multi_transform(
     {
       "head": optimizer(cfg.learning_rate),
-      "backbone": optimizer(cfg.backbone_learning_rate),
+      "backbone": optimizer(cfg.backbone_learning_rate or cfg.learning_rate),
+      "frozen": optax.set_to_zero(),
     },
     lambda params: parameter_groups(params, rules),
   )

@@ -50,6 +50,7 @@ from scenejax import (
   fileio,
   input_pipeline,
   losses,
+  models,
   optim,
   prototype,
 )
@@ -166,6 +167,12 @@ def train_step(
       terms = loss_terms(logits, labels, similarity, epoch, loss_cfg)
     return sum(terms.values()), (terms, logits)
 
+  return update(model, optimizer, loss_fn, labels)
+
+
+def update(model, optimizer, loss_fn, labels) -> tuple[nnx.State, dict]:
+  """One optimizer update with the gradient of `loss_fn(model) -> (loss,
+  (terms, logits))`; (new state, metrics: the terms, "loss", "accuracy")."""
   grads, (terms, logits) = nnx.grad(loss_fn, has_aux=True)(model)
   optimizer.update(model, grads)
   metrics = dict(terms)
@@ -350,9 +357,13 @@ class Task:
   eval_preprocess: Any = None
 
 
-def classification_task(config, data, graphdef, mesh, pixel_stats) -> Task:
+def classification_task(
+  config, data, graphdef, mesh, pixel_stats, *, step=None, eval_fn=None
+) -> Task:
   """Scene classification with GLS / BCL / PCL ([SP], [PCL]): `train_step`
-  against the run's prototype, Top-k and MCA (`scenejax.evaluation`)."""
+  against the run's prototype, Top-k and MCA (`scenejax.evaluation`).
+  `step` and `eval_fn` replace the jitted train and eval steps (SAS-Net's,
+  `scenejax.semantic_aware`)."""
   loss_cfg = LossConfig.from_config(config.loss)
   train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
   # A segmenter build can take hours: it runs in `prepare`, once the run's
@@ -360,7 +371,7 @@ def classification_task(config, data, graphdef, mesh, pixel_stats) -> Task:
   # checked now.
   build_later = bool(config.prototype.segmenter) and not config.prototype.path
   early = None if build_later else prototype_for(config, data, None)
-  eval_fn = evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
+  eval_fn = eval_fn or evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
   data_sharding = NamedSharding(mesh, P("data"))
 
   def evaluate(state):
@@ -384,10 +395,10 @@ def classification_task(config, data, graphdef, mesh, pixel_stats) -> Task:
     )
 
   return Task(
-    step=jit_train_step(graphdef, loss_cfg, mesh, pixel_stats),
+    step=step or jit_train_step(graphdef, loss_cfg, mesh, pixel_stats),
     evaluate=evaluate,
     prepare=prepare,
-    terms=_loss_term_names(loss_cfg),
+    terms=loss_term_names(loss_cfg),
     columns=(
       ("train_accuracy", "train acc", "9.3f"),
       ("top1", "Top-1", "9.3f"),
@@ -445,7 +456,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = nnx.merge(graphdef, state)[0]
   pixel_stats = (model.pixel_mean, model.pixel_std)
   del model
-  make_task = segmentation.task if segmenting else classification_task
+  if segmenting:
+    make_task = segmentation.task
+  elif config.model in models.SEMANTIC_AWARE:
+    from scenejax import semantic_aware
+
+    make_task = semantic_aware.task
+  else:
+    make_task = classification_task
   task = make_task(config, data, graphdef, mesh, pixel_stats)
   train_preprocess = task.train_preprocess
 
@@ -652,7 +670,7 @@ def _add_metrics(sums: dict, steps: list[dict]) -> dict[str, float]:
   return out
 
 
-def _loss_term_names(cfg: LossConfig) -> list[str]:
+def loss_term_names(cfg: LossConfig) -> list[str]:
   return (
     ["ce"]
     + (["bcl"] if cfg.bcl_weight else [])

@@ -104,6 +104,20 @@ def test_variants():
         0.0,
         False,
       )
+  c = _load("demo", "sasnet_rgb,ce")
+  assert (c.model, c.sasnet.stage, c.loss.labels) == (
+    "sasnet_resnet_tiny",
+    "rgb",
+    "ce",
+  )
+  assert c.optimizer.param_groups[-1] == ("frozen", r".*")
+  config_lib.validate(c)
+  c.sasnet.stage = "semantic"
+  c.sasnet.segmenter_init_from = ""
+  with pytest.raises(ConfigError, match="segmenter_init_from is empty"):
+    config_lib.validate(c)
+  with pytest.raises(ConfigError, match="SAS-Net stage 'both'"):
+    config_lib.sasnet_stage(c, "both")
   c = _load("demo_segmentation", "focal,supcon")
   assert c.segmentation.contrastive_weight == 0.0
   assert c.segmentation.contrastive_form == "supcon"

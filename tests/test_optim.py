@@ -199,3 +199,36 @@ def test_group_rules_that_miss_are_errors():
     _groups(model, (("head", r"head/(.*"),))
   # One rule for everything is a valid single group.
   assert set(_groups(model, (("backbone", r".*"),)).values()) == {"backbone"}
+
+
+def test_frozen_group_is_not_updated_and_the_rest_is_plain_sgd():
+  """A "frozen" rule: those parameters stay bit for bit (no weight decay
+  either); the others follow p <- p - lr (g + wd p) (SGD, momentum 0,
+  written here), at the head's rate when backbone_learning_rate = 0."""
+  import jax.numpy as jnp
+  import optax
+
+  cfg = config_lib.base().optimizer
+  cfg.update(
+    name="sgd", learning_rate=0.1, backbone_learning_rate=0.0,
+    weight_decay=0.01, momentum=0.0, schedule="constant",
+    param_groups=(("head", r"head/.*"), ("frozen", r"stem/.*"),
+                  ("backbone", r".*")),
+  )  # fmt: skip
+  rng = np.random.default_rng(0)
+  init = {k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()}
+  grads = {k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()}
+  tx = optim.make_optimizer(cfg, STEPS_PER_EPOCH, 1)
+  params = _tree({k: jnp.asarray(v) for k, v in init.items()})
+  updates, _ = tx.update(
+    _tree({k: jnp.asarray(v) for k, v in grads.items()}),
+    tx.init(params),
+    params,
+  )
+  got = _flat(optax.apply_updates(params, updates))
+  for key in SHAPES:
+    if key.startswith("stem/"):
+      np.testing.assert_array_equal(got[key], init[key])
+    else:
+      want = init[key] - 0.1 * (grads[key] + 0.01 * init[key])
+      np.testing.assert_allclose(got[key], want, rtol=1e-6, err_msg=key)

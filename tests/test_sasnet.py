@@ -257,3 +257,104 @@ def test_wrong_weights_are_refused(official, tmp_path):
     "evil.pth: not a PyTorch weights file",
   )
   assert not out.exists()
+
+
+def test_semantic_input_is_the_quantised_top3_of_the_segmenter():
+  """On-the-fly semantics: the segmenter's softmax top-3, scores rounded to
+  k/255 as SAS-Net's score PNGs store them, through make_one_hot (float64
+  reference from the segmenter's own logits)."""
+  import jax.numpy as jnp
+
+  from scenejax import input_pipeline, segment, semantic_aware
+
+  segmenter = segment.load_segmenter("deeplabv3plus_resnet_tiny", None)
+  images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), np.uint8)
+  got = np.asarray(
+    semantic_aware.semantic_input(segmenter, jnp.asarray(images))
+  )
+  x = input_pipeline.normalize(
+    jnp.asarray(images), segmenter.pixel_mean, segmenter.pixel_std
+  )
+  logits = np.asarray(segmenter(x), np.float64)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  ids = np.argsort(-probs, axis=-1)[..., :3]
+  scores = np.round(np.take_along_axis(probs, ids, -1) * 255) / 255
+  np.testing.assert_allclose(got, _make_one_hot(ids, scores), atol=1e-6)
+  assert got.shape == (2, 16, 16, 152) and (got > 0).sum(-1).max() <= 3
+
+
+def _flat(workdir):
+  from flax import nnx
+
+  from scenejax import checkpoints
+  from scenejax.models import pretrained
+
+  _, graphdef, state, _ = checkpoints.restore_workdir(str(workdir))
+  model = nnx.merge(graphdef, state)[0]
+  return {
+    k: np.asarray(v.get_value())
+    for k, v in pretrained.flat_params(model).items()
+  }
+
+
+@pytest.mark.slow
+def test_staged_training_trains_only_what_each_stage_names(tmp_path):
+  """The demo's segmenter (1 epoch) feeds the semantic input on the fly.
+  rgb -> semantic -> attention, each from the previous workdir: what a
+  stage does not train - weights and BatchNorm statistics - stays bit for
+  bit, what it trains moves; the one-run `:sasnet` stage reports the
+  three heads' terms."""
+  import json
+
+  from configs import demo, demo_segmentation
+  from scenejax import train
+
+  def tiny(config):
+    config.data.update(dict(train_per_class=8, test_per_class=2))
+    config.num_epochs, config.batch_size, config.eval_batch_size = 1, 32, 16
+    config.progress_bar = False
+    return config
+
+  seg = tiny(demo_segmentation.get_config())
+  seg.segmentation.update(
+    aspp_width=8, decoder_width=8, low_level_width=4, embedding_dim=4,
+    num_samples=64,
+  )  # fmt: skip
+  train.train_and_evaluate(seg, str(tmp_path / "seg"))
+
+  def stage(variant, workdir, init_from=""):
+    config = tiny(demo.get_config(variant))
+    config.sasnet.segmenter_init_from = str(tmp_path / "seg")
+    config.init_from = init_from
+    result = train.train_and_evaluate(config, str(tmp_path / workdir))
+    assert result["num_examples"] == 16
+    return _flat(tmp_path / workdir)
+
+  def same(a, b, prefixes):
+    keys = [k for k in a if k.startswith(prefixes)]
+    assert keys
+    for k in keys:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+  def moved(a, b, prefixes):
+    return any(
+      not np.array_equal(a[k], b[k]) for k in a if k.startswith(prefixes)
+    )
+
+  rgb = stage("sasnet_rgb", "rgb")
+  sem = stage("sasnet_semantic", "sem", str(tmp_path / "rgb"))
+  same(sem, rgb, ("rgb/", "rgb_head/", "rgb_attention/", "head/"))
+  assert moved(sem, rgb, ("semantic/",)) and moved(
+    sem, rgb, ("semantic_head/",)
+  )
+  att = stage("sasnet_attention", "att", str(tmp_path / "sem"))
+  same(att, sem, ("rgb/", "semantic/", "rgb_head/", "semantic_head/"))
+  assert moved(att, sem, ("head/",)) and moved(att, sem, ("rgb_attention/",))
+
+  stage("sasnet", "all")
+  row = json.loads(
+    (tmp_path / "all" / "metrics.jsonl").read_text().splitlines()[-1]
+  )
+  for term in ("train_ce", "train_rgb_ce", "train_semantic_ce"):
+    assert np.isfinite(row[term]), term

@@ -75,7 +75,7 @@ _SEGMENTERS.update(
 SEGMENTERS = tuple(sorted(_SEGMENTERS))
 _MODELS.update(_SEGMENTERS)
 # Two inputs, images and a segmenter's scores (`scenejax.models.sasnet`).
-SEMANTIC_AWARE = ("sasnet_resnet18", "sasnet_resnet50")
+SEMANTIC_AWARE = ("sasnet_resnet18", "sasnet_resnet50", "sasnet_resnet_tiny")
 _MODELS.update({name: getattr(sasnet, name) for name in SEMANTIC_AWARE})
 NAMES = tuple(sorted(_MODELS))
 CLASSIFIERS = tuple(
@@ -140,10 +140,10 @@ def from_config(config, num_classes: int) -> nnx.Module:
   # .get: a workdir's config.json from before 2026-11-23 has no task.
   if config.get("task", "classification") == "segmentation":
     return _segmenter_from_config(config, num_classes)
-  if config.model not in CLASSIFIERS:
+  if config.model not in CLASSIFIERS + SEMANTIC_AWARE:
     raise ConfigError(
       f"config.model = {config.model!r}; expected a classifier, one of "
-      f"{', '.join(CLASSIFIERS)}"
+      f"{', '.join(CLASSIFIERS + SEMANTIC_AWARE)}"
     )
   if config.dtype not in DTYPES:
     raise ConfigError(

@@ -106,7 +106,14 @@ class ChannelAttention(nnx.Module):
       return self.fc2(jax.nn.relu(self.fc1(v)))
 
     avg = jnp.mean(x, axis=(1, 2), keepdims=True)
-    peak = jnp.max(x, axis=(1, 2), keepdims=True)
+    # The max by gathering at the argmax: its gradient goes to one pixel,
+    # as PyTorch's AdaptiveMaxPool2d routes it. jnp.max's gradient (shared
+    # among the pixels equal to the max) came out NaN in the second step of
+    # a demo run compiled without XLA optimisations (the test suite's
+    # mode); this form stays finite in both modes.
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    where = jnp.argmax(flat, axis=1, keepdims=True)
+    peak = jnp.take_along_axis(flat, where, axis=1)[:, :, None, :]
     return jax.nn.sigmoid(mlp(avg) + mlp(peak))
 
 
@@ -145,6 +152,50 @@ class ValidConvBNReLU(nnx.Module):
     return jax.nn.relu(self.bn(self.conv(x)))
 
 
+class SemanticBranch(nnx.Module):
+  """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) and the three
+  `SemanticBlock`s: the score tensor -> a stride-32 map of `widths[-1]`.
+  `small_inputs` (sasnet_resnet_tiny): a 3x3/1 stem and no max-pool."""
+
+  def __init__(self, in_features, stem, widths, *, small_inputs, dtype, rngs):
+    self.small_inputs = small_inputs
+    self.stem_conv = _Conv(
+      in_features,
+      stem,
+      (3, 3) if small_inputs else (7, 7),
+      strides=1 if small_inputs else 2,
+      padding=1 if small_inputs else 3,
+      dtype=dtype,
+      rngs=rngs,
+    )
+    self.stem_bn = _BatchNorm(stem, dtype=dtype, rngs=rngs)
+    self.blocks = nnx.List(
+      [
+        SemanticBlock(a, b, dtype=dtype, rngs=rngs)
+        for a, b in zip((stem,) + tuple(widths[:-1]), widths)
+      ]
+    )
+
+  def __call__(self, scores) -> jax.Array:
+    y = jax.nn.relu(self.stem_bn(self.stem_conv(scores)))
+    if not self.small_inputs:
+      y = nnx.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for block in self.blocks:
+      y = block(y)
+    return y
+
+
+# Per RGB backbone: the semantic branch (stem width, block widths), the RGB
+# attention layers' (input, middle) widths, the gated features' width.
+_VARIANTS = {
+  "resnet18": dict(semantic=(64, (128, 256, 512)), rgb=(512, 512), out=1024),
+  "resnet50": dict(semantic=(64, (128, 256, 512)), rgb=(2048, 1024), out=1024),
+  # The demo's scaled-down SAS-Net for the 32 px synthetic scenes: both
+  # branches at stride 4 (8x8 maps, 4x4 after the attention layers).
+  "resnet_tiny": dict(semantic=(16, (32, 64)), rgb=(64, 64), out=128),
+}
+
+
 class SASNet(nnx.Module):
   """SAS-Net; `model(images, semantic_scores)` -> dict of the three heads'
   logits and the gated features (module docstring)."""
@@ -163,39 +214,34 @@ class SASNet(nnx.Module):
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
-    if depth not in _RGB_ATTENTION_WIDTHS:
-      raise ValueError(f"SAS-Net depth {depth!r}: resnet18 or resnet50")
+    if depth not in _VARIANTS:
+      raise ValueError(f"SAS-Net depth {depth!r}: one of {sorted(_VARIANTS)}")
+    spec = _VARIANTS[depth]
     self.depth, self.num_classes = depth, num_classes
     self.semantic_channels = semantic_channels
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
     self.rgb = getattr(resnet, depth)(0, dtype=dtype, rngs=rngs)
-    self.semantic_stem_conv = _Conv(
+    stem, widths = spec["semantic"]
+    self.semantic = SemanticBranch(
       semantic_channels,
-      64,
-      (7, 7),
-      strides=2,
-      padding=3,
+      stem,
+      widths,
+      small_inputs=depth == "resnet_tiny",
       dtype=dtype,
       rngs=rngs,
     )
-    self.semantic_stem_bn = _BatchNorm(64, dtype=dtype, rngs=rngs)
-    self.semantic_blocks = nnx.List(
-      [
-        SemanticBlock(a, b, dtype=dtype, rngs=rngs)
-        for a, b in ((64, 128), (128, 256), (256, 512))
-      ]
-    )
-    rgb_in, rgb_mid = _RGB_ATTENTION_WIDTHS[depth]
+    rgb_in, rgb_mid = spec["rgb"]
+    out = spec["out"]
     layer = functools.partial(ValidConvBNReLU, dtype=dtype, rngs=rngs)
-    self.rgb_attention = nnx.List(
-      [layer(rgb_in, rgb_mid), layer(rgb_mid, 1024)]
+    self.rgb_attention = nnx.List([layer(rgb_in, rgb_mid), layer(rgb_mid, out)])
+    self.semantic_attention = nnx.List(
+      [layer(widths[-1], widths[-1]), layer(widths[-1], out)]
     )
-    self.semantic_attention = nnx.List([layer(512, 512), layer(512, 1024)])
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
     linear = functools.partial(nnx.Linear, dtype=dtype, rngs=rngs)
     self.rgb_head = linear(self.rgb.num_features, num_classes)
-    self.semantic_head = linear(512, num_classes)
-    self.head = linear(1024, num_classes)
+    self.semantic_head = linear(widths[-1], num_classes)
+    self.head = linear(out, num_classes)
 
   def _rgb_map(self, images) -> jax.Array:
     return self.rgb.forward_features(images)[1][-1]
@@ -207,21 +253,17 @@ class SASNet(nnx.Module):
     """The RGB branch alone (no semantic input)."""
     return self._pooled_logits(self.rgb_head, self._rgb_map(images))
 
-  def semantic_map(self, semantic_scores) -> jax.Array:
-    """The semantic branch's stride-32 map (B, H/32, W/32, 512)."""
-    y = jax.nn.relu(
-      self.semantic_stem_bn(self.semantic_stem_conv(semantic_scores))
+  def semantic_logits(self, semantic_scores) -> jax.Array:
+    """The semantic branch alone (no image)."""
+    return self._pooled_logits(
+      self.semantic_head, self.semantic(semantic_scores)
     )
-    y = nnx.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    for block in self.semantic_blocks:
-      y = block(y)
-    return y
 
   def __call__(self, images, semantic_scores) -> dict[str, jax.Array]:
     """images (B, H, W, 3) normalised; semantic_scores (B, H, W, 152) from
     `semantic_tensor`."""
     rgb = self._rgb_map(images)
-    semantic = self.semantic_map(semantic_scores)
+    semantic = self.semantic(semantic_scores)
     e, y = rgb, semantic
     for layer in self.rgb_attention:
       e = layer(e)
@@ -244,6 +286,10 @@ def sasnet_resnet50(num_classes, **kw) -> SASNet:
   return SASNet("resnet50", num_classes, **kw)
 
 
+def sasnet_resnet_tiny(num_classes, **kw) -> SASNet:
+  return SASNet("resnet_tiny", num_classes, **kw)
+
+
 def from_official(tensors) -> dict[str, np.ndarray]:
   """Official `SASceneNet` state-dict names -> our parameter paths
   (a "module." prefix, as nn.DataParallel saves, is dropped)."""
@@ -256,13 +302,13 @@ def from_official(tensors) -> dict[str, np.ndarray]:
       lambda m: f"rgb.stages.{int(m[1]) - 1}.layers.{m[2]}.",
     ),
     (r"\.downsample\.(\d)$", r".downsample.layers.\1"),
-    (r"^in_block_sem\.0$", "semantic_stem_conv"),
-    (r"^in_block_sem\.1$", "semantic_stem_bn"),
+    (r"^in_block_sem\.0$", "semantic.stem_conv"),
+    (r"^in_block_sem\.1$", "semantic.stem_bn"),
     (
       r"^in_block_sem_(\d)\.ca\.",
-      lambda m: f"semantic_blocks.{int(m[1]) - 1}.attention.",
+      lambda m: f"semantic.blocks.{int(m[1]) - 1}.attention.",
     ),
-    (r"^in_block_sem_(\d)\.", lambda m: f"semantic_blocks.{int(m[1]) - 1}."),
+    (r"^in_block_sem_(\d)\.", lambda m: f"semantic.blocks.{int(m[1]) - 1}."),
     (r"^lastConvRGB(\d)\.0$", lambda m: f"rgb_attention.{int(m[1]) - 1}.conv"),
     (r"^lastConvRGB(\d)\.1$", lambda m: f"rgb_attention.{int(m[1]) - 1}.bn"),
     (
@@ -287,8 +333,15 @@ def checkpoint_options(path: str) -> dict:
 
 
 def load_checkpoint(model: SASNet, path: str) -> None:
-  """A safetensors file in the official layout, or (for training) a Hugging
-  Face ImageNet ResNet checkpoint for the RGB branch."""
+  """A safetensors file in the official layout; a scenejax training workdir
+  of the same SAS-Net (the previous stage of the staged training: its best
+  checkpoint, heads kept if the class count matches); or a Hugging Face
+  ImageNet ResNet checkpoint for the RGB branch."""
+  from scenejax import segment
+
+  if segment.is_training_workdir(path):
+    _load_workdir(model, path)
+    return
   if os.path.isdir(path):
     resnet.load_checkpoint(model.rgb, path)
     return
@@ -301,3 +354,22 @@ def load_checkpoint(model: SASNet, path: str) -> None:
       "Face ResNet directory for the RGB branch"
     )
   pretrained.assign(model, from_official(tensors), source=path)
+
+
+def _load_workdir(model: SASNet, workdir: str) -> None:
+  from scenejax import checkpoints
+
+  config = checkpoints.read_workdir_config(workdir)
+  name = f"sasnet_{model.depth}"
+  if config.model != name:
+    raise pretrained.CheckpointError(
+      f"init_from={workdir} is a training run of {config.model!r}, not of "
+      f"{name} (a SAS-Net stage continues a run of the same model)"
+    )
+  _, graphdef, state, step = checkpoints.restore_workdir(workdir)
+  trained = nnx.merge(graphdef, state)[0]
+  params = {
+    k: np.asarray(v.get_value())
+    for k, v in pretrained.flat_params(trained).items()
+  }
+  pretrained.assign(model, params, source=f"{workdir} (step {step})")
