@@ -145,7 +145,7 @@ def _randomise_batch_norms(net):
       m.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
-def _parity(official, arch, name, tmp_path):
+def _parity(official, arch, name, tmp_path, batch=2):
   import jax.numpy as jnp
   import torch
 
@@ -167,11 +167,11 @@ def _parity(official, arch, name, tmp_path):
   model.eval()
 
   rng = np.random.default_rng(0)
-  images = rng.normal(size=(2, 224, 224, 3)).astype(np.float32)
+  images = rng.normal(size=(batch, 224, 224, 3)).astype(np.float32)
   ids = np.stack(
-    [rng.permutation(150)[:3] for _ in range(2 * 224 * 224)]
-  ).reshape(2, 224, 224, 3)
-  scores = np.sort(rng.random((2, 224, 224, 3)), -1)[..., ::-1]
+    [rng.permutation(150)[:3] for _ in range(batch * 224 * 224)]
+  ).reshape(batch, 224, 224, 3)
+  scores = np.sort(rng.random((batch, 224, 224, 3)), -1)[..., ::-1]
   semantic = _make_one_hot(ids, scores).astype(np.float32)
   with torch.no_grad():
     want = net(
@@ -216,9 +216,10 @@ def _official_param_count(official, arch):
 
 @pytest.mark.slow
 def test_resnet50_matches_the_official_module(official, tmp_path):
-  _parity(official, "ResNet-50", "sasnet_resnet50", tmp_path)
+  _parity(official, "ResNet-50", "sasnet_resnet50", tmp_path, batch=1)
 
 
+@pytest.mark.slow
 def test_wrong_weights_are_refused(official, tmp_path):
   """A SAS-Net state dict of the other depth, a non-SAS-Net file, and files
   the restricted unpickler refuses, each named."""
