@@ -174,8 +174,15 @@ SASNET_STAGE_GROUPS = {
   "rgb": (("head", r"rgb_head/.*"), ("backbone", r"rgb/.*")),
   "semantic": (("head", r"semantic_head/.*|semantic/.*"),),
   "attention": (("head", r"head/.*|rgb_attention/.*|semantic_attention/.*"),),
-  "all": (("head", r".*"),),
+  # The RGB branch at backbone_learning_rate, as in "rgb" (0: one rate).
+  "all": (("backbone", r"rgb/.*"), ("head", r".*")),
 }
+
+
+def sasnet_param_groups(stage: str) -> tuple:
+  """The parameter groups of SAS-Net's `stage`."""
+  groups = SASNET_STAGE_GROUPS[stage]
+  return groups + ((("frozen", r".*"),) if stage != "all" else ())
 
 
 def sasnet_stage(
@@ -190,10 +197,7 @@ def sasnet_stage(
       f"{' | '.join(SASNET_STAGE_GROUPS)}"
     )
   config.sasnet.stage = stage
-  groups = SASNET_STAGE_GROUPS[stage]
-  if stage != "all":
-    groups += (("frozen", r".*"),)
-  config.optimizer.param_groups = groups
+  config.optimizer.param_groups = sasnet_param_groups(stage)
   return config
 
 
@@ -211,6 +215,19 @@ def _validate_sasnet(config, one_of) -> None:
       "config.loss.pcl: PCL is not wired into SAS-Net; train it without"
     )
   stage = config.sasnet.stage
+  groups = tuple(tuple(rule) for rule in config.optimizer.param_groups)
+  if groups != sasnet_param_groups(stage):
+    raise ConfigError(
+      f"config.sasnet.stage = {stage!r} but config.optimizer.param_groups = "
+      f"{groups} are not that stage's {sasnet_param_groups(stage)}: set "
+      "both with config_lib.sasnet_stage(config, stage) (the configs' "
+      "variants do), so a stage trains what it names and nothing else"
+    )
+  if stage == "attention" and not config.init_from:
+    raise ConfigError(
+      "config.sasnet.stage = 'attention' trains on two trained branches: "
+      "set config.init_from to the workdir of the 'semantic' stage"
+    )
   if stage == "rgb":
     return
   if config.sasnet.segmenter not in models.SEGMENTERS:

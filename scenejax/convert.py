@@ -58,6 +58,8 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
         f"{path}: state-dict entry {key!r} is a {type(value).__name__}, "
         "not a tensor"
       )
+    if value.dtype == torch.bfloat16:  # NumPy has no bfloat16
+      value = value.float()
     tensors[str(key).removeprefix("module.")] = (
       value.detach().cpu().contiguous().numpy()
     )

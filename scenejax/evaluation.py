@@ -25,6 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scenejax import input_pipeline
+from scenejax.errors import ConfigError
 from scenejax.models import pcl
 
 TOP_K = (1, 2, 5)
@@ -41,6 +42,13 @@ def eval_step(
   averaged over each image's crops. PCL's training-only heads are not used.
   """
   model = pcl.export(nnx.merge(graphdef, state)[0])
+  if not hasattr(model, "embed"):
+    raise ConfigError(
+      f"{type(model).__name__} takes a semantic input besides the image: "
+      "its workdir is evaluated by the trainer (scenejax.semantic_aware); "
+      "scenejax.evaluate, the report's evaluation and export do not "
+      "support it yet"
+    )
   model.eval()
   images = input_pipeline.normalize(batch["image"], mean, std)
   out = dict(label=batch["label"], mask=batch["mask"])

@@ -49,6 +49,11 @@ def export(workdir: str, out: str, step: int | None = None) -> dict:
   )
   class_names = checkpoints.class_names(workdir, step)
   model, _ = nnx.merge(graphdef, state)
+  if config.model in models.SEMANTIC_AWARE:
+    raise UserError(
+      f"{workdir}: config.model = {config.model!r} takes a semantic input "
+      "besides the image; export does not support it yet"
+    )
   model = pcl.export(model)
   image_size = config.data.image_size
   # The synthetic scenes are rendered at their final size: no resize.

@@ -45,7 +45,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scenejax import input_pipeline, segment
-from scenejax.errors import ConfigError
+from scenejax.errors import ConfigError, UserError
 from scenejax.evaluation import TOP_K
 from scenejax.models import sasnet
 
@@ -78,7 +78,8 @@ def stage_outputs(model, images, semantic, stage: str) -> dict:
     return {"rgb_logits": model.rgb_logits(images)}
   if stage == "semantic":
     return {"semantic_logits": model.semantic_logits(semantic)}
-  return model(images, semantic)
+  # The attention stage's branches are frozen: no backward pass through them.
+  return model(images, semantic, branch_gradients=stage != "attention")
 
 
 def _inputs(graphdef, segmenter_state, batch_images, stage, mean, std):
@@ -170,9 +171,15 @@ def load_segmenter(config):
   cfg = config.sasnet
   if cfg.stage == "rgb":
     return None, None
-  model = segment.load_segmenter(
-    cfg.segmenter, cfg.segmenter_init_from, dtype=config.dtype
-  )
+  try:
+    model = segment.load_segmenter(
+      cfg.segmenter, cfg.segmenter_init_from, dtype=config.dtype
+    )
+  except UserError as e:  # its messages name the segment command's flags
+    raise ConfigError(
+      f"config.sasnet.segmenter = {cfg.segmenter!r}, segmenter_init_from = "
+      f"{cfg.segmenter_init_from!r}: {e}"
+    ) from e
   if model.num_classes > sasnet.SEMANTIC_CHANNELS - 2:
     raise ConfigError(
       f"config.sasnet.segmenter {cfg.segmenter} ({cfg.segmenter_init_from})"
@@ -188,6 +195,8 @@ def task(config, data, graphdef, mesh, pixel_stats):
   from scenejax import train
 
   stage = config.sasnet.stage
+  if stage == "attention":
+    _check_previous_stage(config)
   segmenter_graphdef, segmenter_state = load_segmenter(config)
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
@@ -232,3 +241,23 @@ def task(config, data, graphdef, mesh, pixel_stats):
     return base.prepare(workdir), segmenter_state
 
   return dataclasses.replace(base, prepare=prepare, terms=terms)
+
+
+def _check_previous_stage(config) -> None:
+  """The attention stage starts from trained branches: the workdir of a
+  'semantic' (or 'all') stage of the same model."""
+  from scenejax import checkpoints
+
+  init = config.init_from
+  previous = (
+    checkpoints.read_workdir_config(init)
+    if segment.is_training_workdir(init)
+    else None
+  )
+  stage = previous.get("sasnet", {}).get("stage") if previous else None
+  if stage not in ("semantic", "all"):
+    raise ConfigError(
+      f"config.init_from = {init!r}: the 'attention' stage starts from the "
+      "workdir of the 'semantic' stage (whose RGB branch came from the "
+      f"'rgb' stage), not from {'stage ' + repr(stage) if previous else 'a non-workdir'}"
+    )

@@ -112,12 +112,21 @@ def test_variants():
   )
   assert c.optimizer.param_groups[-1] == ("frozen", r".*")
   config_lib.validate(c)
-  c.sasnet.stage = "semantic"
+  config_lib.sasnet_stage(c, "semantic")
   c.sasnet.segmenter_init_from = ""
   with pytest.raises(ConfigError, match="segmenter_init_from is empty"):
     config_lib.validate(c)
   with pytest.raises(ConfigError, match="SAS-Net stage 'both'"):
     config_lib.sasnet_stage(c, "both")
+  # A stage set without its parameter groups (a command-line override)
+  # would train or decay what it should not.
+  c = _load("demo", "sasnet_rgb")
+  c.sasnet.stage = "semantic"
+  with pytest.raises(ConfigError, match="not that stage's"):
+    config_lib.validate(c)
+  c = _load("demo", "sasnet_attention")
+  with pytest.raises(ConfigError, match="set config.init_from to the"):
+    config_lib.validate(c)
   c = _load("demo_segmentation", "focal,supcon")
   assert c.segmentation.contrastive_weight == 0.0
   assert c.segmentation.contrastive_form == "supcon"

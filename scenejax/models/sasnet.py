@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from scenejax.errors import ConfigError
 from scenejax.models import pretrained, resnet
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
@@ -67,8 +68,6 @@ LICENCE = "official SAS-Net model zoo: MIT (the code's licence)"
 # PyTorch's BatchNorm2d defaults (momentum 0.1 on the new value = 0.9 here).
 _BatchNorm = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=1e-5)
 _Conv = functools.partial(nnx.Conv, use_bias=False)
-# (RGB input width of the first attention conv, its output width).
-_RGB_ATTENTION_WIDTHS = {"resnet18": (512, 512), "resnet50": (2048, 1024)}
 
 
 def semantic_tensor(
@@ -84,7 +83,8 @@ def semantic_tensor(
     T[..., c] = 0               otherwise,
 
   the official `make_one_hot` (a scatter per n in order, the last
-  overwriting). Ids outside 0..num_channels-2 set nothing.
+  overwriting). Ids -1..num_channels-2 fill channels 0..num_channels-1;
+  others set nothing.
   """
   channel = jnp.arange(num_channels)
   out = jnp.zeros(ids.shape[:-1] + (num_channels,), jnp.float32)
@@ -259,11 +259,22 @@ class SASNet(nnx.Module):
       self.semantic_head, self.semantic(semantic_scores)
     )
 
-  def __call__(self, images, semantic_scores) -> dict[str, jax.Array]:
+  def __call__(
+    self, images, semantic_scores, *, branch_gradients: bool = True
+  ) -> dict[str, jax.Array]:
     """images (B, H, W, 3) normalised; semantic_scores (B, H, W, 152) from
-    `semantic_tensor`."""
+    `semantic_tensor`. `branch_gradients=False` stops the gradient at the
+    two branches' maps (a stage that trains only the attention module)."""
     rgb = self._rgb_map(images)
     semantic = self.semantic(semantic_scores)
+    if not branch_gradients:
+      rgb, semantic = jax.lax.stop_gradient((rgb, semantic))
+    if min(rgb.shape[1:3]) < 5:  # two unpadded 3x3 layers, then a pool
+      raise ConfigError(
+        f"SAS-Net input {images.shape[1]}x{images.shape[2]} gives "
+        f"{rgb.shape[1]}x{rgb.shape[2]} maps; its attention module needs at "
+        "least 5x5 (ResNet-18/50: 160 px, config.data.image_size)"
+      )
     e, y = rgb, semantic
     for layer in self.rgb_attention:
       e = layer(e)
@@ -345,6 +356,11 @@ def load_checkpoint(model: SASNet, path: str) -> None:
   if os.path.isdir(path):
     resnet.load_checkpoint(model.rgb, path)
     return
+  if path.endswith((".pth", ".tar", ".pt", ".bin")):
+    raise pretrained.CheckpointError(
+      f"{path}: a PyTorch file (a pickle, never read here); convert it "
+      "once: python -m scenejax.convert --from=... --to=X.safetensors"
+    )
   tensors = pretrained.read_safetensors(path)
   if not any("in_block_sem" in k for k in tensors):
     raise pretrained.CheckpointError(
