@@ -33,7 +33,7 @@ def _make_one_hot(ids, scores, channels=152):
   return out
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**31), k=st.integers(1, 4))
 def test_semantic_tensor_is_make_one_hot(seed, k):
   rng = np.random.default_rng(seed)
@@ -250,7 +250,7 @@ def test_wrong_weights_are_refused(official, tmp_path):
   convert.convert(str(tmp_path / "r18.pth"), str(tmp_path / "r18.safetensors"))
   with pytest.raises(CheckpointError, match="r18.safetensors does not fit"):
     models.create(
-      "sasnet_resnet50", 7, init_from=str(tmp_path / "r18.safetensors")
+      "sasnet_resnet_tiny", 7, init_from=str(tmp_path / "r18.safetensors")
     )
   save_file(
     {"fc.weight": np.zeros((7, 4), np.float32)}, tmp_path / "x.safetensors"
