@@ -475,6 +475,7 @@ def test_build_from_png_and_npy_files(tmp_path):
     assert image.format == "PNG" and image.size[0] > 200
 
 
+@pytest.mark.slow
 def test_build_errors_name_the_file(tmp_path):
   root = tmp_path / "maps"
   root.mkdir()

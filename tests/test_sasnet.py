@@ -201,6 +201,7 @@ def _parity(official, arch, name, tmp_path, batch=2):
   return model
 
 
+@pytest.mark.slow
 def test_resnet18_matches_the_official_module(official, tmp_path):
   """All four outputs of SASceneNet('ResNet-18'), random weights and BN
   statistics, loaded through the .pth.tar -> safetensors conversion."""

@@ -231,6 +231,7 @@ def test_convnext_backbone_loads_hugging_face_weights(tmp_path):
     models.create("deeplabv3plus_resnet50", 6, init_from=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_dilated_convnext_keeps_the_undilated_outputs():
   """The a-trous rule: ConvNeXt at output stride 16 (8) with the weights
   of the stride-32 network computes, at every 2nd (2nd, 4th) row and

@@ -55,6 +55,7 @@ def test_demo_main_job_end_to_end(tmp_path):
   assert proto.metric == "cosine" and proto.representation.shape == (8, 32)
 
 
+@pytest.mark.slow
 def test_config_errors_are_one_line_naming_the_field(tmp_path):
   """Every expected failure of the command line: status 2, one line naming
   the field or file, no traceback, nothing written."""
