@@ -7,6 +7,12 @@
 # input from the segmentation demo's segmenter (train that first):
 #   python -m scenejax.main --config=configs/demo_segmentation.py --workdir=/tmp/scenejax_seg
 #   python -m scenejax.main --config=configs/demo.py:sasnet --workdir=/tmp/scenejax_sasnet
+# with the semantic input precomputed as SAS-Net's top-3 PNGs instead (the
+# same numbers on these unaugmented scenes):
+#   for split in train test; do python -m scenejax.segment --segmenter=deeplabv3plus_resnet_tiny \
+#     --init_from=/tmp/scenejax_seg --dataset=synthetic_scenes --split=$split --size=32 \
+#     --top3 --out=/tmp/scenejax_top3; done
+#   python -m scenejax.main --config=configs/demo.py:sasnet,semantic_files --workdir=/tmp/scenejax_sasnet_files
 # or its staged recipe, each stage from the previous one's workdir:
 #   python -m scenejax.main --config=configs/demo.py:sasnet_rgb --workdir=/tmp/sas_rgb
 #   python -m scenejax.main --config=configs/demo.py:sasnet_semantic --workdir=/tmp/sas_sem --config.init_from=/tmp/sas_rgb
@@ -40,7 +46,17 @@ def get_config(arg=None):
     config.sasnet.segmenter = "deeplabv3plus_resnet_tiny"
     config.sasnet.segmenter_init_from = "/tmp/scenejax_seg"
     config_lib.sasnet_stage(config, SASNET_STAGES[first])
-    arg = rest
+    options = rest.split(",") if rest else []
+    if "semantic_files" in options:  # the segment command's top-3 PNGs
+      options.remove("semantic_files")
+      config.sasnet.update(
+        dict(
+          segmenter="",
+          segmenter_init_from="",
+          semantic_dir="/tmp/scenejax_top3",
+        )
+      )
+    arg = ",".join(options)
   return config_lib.apply_variant(config, arg)
 
 

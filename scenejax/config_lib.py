@@ -154,12 +154,14 @@ def base() -> ml_collections.ConfigDict:
   )
   # config.model = sasnet_* (scenejax.semantic_aware): the training stage
   # (set it with `sasnet_stage`, which also sets the parameter groups) and
-  # the frozen segmenter whose top-3 scores are the semantic input.
+  # the semantic input: a frozen segmenter's top-3 scores, made on the fly
+  # or read from the files `scenejax.segment --top3` wrote.
   config.sasnet = ml_collections.ConfigDict(
     dict(
       stage="all",  # rgb | semantic | attention | all
       segmenter="",  # scenejax.models.SEGMENTERS (not needed by rgb)
       segmenter_init_from="",  # its Hugging Face checkpoint or workdir
+      semantic_dir="",  # or: the segment command's --top3 --out directory
     )
   )
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
@@ -201,6 +203,48 @@ def sasnet_stage(
   return config
 
 
+def sasnet_paper_training(
+  config: ml_collections.ConfigDict,
+) -> ml_collections.ConfigDict:
+  """SAS-Net's published training settings, shared by its four recipes.
+
+  From the official code's Config/config_{ADE20K,MITIndoor,SUN397,
+  Places365}.yaml, identical in all four: batch 100, LR 2.5e-4, momentum
+  0.9, weight decay 5e-4, poly decay of power 0.9, ten-crop evaluation,
+  cross-entropy. Their optimizer, DFW (Berrada et al. 2019, Deep
+  Frank-Wolfe), is replaced by SGD: DFW is built for the multi-class hinge
+  loss (its step size comes in closed form from that loss), so a port
+  would change the loss too, and its step is LR x gamma with gamma in
+  [0, 1], so SGD at the same LR takes DFW's largest step. The YAMLs'
+  LR_DECAY (10) has no reading beside POLY_POWER in the released code
+  (evaluation only): not used. One rate for every trained parameter.
+  """
+  config.batch_size = 100
+  config.eval_batch_size = 20  # x 10 crops (the YAMLs' TEST batch is 10)
+  config.data.ten_crop = True
+  config.optimizer.update(
+    dict(
+      name="sgd",
+      learning_rate=2.5e-4,
+      backbone_learning_rate=0.0,
+      weight_decay=5e-4,
+      momentum=0.9,
+      schedule="poly",
+    )
+  )
+  config.loss.update(dict(labels="ce", bcl_weight=0.0))
+  return config
+
+
+def sasnet_stage_init(stage: str, pretrained: str, workdir: str) -> str:
+  """A SAS-Net stage's config.init_from: the `pretrained` ImageNet RGB
+  branch for "rgb" and "all", else the previous stage's workdir
+  (`workdir` with "{stage}" replaced by that stage: semantic <- rgb,
+  attention <- semantic)."""
+  previous = {"semantic": "rgb", "attention": "semantic"}.get(stage)
+  return workdir.format(stage=previous) if previous else pretrained
+
+
 def _validate_sasnet(config, one_of) -> None:
   from scenejax import models
 
@@ -230,17 +274,33 @@ def _validate_sasnet(config, one_of) -> None:
     )
   if stage == "rgb":
     return
+  if config.sasnet.semantic_dir:
+    if config.sasnet.segmenter or config.sasnet.segmenter_init_from:
+      raise ConfigError(
+        f"config.sasnet.semantic_dir = {config.sasnet.semantic_dir!r} and "
+        "config.sasnet.segmenter / segmenter_init_from are both set: the "
+        "semantic input comes from the files or from the segmenter; "
+        "clear one"
+      )
+    if not os.path.isdir(config.sasnet.semantic_dir):
+      raise ConfigError(
+        f"config.sasnet.semantic_dir = {config.sasnet.semantic_dir!r} is "
+        "not a directory; write it with python -m scenejax.segment "
+        "--dataset=... --split=train (and test) --top3 --out=DIR"
+      )
+    return
   if config.sasnet.segmenter not in models.SEGMENTERS:
     raise ConfigError(
       f"config.sasnet.segmenter = {config.sasnet.segmenter!r}: the "
       f"{stage!r} stage needs the segmenter of the semantic input, one of "
-      f"{', '.join(models.SEGMENTERS)}"
+      f"{', '.join(models.SEGMENTERS)} (or config.sasnet.semantic_dir)"
     )
   if not config.sasnet.segmenter_init_from:
     raise ConfigError(
       "config.sasnet.segmenter_init_from is empty: the semantic input "
       "needs the segmenter's trained weights (a Hugging Face checkpoint "
-      "or a segmentation workdir)"
+      "or a segmentation workdir), or set config.sasnet.semantic_dir to "
+      "precomputed top-3 files"
     )
 
 

@@ -20,6 +20,9 @@ from scenejax.datasets import common
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# SAS-Net's precomputed semantic input: uint8 (H, W, 3) top-3 ids (0-based
+# segmenter channels) and scores (round(255 p)), aligned with "image".
+SEMANTIC_KEYS = ("semantic_ids", "semantic_scores")
 
 
 def train_batches(
@@ -106,7 +109,8 @@ def eval_batches(
 ) -> Iterator[dict]:
   """Every example once, in order; the last batch is padded and masked.
 
-  Yields dicts with "image", "label" and a bool "mask" (False on padding),
+  Yields dicts with "image", "label" (and SAS-Net's `SEMANTIC_KEYS` where
+  the examples have them) and a bool "mask" (False on padding),
   all of leading size `batch_size` (this process's part of the global
   batch), so the eval step compiles once and no example is dropped.
   Multi-host: each process covers its own strided shard and pads to the
@@ -132,7 +136,7 @@ def eval_batches(
     batch = {
       k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
       for k, v in batch.items()
-      if k in ("image", "label")
+      if k in ("image", "label") + SEMANTIC_KEYS
     }
     batch["mask"] = np.arange(batch_size) < real
     template = batch
@@ -140,11 +144,7 @@ def eval_batches(
     yield batch
   while template is not None and count < num_batches:  # all padding
     count += 1
-    yield {
-      "image": np.zeros_like(template["image"]),
-      "label": np.zeros_like(template["label"]),
-      "mask": np.zeros(batch_size, bool),
-    }
+    yield {k: np.zeros_like(v) for k, v in template.items()}
 
 
 class Preprocess:
@@ -159,7 +159,9 @@ class Preprocess:
   `ten_crop` (eval only; SAS-Net reports it) the image becomes
   (10, size, size, 3): the four corner crops and the centre crop of the
   resized image, then the same five flipped; `eval_step` averages the
-  softmax over them.
+  softmax over them. An example's SAS-Net top-3 maps (`SEMANTIC_KEYS`)
+  get the image's resize, crops and flip, ids by nearest neighbour and
+  scores bilinearly (SAS-Net's loaders).
 
   An image that cannot be decoded returns None (the pipeline drops it),
   is logged with its name and counted in `self.skipped`; with
@@ -207,32 +209,41 @@ class Preprocess:
       if image is None:
         self.skipped += 1
         return None
+    # SAS-Net's top-3 maps (`semantic_aware.SemanticFiles`) take the
+    # image's resize, crops and flip: ids by nearest neighbour, scores
+    # bilinearly, as its official loaders do.
+    extra = [k for k in SEMANTIC_KEYS if k in example]
+    resample = {
+      "semantic_ids": Image.NEAREST,
+      "semantic_scores": Image.BILINEAR,
+    }
     size = self.image_size
     if (
       isinstance(image, np.ndarray)
       and image.shape[:2] == (size, size)
       and not self.random_resized_crop
     ):
-      crop = image  # already final (the synthetic scenes)
+      crops = [image] + [example[k] for k in extra]  # already final
     else:
       if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
+      images = [(image, Image.BILINEAR)] + [
+        (Image.fromarray(np.asarray(example[k])), resample[k]) for k in extra
+      ]
       if self.ten_crop:
-        return {
-          "image": self._ten_crops(image),
-          "label": np.int32(example["label"]),
-        }
-      crop = self._crop(image, rng)
+        crops = [self._ten_crops(*pair) for pair in images]
+      else:
+        crops = self._crop(images, rng)
     if self.train and rng.random() < 0.5:
-      crop = crop[:, ::-1]
-    return {
-      "image": np.ascontiguousarray(crop, np.uint8),
-      "label": np.int32(example["label"]),
-    }
+      crops = [crop[:, ::-1] for crop in crops]
+    out = {"label": np.int32(example["label"])}
+    for key, crop in zip(["image"] + extra, crops, strict=True):
+      out[key] = np.ascontiguousarray(crop, np.uint8)
+    return out
 
-  def _ten_crops(self, image):
+  def _ten_crops(self, image, resample):
     size = self.image_size
-    resized = np.asarray(self._resize(image))
+    resized = np.asarray(self._resize(image, resample))
     h, w = resized.shape[:2]
     corners = [
       (0, 0),
@@ -242,12 +253,10 @@ class Preprocess:
       ((h - size) // 2, (w - size) // 2),
     ]
     crops = [resized[t : t + size, l : l + size] for t, l in corners]
-    return np.ascontiguousarray(np.stack(crops + [c[:, ::-1] for c in crops]))
+    return np.stack(crops + [c[:, ::-1] for c in crops])
 
-  def _resize(self, image):
+  def _resize(self, image, resample):
     """Shorter side to `resize_size` (never below `image_size`)."""
-    from PIL import Image
-
     size = self.image_size
     scale = self.resize_size / min(image.size)
     return image.resize(
@@ -255,21 +264,29 @@ class Preprocess:
         max(size, round(image.size[0] * scale)),
         max(size, round(image.size[1] * scale)),
       ),
-      Image.BILINEAR,
+      resample,
     )
 
-  def _crop(self, image, rng):
-    """PIL image -> (size, size, 3) uint8 crop, by the train/eval rule."""
+  def _crop(self, images, rng):
+    """[(PIL image, resample)] of one size -> their (size, size, ...) uint8
+    crops by the train/eval rule, one random draw for all."""
     size = self.image_size
     if self.train and self.random_resized_crop:
-      return _random_resized_crop(image, size, rng)
-    image = self._resize(image)
-    w, h = image.size
+      box = _random_resized_box(*images[0][0].size, rng)
+      return [
+        np.asarray(image.resize((size, size), resample, box=box))
+        for image, resample in images
+      ]
+    resized = [self._resize(image, resample) for image, resample in images]
+    w, h = resized[0].size
     if self.train:
       top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     else:
       top, left = (h - size) // 2, (w - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)))
+    return [
+      np.asarray(image.crop((left, top, left + size, top + size)))
+      for image in resized
+    ]
 
 
 class SegmentationPreprocess:
@@ -411,13 +428,9 @@ def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def _random_resized_crop(
-  pil, size, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
-):
-  """Inception-style crop (10 tries, then the centre crop), resized."""
-  from PIL import Image
-
-  w, h = pil.size
+def _random_resized_box(w, h, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """An Inception-style crop box of a w x h image (10 tries, then the
+  centre square)."""
   area = w * h
   for _ in range(10):
     target = area * rng.uniform(*scale)
@@ -429,8 +442,7 @@ def _random_resized_crop(
   else:
     cw = ch = min(w, h)
     left, top = (w - cw) // 2, (h - ch) // 2
-  box = (left, top, left + cw, top + ch)
-  return np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
+  return (left, top, left + cw, top + ch)
 
 
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:

@@ -72,6 +72,9 @@ from scenejax.models import pretrained
 
 ADE20K_NUM_CLASSES = 150
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# SAS-Net's file layout (its loaders read these folders): the top-3 ids and
+# their scores, one RGB PNG each per image.
+TOP3_IDS_DIR, TOP3_SCORES_DIR = "noisy_annotations_RGB", "noisy_scores_RGB"
 
 
 def load_segmenter(
@@ -437,9 +440,9 @@ def write_outputs(out: str, rel: str, result, *, top3: bool) -> None:
   ids, scores = result
   write_png(os.path.join(out, rel), label_map(ids))
   if top3:
-    write_png(os.path.join(out, "noisy_annotations_RGB", rel), ids[..., :3])
+    write_png(os.path.join(out, TOP3_IDS_DIR, rel), ids[..., :3])
     write_png(
-      os.path.join(out, "noisy_scores_RGB", rel),
+      os.path.join(out, TOP3_SCORES_DIR, rel),
       np.round(scores[..., :3] * 255),
     )
 
@@ -534,39 +537,23 @@ def _dataset_split(name: str, split: str, data_dir: str | None):
   return data, data.train if split == "train" else data.test
 
 
-def _segment_to_files(flag, predictor) -> None:
-  out, top3 = flag.out, flag.top3
-  if flag.images:
-    rels = image_files(flag.images)
-    records = _records_of_images(flag.images, rels)
-    total = len(rels)
-  else:
-    data, source = _dataset_split(flag.dataset, flag.split, flag.data_dir)
-    total, lines = len(source), []
-    fileio.write_text(
-      os.path.join(out, "class_names.txt"), "\n".join(data.class_names) + "\n"
-    )
-
-    def dataset_records():
-      for i in range(total):
-        record = dict(source[i], rel=f"{flag.split}/{i:08d}.png")
-        lines.append(f"{record['rel']} {int(record['label'])}")
-        yield record
-
-    records = dataset_records()
+def write_files(predictor, records, total: int, out: str, *, top3: bool):
+  """Segments `records` ({"image", "name", "rel"}) and writes each one's
+  label map `out/rel` (and, with `top3`, SAS-Net's files); returns
+  (written, skipped undecodable). Finished images are skipped: a rerun
+  after an interruption resumes (every file is written by rename, so one
+  that exists is complete)."""
 
   def outputs(rel):
     rel = png_name(rel)
     paths = [os.path.join(out, rel)]
     if top3:
       paths += [
-        os.path.join(out, "noisy_annotations_RGB", rel),
-        os.path.join(out, "noisy_scores_RGB", rel),
+        os.path.join(out, TOP3_IDS_DIR, rel),
+        os.path.join(out, TOP3_SCORES_DIR, rel),
       ]
     return paths
 
-  # Finished images are skipped: a rerun after an interruption resumes
-  # (every file is written by rename, so one that exists is complete).
   bar = _progress(total, "segmenting")
 
   def todo():
@@ -587,9 +574,46 @@ def _segment_to_files(flag, predictor) -> None:
       bar.update(1)
   finally:
     bar.close()
-  if flag.dataset:  # the list, once every record has been seen
-    fileio.write_text(
-      os.path.join(out, f"{flag.split}.txt"), "\n".join(lines) + "\n"
+  return written, skipped
+
+
+def write_split_files(
+  predictor, data, split: str, out: str, *, top3: bool = True
+):
+  """`write_files` for record i of `data`'s split ("train" or "test")
+  as `split/{i:08d}.png`, then `out/split.txt` (one "file label" line per
+  record, in order: `semantic_aware.SemanticFiles` checks a run's dataset
+  against it) and `out/class_names.txt`. Returns (written, skipped)."""
+  source = data.train if split == "train" else data.test
+  fileio.write_text(
+    os.path.join(out, "class_names.txt"), "\n".join(data.class_names) + "\n"
+  )
+  lines = []
+
+  def records():
+    for i in range(len(source)):
+      record = dict(source[i], rel=f"{split}/{i:08d}.png")
+      lines.append(f"{record['rel']} {int(record['label'])}")
+      yield record
+
+  counts = write_files(predictor, records(), len(source), out, top3=top3)
+  # The list, once every record has been seen.
+  fileio.write_text(os.path.join(out, f"{split}.txt"), "\n".join(lines) + "\n")
+  return counts
+
+
+def _segment_to_files(flag, predictor) -> None:
+  out, top3 = flag.out, flag.top3
+  if flag.images:
+    rels = image_files(flag.images)
+    records = _records_of_images(flag.images, rels)
+    written, skipped = write_files(
+      predictor, records, len(rels), out, top3=top3
+    )
+  else:
+    data, _ = _dataset_split(flag.dataset, flag.split, flag.data_dir)
+    written, skipped = write_split_files(
+      predictor, data, flag.split, out, top3=top3
     )
   print(
     f"wrote {written} label map(s) to {out}"

@@ -2,13 +2,27 @@
 segmenter's scores (config.model = sasnet_*; the model is
 `scenejax.models.sasnet`).
 
-The semantic input is made on the fly: a frozen segmenter
-(config.sasnet.segmenter, weights config.sasnet.segmenter_init_from: a
-Hugging Face checkpoint or a scenejax segmentation workdir) runs inside the
-same jitted step on the augmented batch; its top-3 softmax scores,
-quantised to round(255 p) / 255 as SAS-Net's score PNGs store them, become
-the 152-channel tensor of `sasnet.semantic_tensor`. No gradient reaches
-the segmenter; its parameters are an input of the step, not constants.
+The semantic input is made on the fly or read from files:
+
+  on the fly   a frozen segmenter (config.sasnet.segmenter, weights
+               config.sasnet.segmenter_init_from: a Hugging Face checkpoint
+               or a scenejax segmentation workdir) runs inside the same
+               jitted step on the augmented batch; its top-3 softmax
+               scores, quantised to round(255 p) / 255 as SAS-Net's score
+               PNGs store them, become the 152-channel tensor of
+               `sasnet.semantic_tensor`. No gradient reaches the
+               segmenter; its parameters are an input of the step, not
+               constants.
+  from files   config.sasnet.semantic_dir: SAS-Net's top-3 id and score
+               PNGs of every record, as `python -m scenejax.segment
+               --dataset=D --split=train|test --top3 --out=DIR` writes
+               them (`SemanticFiles`); the input pipeline gives them the
+               image's crops and flips. The segmenter then ran on the whole
+               image before augmentation, as in SAS-Net's own pipeline; on
+               the synthetic scenes, which are not augmented, the two
+               inputs are the same numbers (tested).
+
+The rgb stage reads neither.
 
 Training stages (config.sasnet.stage). SAS-Net's authors released
 evaluation code only; the paper trains "in stages" and the configs give
@@ -37,16 +51,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scenejax import input_pipeline, segment
-from scenejax.errors import ConfigError, UserError
+from scenejax.errors import ConfigError, DatasetError, UserError
 from scenejax.evaluation import TOP_K
+from scenejax.input_pipeline import SEMANTIC_KEYS
 from scenejax.models import sasnet
 
 STAGES = ("rgb", "semantic", "attention", "all")
@@ -82,13 +100,20 @@ def stage_outputs(model, images, semantic, stage: str) -> dict:
   return model(images, semantic, branch_gradients=stage != "attention")
 
 
-def _inputs(graphdef, segmenter_state, batch_images, stage, mean, std):
-  images = input_pipeline.normalize(batch_images, mean, std)
-  semantic = None
-  if stage != "rgb":
-    segmenter = nnx.merge(graphdef, segmenter_state)
-    semantic = semantic_input(segmenter, batch_images)
-  return images, semantic
+def _inputs(graphdef, segmenter_state, batch, stage, mean, std):
+  """(normalised images, semantic tensor or None) of a batch: the tensor
+  from the batch's top-3 files if it has them, else from the segmenter."""
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  if stage == "rgb":
+    return images, None
+  if "semantic_ids" in batch:
+    semantic = sasnet.semantic_tensor(
+      batch["semantic_ids"].astype(jnp.int32),
+      batch["semantic_scores"].astype(jnp.float32) / 255.0,
+    )
+    return images, semantic
+  segmenter = nnx.merge(graphdef, segmenter_state)
+  return images, semantic_input(segmenter, batch["image"])
 
 
 def train_step(
@@ -113,7 +138,7 @@ def train_step(
     model.rgb.eval()
     model.semantic.eval()
   images, semantic = _inputs(
-    segmenter_graphdef, segmenter_state, batch["image"], stage, mean, std
+    segmenter_graphdef, segmenter_state, batch, stage, mean, std
   )
   labels = batch["label"]
 
@@ -149,13 +174,13 @@ def eval_step(
   crops."""
   model = nnx.merge(graphdef, state)[0]
   model.eval()
-  images = batch["image"]
-  crops = images.ndim == 5
-  if crops:
-    n, k = images.shape[:2]
-    images = images.reshape((n * k,) + images.shape[2:])
+  crops = batch["image"].ndim == 5
+  inputs = {k: batch[k] for k in ("image",) + SEMANTIC_KEYS if k in batch}
+  if crops:  # (n, k, H, W, C) -> (n k, H, W, C)
+    n, k = batch["image"].shape[:2]
+    inputs = {k_: v.reshape((n * k,) + v.shape[2:]) for k_, v in inputs.items()}
   x, semantic = _inputs(
-    segmenter_graphdef, segmenter_state, images, stage, mean, std
+    segmenter_graphdef, segmenter_state, inputs, stage, mean, std
   )
   logits = stage_outputs(model, x, semantic, stage)[STAGE_LOGITS[stage]]
   scores = logits.astype(jnp.float32)
@@ -167,9 +192,9 @@ def eval_step(
 
 def load_segmenter(config):
   """(graphdef, state) of the frozen segmenter, or (None, None) for the rgb
-  stage, which needs none."""
+  stage and for semantic files, which need none."""
   cfg = config.sasnet
-  if cfg.stage == "rgb":
+  if cfg.stage == "rgb" or cfg.semantic_dir:
     return None, None
   try:
     model = segment.load_segmenter(
@@ -187,6 +212,125 @@ def load_segmenter(config):
       f"ids 1..{sasnet.SEMANTIC_CHANNELS - 2} (ADE20K's 150)"
     )
   return nnx.split(model)
+
+
+class SemanticFiles:
+  """A classification split whose records also carry SAS-Net's precomputed
+  semantic input (`input_pipeline.SEMANTIC_KEYS`).
+
+  `directory` is what `python -m scenejax.segment --dataset=D --split=S
+  --top3 --out=directory` writes: for record i,
+  noisy_annotations_RGB/S/{i:08d}.png (the top-3 segmenter channels,
+  0-based, as uint8 RGB) and noisy_scores_RGB/S/{i:08d}.png (their
+  round(255 p)), and S.txt, one "file label" line per record. Each record's
+  scene label is checked against its line, so files written for another
+  dataset, split or order are refused; a missing, unreadable or malformed
+  file raises DatasetError naming it.
+  """
+
+  def __init__(self, source, directory: str, split: str):
+    self._source, self._directory, self._split = source, directory, split
+    self._listing = os.path.join(directory, f"{split}.txt")
+    make = (
+      f"write them with python -m scenejax.segment --dataset=... "
+      f"--split={split} --top3 --out={directory} (and the segmenter's flags)"
+    )
+    if not os.path.isfile(self._listing):
+      raise DatasetError(
+        f"{self._listing} not found: config.sasnet.semantic_dir = "
+        f"{directory!r} holds no {split!r} semantic files; {make}"
+      )
+    self._files, self._labels = [], []
+    with open(self._listing) as f:
+      for number, line in enumerate(f, 1):
+        parts = line.split()
+        if not parts:
+          continue
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+          raise DatasetError(
+            f"{self._listing}:{number}: {line.strip()!r} is not a "
+            "'file label' line; " + make
+          )
+        self._files.append(parts[0])
+        self._labels.append(int(parts[1]))
+    if len(self._files) != len(source):
+      raise DatasetError(
+        f"{self._listing} lists {len(self._files)} records but the dataset's "
+        f"{split!r} split has {len(source)}: the files were written for "
+        f"another dataset or split; {make}"
+      )
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict:
+    record = self._source[index]
+    if int(record["label"]) != self._labels[index]:
+      raise DatasetError(
+        f"{self._listing}:{index + 1} gives scene label "
+        f"{self._labels[index]}, but record {index} of the dataset's "
+        f"{self._split!r} split has {int(record['label'])}: the files were "
+        "written for another dataset or order; write them again"
+      )
+    ids = self._read(segment.TOP3_IDS_DIR, index)
+    scores = self._read(segment.TOP3_SCORES_DIR, index)
+    largest = sasnet.SEMANTIC_CHANNELS - 2  # channel id + 1 <= 151
+    if int(ids.max(initial=0)) > largest:
+      raise DatasetError(
+        f"{self._path(segment.TOP3_IDS_DIR, index)}: segmenter channel "
+        f"{int(ids.max())} > {largest}; SAS-Net's semantic input holds "
+        f"ADE20K's 150 classes (channels 0..149, 0-based)"
+      )
+    size = _image_size(record["image"])
+    for name, array in (
+      (segment.TOP3_IDS_DIR, ids),
+      (segment.TOP3_SCORES_DIR, scores),
+    ):
+      if size is not None and array.shape[:2] != size:
+        raise DatasetError(
+          f"{self._path(name, index)}: {array.shape[1]}x{array.shape[0]} "
+          f"pixels, but its image ({record.get('name', index)}) is "
+          f"{size[1]}x{size[0]}: the files were written for other images"
+        )
+    return dict(record, semantic_ids=ids, semantic_scores=scores)
+
+  def _path(self, folder: str, index: int) -> str:
+    return os.path.join(self._directory, folder, self._files[index])
+
+  def _read(self, folder: str, index: int) -> np.ndarray:
+    from PIL import Image
+
+    path = self._path(folder, index)
+    try:
+      with Image.open(path) as png:
+        if png.mode != "RGB":
+          raise ValueError(
+            f"a {png.mode} image; SAS-Net's top-3 files are RGB PNGs (one "
+            "channel per rank), as segment --top3 writes them"
+          )
+        return np.asarray(png)
+    except FileNotFoundError:
+      raise DatasetError(
+        f"{path} not found (record {index} of {self._listing}); write the "
+        f"files again with python -m scenejax.segment --split={self._split} "
+        "--top3 (it resumes, writing only what is missing)"
+      ) from None
+    except (OSError, ValueError, SyntaxError) as e:
+      raise DatasetError(f"{path}: not a top-3 PNG ({e})") from e
+
+
+def _image_size(image) -> tuple[int, int] | None:
+  """(height, width) of a decoded or encoded image; None if unreadable
+  (the input pipeline skips it by name)."""
+  from PIL import Image
+
+  if isinstance(image, np.ndarray):
+    return image.shape[:2]
+  try:
+    with Image.open(io.BytesIO(bytes(image))) as header:  # no decoding
+      return header.size[1], header.size[0]
+  except (OSError, ValueError, SyntaxError):
+    return None
 
 
 def task(config, data, graphdef, mesh, pixel_stats):
@@ -224,6 +368,13 @@ def task(config, data, graphdef, mesh, pixel_stats):
     in_shardings=(replicated, replicated, batch_sharding),
     out_shardings=replicated,
   )
+  sources = None
+  if config.sasnet.semantic_dir and stage != "rgb":
+    where = config.sasnet.semantic_dir
+    sources = (
+      SemanticFiles(data.train, where, "train"),
+      SemanticFiles(data.test, where, "test"),
+    )
   base = train.classification_task(
     config,
     data,
@@ -232,6 +383,7 @@ def task(config, data, graphdef, mesh, pixel_stats):
     pixel_stats,
     step=step,
     eval_fn=lambda state, batch: evaluate(state, segmenter_state, batch),
+    sources=sources,
   )
   terms = train.loss_term_names(loss_cfg)
   if stage == "all":

@@ -355,22 +355,38 @@ class Task:
   best_metric: str  # the row key that picks the best checkpoint
   train_preprocess: Any = None
   eval_preprocess: Any = None
+  train_source: Any = None  # None: the dataset's training split
 
 
 def classification_task(
-  config, data, graphdef, mesh, pixel_stats, *, step=None, eval_fn=None
+  config,
+  data,
+  graphdef,
+  mesh,
+  pixel_stats,
+  *,
+  step=None,
+  eval_fn=None,
+  sources=None,
 ) -> Task:
   """Scene classification with GLS / BCL / PCL ([SP], [PCL]): `train_step`
   against the run's prototype, Top-k and MCA (`scenejax.evaluation`).
-  `step` and `eval_fn` replace the jitted train and eval steps (SAS-Net's,
-  `scenejax.semantic_aware`)."""
+  `step`, `eval_fn` and the (train, eval) `sources` replace the jitted
+  train and eval steps and `data`'s splits (SAS-Net's, with its semantic
+  files: `scenejax.semantic_aware`)."""
+  train_source, eval_source = sources or (data.train, data.test)
   loss_cfg = LossConfig.from_config(config.loss)
   train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
   # A segmenter build can take hours: it runs in `prepare`, once the run's
   # own checks passed and the workdir is locked; a prototype file is
   # checked now.
   build_later = bool(config.prototype.segmenter) and not config.prototype.path
-  early = None if build_later else prototype_for(config, data, None)
+  # A loss without S (ce / lsr, no BCL) on a real dataset trains without a
+  # prototype: S is then a placeholder the loss never reads.
+  unused = not (loss_cfg.labels == "gls" or loss_cfg.bcl_weight) and not (
+    config.prototype.path or config.prototype.segmenter or data.spec is not None
+  )
+  early = None if build_later or unused else prototype_for(config, data, None)
   eval_fn = eval_fn or evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
   data_sharding = NamedSharding(mesh, P("data"))
 
@@ -378,7 +394,7 @@ def classification_task(
     result = evaluation.evaluate(
       eval_fn,
       state,
-      data.test,
+      eval_source,
       batch_size=config.eval_batch_size // jax.process_count(),
       num_classes=data.num_classes,
       data_sharding=data_sharding,
@@ -387,6 +403,10 @@ def classification_task(
     return result.metrics(), result.confusion
 
   def prepare(workdir):
+    if unused:
+      return jax.device_put(
+        jnp.eye(data.num_classes, dtype=jnp.float32), NamedSharding(mesh, P())
+      )
     proto = early if early is not None else prototype_for(config, data, workdir)
     if jax.process_index() == 0 and not config.prototype.path:
       prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
@@ -407,6 +427,7 @@ def classification_task(
     best_metric="top1",
     train_preprocess=train_preprocess,
     eval_preprocess=eval_preprocess,
+    train_source=train_source,
   )
 
 
@@ -466,6 +487,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     make_task = classification_task
   task = make_task(config, data, graphdef, mesh, pixel_stats)
   train_preprocess = task.train_preprocess
+  train_source = data.train if task.train_source is None else task.train_source
 
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0  # the one process that writes files
@@ -503,7 +525,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         pending = []
         batches = iter(
           input_pipeline.train_batches(
-            data.train,
+            train_source,
             config.batch_size,
             seed=config.seed,
             epoch=epoch,

@@ -137,3 +137,26 @@ def kill_at_first_checkpoint(script: str, workdir: str, timeout: float = 240):
   proc.kill()
   proc.wait()
   assert os.path.isdir(ckpt_dir), "the run never wrote a checkpoint"
+
+
+def write_top3_files(root, sizes, labels, split="train"):
+  """SAS-Net's top-3 layout written with PIL (not scenejax.segment): random
+  ids (0-based channels < 150) and scores as RGB PNGs of each record's
+  (height, width), and the split's 'file label' list."""
+  import numpy as np
+  from PIL import Image
+
+  rng = np.random.default_rng(0)
+  lines = []
+  for i, ((h, w), label) in enumerate(zip(sizes, labels, strict=True)):
+    rel = f"{split}/{i:08d}.png"
+    for folder, high in (
+      ("noisy_annotations_RGB", 150),
+      ("noisy_scores_RGB", 256),
+    ):
+      (root / folder / split).mkdir(parents=True, exist_ok=True)
+      array = rng.integers(0, high, (h, w, 3), np.uint8)
+      Image.fromarray(array).save(root / folder / rel)
+    lines.append(f"{rel} {label}")
+  (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+  return root

@@ -51,9 +51,8 @@ def test_config_runs_one_epoch_on_a_tiny_setting(name, tmp_path):
       decoder_width=8, low_level_width=4, embedding_dim=4, num_samples=64
     )
   else:
-    config.model = (
-      "vit_ti16" if config.model.startswith("vit") else ("resnet_tiny")
-    )
+    small = {"vit": "vit_ti16", "sasnet": "sasnet_resnet_tiny"}
+    config.model = small.get(config.model.split("_")[0], "resnet_tiny")
   config.init_from = ""
   config.prototype.path = ""
   config.num_epochs = 1
@@ -126,6 +125,21 @@ def test_variants():
     config_lib.validate(c)
   c = _load("demo", "sasnet_attention")
   with pytest.raises(ConfigError, match="set config.init_from to the"):
+    config_lib.validate(c)
+  c = _load("demo", "sasnet,semantic_files,ce")
+  assert (c.sasnet.semantic_dir, c.sasnet.segmenter, c.loss.labels) == (
+    "/tmp/scenejax_top3",
+    "",
+    "ce",
+  )
+  c.sasnet.semantic_dir = "/nonexistent/top3"
+  with pytest.raises(ConfigError, match="'/nonexistent/top3' is not a dir"):
+    config_lib.validate(c)
+  c.sasnet.semantic_dir, c.sasnet.segmenter = (
+    "/tmp",
+    "deeplabv3plus_resnet_tiny",
+  )
+  with pytest.raises(ConfigError, match="are both set.*clear one"):
     config_lib.validate(c)
   c = _load("demo_segmentation", "focal,supcon")
   assert c.segmentation.contrastive_weight == 0.0

@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import write_top3_files
 from PIL import Image
 
 import scenejax.datasets as datasets
@@ -406,6 +407,25 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   assert result["class_names"] == classes
   # The builder already dropped the corrupt file at prepare time.
   assert result["skipped_images"] == 0
+
+  # SAS-Net from its top-3 files on the same data: the maps follow the
+  # images' crops, flips and ten crops; plain CE needs no prototype.
+  data = datasets.from_config(config)
+  for split, source in (("train", data.train), ("test", data.test)):
+    records = [source[i] for i in range(len(source))]
+    sizes = [Image.open(io.BytesIO(r["image"])).size[::-1] for r in records]
+    write_top3_files(
+      tmp_path / "top3", sizes, [r["label"] for r in records], split
+    )
+  sas = demo.get_config("sasnet,semantic_files,ce")
+  sas.dataset, sas.data = "mit67", config.data
+  sas.sasnet.semantic_dir = str(tmp_path / "top3")
+  sas.update(dict(num_epochs=1, batch_size=32, eval_batch_size=48))
+  sas.progress_bar = False
+  # No segmenter is loaded: the semantic input can only come from the files.
+  result = train.train_and_evaluate(sas, str(tmp_path / "sasnet"))
+  assert result["num_examples"] == 67 and np.isfinite(result["train_loss"])
+  assert not (tmp_path / "sasnet" / "prototype.npz").exists()
 
 
 def test_prototype_from_ade20k_scenes_label_maps(tmp_path):

@@ -11,7 +11,7 @@ import types
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, write_top3_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -325,7 +325,8 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
   rgb -> semantic -> attention, each from the previous workdir: what a
   stage does not train - weights and BatchNorm statistics - stays bit for
   bit, what it trains moves; the one-run `:sasnet` stage reports the
-  three heads' terms."""
+  three heads' terms; from SAS-Net's top-3 files it gives the same numbers
+  as on the fly."""
   import json
 
   from configs import demo, demo_segmentation
@@ -398,3 +399,151 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
   )
   for term in ("train_ce", "train_rgb_ce", "train_semantic_ce"):
     assert np.isfinite(row[term]), term
+
+  # The same run from SAS-Net's top-3 files, written by the segment
+  # command's code at the scenes' size: the same numbers (the scenes are
+  # not augmented, so the segmenter saw the same pixels; measured equal
+  # bit for bit, 2026-11-23).
+  from scenejax import datasets, segment
+
+  config = tiny(demo.get_config("sasnet,semantic_files"))
+  config.sasnet.semantic_dir = str(tmp_path / "top3")
+  data = datasets.from_config(config)
+  predictor = segment.Predictor(
+    segment.load_segmenter("deeplabv3plus_resnet_tiny", str(tmp_path / "seg")),
+    batch_size=16,
+    top_k=3,
+    resize=segment.Resize(32, 2048),
+  )
+  for split in ("train", "test"):
+    segment.write_split_files(
+      predictor, data, split, config.sasnet.semantic_dir
+    )
+  train.train_and_evaluate(config, str(tmp_path / "files"))
+  rows = [
+    [json.loads(line) for line in (tmp_path / w / "metrics.jsonl").open()]
+    for w in ("all", "files")
+  ]
+  for on_the_fly, from_files in zip(*rows, strict=True):
+    for key, value in on_the_fly.items():
+      if key != "seconds":
+        np.testing.assert_allclose(
+          from_files[key], value, rtol=1e-5, err_msg=key
+        )
+
+
+# --------------------------------------------------------------------------
+# Precomputed semantic input: SAS-Net's top-3 PNGs.
+
+
+def _ramp_example(w, h):
+  """An image whose R, G channels are the pixel's x, y, with SAS-Net files
+  holding the same coordinates: ids (x, y, a 7/200 checkerboard) and
+  scores = the image."""
+  y, x = np.mgrid[0:h, 0:w]
+  image = np.stack([x, y, np.full_like(x, 100)], -1).astype(np.uint8)
+  ids = np.stack([x, y, 7 + 193 * ((x + y) % 2)], -1).astype(np.uint8)
+  return dict(image=image, label=3, semantic_ids=ids, semantic_scores=image)
+
+
+@pytest.mark.parametrize(
+  "mode", ["train", "random_resized_crop", "eval", "ten_crop"]
+)
+def test_semantic_maps_take_the_images_crops_and_flips(mode):
+  """Resize, crop (one random draw) and flip are the image's: the scores,
+  resampled bilinearly like the image, equal it; the ids, by nearest
+  neighbour, hold the coordinates the image's bilinear pixels show
+  (within 1), the right way round after a flip, and are never blended."""
+  from scenejax import input_pipeline
+
+  pre = input_pipeline.Preprocess(
+    train=mode in ("train", "random_resized_crop"),
+    image_size=48,
+    resize_size=64,
+    random_resized_crop=mode == "random_resized_crop",
+    ten_crop=mode == "ten_crop",
+  )
+  flips = set()
+  for seed in range(8):
+    out = pre(_ramp_example(90, 70), np.random.default_rng(seed))
+    image, ids = out["image"], out["semantic_ids"]
+    assert out["label"] == 3 and image.dtype == ids.dtype == np.uint8
+    ids = ids.astype(int)
+    np.testing.assert_array_equal(out["semantic_scores"], image)
+    assert np.abs(ids[..., :2] - image[..., :2].astype(int)).max() <= 1
+    assert set(np.unique(ids[..., 2])) <= {7, 200}  # never blended
+    step = np.sign(np.diff(image[..., 0].astype(int), axis=-1).sum())
+    flips.add(step < 0)
+  if mode == "ten_crop":
+    assert image.shape == (10, 48, 48, 3) and ids.shape == (10, 48, 48, 3)
+  else:
+    assert image.shape == ids.shape == (48, 48, 3)
+  if mode in ("train", "random_resized_crop"):
+    assert flips == {True, False}  # both ways within 8 draws
+
+
+def test_semantic_files_are_read_and_errors_name_the_file(tmp_path):
+  from PIL import Image
+
+  from scenejax.datasets import common
+  from scenejax.semantic_aware import SemanticFiles
+
+  images = [np.zeros((6, 8, 3), np.uint8) + i for i in range(3)]
+  source = [dict(image=im, label=i % 2) for i, im in enumerate(images)]
+  root = write_top3_files(
+    tmp_path / "top3", [im.shape[:2] for im in images], [0, 1, 0]
+  )
+  files = SemanticFiles(source, str(root), "train")
+  record = files[1]
+  ids = np.asarray(
+    Image.open(root / "noisy_annotations_RGB/train/00000001.png")
+  )
+  np.testing.assert_array_equal(record["semantic_ids"], ids)
+  assert record["semantic_scores"].shape == (6, 8, 3) and len(files) == 3
+  np.testing.assert_array_equal(record["image"], images[1])
+
+  import io
+
+  encoded = io.BytesIO()  # an encoded image (TFDS): its size from the header
+  Image.fromarray(np.zeros((7, 8, 3), np.uint8)).save(encoded, format="JPEG")
+  jpeg = [dict(r, image=encoded.getvalue(), name="im.jpg") for r in source]
+
+  def fails(match, *, split="train", index=1, src=source):
+    with pytest.raises(common.DatasetError, match=match):
+      SemanticFiles(src, str(root), split)[index]
+
+  fails(
+    r"00000001\.png: 8x6 pixels, but its image \(im\.jpg\) is 8x7", src=jpeg
+  )
+  fails(r"test\.txt not found.*--split=test --top3", split="test")
+  fails(r"train\.txt lists 3 records but .* has 2", src=source[:2])
+  relabelled = [dict(r, label=5) for r in source]
+  fails(
+    r"train\.txt:2 gives scene label 1, but record 1 .* has 5", src=relabelled
+  )
+  ids_png = root / "noisy_annotations_RGB/train/00000001.png"
+  Image.fromarray(np.zeros((6, 8), np.uint8)).save(ids_png)  # a label map
+  fails(
+    r"noisy_annotations_RGB/train/00000001\.png: not a top-3 PNG \(a L image"
+  )
+  Image.fromarray(np.full((6, 8, 3), 151, np.uint8)).save(ids_png)
+  fails(r"00000001\.png: segmenter channel 151 > 150")
+  Image.fromarray(np.zeros((5, 8, 3), np.uint8)).save(ids_png)
+  fails(r"00000001\.png: 8x5 pixels, but its image \(1\) is 8x6")
+  ids_png.write_bytes(b"not a png")
+  fails(r"00000001\.png: not a top-3 PNG")
+  ids_png.unlink()
+  fails(r"00000001\.png not found \(record 1 of .*train\.txt\)")
+  (root / "train.txt").write_text("train/00000000.png zero\n")
+  fails(r"train\.txt:1: 'train/00000000\.png zero' is not a 'file label' line")
+
+
+def test_missing_semantic_files_are_one_line_from_the_trainer(tmp_path):
+  proc = run_cli(
+    "scenejax.main",
+    "--config=configs/demo.py:sasnet,semantic_files",
+    f"--config.sasnet.semantic_dir={tmp_path}",
+    f"--workdir={tmp_path / 'w'}",
+  )
+  assert_user_error(proc, f"{tmp_path}/train.txt not found", "--top3")
+  assert not (tmp_path / "w" / "config.json").exists()
