@@ -1,11 +1,15 @@
 """Evaluate a training workdir's best checkpoint on its evaluation split.
 
   python -m scenejax.evaluate --workdir=/tmp/run [--ten_crop] [--step=N]
+  python -m scenejax.evaluate --workdir=/tmp/sasnet --head=rgb   # SAS-Net
 
 Reads the resolved config the trainer saved (WORKDIR/config.json), restores
 the checkpoint with the highest Top-1 (or `--step`), and prints Top-1/2/5
 and mean class accuracy from exact counts over the whole split; writes
-WORKDIR/eval.json with the confusion matrix.
+WORKDIR/eval.json (WORKDIR/eval_HEAD.json with --head) with the confusion
+matrix. A SAS-Net workdir is scored by its stage's head, or by `--head`
+(rgb | semantic | combined), its semantic input made as in training (the
+segmenter or the semantic files); the rgb head needs neither.
 """
 
 from __future__ import annotations
@@ -26,17 +30,29 @@ from scenejax import (
   evaluation,
   fileio,
   input_pipeline,
+  models,
   train,
 )
+from scenejax.errors import ConfigError
 
 
 def evaluate_workdir(
-  workdir: str, *, ten_crop: bool = False, step: int | None = None
+  workdir: str,
+  *,
+  ten_crop: bool = False,
+  step: int | None = None,
+  head: str | None = None,
 ) -> dict:
   """Metrics of checkpoint `step` (default: best Top-1) of `workdir`, with
-  the confusion matrix (rows: true class)."""
+  the confusion matrix (rows: true class); `head` picks a SAS-Net head."""
   config = checkpoints.read_workdir_config(workdir)
   config.data.ten_crop = ten_crop
+  semantic_aware_model = config.model in models.SEMANTIC_AWARE
+  if head is not None and not semantic_aware_model:
+    raise ConfigError(
+      f"--head={head}: {workdir} trained {config.model}, which has one "
+      "head; --head is for SAS-Net workdirs"
+    )
   data = datasets.from_config(config)
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
   mesh = train.data_parallel_mesh()
@@ -44,13 +60,27 @@ def evaluate_workdir(
     workdir, data.num_classes, step, NamedSharding(mesh, P())
   )
   model = nnx.merge(graphdef, state)[0]
-  eval_fn = evaluation.jit_eval_step(
-    graphdef, mesh, (model.pixel_mean, model.pixel_std)
-  )
+  pixel_stats = (model.pixel_mean, model.pixel_std)
+  source = data.test
+  if semantic_aware_model:
+    from scenejax import semantic_aware
+
+    if head is not None and head not in semantic_aware.HEAD_STAGES:
+      raise ConfigError(
+        f"--head={head}; expected one of {' | '.join(semantic_aware.HEAD_STAGES)}"
+      )
+    stage = semantic_aware.HEAD_STAGES[head] if head else config.sasnet.stage
+    segmenter = semantic_aware.load_segmenter(config, stage)
+    eval_fn = semantic_aware.jit_eval_step(
+      graphdef, segmenter, mesh, pixel_stats, stage
+    )
+    source = semantic_aware.eval_source(config, data, stage)
+  else:
+    eval_fn = evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
   result = evaluation.evaluate(
     eval_fn,
     state,
-    data.test,
+    source,
     batch_size=config.eval_batch_size // jax.process_count(),
     num_classes=data.num_classes,
     data_sharding=NamedSharding(mesh, P("data")),
@@ -59,6 +89,7 @@ def evaluate_workdir(
   return dict(
     step=step,
     ten_crop=ten_crop,
+    **({"head": head} if head else {}),
     **result.metrics(),
     confusion=result.confusion.tolist(),
   )
@@ -68,8 +99,9 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
   workdir = flags.FLAGS.workdir
+  head = flags.FLAGS.head
   result = evaluate_workdir(
-    workdir, ten_crop=flags.FLAGS.ten_crop, step=flags.FLAGS.step
+    workdir, ten_crop=flags.FLAGS.ten_crop, step=flags.FLAGS.step, head=head
   )
   # The metrics first: a workdir we cannot write to still shows them.
   print(
@@ -77,7 +109,7 @@ def main(argv: list[str]) -> None:
     flush=True,
   )
   if jax.process_index() == 0:
-    path = os.path.join(workdir, "eval.json")
+    path = os.path.join(workdir, f"eval_{head}.json" if head else "eval.json")
     try:
       fileio.write_json(path, result)
     except OSError as e:
@@ -89,5 +121,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "training workdir")
   flags.DEFINE_bool("ten_crop", False, "ten-crop evaluation")
   flags.DEFINE_integer("step", None, "checkpoint step (default: best)")
+  flags.DEFINE_string(
+    "head", None, "SAS-Net: rgb | semantic | combined (default: its stage's)"
+  )
   flags.mark_flags_as_required(["workdir"])
   cli.run(main)

@@ -45,9 +45,9 @@ def eval_step(
   if not hasattr(model, "embed"):
     raise ConfigError(
       f"{type(model).__name__} takes a semantic input besides the image: "
-      "its workdir is evaluated by the trainer (scenejax.semantic_aware); "
-      "scenejax.evaluate, the report's evaluation and export do not "
-      "support it yet"
+      "its workdir is evaluated by the trainer and by scenejax.evaluate "
+      "(scenejax.semantic_aware); the report's evaluation and export do "
+      "not support it yet"
     )
   model.eval()
   images = input_pipeline.normalize(batch["image"], mean, std)

@@ -190,11 +190,12 @@ def eval_step(
   return dict(top=top, label=batch["label"], mask=batch["mask"])
 
 
-def load_segmenter(config):
+def load_segmenter(config, stage: str | None = None):
   """(graphdef, state) of the frozen segmenter, or (None, None) for the rgb
-  stage and for semantic files, which need none."""
+  stage (default: config.sasnet.stage) and for semantic files, which need
+  none."""
   cfg = config.sasnet
-  if cfg.stage == "rgb" or cfg.semantic_dir:
+  if (stage or cfg.stage) == "rgb" or cfg.semantic_dir:
     return None, None
   try:
     model = segment.load_segmenter(
@@ -333,6 +334,39 @@ def _image_size(image) -> tuple[int, int] | None:
     return None
 
 
+def jit_eval_step(graphdef, segmenter, mesh, pixel_stats, stage: str):
+  """`eval_step` by `stage`'s head, jitted for `mesh`, as
+  eval_fn(state, batch); `segmenter` = `load_segmenter(config, stage)`."""
+  segmenter_graphdef, segmenter_state = segmenter
+  replicated = NamedSharding(mesh, P())
+  segmenter_state = jax.device_put(segmenter_state, replicated)
+  evaluate = jax.jit(
+    functools.partial(
+      eval_step,
+      graphdef,
+      segmenter_graphdef,
+      stage=stage,
+      mean=pixel_stats[0],
+      std=pixel_stats[1],
+    ),
+    in_shardings=(replicated, replicated, NamedSharding(mesh, P("data"))),
+    out_shardings=replicated,
+  )
+  return lambda state, batch: evaluate(state, segmenter_state, batch)
+
+
+def eval_source(config, data, stage: str):
+  """The evaluation split, with its semantic files where `stage` reads
+  them (config.sasnet.semantic_dir; the rgb head reads none)."""
+  if config.sasnet.semantic_dir and stage != "rgb":
+    return SemanticFiles(data.test, config.sasnet.semantic_dir, "test")
+  return data.test
+
+
+# `python -m scenejax.evaluate --head=...`: the stage whose head scores.
+HEAD_STAGES = {"rgb": "rgb", "semantic": "semantic", "combined": "attention"}
+
+
 def task(config, data, graphdef, mesh, pixel_stats):
   """`train.Task` of a SAS-Net run: classification's, with this module's
   steps and the frozen segmenter's state beside the prototype."""
@@ -361,19 +395,11 @@ def task(config, data, graphdef, mesh, pixel_stats):
     out_shardings=(replicated, replicated),
     donate_argnums=0,
   )
-  evaluate = jax.jit(
-    functools.partial(
-      eval_step, graphdef, segmenter_graphdef, stage=stage, mean=mean, std=std
-    ),
-    in_shardings=(replicated, replicated, batch_sharding),
-    out_shardings=replicated,
-  )
   sources = None
   if config.sasnet.semantic_dir and stage != "rgb":
-    where = config.sasnet.semantic_dir
     sources = (
-      SemanticFiles(data.train, where, "train"),
-      SemanticFiles(data.test, where, "test"),
+      SemanticFiles(data.train, config.sasnet.semantic_dir, "train"),
+      eval_source(config, data, stage),
     )
   base = train.classification_task(
     config,
@@ -382,7 +408,13 @@ def task(config, data, graphdef, mesh, pixel_stats):
     mesh,
     pixel_stats,
     step=step,
-    eval_fn=lambda state, batch: evaluate(state, segmenter_state, batch),
+    eval_fn=jit_eval_step(
+      graphdef,
+      (segmenter_graphdef, segmenter_state),
+      mesh,
+      pixel_stats,
+      stage,
+    ),
     sources=sources,
   )
   terms = train.loss_term_names(loss_cfg)

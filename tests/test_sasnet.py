@@ -388,8 +388,19 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
     assert moved(att, sem, (part,)), part
   from scenejax import evaluate, export
 
-  with pytest.raises(ConfigError, match="takes a semantic input"):
-    evaluate.evaluate_workdir(str(tmp_path / "att"))
+  # `scenejax.evaluate` scores each head as the trainer did: the combined
+  # one as the attention run's last epoch, the RGB one (no semantic input)
+  # as the rgb run's, whose frozen branch the attention workdir holds.
+  def last(workdir):
+    lines = (tmp_path / workdir / "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])
+
+  keys = ("top1", "top2", "top5", "mean_class_accuracy")
+  for head, workdir in ((None, "att"), ("rgb", "rgb"), ("semantic", "sem")):
+    got = evaluate.evaluate_workdir(str(tmp_path / "att"), head=head)
+    assert [got[k] for k in keys] == [last(workdir)[k] for k in keys], head
+  with pytest.raises(ConfigError, match="--head=both; expected one of rgb"):
+    evaluate.evaluate_workdir(str(tmp_path / "att"), head="both")
   with pytest.raises(UserError, match="takes a semantic input"):
     export.export(str(tmp_path / "att"), str(tmp_path / "exported"))
 
