@@ -9,13 +9,15 @@
 #   python -m scenejax.main --config=configs/ade20k_sasnet_resnet18.py:rgb --workdir=/tmp/ade20k_sasnet_rgb
 #   python -m scenejax.main --config=configs/ade20k_sasnet_resnet18.py:semantic --workdir=/tmp/ade20k_sasnet_semantic
 #   python -m scenejax.main --config=configs/ade20k_sasnet_resnet18.py:attention --workdir=/tmp/ade20k_sasnet_attention
-#   ... :rgb,gls,bcl  :semantic,gls,bcl  :attention,gls,bcl  (SAS-Net with GLS + BCL: the
+#   ... :rgb,gls,bcl  :semantic,gls,bcl  :attention,gls,bcl  with --workdir=/tmp/NAME_gls_bcl_STAGE
+#       (the stage's init_from default; SAS-Net with GLS + BCL: the
 #       prototype prototypes/ade20k_{metric}.npz from `python -m scenejax.prototype build
 #       --dataset=ade20k_scenes`, the dataset's own label maps)
 #
 # Each stage starts from the previous stage's workdir (the defaults below);
 # the rgb stage from ImageNet (microsoft/resnet-18, local). Settings:
-# `config_lib.sasnet_paper_training` (the official YAMLs, SGD for DFW).
+# `config_lib.sasnet_paper_training` (the official YAMLs, SGD for DFW;
+# batch 100 as published: on 8 devices use --config.batch_size=96).
 # Epochs per stage are not published: 60 (12k steps of 100) is our choice.
 # Expected wall time: not measured yet (no accelerator run so far).
 # Paper (official README, ADE20K): RGB branch alone Top-1 55.90 / Top-2 67.25
@@ -30,15 +32,17 @@ NAME = "ade20k_sasnet"
 def get_config(arg=None):
   stage, _, variant = (arg or "").partition(",")
   if stage not in config_lib.SASNET_STAGE_GROUPS:  # e.g. ":ce": the rgb stage
-    stage, variant = "rgb", arg
+    stage, variant = "rgb", arg or ""
   config = config_lib.sasnet_paper_training(config_lib.base())
   config.dataset = "ade20k_scenes"
   config.model = "sasnet_resnet18"
   config.num_epochs = 60
   config.sasnet.semantic_dir = "semantic/ade20k_top3"
   config_lib.sasnet_stage(config, stage)
+  # A variant's stages chain through their own workdirs (e.g. *_gls_bcl_rgb).
+  tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
   config.init_from = config_lib.sasnet_stage_init(
-    stage, "checkpoints/resnet-18", f"/tmp/{NAME}_{{stage}}"
+    stage, "checkpoints/resnet-18", f"/tmp/{NAME}{tag}_{{stage}}"
   )
   config = config_lib.apply_variant(config, variant)
   if config.loss.labels == "gls" or config.loss.bcl_weight:

@@ -9,7 +9,8 @@
 #   python -m scenejax.main --config=configs/places365_sasnet_resnet18.py:rgb --workdir=/tmp/places365_sasnet_rgb
 #   python -m scenejax.main --config=configs/places365_sasnet_resnet18.py:semantic --workdir=/tmp/places365_sasnet_semantic
 #   python -m scenejax.main --config=configs/places365_sasnet_resnet18.py:attention --workdir=/tmp/places365_sasnet_attention
-#   ... :rgb,gls,bcl  :semantic,gls,bcl  :attention,gls,bcl  (SAS-Net with GLS + BCL; a
+#   ... :rgb,gls,bcl  :semantic,gls,bcl  :attention,gls,bcl  with --workdir=/tmp/NAME_gls_bcl_STAGE
+#       (the stage's init_from default; SAS-Net with GLS + BCL; a
 #       365-class prototype built with `python -m scenejax.prototype build --dataset=places365`
 #       as prototypes/places365_{metric}.npz)
 #
@@ -18,7 +19,8 @@
 # for it; it resumes where it stopped). Each stage starts from the
 # previous stage's workdir (the defaults below); the rgb stage from
 # ImageNet (microsoft/resnet-18, local). Settings:
-# `config_lib.sasnet_paper_training` (the official YAMLs, SGD for DFW).
+# `config_lib.sasnet_paper_training` (the official YAMLs, SGD for DFW;
+# batch 100 as published: on 8 devices use --config.batch_size=96).
 # Epochs per stage are not published: 8 (144k steps of 100) is our choice.
 # Expected wall time: not measured yet (no accelerator run so far).
 # Paper (official README, Places365): SAS-Net ResNet-18 Top-1 56.51,
@@ -32,15 +34,17 @@ NAME = "places365_sasnet"
 def get_config(arg=None):
   stage, _, variant = (arg or "").partition(",")
   if stage not in config_lib.SASNET_STAGE_GROUPS:  # e.g. ":ce": the rgb stage
-    stage, variant = "rgb", arg
+    stage, variant = "rgb", arg or ""
   config = config_lib.sasnet_paper_training(config_lib.base())
   config.dataset = "places365"
   config.model = "sasnet_resnet18"
   config.num_epochs = 8
   config.sasnet.semantic_dir = "semantic/places365_top3"
   config_lib.sasnet_stage(config, stage)
+  # A variant's stages chain through their own workdirs (e.g. *_gls_bcl_rgb).
+  tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
   config.init_from = config_lib.sasnet_stage_init(
-    stage, "checkpoints/resnet-18", f"/tmp/{NAME}_{{stage}}"
+    stage, "checkpoints/resnet-18", f"/tmp/{NAME}{tag}_{{stage}}"
   )
   config = config_lib.apply_variant(config, variant)
   if config.loss.labels == "gls" or config.loss.bcl_weight:

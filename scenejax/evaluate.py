@@ -39,20 +39,33 @@ from scenejax.errors import ConfigError
 def evaluate_workdir(
   workdir: str,
   *,
-  ten_crop: bool = False,
+  ten_crop: bool | None = None,
   step: int | None = None,
   head: str | None = None,
 ) -> dict:
   """Metrics of checkpoint `step` (default: best Top-1) of `workdir`, with
-  the confusion matrix (rows: true class); `head` picks a SAS-Net head."""
+  the confusion matrix (rows: true class); `head` picks a SAS-Net head;
+  `ten_crop` None keeps the run's config.data.ten_crop."""
   config = checkpoints.read_workdir_config(workdir)
-  config.data.ten_crop = ten_crop
+  if ten_crop is not None:
+    config.data.ten_crop = ten_crop
+  ten_crop = bool(config.data.ten_crop)
   semantic_aware_model = config.model in models.SEMANTIC_AWARE
   if head is not None and not semantic_aware_model:
     raise ConfigError(
       f"--head={head}: {workdir} trained {config.model}, which has one "
       "head; --head is for SAS-Net workdirs"
     )
+  if semantic_aware_model and head is not None:
+    from scenejax import semantic_aware
+
+    trained = semantic_aware.TRAINED_HEADS[config.sasnet.stage]
+    if head not in trained:
+      raise ConfigError(
+        f"--head={head}; {workdir} ran SAS-Net's "
+        f"{config.sasnet.stage!r} stage, which has trained "
+        f"{' | '.join(trained)}"
+      )
   data = datasets.from_config(config)
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
   mesh = train.data_parallel_mesh()
@@ -65,10 +78,6 @@ def evaluate_workdir(
   if semantic_aware_model:
     from scenejax import semantic_aware
 
-    if head is not None and head not in semantic_aware.HEAD_STAGES:
-      raise ConfigError(
-        f"--head={head}; expected one of {' | '.join(semantic_aware.HEAD_STAGES)}"
-      )
     stage = semantic_aware.HEAD_STAGES[head] if head else config.sasnet.stage
     segmenter = semantic_aware.load_segmenter(config, stage)
     eval_fn = semantic_aware.jit_eval_step(
@@ -119,7 +128,9 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
   # Flags live here so that importing this module defines none.
   flags.DEFINE_string("workdir", None, "training workdir")
-  flags.DEFINE_bool("ten_crop", False, "ten-crop evaluation")
+  flags.DEFINE_bool(
+    "ten_crop", None, "ten-crop evaluation (default: as the run was)"
+  )
   flags.DEFINE_integer("step", None, "checkpoint step (default: best)")
   flags.DEFINE_string(
     "head", None, "SAS-Net: rgb | semantic | combined (default: its stage's)"

@@ -1194,16 +1194,23 @@ def workdir_report(
     raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
   data = datasets.from_config(config)
   data_names = data.class_names
-  confusion, features, labels, step = model_pass(
-    workdir, step=step, max_images=max_tsne, data=data
-  )
   proto_path = (
     config_lib.prototype_path(config)
     if config.prototype.path
     else os.path.join(workdir, "prototype.npz")
   )
+  if not os.path.exists(proto_path):  # before the long model pass
+    raise UserError(
+      f"{proto_path} not found: the run's loss read no prototype (a CE run "
+      "on a real dataset), so the workdir report has none to show; build "
+      "one with python -m scenejax.prototype build and report on it with "
+      "--prototype=FILE"
+    )
   proto = prototype_lib.with_class_names(
     prototype_lib.load_prototype(proto_path, class_names=data_names), data_names
+  )
+  confusion, features, labels, step = model_pass(
+    workdir, step=step, max_images=max_tsne, data=data
   )
   loss = config.loss
   sections, figures, order = _prototype_sections(

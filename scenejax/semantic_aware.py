@@ -62,6 +62,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scenejax import input_pipeline, segment
+from scenejax.datasets import common
 from scenejax.errors import ConfigError, DatasetError, UserError
 from scenejax.evaluation import TOP_K
 from scenejax.input_pipeline import SEMANTIC_KEYS
@@ -273,14 +274,20 @@ class SemanticFiles:
         f"{self._split!r} split has {int(record['label'])}: the files were "
         "written for another dataset or order; write them again"
       )
+    missing = not os.path.exists(self._path(segment.TOP3_IDS_DIR, index))
+    if missing and not isinstance(record["image"], np.ndarray):
+      # The segment command writes nothing for an image it cannot decode;
+      # the input pipeline skips that image by name.
+      if common.open_image(bytes(record["image"]), "?", strict=False) is None:
+        return record
     ids = self._read(segment.TOP3_IDS_DIR, index)
     scores = self._read(segment.TOP3_SCORES_DIR, index)
     largest = sasnet.SEMANTIC_CHANNELS - 2  # channel id + 1 <= 151
     if int(ids.max(initial=0)) > largest:
       raise DatasetError(
         f"{self._path(segment.TOP3_IDS_DIR, index)}: segmenter channel "
-        f"{int(ids.max())} > {largest}; SAS-Net's semantic input holds "
-        f"ADE20K's 150 classes (channels 0..149, 0-based)"
+        f"{int(ids.max())} > {largest}; SAS-Net's semantic input has "
+        f"channels for ids 0..{largest} (ADE20K's 150 classes are 0..149)"
       )
     size = _image_size(record["image"])
     for name, array in (
@@ -363,8 +370,15 @@ def eval_source(config, data, stage: str):
   return data.test
 
 
-# `python -m scenejax.evaluate --head=...`: the stage whose head scores.
+# `python -m scenejax.evaluate --head=...`: the stage whose head scores,
+# and the heads each stage's workdir has trained.
 HEAD_STAGES = {"rgb": "rgb", "semantic": "semantic", "combined": "attention"}
+TRAINED_HEADS = {
+  "rgb": ("rgb",),
+  "semantic": ("rgb", "semantic"),
+  "attention": tuple(HEAD_STAGES),
+  "all": tuple(HEAD_STAGES),
+}
 
 
 def task(config, data, graphdef, mesh, pixel_stats):

@@ -126,6 +126,12 @@ def test_variants():
   c = _load("demo", "sasnet_attention")
   with pytest.raises(ConfigError, match="set config.init_from to the"):
     config_lib.validate(c)
+  # A recipe's stages chain through the workdirs of the same variant.
+  c = _load("mit67_sasnet_resnet50", "attention,gls,bcl")
+  assert c.init_from == "/tmp/mit67_sasnet_gls_bcl_semantic"
+  assert c.prototype.path == "prototypes/MIT67_SP_{metric}.npz"
+  c = _load("mit67_sasnet_resnet50", "semantic")
+  assert (c.init_from, c.prototype.path) == ("/tmp/mit67_sasnet_rgb", "")
   c = _load("demo", "sasnet,semantic_files,ce")
   assert (c.sasnet.semantic_dir, c.sasnet.segmenter, c.loss.labels) == (
     "/tmp/scenejax_top3",

@@ -399,8 +399,10 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
   for head, workdir in ((None, "att"), ("rgb", "rgb"), ("semantic", "sem")):
     got = evaluate.evaluate_workdir(str(tmp_path / "att"), head=head)
     assert [got[k] for k in keys] == [last(workdir)[k] for k in keys], head
-  with pytest.raises(ConfigError, match="--head=both; expected one of rgb"):
+  with pytest.raises(ConfigError, match="--head=both; .* which has trained r"):
     evaluate.evaluate_workdir(str(tmp_path / "att"), head="both")
+  with pytest.raises(ConfigError, match="'rgb' stage, which has trained rgb$"):
+    evaluate.evaluate_workdir(str(tmp_path / "rgb"), head="semantic")
   with pytest.raises(UserError, match="takes a semantic input"):
     export.export(str(tmp_path / "att"), str(tmp_path / "exported"))
 
@@ -545,6 +547,11 @@ def test_semantic_files_are_read_and_errors_name_the_file(tmp_path):
   fails(r"00000001\.png: not a top-3 PNG")
   ids_png.unlink()
   fails(r"00000001\.png not found \(record 1 of .*train\.txt\)")
+  # An image the segment command could not decode has no files: the
+  # record passes unchanged, for the input pipeline to skip by name.
+  broken = [dict(r, image=b"not a jpeg", name="x.jpg") for r in source]
+  record = SemanticFiles(broken, str(root), "train")[1]
+  assert record["image"] == b"not a jpeg" and "semantic_ids" not in record
   (root / "train.txt").write_text("train/00000000.png zero\n")
   fails(r"train\.txt:1: 'train/00000000\.png zero' is not a 'file label' line")
 
