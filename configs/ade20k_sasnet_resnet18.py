@@ -26,25 +26,17 @@
 
 from scenejax import config_lib
 
-NAME = "ade20k_sasnet"
-
 
 def get_config(arg=None):
-  stage, _, variant = (arg or "").partition(",")
-  if stage not in config_lib.SASNET_STAGE_GROUPS:  # e.g. ":ce": the rgb stage
-    stage, variant = "rgb", arg or ""
   config = config_lib.sasnet_paper_training(config_lib.base())
   config.dataset = "ade20k_scenes"
   config.model = "sasnet_resnet18"
   config.num_epochs = 60
   config.sasnet.semantic_dir = "semantic/ade20k_top3"
-  config_lib.sasnet_stage(config, stage)
-  # A variant's stages chain through their own workdirs (e.g. *_gls_bcl_rgb).
-  tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
-  config.init_from = config_lib.sasnet_stage_init(
-    stage, "checkpoints/resnet-18", f"/tmp/{NAME}{tag}_{{stage}}"
+  return config_lib.sasnet_recipe(
+    config,
+    arg,
+    name="ade20k_sasnet",
+    pretrained="checkpoints/resnet-18",
+    prototype_path="prototypes/ade20k_{metric}.npz",
   )
-  config = config_lib.apply_variant(config, variant)
-  if config.loss.labels == "gls" or config.loss.bcl_weight:
-    config.prototype.path = "prototypes/ade20k_{metric}.npz"
-  return config

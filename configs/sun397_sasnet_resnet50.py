@@ -26,25 +26,17 @@
 
 from scenejax import config_lib
 
-NAME = "sun397_sasnet"
-
 
 def get_config(arg=None):
-  stage, _, variant = (arg or "").partition(",")
-  if stage not in config_lib.SASNET_STAGE_GROUPS:  # e.g. ":ce": the rgb stage
-    stage, variant = "rgb", arg or ""
   config = config_lib.sasnet_paper_training(config_lib.base())
   config.dataset = "sun397"
   config.model = "sasnet_resnet50"
   config.num_epochs = 60
   config.sasnet.semantic_dir = "semantic/sun397_top3"
-  config_lib.sasnet_stage(config, stage)
-  # A variant's stages chain through their own workdirs (e.g. *_gls_bcl_rgb).
-  tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
-  config.init_from = config_lib.sasnet_stage_init(
-    stage, "checkpoints/resnet-50", f"/tmp/{NAME}{tag}_{{stage}}"
+  return config_lib.sasnet_recipe(
+    config,
+    arg,
+    name="sun397_sasnet",
+    pretrained="checkpoints/resnet-50",
+    prototype_path="prototypes/SUN397_SP_{metric}.npz",
   )
-  config = config_lib.apply_variant(config, variant)
-  if config.loss.labels == "gls" or config.loss.bcl_weight:
-    config.prototype.path = "prototypes/SUN397_SP_{metric}.npz"
-  return config

@@ -236,13 +236,31 @@ def sasnet_paper_training(
   return config
 
 
-def sasnet_stage_init(stage: str, pretrained: str, workdir: str) -> str:
-  """A SAS-Net stage's config.init_from: the `pretrained` ImageNet RGB
-  branch for "rgb" and "all", else the previous stage's workdir
-  (`workdir` with "{stage}" replaced by that stage: semantic <- rgb,
-  attention <- semantic)."""
+def sasnet_recipe(
+  config: ml_collections.ConfigDict,
+  arg: str | None,
+  *,
+  name: str,
+  pretrained: str,
+  prototype_path: str,
+) -> ml_collections.ConfigDict:
+  """A SAS-Net recipe's `arg` = "[stage][,variant]" (stage rgb by default,
+  e.g. "attention,gls,bcl"): sets the stage, its config.init_from - the
+  `pretrained` ImageNet RGB branch for rgb and all, else the previous
+  stage's workdir /tmp/{name}[_variant]_{stage} (semantic <- rgb,
+  attention <- semantic), so a variant's stages chain through their own
+  workdirs - the variant's losses, and `prototype_path` when they read S."""
+  stage, _, variant = (arg or "").partition(",")
+  if stage not in SASNET_STAGE_GROUPS:  # e.g. ":ce": the rgb stage
+    stage, variant = "rgb", arg or ""
+  sasnet_stage(config, stage)
+  tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
   previous = {"semantic": "rgb", "attention": "semantic"}.get(stage)
-  return workdir.format(stage=previous) if previous else pretrained
+  config.init_from = f"/tmp/{name}{tag}_{previous}" if previous else pretrained
+  config = apply_variant(config, variant)
+  if config.loss.labels == "gls" or config.loss.bcl_weight:
+    config.prototype.path = prototype_path
+  return config
 
 
 def _validate_sasnet(config, one_of) -> None:
