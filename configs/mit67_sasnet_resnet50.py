@@ -11,7 +11,7 @@
 #   python -m scenejax.main --config=configs/mit67_sasnet_resnet50.py:attention --workdir=/tmp/mit67_sasnet_attention
 #   ... :rgb,gls,bcl  :semantic,gls,bcl  :attention,gls,bcl  with --workdir=/tmp/NAME_gls_bcl_STAGE
 #       (the stage's init_from default; SAS-Net with GLS + BCL, the
-#       [SP] authors' MIT-67 prototype prototypes/MIT67_SP_{metric}.npz)
+#       [SP] authors' MIT-67 prototype, published:mit67/{metric})
 #
 # Each stage starts from the previous stage's workdir (the defaults below);
 # the rgb stage from ImageNet (microsoft/resnet-50, local). Settings:
@@ -37,5 +37,5 @@ def get_config(arg=None):
     arg,
     name="mit67_sasnet",
     pretrained="checkpoints/resnet-50",
-    prototype_path="prototypes/MIT67_SP_{metric}.npz",
+    prototype_path="published:mit67/{metric}",
   )

@@ -2,7 +2,8 @@
 #
 #   python -m scenejax.main --config=configs/places14_resnet50.py --workdir=/tmp/places14
 #
-# Needs places365_small prepared and a 14-class prototype in prototype.path.
+# Needs places365_small prepared; the prototype is the authors' Places365-14
+# matrix (published:places365_14/{metric}, fetched and cached).
 # Expected wall time: not measured yet (no accelerator run so far).
 # Paper: [SP] uses Places365-14 for visualisation (Fig. 3, 8) and gives no
 # accuracy table for it; compare against the `:ce` variant.
@@ -17,5 +18,5 @@ def get_config(arg=None):
   config.init_from = "checkpoints/resnet-50"
   config.num_epochs = 30  # [SP]: Places365 converges in 30 epochs
   config.batch_size = 64
-  config.prototype.path = "prototypes/Places_14_SP_{metric}.npz"
+  config.prototype.path = "published:places365_14/{metric}"
   return config_lib.apply_variant(config, arg)

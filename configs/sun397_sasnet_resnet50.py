@@ -11,7 +11,7 @@
 #   python -m scenejax.main --config=configs/sun397_sasnet_resnet50.py:attention --workdir=/tmp/sun397_sasnet_attention
 #   ... :rgb,gls,bcl  :semantic,gls,bcl  :attention,gls,bcl  with --workdir=/tmp/NAME_gls_bcl_STAGE
 #       (the stage's init_from default; SAS-Net with GLS + BCL, the
-#       [SP] authors' SUN397 prototype prototypes/SUN397_SP_{metric}.npz)
+#       [SP] authors' SUN397 prototype, published:sun397/{metric})
 #
 # Each stage starts from the previous stage's workdir (the defaults below);
 # the rgb stage from ImageNet (microsoft/resnet-50, local). Settings:
@@ -38,5 +38,5 @@ def get_config(arg=None):
     arg,
     name="sun397_sasnet",
     pretrained="checkpoints/resnet-50",
-    prototype_path="prototypes/SUN397_SP_{metric}.npz",
+    prototype_path="published:sun397/{metric}",
   )

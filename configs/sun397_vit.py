@@ -3,11 +3,10 @@
 #   python -m scenejax.main --config=configs/sun397_vit.py --workdir=/tmp/sun397_vit
 #   (variants: --config=configs/sun397_vit.py:ce  for the baseline)
 #
-# Needs: SUN397 prepared (python -m scenejax.datasets prepare sun397), the
-# AugReg checkpoint in init_from, and a 397-class prototype in
-# prototype.path (e.g. the authors' SUN397 matrix imported with
-# `python -m scenejax.prototype import_xlsx`, saved as
-# prototypes/SUN397_SP_cosine.npz and _euclidean.npz, rows in TFDS label order).
+# Needs: SUN397 prepared (python -m scenejax.datasets prepare sun397) and
+# the AugReg checkpoint in init_from. The prototype is the authors' SUN397
+# matrix (published:sun397/{metric}: fetched once and cached, rows in TFDS
+# label order; see scenejax.prototype.published).
 # Expected wall time: not measured yet (no accelerator run so far).
 # Paper: [SP] Table 3, ViT-B IN22k on SUN397, GLS + BCL cosine
 # nonzero_inter_intra: Top-1 75.768 (baseline 75.078).
@@ -26,5 +25,5 @@ def get_config(arg=None):
   config.num_epochs = 30  # [SP]: 30 epochs for IN22k backbones
   config.batch_size = 32
   config.loss.bcl_reduction = "nonzero_inter_intra"
-  config.prototype.path = "prototypes/SUN397_SP_{metric}.npz"
+  config.prototype.path = "published:sun397/{metric}"
   return config_lib.apply_variant(config, arg)

@@ -18,7 +18,8 @@ the others start off.
 `config.prototype.path` may contain "{metric}", replaced by
 `config.prototype.metric`: the `euclidean` variant then reads the Euclidean
 prototype file, and a file whose recorded metric differs from the config's
-is an error naming both.
+is an error naming both. `published:DATASET/{metric}` names the [SP]
+authors' matrices (`scenejax.prototype.published`: fetched once, cached).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import re
 import ml_collections
 
 from scenejax import losses
-from scenejax.errors import ConfigError
+from scenejax.errors import ConfigError, PrototypeError
 
 LABELS = ("ce", "lsr", "gls")
 PROTOTYPE_METRICS = ("cosine", "euclidean")
@@ -518,6 +519,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   at_least("config.prototype.batch_size", 1)
   at_least("config.prototype.size", 1)
   at_least("config.prototype.window", 0)
+  if config.prototype.path.startswith("published:"):
+    from scenejax.prototype import published
+
+    try:
+      dataset, _ = published.parse(prototype_path(config))
+    except PrototypeError as e:
+      raise ConfigError(f"config.prototype.path: {e}") from None
+    if dataset != config.dataset:
+      raise ConfigError(
+        f"config.prototype.path = {config.prototype.path!r} is the "
+        f"prototype of {dataset}, but config.dataset = {config.dataset!r}"
+      )
   if config.prototype.init_from and not config.prototype.segmenter:
     raise ConfigError(
       f"config.prototype.init_from = {config.prototype.init_from!r} without "

@@ -1199,7 +1199,9 @@ def workdir_report(
     if config.prototype.path
     else os.path.join(workdir, "prototype.npz")
   )
-  if not os.path.exists(proto_path):  # before the long model pass
+  if not (  # before the long model pass
+    os.path.exists(proto_path) or proto_path.startswith("published:")
+  ):
     raise UserError(
       f"{proto_path} not found: the run's loss read no prototype (a CE run "
       "on a real dataset), so the workdir report has none to show; build "

@@ -36,6 +36,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 if not os.environ.get("SCENEJAX_TEST_OPTIMIZED"):
   os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+# `published:DATASET/METRIC` prototypes come from the reference copies, never
+# the network, into a cache of the test session's own (children inherit it).
+os.environ["SCENEJAX_PUBLISHED_SOURCE"] = str(PROTOTYPES)
+os.environ["SCENEJAX_CACHE"] = tempfile.mkdtemp(prefix="scenejax-tests-cache-")
 
 # 25 examples per property in the full suite (40 before 2026-11-23: the
 # suite's 15-minute CI budget; the derandomised draws still cover each

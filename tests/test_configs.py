@@ -129,7 +129,7 @@ def test_variants():
   # A recipe's stages chain through the workdirs of the same variant.
   c = _load("mit67_sasnet_resnet50", "attention,gls,bcl")
   assert c.init_from == "/tmp/mit67_sasnet_gls_bcl_semantic"
-  assert c.prototype.path == "prototypes/MIT67_SP_{metric}.npz"
+  assert c.prototype.path == "published:mit67/{metric}"
   c = _load("mit67_sasnet_resnet50", "semantic")
   assert (c.init_from, c.prototype.path) == ("/tmp/mit67_sasnet_rgb", "")
   c = _load("demo", "sasnet,semantic_files,ce")

@@ -25,8 +25,10 @@ def _jpeg(rng, h, w):
   return buf.getvalue()
 
 
-def _mit67_tree(root, rng, per_class=3, corrupt="class00/img0.jpg"):
-  classes = [f"scene{i:02d}" if i else "class00" for i in range(67)]
+def _mit67_tree(root, rng, per_class=3, corrupt="airport_inside/img0.jpg"):
+  from scenejax.datasets import mit67
+
+  classes = list(mit67.CLASS_NAMES)
   train, test = [], []
   for c in classes:
     os.makedirs(root / "Images" / c)
@@ -65,8 +67,8 @@ def test_mit67_builder(tmp_path):
     data.train[i]["name"].split(" ")[1]: data.train[i]["label"]
     for i in range(len(data.train))
   }
-  assert "class00/img0.jpg" not in names
-  assert names["scene05/img1.jpg"] == classes.index("scene05")
+  assert "airport_inside/img0.jpg" not in names
+  assert names["bar/img1.jpg"] == classes.index("bar") == 4
   record = data.test[0]
   assert isinstance(record["image"], bytes)  # decoded by the pipeline
 
@@ -85,14 +87,31 @@ def test_mit67_missing_file_names_it(tmp_path):
 
 
 def test_mit67_class_names_match_the_official_lists(shared):
-  """SAS-Net's list of the 67 classes is the set of TrainImages folders."""
+  """SAS-Net's list of the 67 classes (the TrainImages folders, indexed)
+  is our label order."""
+  from scenejax.datasets import mit67
+
   names = [
     line.split()[0].split("/")[-1]
     for line in open(
       shared / "reference" / "sasnet_lists" / "MITIndoor67_scene_names.txt"
     )
   ]
-  assert len(names) == 67 and names == sorted(names)
+  assert tuple(names) == mit67.CLASS_NAMES
+  assert names == sorted(names)
+
+
+def test_mit67_builder_refuses_other_class_folders(tmp_path):
+  from scenejax.datasets import mit67
+
+  root = tmp_path / "manual"
+  _mit67_tree(root, np.random.default_rng(0), per_class=2)
+  os.rename(root / "Images" / "bar", root / "Images" / "pub")
+  for name in mit67.LIST_FILES.values():
+    text = (root / name).read_text().replace("bar/", "pub/")
+    (root / name).write_text(text)
+  with pytest.raises(common.DatasetError, match=r"official list: \['pub'\]"):
+    _prepare(mit67.Mit67, tmp_path / "tfds", root)
 
 
 def _ade20k_zip(manual, rng, scenes=("bedroom", "street", "kitchen")):

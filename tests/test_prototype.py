@@ -517,7 +517,7 @@ def test_build_errors_name_the_file(tmp_path):
   )
   assert_user_error(
     run_cli("scenejax.prototype", "bild"),
-    "give a command: one of build, import_xlsx, show",
+    "give a command: one of build, fetch, import_xlsx, show",
   )
   assert_user_error(run_cli("scenejax.prototype", "show", "--top=x"), "--top")
 
@@ -569,3 +569,199 @@ def test_label_map_files_in_lossy_formats_are_refused(tmp_path):
     DatasetError, match="m.jpg: label maps must be stored losslessly"
   ):
     prototype.presence_vector(str(path))
+
+
+# --- The authors' published matrices as published:DATASET/METRIC. ---------
+# conftest points SCENEJAX_PUBLISHED_SOURCE at the reference copies and
+# SCENEJAX_CACHE at a temporary directory.
+
+
+def _published(dataset, metric="cosine"):
+  return prototype.load_prototype(f"published:{dataset}/{metric}")
+
+
+def _names_key(name):
+  """'/b/bakery/shop' and 'bakery' -> 'bakery'; 'dining_room' and
+  'diningroom' -> 'diningroom' (MIT-67 writes some names without '_')."""
+  name = name[3:] if name.startswith("/") else name
+  return name.split("/")[0].replace("_", "")
+
+
+@pytest.mark.parametrize(
+  "dataset,file",
+  [
+    ("mit67", "MIT67"),
+    ("sun397", "SUN397"),
+    ("places365_7", "Places_7"),
+    ("places365_14", "Places_14"),
+  ],
+)
+@pytest.mark.parametrize(
+  "metric,suffix", [("cosine", "cosine"), ("euclidean", "Euclidean")]
+)
+def test_published_prototypes_are_the_authors_matrices(
+  dataset, file, metric, suffix, shared
+):
+  proto = _published(dataset, metric)
+  with np.load(PROTOTYPES / f"{file}_SP_{suffix}.npz") as npz:
+    expected = npz["similarity"]
+  np.testing.assert_allclose(proto.similarity, expected, rtol=1e-7, atol=1e-7)
+  assert proto.metric == metric and proto.format_version == 1
+  assert len(proto.class_names) == expected.shape[0]
+  assert list(proto.class_names) == sorted(proto.class_names)
+  assert f"SP/{file}_SP_{suffix}.xlsx sha256:" in proto.provenance
+
+
+def test_published_class_names_are_the_datasets_label_order(shared):
+  from scenejax.datasets import PLACES365_14, mit67
+
+  assert _published("mit67").class_names == mit67.CLASS_NAMES
+  assert _published("places365_14").class_names == PLACES365_14
+  # SUN397: TFDS's labels, in SAS-Net's order (its list writes '-' for '/').
+  sasnet = [
+    line.split()[0]
+    for line in open(SASNET / "SUN397_scene_names.txt")
+    if line.strip()
+  ]
+  ours = _published("sun397").class_names
+  assert [n[:3] + n[3:].replace("/", "-") for n in ours] == sasnet
+
+
+def test_published_class_order_is_consistent_across_datasets(shared):
+  """The evidence for the assumed (sorted) order: the rows of classes two
+  datasets share agree, which a wrong order would destroy."""
+  from scipy.stats import spearmanr
+
+  # Places365-7's classes are five of Places365-14's, from the same images:
+  # Algorithm 1 gives them the same class vectors, so equal entries.
+  for metric in ("cosine", "euclidean"):
+    small, large = (
+      _published("places365_7", metric),
+      _published("places365_14", metric),
+    )
+    common = [n for n in small.class_names if n in large.class_names]
+    assert len(common) == 5
+    i = [small.class_names.index(n) for n in common]
+    j = [large.class_names.index(n) for n in common]
+    np.testing.assert_allclose(
+      small.similarity[np.ix_(i, i)], large.similarity[np.ix_(j, j)], atol=1e-6
+    )
+  # MIT-67 and SUN397 share 41 class names: their pairwise similarities
+  # correlate far beyond what random class orders give.
+  a, b = _published("mit67"), _published("sun397")
+  keys_b = {_names_key(n): k for k, n in enumerate(b.class_names)}
+  pairs = [
+    (k, keys_b[_names_key(n)])
+    for k, n in enumerate(a.class_names)
+    if _names_key(n) in keys_b
+  ]
+  assert len(pairs) == 41
+  ia, ib = map(np.array, zip(*pairs))
+  upper = np.triu_indices(len(pairs), 1)
+
+  def rho(ia, ib):
+    return spearmanr(
+      a.similarity[np.ix_(ia, ia)][upper], b.similarity[np.ix_(ib, ib)][upper]
+    )[0]
+
+  observed = rho(ia, ib)
+  rng = np.random.default_rng(0)
+  null = [
+    rho(rng.choice(67, len(pairs), replace=False), ib) for _ in range(200)
+  ]
+  assert observed > 0.75 and observed > max(null) + 0.3, (observed, max(null))
+
+
+def test_published_prototypes_show_the_papers_examples(shared):
+  """[SP] Fig. 1: auditorium is most like concert hall, less like bedroom;
+  Fig. 3 (Places365-14): bedroom nearer living room than kitchen, kitchen
+  nearer dining room than bedroom."""
+  mit = _published("mit67")
+  s, n = mit.similarity, list(mit.class_names)
+  row = s[n.index("auditorium")].copy()
+  row[n.index("auditorium")] = -1
+  assert n[int(np.argmax(row))] == "concert_hall"
+  assert row[n.index("concert_hall")] > row[n.index("bedroom")]
+  p14 = _published("places365_14")
+  s, n = p14.similarity, list(p14.class_names)
+
+  def sim(x, y):
+    return s[n.index(x), n.index(y)]
+
+  assert sim("bedroom", "living_room") > sim("bedroom", "kitchen")
+  assert sim("kitchen", "dining_room") > sim("kitchen", "bedroom")
+
+
+def test_published_fetch_verifies_the_checksum_and_caches(
+  tmp_path, monkeypatch, shared
+):
+  from scenejax.prototype import published
+
+  source = tmp_path / "mirror"
+  source.mkdir()
+  good = (PROTOTYPES / "Places_7_SP_cosine.xlsx").read_bytes()
+  bad = good[:100] + bytes([good[100] ^ 1]) + good[101:]
+  (source / "Places_7_SP_cosine.xlsx").write_bytes(bad)
+  monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
+  monkeypatch.setenv(published.SOURCE_ENV, str(source))
+  want = published.FILES["places365_7", "cosine"].sha256
+  import hashlib
+
+  got = hashlib.sha256(bad).hexdigest()
+  with pytest.raises(
+    PrototypeError,
+    match=rf"mirror/Places_7_SP_cosine.xlsx: sha256 {got}, expected {want}",
+  ):
+    prototype.load_prototype("published:places365_7/cosine")
+  assert not (tmp_path / "cache" / "prototypes").exists() or not os.listdir(
+    tmp_path / "cache" / "prototypes"
+  )
+  # The right file: fetched once; later loads need no source at all.
+  (source / "Places_7_SP_cosine.xlsx").write_bytes(good)
+  first = prototype.load_prototype("published:places365_7/cosine")
+  (source / "Places_7_SP_cosine.xlsx").unlink()
+  again = prototype.load_prototype("published:places365_7/cosine")
+  np.testing.assert_array_equal(first.similarity, again.similarity)
+  with pytest.raises(
+    PrototypeError, match=r"Places_7_SP_Euclidean.xlsx: cannot read"
+  ):
+    prototype.load_prototype("published:places365_7/euclidean")
+  with pytest.raises(PrototypeError, match=r"DATASET one of mit67, sun397"):
+    prototype.load_prototype("published:mit68/cosine")
+
+
+def test_a_published_recipe_needs_no_prototype_file(shared):
+  """configs/mit67_resnet50.py (and its :euclidean variant) load the
+  authors' matrix by name, checked against the dataset's classes."""
+  import types
+
+  from configs import mit67_resnet50
+  from scenejax import config_lib, train
+  from scenejax.datasets import mit67
+  from scenejax.errors import ConfigError
+
+  data = types.SimpleNamespace(class_names=mit67.CLASS_NAMES, spec=None)
+  for arg, metric in (("gls,bcl", "cosine"), ("gls,euclidean", "euclidean")):
+    config = mit67_resnet50.get_config(arg)
+    config_lib.validate(config)
+    proto = train.prototype_for(config, data, workdir=None)
+    assert proto.num_classes == 67 and proto.metric == metric
+  config = mit67_resnet50.get_config()
+  config.prototype.path = "published:sun397/{metric}"
+  with pytest.raises(ConfigError, match="prototype of sun397, but config"):
+    config_lib.validate(config)
+
+
+def test_fetch_command(tmp_path, shared):
+  out = tmp_path / "p7.npz"
+  proc = run_cli(
+    "scenejax.prototype", "fetch", "published:places365_7/euclidean",
+    f"--out={out}",
+  )  # fmt: skip
+  assert proc.returncode == 0, proc.stderr
+  proto = prototype.load_prototype(out)
+  assert proto.metric == "euclidean" and proto.num_classes == 7
+  assert_user_error(
+    run_cli("scenejax.prototype", "fetch", "places7.npz"),
+    "fetch takes published:DATASET/METRIC",
+  )

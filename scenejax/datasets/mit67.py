@@ -26,6 +26,24 @@ from scenejax.datasets import common
 
 URL = "https://web.mit.edu/torralba/www/indoor.html"
 LIST_FILES = {"train": "TrainImages.txt", "test": "TestImages.txt"}
+# The 67 image folders of indoorCVPR_09.tar, sorted: the label order.
+# fmt: off
+CLASS_NAMES = (
+  "airport_inside", "artstudio", "auditorium", "bakery", "bar", "bathroom",
+  "bedroom", "bookstore", "bowling", "buffet", "casino", "children_room",
+  "church_inside", "classroom", "cloister", "closet", "clothingstore",
+  "computerroom", "concert_hall", "corridor", "deli", "dentaloffice",
+  "dining_room", "elevator", "fastfood_restaurant", "florist", "gameroom",
+  "garage", "greenhouse", "grocerystore", "gym", "hairsalon", "hospitalroom",
+  "inside_bus", "inside_subway", "jewelleryshop", "kindergarden", "kitchen",
+  "laboratorywet", "laundromat", "library", "livingroom", "lobby",
+  "locker_room", "mall", "meeting_room", "movietheater", "museum", "nursery",
+  "office", "operating_room", "pantry", "poolinside", "prisoncell",
+  "restaurant", "restaurant_kitchen", "shoeshop", "stairscase", "studiomusic",
+  "subway", "toystore", "trainstation", "tv_studio", "videostore",
+  "waitingroom", "warehouse", "winecellar",
+)
+# fmt: on
 
 
 class Mit67(tfds.core.GeneratorBasedBuilder):
@@ -45,7 +63,7 @@ class Mit67(tfds.core.GeneratorBasedBuilder):
           "image": tfds.features.Image(
             shape=(None, None, 3), encoding_format="jpeg"
           ),
-          "label": tfds.features.ClassLabel(num_classes=67),
+          "label": tfds.features.ClassLabel(names=CLASS_NAMES),
           "file_name": tfds.features.Text(),
         }
       ),
@@ -67,11 +85,14 @@ class Mit67(tfds.core.GeneratorBasedBuilder):
       split: common.read_image_list(path) for split, path in lists.items()
     }
     names = sorted({rel.split("/")[0] for rel in entries["train"]})
-    if len(names) != 67:
+    if tuple(names) != CLASS_NAMES:
       raise common.DatasetError(
-        f"{lists['train']}: expected 67 class folders, found {len(names)}"
+        f"{lists['train']}: expected the 67 class folders of MIT Indoor 67, "
+        f"found {len(names)}; not in the official list: "
+        f"{sorted(set(names) - set(CLASS_NAMES))[:5]}, missing: "
+        f"{sorted(set(CLASS_NAMES) - set(names))[:5]}"
       )
-    self.info.features["label"].names = names
+    self.info.features["label"].names = list(CLASS_NAMES)
     return {
       split: self._generate_examples(root, rels)
       for split, rels in entries.items()

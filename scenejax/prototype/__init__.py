@@ -4,7 +4,9 @@
   algorithm.py   Algorithm 1 and Eq. 1-4; `build_prototype`, the one path
                  from label maps to a `Prototype`
   files.py       the NPZ format, the authors' xlsx matrices, text lists
-  __main__.py    python -m scenejax.prototype build | import_xlsx | show
+  published.py   the authors' eight matrices as `published:DATASET/METRIC`
+  __main__.py    python -m scenejax.prototype build | fetch | import_xlsx |
+                 show | class_weights
 """
 
 from scenejax.errors import PrototypeError

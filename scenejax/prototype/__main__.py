@@ -12,10 +12,14 @@
   # (no maps written; resumes after preemption; multi-host):
   python -m scenejax.prototype build --dataset=mit67 \
       --segmenter=upernet_convnext_small --init_from=ckpt/ --out=mit67.npz
-  # The authors' published matrices (bare C x C sheets, rows in name order):
+  # The authors' published matrices, downloaded once, checked against their
+  # recorded sha256 and cached (mit67, sun397, places365_7, places365_14 x
+  # cosine, euclidean; config.prototype.path takes the same name):
+  python -m scenejax.prototype fetch published:sun397/cosine [--out=F.npz]
+  # Any other bare C x C sheet (rows in the order of --class_names):
   python -m scenejax.prototype import_xlsx --xlsx=SUN397_SP_cosine.xlsx \
       --class_names=SUN397_scene_names.txt --metric=cosine --out=sun397_cosine.npz
-  # Summary and a clustered heatmap:
+  # Summary and a clustered heatmap (of a file or a published:... name):
   python -m scenejax.prototype show sun397_cosine.npz --png=sun397.png
   # The focal-loss class weights of a segmentation run ([SEG]), from a
   # prepared dataset's training maps (config.segmentation.class_weights=F):
@@ -29,11 +33,11 @@ import os
 
 from absl import flags
 
-from scenejax import cli, prototype, segment
+from scenejax import cli, fileio, prototype, segment
 from scenejax.datasets import label_maps as label_maps_lib
 from scenejax.errors import PrototypeError
 
-COMMANDS = ("build", "import_xlsx", "show", "class_weights")
+COMMANDS = ("build", "fetch", "import_xlsx", "show", "class_weights")
 
 _DATASET = flags.DEFINE_string(
   "dataset",
@@ -224,6 +228,21 @@ def _import_xlsx() -> None:
   print(f"wrote {_OUT.value}: {len(names)} classes ({_METRIC.value})")
 
 
+def _fetch(spec: str) -> None:
+  from scenejax.prototype import published
+
+  if not published.is_published(spec):
+    raise PrototypeError(f"fetch takes published:DATASET/METRIC, got {spec!r}")
+  path = published.fetch(spec)
+  if _OUT.value:
+    with open(path, "rb") as cached:
+      data = cached.read()
+    fileio.atomic_write(_OUT.value, lambda f: f.write(data))
+    path = _OUT.value
+  proto = prototype.load_prototype(path)
+  print(f"{spec}: {path} ({proto.num_classes} classes, {proto.metric})")
+
+
 def _show(path: str) -> None:
   proto = prototype.load_prototype(path)
   print(proto.summary(_TOP.value))
@@ -272,10 +291,13 @@ def main(argv: list[str]) -> None:
       f"give a command: one of {', '.join(COMMANDS)} "
       f"(got {command!r}); see --help"
     )
-  if command == "show":
+  if command in ("show", "fetch"):
     if len(args) != 1:
-      raise PrototypeError("show takes one prototype file: show P.npz")
-    return _show(args[0])
+      raise PrototypeError(
+        f"{command} takes one prototype: {command} "
+        + ("P.npz" if command == "show" else "published:DATASET/METRIC")
+      )
+    return (_show if command == "show" else _fetch)(args[0])
   if args:
     raise PrototypeError(f"unexpected arguments {args}")
   if command == "class_weights":

@@ -47,6 +47,7 @@ class Prototype:
   image_counts: np.ndarray | None = None  # (C,) int64
   semantic_class_names: tuple[str, ...] | None = None
   format_version: int | None = None  # None: a bare `similarity` NPZ
+  provenance: str | None = None  # where it came from (published matrices)
 
   @property
   def num_classes(self) -> int:
@@ -63,6 +64,8 @@ class Prototype:
       f"metric           {self.metric or 'unknown (bare similarity file)'}",
       f"format_version   {self.format_version}",
     ]
+    if self.provenance:
+      lines.append(f"provenance       {self.provenance}")
     if off.size:
       lines.append(
         f"off-diagonal     min {off.min():.4f}  mean "

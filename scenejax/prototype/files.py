@@ -11,6 +11,8 @@ File format version 1: an `.npz` of plain arrays, read with
   representation        optional (C, L) float32, Eq. 1 class vectors
   image_counts          optional (C,) int64, images per class behind them
   semantic_class_names  optional (L,) str, the L semantic classes
+  provenance            optional 0-d str, where the matrix came from (e.g.
+                        the published file, its URL and sha256)
 
 A bare NPZ holding only `similarity` (the authors' published conversions)
 also loads, with no metric or names.
@@ -69,6 +71,8 @@ def save_prototype(path: str | os.PathLike, proto: Prototype) -> None:
     arrays["semantic_class_names"] = np.array(
       [str(n) for n in proto.semantic_class_names]
     )
+  if proto.provenance is not None:
+    arrays["provenance"] = np.array(str(proto.provenance))
   fileio.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -85,7 +89,8 @@ def load_prototype(
   `similarity` array (the authors' published matrices), never pickles.
 
   Args:
-    path: the .npz file.
+    path: the .npz file, or `published:DATASET/METRIC` for the authors'
+      matrices (`scenejax.prototype.published`: fetched once, cached).
     num_classes: if given, the dataset's class count C must match.
     class_names: if given, must match the file's class names in order (a bare
       file without names is only checked for its size).
@@ -96,6 +101,10 @@ def load_prototype(
     PrototypeError naming the file (and key / class) on any problem.
   """
   path = os.fspath(path)
+  if path.startswith("published:"):
+    from scenejax.prototype import published
+
+    path = published.fetch(path)
   if os.path.exists(path) and not zipfile.is_zipfile(path):
     # np.load would otherwise try to read it as a pickle (and refuse).
     raise PrototypeError(
@@ -181,6 +190,9 @@ def load_prototype(
   rep = arrays.get("representation")
   counts = arrays.get("image_counts")
   sem = arrays.get("semantic_class_names")
+  provenance = arrays.get("provenance")
+  if provenance is not None:
+    provenance = _scalar(provenance, path, "provenance", str)
   return Prototype(
     similarity=similarity.astype(np.float32),
     metric=recorded_metric,
@@ -189,6 +201,7 @@ def load_prototype(
     image_counts=None if counts is None else counts.astype(np.int64),
     semantic_class_names=None if sem is None else tuple(map(str, sem)),
     format_version=version,
+    provenance=provenance,
   )
 
 
