@@ -655,6 +655,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       confusion=confusion.tolist(),
       class_names=list(data.class_names),
       compiles=task.step._cache_size(),
+      # Training + evaluation time of all epochs (across resumes, without
+      # start-up), and what ran them: the reproduction tables show both.
+      wall_time_s=sum(row["seconds"] for row in history),
+      device=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     )
     if lead:
       fileio.write_json(os.path.join(workdir, "results.json"), final)
