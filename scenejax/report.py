@@ -1312,7 +1312,12 @@ def main(argv: list[str]) -> None:
       step=flag.step,
     )
   else:
-    out = flag.out or os.path.splitext(flag.prototype)[0] + "_report"
+    stem = (  # published:mit67/cosine -> published_mit67_cosine_report
+      flag.prototype.replace(":", "_").replace("/", "_")
+      if flag.prototype.startswith("published:")
+      else os.path.splitext(flag.prototype)[0]
+    )
+    out = flag.out or stem + "_report"
     figures = prototype_report(
       flag.prototype,
       out,

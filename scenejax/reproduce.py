@@ -29,8 +29,10 @@ import dataclasses
 import html
 import json
 import os
+import shlex
 import sys
 
+import ml_collections
 import numpy as np
 from absl import flags
 
@@ -405,19 +407,11 @@ class Run:
       f"--config={self.config_file}:{self.config_arg}",
       f"--workdir={self.workdir}",
     ] + [f"--config.{k}={_flag_value(v)}" for k, v in self.overrides]
-    return "python -m scenejax.main " + " ".join(
-      _shell_quote(f) for f in flags_
-    )
+    return "python -m scenejax.main " + " ".join(map(shlex.quote, flags_))
 
 
 def _flag_value(value) -> str:
   return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _shell_quote(text: str) -> str:
-  import shlex
-
-  return shlex.quote(text)
 
 
 def _slug(variant: str) -> str:
@@ -504,17 +498,28 @@ def parse_settings(values: list[str]) -> tuple:
     key, sep, value = text.partition("=")
     if not sep:
       raise ConfigError(f"--set={text!r}: expected KEY=VALUE")
-    try:
-      current = base
-      for part in key.split("."):
-        current = current[part]
-    except (KeyError, AttributeError):
-      message = config_lib.unknown_field_message(key)
+    if key == "seed":
       raise ConfigError(
-        f"--set={text!r}: no config field {key!r}"
-        + (f" ({message})" if message else "")
-      ) from None
+        f"--set={text!r}: the seeds are the grid's (--seeds=N runs seeds "
+        "0..N-1)"
+      )
+    current = base
+    for part in key.split("."):
+      if not isinstance(current, ml_collections.ConfigDict) or (
+        part not in current
+      ):
+        message = config_lib.unknown_field_message(key)
+        raise ConfigError(
+          f"--set={text!r}: no config field {key!r}"
+          + (f" ({message})" if message else "")
+        )
+      current = current[part]
     kind = type(current)
+    if kind not in (bool, int, float, str):
+      raise ConfigError(
+        f"--set={text!r}: config.{key} is a {kind.__name__}; --set takes "
+        "numbers, strings and booleans: change it in the recipe file"
+      )
     if kind is bool:
       if value.lower() not in ("true", "false"):
         raise ConfigError(f"--set={text!r}: config.{key} is true or false")
@@ -566,16 +571,51 @@ def run_grid(runs: list[Run], log=print) -> str:
     where = (
       f"[{i}/{len(runs)}] {run.dataset} {run.row} {run.variant} seed {run.seed}"
     )
+    config = run_config(run)
+    _check_same_run(run.workdir, config)
     if os.path.exists(os.path.join(run.workdir, "results.json")):
       log(f"{where}: finished, skipped")
       continue
     resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
     log(f"{where}: {'resuming' if resuming else 'running'} in {run.workdir}")
-    result = train.train_and_evaluate(run_config(run), run.workdir)
+    result = train.train_and_evaluate(config, run.workdir)
     if result.get("preempted"):
       log(f"{where}: preempted and saved; run the same command again")
       return "preempted"
   return "done"
+
+
+def _check_same_run(workdir: str, config) -> None:
+  """A workdir from an earlier grid is reused only for the same config:
+  e.g. runs of a --set=num_epochs=2 trial must not fill the real table."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = _flat(json.load(f))
+  wanted = _flat(json.loads(config.to_json()))
+  differ = sorted(
+    k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k)
+  )
+  if differ:
+    shown = ", ".join(
+      f"{k}: {stored.get(k)!r} there, {wanted.get(k)!r} now" for k in differ[:3]
+    )
+    raise ConfigError(
+      f"{workdir} holds a run with other settings ({shown}"
+      + (", ..." if len(differ) > 3 else "")
+      + "): use another --workdir, or remove that run"
+    )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
 
 
 # --------------------------------------------------------------------------
@@ -589,23 +629,27 @@ def _read_result(run_dir: str, metrics: tuple) -> dict | None:
   try:
     with open(path) as f:
       result = json.load(f)
-    return dict(
-      {m: 100.0 * float(result[m]) for m in metrics},
-      wall_time_s=result.get("wall_time_s"),
-      device=result.get("device", "unrecorded"),
-    )
-  except (OSError, ValueError, KeyError, TypeError) as e:
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path}: not readable JSON ({e})") from None
+  absent = [m for m in metrics if not isinstance(result.get(m), (int, float))]
+  if absent:
     raise UserError(
-      f"{path}: not a results.json of a finished run ({e})"
-    ) from None
+      f"{path}: no {', '.join(absent)} (a run of another task, or damaged): "
+      "remove the run and run the grid again"
+    )
+  return dict(
+    {m: 100.0 * float(result[m]) for m in metrics},
+    wall_time_s=result.get("wall_time_s"),
+    device=result.get("device", "unrecorded"),
+  )
 
 
 def collect(
   table_name: str, dataset: str, rows, seeds: int, workdir: str
 ) -> dict:
   """Every cell of the table from the runs' results.json: per row and
-  column the best variant's mean and std over the seeds found, the seeds
-  found, and the paper's value."""
+  column the best variant's mean and std over the seeds found, how many of
+  the column's runs were found, and the paper's value."""
   table = _table(table_name)
   runs, missing_rows = expand(table_name, dataset, rows, seeds, workdir)
   found = {}
@@ -614,20 +658,21 @@ def collect(
       run,
       _read_result(run.workdir, table.metrics),
     )
-  row_names = list(dict.fromkeys([r.row for r in runs] + list(missing_rows)))
+  row_names = rows or list(table.backbones[dataset])  # the paper's order
   width = len(table.metrics)
   out_rows = []
   for row in row_names:
     paper = table.paper.get((dataset, row))
     cells = []
     for c, column in enumerate(table.columns):
-      best = None
+      best, runs_found = None, 0
       for variant in column.variants:
         values = [
           found[row, variant, s][1]
           for s in range(seeds)
           if (row, variant, s) in found and found[row, variant, s][1]
         ]
+        runs_found += len(values)
         if not values:
           continue
         mean = [float(np.mean([v[m] for v in values])) for m in table.metrics]
@@ -640,6 +685,8 @@ def collect(
           ]
           best = dict(variant=variant, mean=mean, std=std, seeds=len(values))
       cell = best or dict(variant=None, mean=None, std=None, seeds=0)
+      # A best-of column (Table 4) is only final when all its runs are.
+      cell["runs"] = (runs_found, len(column.variants) * seeds)
       cell["paper"] = (
         None if paper is None else list(paper[c * width : (c + 1) * width])
       )
@@ -666,11 +713,7 @@ def collect(
       dict(row=row, cells=cells, missing=missing_rows.get(row, ""))
     )
   run_rows = [
-    dict(
-      workdir=run.workdir,
-      result=None if result is None else result,
-    )
-    for run, result in found.values()
+    dict(workdir=run.workdir, result=result) for run, result in found.values()
   ]
   return dict(
     table=table_name,
@@ -684,11 +727,13 @@ def collect(
   )
 
 
-def _fmt(values, std=None) -> str:
+def _fmt(values, std=None, *, as_published=False) -> str:
   parts = []
   for i, v in enumerate(values):
     if v is None or np.isnan(v):
       parts.append("–")
+    elif as_published:
+      parts.append(str(v))  # the paper's digits
     elif std is not None and not np.isnan(std[i]):
       parts.append(f"{v:.2f} ± {std[i]:.2f}")
     else:
@@ -696,24 +741,25 @@ def _fmt(values, std=None) -> str:
   return " / ".join(parts)
 
 
-def _cell_text(cell, seeds: int) -> tuple[str, str]:
+def _cell_text(cell) -> tuple[str, str]:
   """(ours, paper) texts of one cell."""
+  found, expected = cell["runs"]
   if cell["mean"] is None:
-    ours = f"missing (0/{seeds} seeds)"
+    ours = f"missing (0/{expected} runs)"
   else:
     ours = _fmt(cell["mean"], cell["std"])
     if cell.get("delta") is not None:
       ours += f" ({cell['delta']:+.2f})"
-    if cell["seeds"] < seeds:
-      ours += f" [{cell['seeds']}/{seeds} seeds]"
+    if found < expected:
+      ours += f" [{found}/{expected} runs]"
     if cell.get("sign_differs"):
       ours += " (!)"
   if cell["paper"] is None:
     paper = "–"
   else:
-    paper = _fmt(cell["paper"])
+    paper = _fmt(cell["paper"], as_published=True)
     if cell.get("paper_delta") is not None:
-      paper += f" ({cell['paper_delta']:+.2f})"
+      paper += f" ({round(cell['paper_delta'], 3):+g})"
   return ours, paper
 
 
@@ -735,7 +781,7 @@ def to_markdown(result: dict) -> str:
         + " |" * (len(result["columns"]) - 1)
       )
       continue
-    texts = [_cell_text(c, result["seeds"]) for c in row["cells"]]
+    texts = [_cell_text(c) for c in row["cells"]]
     lines.append(
       f"| {row['row']} | "
       + " | ".join(f"{o}<br>paper {p}" for o, p in texts)
@@ -771,9 +817,7 @@ def to_html(result: dict) -> str:
     cells = "".join(
       f"<td{' class=differs' if c.get('sign_differs') else ''}>{e(o)}"
       f"<br><small>paper {e(p)}</small></td>"
-      for c, (o, p) in (
-        (c, _cell_text(c, result["seeds"])) for c in row["cells"]
-      )
+      for c, (o, p) in ((c, _cell_text(c)) for c in row["cells"])
     )
     body.append(f"<tr><td>{e(row['row'])}</td>{cells}</tr>")
   runs = "".join(
@@ -822,7 +866,9 @@ _DATASET = flags.DEFINE_string("dataset", None, "the table's dataset")
 _MODELS = flags.DEFINE_list(
   "models", None, "rows (backbones) to run; default every row"
 )
-_SEEDS = flags.DEFINE_integer("seeds", 1, "seeds per cell (0, 1, ...)")
+_SEEDS = flags.DEFINE_integer(
+  "seeds", 1, "seeds per cell: runs with config.seed = 0 .. N-1"
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where the runs go")
 _PRINT = flags.DEFINE_bool(
   "print_commands", False, "print one scenejax.main command per run"
@@ -851,7 +897,21 @@ def main(argv: list[str]) -> None:
     settings,
   )
   if _PRINT.value:
-    for run in runs:
+    # SAS-Net's stages start from the previous stage's runs: print them
+    # stage by stage, each group after a line saying it must wait.
+    table = _table(_TABLE.value)
+    stage_of = {
+      v: c for c, col in enumerate(table.columns) for v in col.variants
+    }
+    staged = any(col.after for col in table.columns)
+    stage = None
+    for run in (
+      sorted(runs, key=lambda r: stage_of[r.variant]) if staged else runs
+    ):
+      if staged and stage_of[run.variant] != stage:
+        if stage is not None:
+          print("# wait: the runs below start from the runs above")
+        stage = stage_of[run.variant]
       print(run.command())
     for row, why in missing.items():
       print(f"# {row}: not available: {why}", file=sys.stderr)

@@ -649,7 +649,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       )
       return dict(preempted=True, **preempted)
     if confusion is None:  # resumed a finished run: nothing left to train
-      return dict(history[-1]) if history else {}
+      written = os.path.exists(os.path.join(workdir, "results.json"))
+      if jax.process_count() > 1:  # process 0 decides, so no host waits alone
+        from jax.experimental import multihost_utils
+
+        written = bool(multihost_utils.broadcast_one_to_all(np.int32(written)))
+      if written or not history:
+        return dict(history[-1]) if history else {}
+      # Stopped after the last save but before results.json (a kill, a
+      # full disk): evaluate the final state once and write it now.
+      _, confusion = task.evaluate(state)
     final = dict(
       history[-1],
       confusion=confusion.tolist(),

@@ -1,7 +1,9 @@
 """Shared fixtures: the reference data in ../shared, hypothesis profile."""
 
+import atexit
 import os
 import pathlib
+import shutil
 import tempfile
 
 import hypothesis
@@ -40,6 +42,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # the network, into a cache of the test session's own (children inherit it).
 os.environ["SCENEJAX_PUBLISHED_SOURCE"] = str(PROTOTYPES)
 os.environ["SCENEJAX_CACHE"] = tempfile.mkdtemp(prefix="scenejax-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["SCENEJAX_CACHE"], ignore_errors=True)
 
 # 25 examples per property in the full suite (40 before 2026-11-23: the
 # suite's 15-minute CI budget; the derandomised draws still cover each

@@ -646,6 +646,20 @@ def test_published_class_order_is_consistent_across_datasets(shared):
     np.testing.assert_allclose(
       small.similarity[np.ix_(i, i)], large.similarity[np.ix_(j, j)], atol=1e-6
     )
+  # The order [SP] §4.2 lists Places365-14's classes in matches nothing.
+  listed = (
+    "balcony/interior", "bedroom", "dining_room", "home_office", "kitchen",
+    "living_room", "staircase", "bathroom", "closet", "garage/indoor",
+    "home_theater", "laundromat", "playroom", "wet_bar",
+  )  # fmt: skip
+  j = [listed.index(n) for n in common]
+  small, large = _published("places365_7"), _published("places365_14")
+  assert (
+    np.abs(
+      small.similarity[np.ix_(i, i)] - large.similarity[np.ix_(j, j)]
+    ).max()
+    > 0.1
+  )
   # MIT-67 and SUN397 share 41 class names: their pairwise similarities
   # correlate far beyond what random class orders give.
   a, b = _published("mit67"), _published("sun397")

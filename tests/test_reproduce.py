@@ -12,6 +12,7 @@ from conftest import assert_user_error, run_cli
 from ml_collections import config_flags
 
 from scenejax import reproduce, train
+from scenejax.errors import ConfigError
 
 # A tiny grid: 4 steps of 32 per epoch, 2 epochs, on the synthetic scenes.
 TINY = (
@@ -55,14 +56,37 @@ def test_printed_commands_are_the_runs(tmp_path):
   assert config.prototype.metric == "euclidean"  # the last column
 
 
-def test_table4_cells_are_the_best_of_tables_1_to_3():
-  """[SP] Table 4 as printed (typed from the paper), against our cells
-  derived from Tables 1-3."""
-  paper = reproduce.TABLES["sp4"].paper
-  assert paper["mit67", "resnet50"] == (76.493, 79.403, 77.014, 79.104)
-  assert paper["mit67", "swin_b"] == (88.681, 89.03, 89.701, 89.179)
-  assert paper["sun397", "convnext_base"] == (74.675, 77.274, 75.592, 77.406)
-  assert paper["sun397", "mobilenet"] == (53.375, 55.657, 54.055, 56.317)
+def _paper_table(number):
+  """{(dataset, model row): numbers} of [SP] Table `number`, parsed from the
+  paper's text (../shared/seeds), bold tags and delta subscripts removed."""
+  import glob
+  import re
+
+  from conftest import SHARED
+
+  (path,) = glob.glob(str(SHARED / "seeds" / "000_*.txt"))
+  text = open(path, encoding="utf-8").read()
+  body = text.split(f"\nTable {number}:")[1].split("\nTable ")[0]
+  rows, names = {}, {"MIT-67": "mit67", "SUN397": "sun397"}
+  for line in body.splitlines():
+    parts = line.split("\t")
+    if parts[0] in names:
+      cells = [re.sub(r"<sub>.*?</sub>|<b>|</b>", "", p).strip() for p in parts]
+      rows.setdefault(names[parts[0]], []).append(tuple(map(float, cells[3:])))
+  return {
+    (dataset, row): values
+    for dataset, table in rows.items()
+    for row, values in zip(reproduce.SP_ROWS, table)
+  }
+
+
+@pytest.mark.parametrize("table", [1, 2, 3, 4])
+def test_sp_paper_numbers_are_the_papers(table, shared):
+  """Every number of [SP] Tables 1-4 in scenejax.reproduce against the
+  paper's text; Table 4's are derived from Tables 1-3 there."""
+  parsed = _paper_table(table)
+  assert len(parsed) == 16
+  assert reproduce.TABLES[f"sp{table}"].paper == parsed
 
 
 def test_sasnet_stages_start_from_the_previous_stage(tmp_path):
@@ -77,9 +101,9 @@ def test_sasnet_stages_start_from_the_previous_stage(tmp_path):
 @pytest.mark.slow
 def test_a_grid_runs_resumes_and_collects(tmp_path):
   """[PCL] Table 2's grid on the synthetic scenes, two seeds: a SIGTERM in
-  the third run stops the grid; --collect then marks the missing cells; the
-  rerun skips the finished runs, resumes the interrupted one, and the table
-  is complete."""
+  the second run stops the grid; --collect then marks the partial and the
+  missing cells; the rerun skips the finished run, resumes the interrupted
+  one where it stopped, and the table is complete."""
   workdir = str(tmp_path)
   settings = reproduce.parse_settings(list(TINY))
   runs, _ = reproduce.expand(
@@ -88,14 +112,14 @@ def test_a_grid_runs_resumes_and_collects(tmp_path):
   assert [(r.variant, r.seed) for r in runs] == [
     ("ce", 0), ("ce,pcl", 0), ("ce", 1), ("ce,pcl", 1),
   ]  # fmt: skip
-  real_step, calls = train.jit_train_step, []
+  real_step, calls, sigterm_at = train.jit_train_step, [], [8 + 6]
 
   def jit_train_step(*args, **kwargs):
     step_fn = real_step(*args, **kwargs)
 
     def step(*a):
       calls.append(1)
-      if len(calls) == 8 + 8 + 6:  # run 3, epoch 2, step 2
+      if len(calls) == sigterm_at[0]:  # run 2, epoch 2, step 2 (8 a run)
         os.kill(os.getpid(), signal.SIGTERM)
       return step_fn(*a)
 
@@ -103,31 +127,39 @@ def test_a_grid_runs_resumes_and_collects(tmp_path):
     return step
 
   train.jit_train_step = jit_train_step
-  log = []
   try:
-    assert reproduce.run_grid(runs, log.append) == "preempted"
+    assert reproduce.run_grid(runs, lambda _: None) == "preempted"
+    finished = os.path.join(runs[0].workdir, "results.json")
+    mtime = os.stat(finished).st_mtime_ns
+    assert not os.path.exists(os.path.join(runs[1].workdir, "results.json"))
+
+    partial = reproduce.collect("pcl2", "synthetic_scenes", None, 2, workdir)
+    baseline, pcl = partial["rows"][0]["cells"]
+    assert (baseline["runs"], pcl["runs"]) == ((1, 2), (0, 2))
+    text = reproduce.to_markdown(partial)
+    assert "[1/2 runs]" in text and "missing (0/2 runs)" in text
+
+    log, calls[:], sigterm_at[:] = [], [], [None]
+    assert reproduce.run_grid(runs, log.append) == "done"
   finally:
     train.jit_train_step = real_step
-  finished = [os.path.join(r.workdir, "results.json") for r in runs[:2]]
-  mtimes = [os.stat(f).st_mtime_ns for f in finished]
-  assert not os.path.exists(os.path.join(runs[2].workdir, "results.json"))
-
-  partial = reproduce.collect("pcl2", "synthetic_scenes", None, 2, workdir)
-  baseline, pcl = partial["rows"][0]["cells"]
-  assert (baseline["seeds"], pcl["seeds"]) == (1, 1)
-  assert "[1/2 seeds]" in reproduce.to_markdown(partial)
-
-  log = []
-  assert reproduce.run_grid(runs, log.append) == "done"
+  # Run 2 resumed after its 6th step: 2 steps left, then 8 + 8 (16 + 8 + 8
+  # had it started over).
+  assert len(calls) == 2 + 8 + 8
   assert [line.split(": ", 1)[1].split(" in ")[0] for line in log] == [
-    "finished, skipped", "finished, skipped", "resuming", "running",
+    "finished, skipped", "resuming", "running", "running",
   ]  # fmt: skip
-  assert [os.stat(f).st_mtime_ns for f in finished] == mtimes
-  with open(os.path.join(runs[2].workdir, "metrics.jsonl")) as f:
-    assert [json.loads(line)["epoch"] for line in f] == [1, 2]
+  assert os.stat(finished).st_mtime_ns == mtime
 
-  result = reproduce.collect("pcl2", "synthetic_scenes", None, 2, workdir)
-  md, html = reproduce.write_table(result, workdir)
+  proc = run_cli(
+    "scenejax.reproduce", "--table=pcl2", "--dataset=synthetic_scenes",
+    "--seeds=2", f"--workdir={workdir}", "--collect",
+    *(f"--set={t}" for t in TINY),
+  )  # fmt: skip
+  assert proc.returncode == 0, proc.stderr
+  assert "| resnet_tiny |" in proc.stdout and "runs]" not in proc.stdout
+  with open(os.path.join(workdir, "pcl2_synthetic_scenes.json")) as f:
+    result = json.load(f)
   baseline, pcl = result["rows"][0]["cells"]
   tops = {}
   for run in runs:
@@ -141,11 +173,18 @@ def test_a_grid_runs_resumes_and_collects(tmp_path):
     np.testing.assert_allclose(cell["mean"], values.mean(0))
     np.testing.assert_allclose(cell["std"], values.std(0, ddof=1))
   assert pcl["delta"] == pytest.approx(pcl["mean"][0] - baseline["mean"][0])
-  text = open(md).read()
   assert (
-    "| resnet_tiny |" in text and "paper –" in text and "seeds]" not in text
+    "<table>"
+    in open(os.path.join(workdir, "pcl2_synthetic_scenes.html")).read()
   )
-  assert "<table>" in open(html).read()
+
+  # The same workdir with other settings is refused, not counted.
+  other = reproduce.expand(
+    "pcl2", "synthetic_scenes", None, 1, workdir,
+    reproduce.parse_settings([*TINY, "num_epochs=3"]),
+  )[0]  # fmt: skip
+  with pytest.raises(ConfigError, match=r"num_epochs: 2 there, 3 now"):
+    reproduce.run_grid(other, lambda _: None)
 
 
 def test_collect_marks_paper_deltas_of_the_other_sign(tmp_path):
@@ -169,7 +208,7 @@ def test_collect_marks_paper_deltas_of_the_other_sign(tmp_path):
   ]  # fmt: skip
   assert vgg["missing"].startswith("no VGG16")
   text = reproduce.to_markdown(result)
-  assert "71.00 (+1.00) (!)<br>paper 76.42 (-0.08)" in text
+  assert "71.00 (+1.00) (!)<br>paper 76.417 (-0.076)" in text
   assert "| vgg16 | not available: no VGG16" in text
 
 
@@ -179,6 +218,9 @@ def test_command_line_errors(tmp_path):
     (["--table=sp1", "--dataset=mit67", "--models=resnet5"], "resnet5 not in sp1"),
     (["--table=pcl2", "--dataset=places365", "--set=num_epoch=2"], "no config field 'num_epoch'"),
     (["--table=pcl2", "--dataset=places365", "--set=num_epochs=two"], "config.num_epochs is a int"),
+    (["--table=pcl2", "--dataset=places365", "--set=optimizer.decay_epochs=5,10"], "decay_epochs is a tuple; --set takes"),
+    (["--table=pcl2", "--dataset=places365", "--set=optimizer=3"], "config.optimizer is a ConfigDict"),
+    (["--table=pcl2", "--dataset=places365", "--set=seed=3"], "the seeds are the grid's"),
   ]:  # fmt: skip
     proc = run_cli("scenejax.reproduce", *args, f"--workdir={tmp_path}")
     assert_user_error(proc, message)

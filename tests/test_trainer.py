@@ -65,6 +65,25 @@ def test_rerun_on_a_finished_workdir_resumes_and_does_nothing(uninterrupted):
   assert again["epoch"] == 3 and again["top1"] == result["top1"]
 
 
+def test_rerun_writes_a_missing_results_json(uninterrupted, tmp_path):
+  """Killed after the last save but before results.json: the rerun
+  evaluates the final state and writes it (the reproduce grid skips runs by
+  it), with the metrics and confusion of the uninterrupted run."""
+  import shutil
+
+  workdir, _ = uninterrupted
+  copy = str(tmp_path / "run")
+  shutil.copytree(workdir, copy)
+  os.remove(os.path.join(copy, "results.json"))
+  train.train_and_evaluate(_tiny_config(), copy)
+  with open(os.path.join(workdir, "results.json")) as f:
+    expected = json.load(f)
+  with open(os.path.join(copy, "results.json")) as f:
+    written = json.load(f)
+  assert written["confusion"] == expected["confusion"]
+  assert (written["top1"], written["epoch"]) == (expected["top1"], 3)
+
+
 @pytest.mark.slow
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
   """SIGTERM during epoch 2: save, return; the rerun ends bitwise equal."""

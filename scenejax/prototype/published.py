@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import importlib.util
 import os
 import urllib.error
@@ -51,8 +52,11 @@ from scenejax.prototype.algorithm import (
 
 PREFIX = "published:"
 REPOSITORY = "https://github.com/ChuanxinSong/SimilarityPrototype"
+# The commit that added the sheets (the sums below are of these files).
+COMMIT = "c0a46485257106a1184667242384ec123720f4a6"
 DEFAULT_SOURCE = (
-  "https://raw.githubusercontent.com/ChuanxinSong/SimilarityPrototype/main/SP"
+  "https://raw.githubusercontent.com/ChuanxinSong/SimilarityPrototype/"
+  f"{COMMIT}/SP"
 )
 SOURCE_ENV = "SCENEJAX_PUBLISHED_SOURCE"
 CACHE_ENV = "SCENEJAX_CACHE"
@@ -130,9 +134,15 @@ def class_names(dataset: str) -> tuple[str, ...]:
   if dataset == "sun397":
     # TFDS's label list (ImageFolder-sorted "/a/abbey" ...), read without
     # importing tensorflow_datasets.
-    root = importlib.util.find_spec("tensorflow_datasets").origin
+    spec = importlib.util.find_spec("tensorflow_datasets")
+    if spec is None:
+      raise PrototypeError(
+        "published:sun397/...: SUN397's class names come from "
+        "tensorflow_datasets, which is not installed (pip install "
+        "tensorflow-datasets)"
+      )
     path = os.path.join(
-      os.path.dirname(root), "image_classification", "sun397_labels.txt"
+      os.path.dirname(spec.origin), "image_classification", "sun397_labels.txt"
     )
     with open(path) as f:
       return tuple(line.strip() for line in f if line.strip())
@@ -156,7 +166,7 @@ def _read_source(source: str, file_name: str) -> bytes:
     try:
       with urllib.request.urlopen(url, timeout=60) as response:
         return response.read()
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
       raise PrototypeError(
         f"{url}: cannot download ({e}); with no network, put the eight SP/"
         f"*.xlsx files of {REPOSITORY} in a directory and set "
@@ -222,7 +232,13 @@ def fetch(spec: str, *, source: str | None = None) -> str:
         "(changed upstream or damaged): check it, or import it yourself "
         "with `python -m scenejax.prototype import_xlsx`"
       )
-    fileio.atomic_write(sheet, lambda f: f.write(data))
+    try:
+      fileio.atomic_write(sheet, lambda f: f.write(data))
+    except OSError as e:  # a read-only home, a full disk
+      raise PrototypeError(
+        f"{sheet}: cannot write the cache ({e.strerror}); set {CACHE_ENV} "
+        "to a writable directory"
+      ) from None
   matrix = files.read_xlsx_matrix(sheet)
   names = class_names(dataset)
   if matrix.shape != (len(names), len(names)):
@@ -230,13 +246,17 @@ def fetch(spec: str, *, source: str | None = None) -> str:
       f"{sheet}: the sheet is {matrix.shape[0]}x{matrix.shape[1]}, "
       f"{dataset} has {len(names)} classes"
     )
-  files.save_prototype(
-    npz,
-    Prototype(
-      similarity=check_similarity_matrix(matrix, sheet),
-      metric=metric,
-      class_names=names,
-      provenance=provenance,
-    ),
+  proto = Prototype(
+    similarity=check_similarity_matrix(matrix, sheet),
+    metric=metric,
+    class_names=names,
+    provenance=provenance,
   )
+  try:
+    files.save_prototype(npz, proto)
+  except OSError as e:
+    raise PrototypeError(
+      f"{npz}: cannot write the cache ({e.strerror}); set {CACHE_ENV} to a "
+      "writable directory"
+    ) from None
   return npz
