@@ -152,10 +152,10 @@ def test_euclidean_variant_reads_the_euclidean_prototype(tmp_path):
   for module in (mit67_resnet50, sun397_vit):
     assert config_lib.prototype_path(
       module.get_config("gls,bcl,euclidean")
-    ).endswith("_SP_euclidean.npz")
-    assert config_lib.prototype_path(module.get_config()).endswith(
-      "_SP_cosine.npz"
-    )
+    ).startswith("published:") and config_lib.prototype_path(
+      module.get_config("gls,bcl,euclidean")
+    ).endswith("/euclidean")
+    assert config_lib.prototype_path(module.get_config()).endswith("/cosine")
 
 
 @pytest.mark.slow
