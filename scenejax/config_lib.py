@@ -519,9 +519,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   at_least("config.prototype.batch_size", 1)
   at_least("config.prototype.size", 1)
   at_least("config.prototype.window", 0)
-  if config.prototype.path.startswith("published:"):
-    from scenejax.prototype import published
+  from scenejax.prototype import published
 
+  if published.is_published(config.prototype.path):
     try:
       dataset, _ = published.parse(prototype_path(config))
     except PrototypeError as e:

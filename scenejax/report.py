@@ -34,6 +34,7 @@ from absl import logging
 from scenejax import fileio
 from scenejax import prototype as prototype_lib
 from scenejax.errors import UserError
+from scenejax.prototype import published
 
 # Up to this many classes a heatmap gets one tick label per class.
 MAX_LABELLED_CLASSES = 70
@@ -1200,7 +1201,7 @@ def workdir_report(
     else os.path.join(workdir, "prototype.npz")
   )
   if not (  # before the long model pass
-    os.path.exists(proto_path) or proto_path.startswith("published:")
+    os.path.exists(proto_path) or published.is_published(proto_path)
   ):
     raise UserError(
       f"{proto_path} not found: the run's loss read no prototype (a CE run "
@@ -1314,7 +1315,7 @@ def main(argv: list[str]) -> None:
   else:
     stem = (  # published:mit67/cosine -> published_mit67_cosine_report
       flag.prototype.replace(":", "_").replace("/", "_")
-      if flag.prototype.startswith("published:")
+      if published.is_published(flag.prototype)
       else os.path.splitext(flag.prototype)[0]
     )
     out = flag.out or stem + "_report"

@@ -397,16 +397,17 @@ class Run:
   row: str
   variant: str
   seed: int
-  config_file: str
-  config_arg: str
+  config_file: str  # run with the variant as its argument
   overrides: tuple  # ((key, value), ...), applied after get_config
   workdir: str
 
+  def config_flags(self, config_file: str | None = None) -> list[str]:
+    return [f"--config={config_file or self.config_file}:{self.variant}"] + [
+      f"--config.{k}={_flag_value(v)}" for k, v in self.overrides
+    ]
+
   def command(self) -> str:
-    flags_ = [
-      f"--config={self.config_file}:{self.config_arg}",
-      f"--workdir={self.workdir}",
-    ] + [f"--config.{k}={_flag_value(v)}" for k, v in self.overrides]
+    flags_ = self.config_flags() + [f"--workdir={self.workdir}"]
     return "python -m scenejax.main " + " ".join(map(shlex.quote, flags_))
 
 
@@ -467,7 +468,6 @@ def expand(
               variant,
               seed,
               table.configs[dataset],
-              variant,
               tuple(dict(overrides).items()),
               _run_dir(workdir, dataset, row, variant, seed),
             )
@@ -536,9 +536,10 @@ def parse_settings(values: list[str]) -> tuple:
 
 
 def run_config(run: Run):
-  """The run's config: the recipe file with its argument, then the
-  overrides (exactly what `run.command()` asks of scenejax.main)."""
-  import importlib.util
+  """The run's config, parsed from `run.command()`'s flags by ml_collections
+  as scenejax.main parses them (the recipe file with its argument, then the
+  overrides), so the printed commands and the in-process runs agree."""
+  from ml_collections import config_flags
 
   path = run.config_file
   if not os.path.exists(path):  # not run from the repository root
@@ -548,17 +549,13 @@ def run_config(run: Run):
     raise ConfigError(
       f"{run.config_file} not found: run from the scenejax repository root"
     )
-  spec = importlib.util.spec_from_file_location("recipe", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(run.config_arg)
-  for key, value in run.overrides:
-    *parents, last = key.split(".")
-    target = config
-    for part in parents:
-      target = target[part]
-    target[last] = value
-  return config
+  argv = ["scenejax.main", *run.config_flags(path)]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+    "config", None, flag_values=values, sys_argv=argv, lock_config=True
+  )
+  values(argv)
+  return values.config
 
 
 def run_grid(runs: list[Run], log=print) -> str:

@@ -101,9 +101,9 @@ def load_prototype(
     PrototypeError naming the file (and key / class) on any problem.
   """
   path = os.fspath(path)
-  if path.startswith("published:"):
-    from scenejax.prototype import published
+  from scenejax.prototype import published  # it imports this module
 
+  if published.is_published(path):
     path = published.fetch(path)
   if os.path.exists(path) and not zipfile.is_zipfile(path):
     # np.load would otherwise try to read it as a pickle (and refuse).
