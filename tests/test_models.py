@@ -41,6 +41,20 @@ PUBLISHED = {
   "convnext_small": 50_223_688,
   "convnext_base": 88_591_464,
   "mobilenetv3_large": 5_483_032,
+  "vgg16": 138_357_544,
+  "vgg16_bn": 138_365_992,
+  "densenet121": 7_978_856,
+  "densenet161": 28_681_000,
+  "densenet169": 14_149_480,
+  "densenet201": 20_013_928,
+  "shufflenet_v2_x0_5": 1_366_792,
+  "shufflenet_v2_x1_0": 2_278_604,
+  "shufflenet_v2_x1_5": 3_503_624,
+  "shufflenet_v2_x2_0": 7_393_996,
+  "swin_t": 28_288_354,
+  "swin_s": 49_606_258,
+  "swin_b": 87_768_224,
+  "mobilevit_s": 5_578_632,
 }
 
 
@@ -572,8 +586,15 @@ def test_unreadable_files_are_errors(tmp_path):
   no_config.mkdir()
   with pytest.raises(pretrained.CheckpointError, match="no config.json"):
     models.create("resnet18", 3, init_from=str(no_config))
-  with pytest.raises(pretrained.CheckpointError, match="no pretrained-weight"):
+  with pytest.raises(
+    pretrained.CheckpointError, match="no_config/model.safetensors does not"
+  ):
     models.create("mobilenetv3_large", 3, init_from=str(no_config))
+  for name in ("vgg16", "swin_t", "shufflenet_v2_x1_0"):
+    with pytest.raises(
+      pretrained.CheckpointError, match=r"w\.pth is a PyTorch pickle.*convert"
+    ):
+      models.create(name, 3, init_from=str(tmp_path / "w.pth"))
 
 
 @pytest.mark.slow

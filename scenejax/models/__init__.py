@@ -28,13 +28,18 @@ from scenejax.errors import ConfigError
 from scenejax.models import (
   convnext,
   deeplab,
+  densenet,
   mobilenetv3,
+  mobilevit,
   pcl,
   pretrained,
   resnet,
   sasnet,
   segformer,
+  shufflenet,
+  swin,
   upernet,
+  vgg,
   vit,
 )
 
@@ -52,6 +57,22 @@ _MODELS = {
   "convnext_small": convnext.convnext_small,
   "convnext_base": convnext.convnext_base,
   "mobilenetv3_large": mobilenetv3.mobilenetv3_large,
+  "mobilevit_s": mobilevit.mobilevit_s,
+  "mobilevit_xs": mobilevit.mobilevit_xs,
+  "mobilevit_xxs": mobilevit.mobilevit_xxs,
+  "vgg16": vgg.vgg16,
+  "vgg16_bn": vgg.vgg16_bn,
+  "densenet121": densenet.densenet121,
+  "densenet161": densenet.densenet161,
+  "densenet169": densenet.densenet169,
+  "densenet201": densenet.densenet201,
+  "shufflenet_v2_x0_5": shufflenet.shufflenet_v2_x0_5,
+  "shufflenet_v2_x1_0": shufflenet.shufflenet_v2_x1_0,
+  "shufflenet_v2_x1_5": shufflenet.shufflenet_v2_x1_5,
+  "shufflenet_v2_x2_0": shufflenet.shufflenet_v2_x2_0,
+  "swin_t": swin.swin_t,
+  "swin_s": swin.swin_s,
+  "swin_b": swin.swin_b,
 }
 _SEGMENTERS = {
   f"upernet_convnext_{v}": getattr(upernet, f"upernet_convnext_{v}")
@@ -97,9 +118,12 @@ def create(
     name: one of `NAMES`.
     num_classes: size of the classifier head.
     init_from: a pretrained checkpoint (local path, http(s):// or gs://):
-      a big_vision `.npz` (ViT) or a Hugging Face directory / safetensors
-      file (ViT, ResNet, ConvNeXt). Every backbone weight must load; the
-      head is kept from the checkpoint only if its class count matches.
+      a big_vision `.npz` (ViT), a Hugging Face directory (ViT, ResNet,
+      ConvNeXt, Swin, MobileViT, the segmenters), or a safetensors file /
+      timm hub directory in timm's or torchvision's layout (Swin,
+      MobileViT, VGG, DenseNet, ShuffleNetV2, MobileNetV3). Every backbone
+      weight must load; the head is kept from the checkpoint only if its
+      class count matches.
     rngs: initialisation randomness (default `nnx.Rngs(0)`).
     **options: family options, e.g. `image_size=384` for a ViT,
       `dtype=jnp.bfloat16` for the compute dtype (parameters stay fp32).
@@ -113,8 +137,7 @@ def create(
     if not hasattr(family, "load_checkpoint"):
       raise pretrained.CheckpointError(
         f"no pretrained-weight loader for {name!r} (init_from="
-        f"{init_from!r}); supported: ViT, ResNet, ConvNeXt, UperNet, "
-        "SegFormer, DeepLabV3+, SAS-Net"
+        f"{init_from!r})"
       )
     path = pretrained.local_path(init_from)
     options = {**family.checkpoint_options(path), **options}

@@ -6,17 +6,27 @@ prior adds nothing at deployment. Inverted residual blocks with optional
 squeeze-excitation (ReLU, then hard-sigmoid gate), hard-swish in the later
 half, BatchNorm eps 1e-3 / momentum 0.01 (PyTorch's convention), head
 960 -> 1280 (hard-swish) -> classes. The classifier's dropout is not
-implemented. Random initialisation only: no pretrained loader yet.
+implemented.
+
+Pretrained weights: torchvision's (`features.N.block.K`, `classifier.0/3`)
+as safetensors converted from the `.pth` with `python -m scenejax.convert`,
+and timm's `mobilenetv3_large_100` layout (`conv_stem`, `blocks.S.J`,
+`conv_head`), the same network except BatchNorm eps 1e-5 (set from the
+file) and the 960 -> 1280 layer written as a 1x1 conv after the pool.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier, depthwise_conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
@@ -58,6 +68,7 @@ class ConvBN(nnx.Module):
     stride=1,
     groups=1,
     activation=None,
+    epsilon=1e-3,
     dtype,
     rngs,
   ):
@@ -74,7 +85,7 @@ class ConvBN(nnx.Module):
       kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
     )
     self.bn = nnx.BatchNorm(
-      out, momentum=0.99, epsilon=1e-3, dtype=dtype, rngs=rngs
+      out, momentum=0.99, epsilon=epsilon, dtype=dtype, rngs=rngs
     )
     self.activation = activation
 
@@ -106,11 +117,12 @@ class InvertedResidual(nnx.Module):
     hard_swish,
     stride,
     *,
+    epsilon,
     dtype,
     rngs,
   ):
     act = jax.nn.hard_swish if hard_swish else jax.nn.relu
-    conv = functools.partial(ConvBN, dtype=dtype, rngs=rngs)
+    conv = functools.partial(ConvBN, epsilon=epsilon, dtype=dtype, rngs=rngs)
     self.expand = nnx.data(
       conv(in_features, expanded, 1, activation=act)
       if expanded != in_features
@@ -149,12 +161,21 @@ class MobileNetV3(Classifier):
     config=LARGE,
     pixel_mean=IMAGENET_MEAN,
     pixel_std=IMAGENET_STD,
+    epsilon=1e-3,
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
+    self.config = config
     self.stem = ConvBN(
-      3, 16, 3, stride=2, activation=jax.nn.hard_swish, dtype=dtype, rngs=rngs
+      3,
+      16,
+      3,
+      stride=2,
+      activation=jax.nn.hard_swish,
+      epsilon=epsilon,
+      dtype=dtype,
+      rngs=rngs,
     )
     blocks, in_features, widths = [], 16, []
     for kernel, expanded, out, use_se, hard_swish, stride in config:
@@ -169,6 +190,7 @@ class MobileNetV3(Classifier):
           use_se,
           hard_swish,
           stride,
+          epsilon=epsilon,
           dtype=dtype,
           rngs=rngs,
         )
@@ -181,6 +203,7 @@ class MobileNetV3(Classifier):
       6 * in_features,
       1,
       activation=jax.nn.hard_swish,
+      epsilon=epsilon,
       dtype=dtype,
       rngs=rngs,
     )
@@ -205,3 +228,119 @@ class MobileNetV3(Classifier):
 
 def mobilenetv3_large(num_classes, **kw) -> MobileNetV3:
   return MobileNetV3(num_classes, **kw)
+
+
+def _is_timm(keys) -> bool:
+  return "conv_stem.weight" in keys
+
+
+def checkpoint_options(path: str) -> dict:
+  """timm's layout trained with BatchNorm eps 1e-5; torchvision's 1e-3."""
+  from safetensors import safe_open
+
+  config, file = pretrained.hf_config_or_none(path), path
+  if config is None and os.path.isdir(path):
+    file = os.path.join(path, "model.safetensors")
+  try:
+    with safe_open(file, "np") as f:
+      keys = set(f.keys())
+  except Exception:
+    return {}  # load_checkpoint names the problem
+  return {"epsilon": 1e-5} if _is_timm(keys) else {}
+
+
+def _block_parts(config) -> list[list[str]]:
+  """Our sub-module names of each inverted residual, in torchvision's
+  order inside `block`: [expand], depthwise, [se], project."""
+  parts, in_features = [], 16
+  for _, expanded, out, use_se, _, _ in config:
+    names = ["expand"] if expanded != in_features else []
+    names += ["depthwise"] + (["se"] if use_se else []) + ["project"]
+    parts.append(names)
+    in_features = out
+  return parts
+
+
+def from_torchvision(tensors, model) -> dict[str, np.ndarray]:
+  renames = [
+    (r"^features\.0\.0$", "stem.conv"),
+    (r"^features\.0\.1$", "stem.bn"),
+    (rf"^features\.{len(model.config) + 1}\.0$", "last_conv.conv"),
+    (rf"^features\.{len(model.config) + 1}\.1$", "last_conv.bn"),
+    (r"^classifier\.0$", "pre_logits"),
+    (r"^classifier\.3$", "head"),
+  ]
+  for i, names in enumerate(_block_parts(model.config)):
+    for k, name in enumerate(names):
+      prefix = rf"^features\.{i + 1}\.block\.{k}"
+      if name == "se":
+        renames.append((prefix + r"\.(fc[12])$", rf"blocks.{i}.se.\1"))
+      else:
+        renames.append((prefix + r"\.0$", f"blocks.{i}.{name}.conv"))
+        renames.append((prefix + r"\.1$", f"blocks.{i}.{name}.bn"))
+  return _squeeze_1x1(
+    pretrained.torch_to_flax(tensors, renames, ignore=[r"num_batches_tracked$"])
+  )
+
+
+def from_timm(tensors, model) -> dict[str, np.ndarray]:
+  """timm groups the blocks in stages (`blocks.S.J`) of the sizes below;
+  `blocks.6.0` is the last 1x1 conv."""
+  stage_sizes = (1, 2, 3, 4, 2, 3)
+  flat = [(s, j) for s, n in enumerate(stage_sizes) for j in range(n)]
+  if len(flat) != len(model.config):
+    raise pretrained.CheckpointError("timm's layout is MobileNetV3-Large's")
+  renames = [
+    (r"^conv_stem$", "stem.conv"),
+    (r"^bn1$", "stem.bn"),
+    (r"^blocks\.6\.0\.conv$", "last_conv.conv"),
+    (r"^blocks\.6\.0\.bn1$", "last_conv.bn"),
+    (r"^conv_head$", "pre_logits"),
+    (r"^classifier$", "head"),
+  ]
+  for i, ((s, j), names) in enumerate(zip(flat, _block_parts(model.config))):
+    prefix = rf"^blocks\.{s}\.{j}\."
+    if "expand" in names:  # timm's InvertedResidual
+      pairs = [
+        ("conv_pw", "expand.conv"),
+        ("bn1", "expand.bn"),
+        ("conv_dw", "depthwise.conv"),
+        ("bn2", "depthwise.bn"),
+        ("conv_pwl", "project.conv"),
+        ("bn3", "project.bn"),
+      ]
+    else:  # timm's DepthwiseSeparableConv
+      pairs = [
+        ("conv_dw", "depthwise.conv"),
+        ("bn1", "depthwise.bn"),
+        ("conv_pw", "project.conv"),
+        ("bn2", "project.bn"),
+      ]
+    pairs += [("se.conv_reduce", "se.fc1"), ("se.conv_expand", "se.fc2")]
+    renames += [
+      (prefix + theirs.replace(".", r"\.") + "$", f"blocks.{i}.{ours}")
+      for theirs, ours in pairs
+    ]
+  return _squeeze_1x1(
+    pretrained.torch_to_flax(tensors, renames, ignore=[r"num_batches_tracked$"])
+  )
+
+
+def _squeeze_1x1(params):
+  """1x1 convolutions of the files that are Linear layers here (squeeze-
+  excite, timm's conv_head): (1, 1, in, out) kernels -> (in, out)."""
+  return {
+    k: v[0, 0]
+    if v.ndim == 4 and re.search(r"(/se/fc[12]|^pre_logits)/kernel$", k)
+    else v
+    for k, v in params.items()
+  }
+
+
+def load_checkpoint(model: MobileNetV3, path: str) -> None:
+  _, tensors, source = pretrained.read_weights(path)
+  if _is_timm(tensors):
+    params = from_timm(tensors, model)
+  else:
+    params = from_torchvision(tensors, model)
+  pretrained.assign(model, params, source=source)

@@ -107,12 +107,16 @@ def read_hf_config(path: str) -> dict:
 
 
 def hf_pixel_stats(path: str, default) -> tuple[tuple, tuple]:
-  """(mean, std) from preprocessor_config.json if present, else `default`."""
+  """(mean, std) from preprocessor_config.json if it states them, else
+  `default`."""
   file = os.path.join(_hf_dir(path), "preprocessor_config.json")
   if not os.path.exists(file):
     return tuple(default[0]), tuple(default[1])
   with open(file) as f:
     pre = json.load(f)
+  if "image_mean" not in pre and "image_std" not in pre:
+    # e.g. MobileViT's processor: rescales to [0, 1], normalises nothing
+    return tuple(default[0]), tuple(default[1])
   try:
     return tuple(map(float, pre["image_mean"])), tuple(
       map(float, pre["image_std"])
@@ -316,3 +320,56 @@ def torch_to_flax(
       leaf = {"running_mean": "mean", "running_var": "var"}.get(leaf, leaf)
     out[module.replace(".", "/") + "/" + leaf] = value
   return out
+
+
+def split_qkv(tensors, fused: str) -> dict[str, np.ndarray]:
+  """Splits fused attention projections (timm's `attn.qkv`, rows stacked
+  q, k, v) into three tensors: the key part matching the regex `fused`
+  becomes `.query.`, `.key.`, `.value.`."""
+  out = {}
+  for key, value in tensors.items():
+    match = re.search(fused, key)
+    if match is None:
+      out[key] = value
+      continue
+    if value.shape[0] % 3:
+      raise CheckpointError(
+        f"fused attention tensor {key!r} has {value.shape[0]} rows, not a "
+        "multiple of 3 (query, key, value)"
+      )
+    for name, part in zip(("query", "key", "value"), np.split(value, 3)):
+      out[key[: match.start()] + f".{name}." + key[match.end() :]] = part
+  return out
+
+
+_PICKLES = (".pth", ".pth.tar", ".pt", ".bin", ".ckpt", ".pkl")
+
+
+def hf_config_or_none(path: str) -> dict | None:
+  """The config.json beside a checkpoint if it is a Hugging Face
+  transformers one (it has `model_type`); None for a bare safetensors file
+  or a timm hub directory (whose config.json names an `architecture`).
+  PyTorch pickles are refused, pointing to the conversion command."""
+  if path.endswith(_PICKLES):
+    raise CheckpointError(
+      f"{path} is a PyTorch pickle, which scenejax never reads; convert it "
+      "with python -m scenejax.convert --from=FILE --to=FILE.safetensors"
+    )
+  if not os.path.exists(os.path.join(_hf_dir(path), "config.json")):
+    return None
+  config = read_hf_config(path)
+  return config if "model_type" in config else None
+
+
+def read_weights(path: str) -> tuple[dict | None, dict[str, np.ndarray], str]:
+  """(transformers config or None, tensors, source) of a safetensors
+  checkpoint: a transformers model directory, a timm hub directory, or a
+  bare `.safetensors` file (e.g. torchvision weights converted with
+  `python -m scenejax.convert`)."""
+  config = hf_config_or_none(path)
+  if config is not None:
+    return read_hf(path)
+  file = (
+    os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
+  )
+  return None, read_safetensors(file), file
