@@ -608,7 +608,18 @@ def test_bf16_compute_keeps_fp32_params():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-  "name", ["mobilenetv3_large", "convnext_tiny", "vit_ti16", "resnet34"]
+  "name",
+  [
+    "mobilenetv3_large",
+    "convnext_tiny",
+    "vit_ti16",
+    "resnet34",
+    "swin_t",
+    "mobilevit_xxs",
+    "vgg16",
+    "densenet121",
+    "shufflenet_v2_x0_5",
+  ],
 )
 def test_forward_features_interface(name):
   kw = {"image_size": 64} if name.startswith("vit") else {}
