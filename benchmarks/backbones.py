@@ -12,6 +12,7 @@ Needs the test extra (torch, transformers); scenejax itself does not.
 import functools
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -23,6 +24,13 @@ from flax import nnx
 
 from scenejax import input_pipeline, models, train
 
+# The torch.nn references of the tests are the PyTorch comparison for the
+# backbones transformers lacks.
+sys.path.append(
+  os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
+)
+from scenejax.models import shufflenet, swin, vgg
+
 # PyTorch's OpenMP threads spin after each parallel region by default; on a
 # 2-core machine the spinning steals the cores from the JAX step that runs
 # next in the interleaving (measured: JAX's ResNet-50 step 4.5 s instead of
@@ -32,8 +40,29 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def hf_model(name, num_classes, image_size=224):
   """The transformers model with scenejax `name`'s architecture, random
-  init; None where transformers has no counterpart (MobileNetV3)."""
+  init; None where transformers has no counterpart (VGG, DenseNet,
+  ShuffleNetV2, MobileNetV3: see `torch_reference`)."""
   import transformers
+
+  if name in ("swin_t", "swin_b"):
+    embed, depths, heads = swin.VARIANTS[
+      {"swin_t": "tiny", "swin_b": "base"}[name]
+    ]
+    return transformers.SwinForImageClassification(
+      transformers.SwinConfig(
+        embed_dim=embed,
+        depths=list(depths),
+        num_heads=list(heads),
+        image_size=image_size,
+        num_labels=num_classes,
+      )
+    )
+  if name == "mobilevit_s":
+    return transformers.MobileViTForImageClassification(
+      transformers.MobileViTConfig(
+        image_size=image_size, num_labels=num_classes
+      )
+    )
 
   resnets = {
     "resnet18": ("basic", [2, 2, 2, 2], [64, 128, 256, 512]),
@@ -83,12 +112,42 @@ def hf_model(name, num_classes, image_size=224):
   return None
 
 
+def torch_reference(name, num_classes):
+  """The test suite's torch.nn network (torchvision's / timm's names) for
+  the backbones without a transformers twin; None for others."""
+  import torch_backbones as tb  # tests/, on the path (top of the file)
+
+  shufflenets = {
+    f"shufflenet_v2_{w}": widths for w, widths in shufflenet.WIDTHS.items()
+  }
+  if name in ("vgg16", "vgg16_bn"):
+    return tb.TimmVGG(vgg.VGG16, name == "vgg16_bn", num_classes=num_classes)
+  if name == "densenet121":
+    return tb.TorchvisionDenseNet(classes=num_classes)
+  if name in shufflenets:
+    return tb.TorchvisionShuffleNetV2(shufflenets[name], classes=num_classes)
+  if name == "mobilenetv3_large":
+    return tb.TorchvisionMobileNetV3(classes=num_classes)
+  return None
+
+
 def same_model_pair(name, num_classes, image_size=224):
-  """(scenejax model, transformers model) with the same weights: the
-  transformers one saved as safetensors and loaded with `init_from`.
-  Without a transformers twin: (random-init scenejax model, None)."""
-  hf = hf_model(name, num_classes, image_size)
+  """(scenejax model, PyTorch model) with the same weights: the
+  transformers twin saved with save_pretrained, or the torch.nn reference's
+  state dict as safetensors, loaded with `init_from`. Without either:
+  (random-init scenejax model, None)."""
   options = {"image_size": image_size} if name.startswith("vit") else {}
+  reference = torch_reference(name, num_classes)
+  if reference is not None:
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as d:
+      file = os.path.join(d, "model.safetensors")
+      save_file(
+        {k: v.contiguous() for k, v in reference.state_dict().items()}, file
+      )
+      return models.create(name, num_classes, init_from=file), reference
+  hf = hf_model(name, num_classes, image_size)
   if hf is None:
     return models.create(name, num_classes, rngs=nnx.Rngs(0), **options), None
   with tempfile.TemporaryDirectory() as d:
@@ -197,7 +256,9 @@ def torch_step(hf):
 
   def step(images, labels):
     opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(hf(images).logits, labels)
+    out = hf(images)  # transformers: an output object; torch.nn: logits
+    logits = getattr(out, "logits", out)
+    loss = torch.nn.functional.cross_entropy(logits, labels)
     loss.backward()
     opt.step()
     return loss

@@ -80,7 +80,7 @@ from scenejax.models import pcl  # noqa: E402
 SETTINGS = {
   "tiny": dict(
     backbones=("vit_ti16",),
-    eval_backbones=("vit_ti16",),
+    eval_backbones=("vit_ti16", "shufflenet_v2_x0_5"),
     size=32,
     batch=4,
     repeats=1,
@@ -112,6 +112,21 @@ SETTINGS = {
       "vit_b16",
       "convnext_tiny",
       "mobilenetv3_large",
+      "swin_b",
+      "mobilevit_s",
+      "vgg16",
+      "densenet121",
+      "shufflenet_v2_x2_0",
+    ),
+    # Row 3 (train step vs PyTorch eager, same weights): these besides
+    # `backbones`.
+    compared_backbones=(
+      "swin_b",
+      "mobilevit_s",
+      "vgg16",
+      "densenet121",
+      "shufflenet_v2_x2_0",
+      "mobilenetv3_large",
     ),
     size=224,
     batch=8,
@@ -137,6 +152,21 @@ SETTINGS = {
       "vit_b16",
       "convnext_tiny",
       "convnext_base",
+      "mobilenetv3_large",
+      "swin_b",
+      "mobilevit_s",
+      "vgg16",
+      "densenet121",
+      "shufflenet_v2_x2_0",
+    ),
+    compared_backbones=(
+      "swin_b",
+      "mobilevit_s",
+      "vgg16",
+      "vgg16_bn",
+      "densenet121",
+      "shufflenet_v2_x1_5",
+      "shufflenet_v2_x2_0",
       "mobilenetv3_large",
     ),
     size=224,
@@ -319,7 +349,7 @@ def rows_pytorch(s):
     f"{torch.__version__} ({torch.get_num_threads()} threads), "
     "same weights"
   )
-  for name in s["backbones"]:
+  for name in (*s["backbones"], *s.get("compared_backbones", ())):
     model, hf = backbones.same_model_pair(name, NUM_CLASSES, s["size"])
     ours = backbones.JaxStep(model, NUM_CLASSES, batch)
     theirs = backbones.torch_step(hf)

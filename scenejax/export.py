@@ -11,7 +11,7 @@ the erased-image classifier ([PCL] §4: deployment uses the backbone alone),
 and writes:
 
   OUT/params/       the model's parameters and batch statistics (orbax)
-  OUT/model.json    model name, class names, input size, pixel statistics
+  OUT/model.json    model name and options, class names, input size, pixel statistics
 
 Predict rebuilds that model, preprocesses each image as evaluation does
 (resize the shorter side, centre crop) and prints its top-5 scene names.
@@ -71,6 +71,8 @@ def export(workdir: str, out: str, step: int | None = None) -> dict:
     resize_size=resize_size,
     pixel_mean=list(model.pixel_mean),
     pixel_std=list(model.pixel_std),
+    # models.create's options (tuples become lists in JSON).
+    options=dict(getattr(model, "create_options", ())),
   )
   try:
     os.makedirs(out, exist_ok=True)
@@ -97,9 +99,12 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
     ) from None
   except ValueError as e:
     raise UserError(f"{path}: not valid JSON ({e})") from e
-  options = {}
-  if description["model"].startswith("vit"):
-    options["image_size"] = description["image_size"]
+  options = {
+    k: tuple(v) if isinstance(v, list) else v
+    for k, v in description.get("options", {}).items()
+  }
+  if description["model"].startswith("vit"):  # exports before 2026-11-24
+    options.setdefault("image_size", description["image_size"])
   model = nnx.eval_shape(
     lambda: models.create(
       description["model"], description["num_classes"], **options

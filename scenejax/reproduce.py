@@ -17,7 +17,7 @@ that has the run (the baseline of sp1..sp4 runs once). The table is written
 as WORKDIR/TABLE_DATASET.md and .html: each cell our mean +- std over the
 seeds (Top-1 %, and Top-5 for [PCL]) beside the paper's number, the delta to
 our baseline next to the paper's delta, and "(!)" where the two deltas'
-signs differ. Rows of backbones scenejax lacks are listed "not available".
+signs differ.
 
 --set=KEY=VALUE (repeatable) changes every run's config (e.g.
 --set=num_epochs=2), in the printed commands as --config.KEY=VALUE.

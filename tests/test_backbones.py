@@ -18,22 +18,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 import safetensors.numpy
 import torch
 import torch_backbones as tb
 import transformers
 from flax import nnx
+from parity import assert_close as _assert_close
+from parity import images as _images
+from parity import logits as _logits
 
-from scenejax import convert, input_pipeline, models, train
+from scenejax import convert, export, input_pipeline, models, train
 from scenejax.models import pcl, pretrained, swin, vgg
-
-RTOL = 1e-4  # relative to the logits' scale, fp32
-
-
-@nnx.jit
-def _logits(model, x):
-  return model(x)
 
 
 def _ours(model_or_name, path, num_classes=None):
@@ -54,18 +51,6 @@ def _ours(model_or_name, path, num_classes=None):
 def _torch_logits(net, x):
   with torch.no_grad():
     return net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-
-
-def _images(size, n=2, low=-1.0, seed=0):
-  rng = np.random.default_rng(seed)
-  return rng.uniform(low, 1, (n, size, size, 3)).astype(np.float32)
-
-
-def _assert_close(ours, ref):
-  ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-  assert ours.shape == ref.shape
-  err = np.abs(ours - ref).max()
-  assert err <= RTOL * np.abs(ref).max(), (err, np.abs(ref).max())
 
 
 def _randomize_hf(hf):
@@ -100,10 +85,13 @@ def _hf_swin(**kw):
   )
 
 
-class _SmallSwin(swin.Swin):
-  def __init__(self, num_classes, **kw):
-    swin.VARIANTS.setdefault("test", (32, (2, 2, 2), (2, 4, 8)))
-    super().__init__("test", num_classes, **kw)
+@pytest.fixture
+def small_swin(monkeypatch):
+  """A 3-stage Swin (32, 64, 128 wide) matching `_hf_swin`'s config."""
+  monkeypatch.setitem(swin.VARIANTS, "test", (32, (2, 2, 2), (2, 4, 8)))
+  return lambda classes, **kw: swin.Swin(
+    "test", classes, rngs=nnx.Rngs(0), **kw
+  )
 
 
 @pytest.mark.parametrize(
@@ -113,12 +101,12 @@ class _SmallSwin(swin.Swin):
     (5, 96),  # maps of 24, 12, 6: padded to multiples of 5
   ],
 )
-def test_swin_matches_transformers(tmp_path, window, size):
+def test_swin_matches_transformers(tmp_path, small_swin, window, size):
   hf = _hf_swin(window_size=window, image_size=size, num_labels=3)
   hf.save_pretrained(tmp_path)
   options = swin.checkpoint_options(str(tmp_path))
   assert options["window_size"] == window
-  model = _ours(_SmallSwin(3, rngs=nnx.Rngs(0), **options), tmp_path)
+  model = _ours(small_swin(3, **options), tmp_path)
   x = _images(size)
   _assert_close(_logits(model, x), _torch_logits(lambda t: hf(t).logits, x))
 
@@ -181,7 +169,9 @@ def _timm_swin_tensors(hf, path, *, old_layout=False):
 
 
 @pytest.mark.parametrize("old_layout", [False, True])
-def test_swin_timm_layout_matches_transformers(tmp_path, old_layout):
+def test_swin_timm_layout_matches_transformers(
+  tmp_path, small_swin, old_layout
+):
   hf = _hf_swin(window_size=4, image_size=64, num_labels=3)
   tensors = _timm_swin_tensors(hf, tmp_path / "hf", old_layout=old_layout)
   assert "layers.1.downsample.reduction.weight" in tensors or old_layout
@@ -190,7 +180,7 @@ def test_swin_timm_layout_matches_transformers(tmp_path, old_layout):
       (16, 16), np.int64
     )
   file = _save_safetensors(tensors, tmp_path / "model.safetensors")
-  model = _ours(_SmallSwin(3, window_size=4, rngs=nnx.Rngs(0)), file)
+  model = _ours(small_swin(3, window_size=4), file)
   x = _images(64)
   _assert_close(_logits(model, x), _torch_logits(lambda t: hf(t).logits, x))
 
@@ -422,9 +412,23 @@ def test_mobilenetv3_matches_torch_reference(tmp_path, layout):
       tb.state_dict_numpy(net), tmp_path / "model.safetensors"
     )
   model = _ours("mobilenetv3_large", file, 1000)
-  assert model.stem.bn.epsilon == (1e-3 if layout == "torchvision" else 1e-5)
+  epsilon = 1e-3 if layout == "torchvision" else 1e-5
+  assert model.stem.bn.epsilon == epsilon
   x = _images(64)
   _assert_close(_logits(model, x), _torch_logits(net, x))
+  # An export records the epsilon the file set; its reload keeps it.
+  out = tmp_path / "export"
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(str(out / "params"), nnx.state(model))
+  (out / "model.json").write_text(
+    json.dumps(
+      dict(model="mobilenetv3_large", num_classes=1000, image_size=64,
+           options=dict(model.create_options))
+    )
+  )  # fmt: skip
+  reloaded, _ = export.load_export(str(out))
+  assert reloaded.stem.bn.epsilon == epsilon
+  _assert_close(_logits(reloaded, x), _torch_logits(net, x))
 
 
 def test_loaders_are_all_or_nothing_and_name_the_keys(tmp_path):
@@ -457,6 +461,21 @@ def test_loaders_are_all_or_nothing_and_name_the_keys(tmp_path):
     pretrained.CheckpointError, match="neither a Hugging Face MobileViT"
   ):
     models.create("mobilevit_xxs", 3, init_from=str(other))
+  # A transformers Swin of other widths; a transformers checkpoint given
+  # to a timm/torchvision-layout family.
+  _hf_swin(window_size=4, image_size=64, num_labels=3).save_pretrained(
+    tmp_path / "hf"
+  )
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match="architecture does not match.*embed_dim=32",
+  ):
+    models.create("swin_t", 3, init_from=str(tmp_path / "hf"))
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match="transformers 'swin' checkpoint; VGG loads",
+  ):
+    models.create("vgg16", 3, init_from=str(tmp_path / "hf"))
   # A fused qkv whose rows are not three equal parts.
   with pytest.raises(pretrained.CheckpointError, match="not a multiple of 3"):
     pretrained.split_qkv({"a.qkv.weight": np.zeros((4, 2))}, r"\.qkv\.")

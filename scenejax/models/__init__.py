@@ -136,12 +136,17 @@ def create(
   if init_from:
     if not hasattr(family, "load_checkpoint"):
       raise pretrained.CheckpointError(
-        f"no pretrained-weight loader for {name!r} (init_from="
-        f"{init_from!r})"
+        f"no pretrained-weight loader for {name!r} (init_from={init_from!r})"
       )
     path = pretrained.local_path(init_from)
     options = {**family.checkpoint_options(path), **options}
   model = builder(num_classes, rngs=rngs or nnx.Rngs(0), **options)
+  # What rebuilds the same network (an export) needs besides the name:
+  # the options, including those the checkpoint set (e.g. timm's
+  # MobileNetV3 BatchNorm epsilon). Hashable: it is graph metadata.
+  model.create_options = tuple(
+    sorted((k, v) for k, v in options.items() if k != "dtype")
+  )
   if path:
     family.load_checkpoint(model, path)
   return model

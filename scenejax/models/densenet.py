@@ -158,9 +158,7 @@ def densenet201(num_classes, **kw) -> DenseNet:
   return DenseNet("201", num_classes, **kw)
 
 
-def checkpoint_options(path: str) -> dict:
-  pretrained.hf_config_or_none(path)  # refuses pickles with a clear error
-  return {}
+checkpoint_options = pretrained.torch_layout_options
 
 
 def from_torch(tensors) -> dict[str, np.ndarray]:
@@ -188,5 +186,5 @@ def from_torch(tensors) -> dict[str, np.ndarray]:
 
 
 def load_checkpoint(model: DenseNet, path: str) -> None:
-  _, tensors, source = pretrained.read_weights(path)
+  tensors, source = pretrained.read_torch_layout(path, "DenseNet")
   pretrained.assign(model, from_torch(tensors), source=source)

@@ -18,7 +18,6 @@ file) and the 960 -> 1280 layer written as a 1x1 conv after the pool.
 from __future__ import annotations
 
 import functools
-import os
 import re
 
 import jax
@@ -27,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
-from scenejax.models.classifier import Classifier, depthwise_conv
+from scenejax.models.classifier import Classifier, ConvBN
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # kernel, expanded width, output width, squeeze-excite, hard-swish, stride
@@ -56,42 +55,12 @@ def make_divisible(value: float, divisor: int = 8) -> int:
   return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-class ConvBN(nnx.Module):
-  """Conv (no bias) -> BatchNorm -> optional activation."""
-
-  def __init__(
-    self,
-    in_features,
-    out,
-    kernel,
-    *,
-    stride=1,
-    groups=1,
-    activation=None,
-    epsilon=1e-3,
-    dtype,
-    rngs,
-  ):
-    self.conv = nnx.Conv(
-      in_features,
-      out,
-      (kernel, kernel),
-      strides=stride,
-      padding=(kernel - 1) // 2,
-      feature_group_count=groups,
-      use_bias=False,
-      dtype=dtype,
-      rngs=rngs,
-      kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
-    )
-    self.bn = nnx.BatchNorm(
-      out, momentum=0.99, epsilon=epsilon, dtype=dtype, rngs=rngs
-    )
-    self.activation = activation
-
-  def __call__(self, x):
-    x = self.bn(depthwise_conv(self.conv, x))
-    return x if self.activation is None else self.activation(x)
+# PyTorch's momentum 0.01 on the new value; torchvision's eps 1e-3.
+ConvBN = functools.partial(
+  ConvBN,
+  momentum=0.99,
+  kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+)
 
 
 class SqueezeExcite(nnx.Module):
@@ -236,15 +205,13 @@ def _is_timm(keys) -> bool:
 
 def checkpoint_options(path: str) -> dict:
   """timm's layout trained with BatchNorm eps 1e-5; torchvision's 1e-3."""
-  from safetensors import safe_open
+  from safetensors import SafetensorError, safe_open
 
-  config, file = pretrained.hf_config_or_none(path), path
-  if config is None and os.path.isdir(path):
-    file = os.path.join(path, "model.safetensors")
+  pretrained.refuse_pickle(path)
   try:
-    with safe_open(file, "np") as f:
+    with safe_open(pretrained.weights_file(path), "np") as f:
       keys = set(f.keys())
-  except Exception:
+  except (SafetensorError, OSError):
     return {}  # load_checkpoint names the problem
   return {"epsilon": 1e-5} if _is_timm(keys) else {}
 
@@ -283,13 +250,16 @@ def from_torchvision(tensors, model) -> dict[str, np.ndarray]:
   )
 
 
-def from_timm(tensors, model) -> dict[str, np.ndarray]:
+def from_timm(tensors, model, source) -> dict[str, np.ndarray]:
   """timm groups the blocks in stages (`blocks.S.J`) of the sizes below;
   `blocks.6.0` is the last 1x1 conv."""
   stage_sizes = (1, 2, 3, 4, 2, 3)
   flat = [(s, j) for s, n in enumerate(stage_sizes) for j in range(n)]
   if len(flat) != len(model.config):
-    raise pretrained.CheckpointError("timm's layout is MobileNetV3-Large's")
+    raise pretrained.CheckpointError(
+      f"{source}: timm's layout maps onto MobileNetV3-Large's 15 blocks, "
+      f"not this model's {len(model.config)}"
+    )
   renames = [
     (r"^conv_stem$", "stem.conv"),
     (r"^bn1$", "stem.bn"),
@@ -338,9 +308,9 @@ def _squeeze_1x1(params):
 
 
 def load_checkpoint(model: MobileNetV3, path: str) -> None:
-  _, tensors, source = pretrained.read_weights(path)
+  tensors, source = pretrained.read_torch_layout(path, "MobileNetV3")
   if _is_timm(tensors):
-    params = from_timm(tensors, model)
+    params = from_timm(tensors, model, source)
   else:
     params = from_torchvision(tensors, model)
   pretrained.assign(model, params, source=source)

@@ -27,9 +27,7 @@ References:
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +35,8 @@ import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
-from scenejax.models.classifier import Classifier, depthwise_conv
+from scenejax.models.classifier import Classifier, ConvBN
+from scenejax.models.mobilenetv3 import make_divisible
 
 # neck widths (stem, stage 1..5, head), transformer widths, expand ratio
 VARIANTS = {
@@ -49,37 +48,7 @@ TRANSFORMER_DEPTHS = (2, 4, 3)
 UNIT_RANGE = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # pixels in [0, 1]
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-  """Nearest multiple of `divisor`, never more than 10% below `value`."""
-  rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-  return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-class ConvBN(nnx.Module):
-  """Conv (no bias) -> BatchNorm -> optional SiLU."""
-
-  def __init__(
-    self, in_features, out, kernel, *, stride=1, groups=1, act=True, dtype, rngs
-  ):
-    self.conv = nnx.Conv(
-      in_features,
-      out,
-      (kernel, kernel),
-      strides=stride,
-      padding=(kernel - 1) // 2,
-      feature_group_count=groups,
-      use_bias=False,
-      dtype=dtype,
-      rngs=rngs,
-    )
-    self.bn = nnx.BatchNorm(
-      out, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs
-    )
-    self.act = act
-
-  def __call__(self, x):
-    x = self.bn(depthwise_conv(self.conv, x))
-    return jax.nn.silu(x) if self.act else x
+ConvBN = functools.partial(ConvBN, activation=jax.nn.silu)
 
 
 class InvertedResidual(nnx.Module):
@@ -91,7 +60,7 @@ class InvertedResidual(nnx.Module):
     conv = functools.partial(ConvBN, dtype=dtype, rngs=rngs)
     self.expand = conv(in_features, hidden, 1)
     self.depthwise = conv(hidden, hidden, 3, stride=stride, groups=hidden)
-    self.project = conv(hidden, out, 1, act=False)
+    self.project = conv(hidden, out, 1, activation=None)
     self.residual = stride == 1 and in_features == out
 
   def __call__(self, x):
@@ -316,6 +285,8 @@ def load_checkpoint(model: MobileViT, path: str) -> None:
         "mlp_ratio": 2.0,
         "hidden_act": "silu",
         "conv_kernel_size": 3,
+        "layer_norm_eps": 1e-5,
+        "qkv_bias": True,
       },
     )
     params = from_hf(tensors)
@@ -335,11 +306,9 @@ def load_checkpoint(model: MobileViT, path: str) -> None:
 
 def _flips_channels(path: str) -> bool:
   """MobileViTImageProcessor flips RGB to BGR unless told not to."""
-  file = os.path.join(pretrained._hf_dir(path), "preprocessor_config.json")
-  if not os.path.exists(file):
-    return True  # the image processor's default
-  with open(file) as f:
-    return bool(json.load(f).get("do_flip_channel_order", True))
+  return bool(
+    pretrained.hf_preprocessor(path).get("do_flip_channel_order", True)
+  )
 
 
 def from_timm(tensors) -> dict[str, np.ndarray]:

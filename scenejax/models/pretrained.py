@@ -106,23 +106,35 @@ def read_hf_config(path: str) -> dict:
     raise CheckpointError(f"{config_file}: not valid JSON: {e}") from e
 
 
+def hf_preprocessor(path: str) -> dict:
+  """preprocessor_config.json beside a Hugging Face checkpoint ({} if
+  there is none)."""
+  file = os.path.join(_hf_dir(path), "preprocessor_config.json")
+  if not os.path.exists(file):
+    return {}
+  try:
+    with open(file) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{file}: not valid JSON: {e}") from e
+
+
 def hf_pixel_stats(path: str, default) -> tuple[tuple, tuple]:
   """(mean, std) from preprocessor_config.json if it states them, else
   `default`."""
-  file = os.path.join(_hf_dir(path), "preprocessor_config.json")
-  if not os.path.exists(file):
-    return tuple(default[0]), tuple(default[1])
-  with open(file) as f:
-    pre = json.load(f)
+  pre = hf_preprocessor(path)
   if "image_mean" not in pre and "image_std" not in pre:
-    # e.g. MobileViT's processor: rescales to [0, 1], normalises nothing
+    # No file, or e.g. MobileViT's processor: rescales to [0, 1] only.
     return tuple(default[0]), tuple(default[1])
   try:
     return tuple(map(float, pre["image_mean"])), tuple(
       map(float, pre["image_std"])
     )
   except (KeyError, TypeError, ValueError) as e:
-    raise CheckpointError(f"{file}: no usable image_mean/image_std: {e}") from e
+    raise CheckpointError(
+      f"{path}: preprocessor_config.json has no usable image_mean/image_std: "
+      f"{e}"
+    ) from e
 
 
 def require_model_type(config: dict, path: str, model_type: str, what: str):
@@ -345,20 +357,31 @@ def split_qkv(tensors, fused: str) -> dict[str, np.ndarray]:
 _PICKLES = (".pth", ".pth.tar", ".pt", ".bin", ".ckpt", ".pkl")
 
 
-def hf_config_or_none(path: str) -> dict | None:
-  """The config.json beside a checkpoint if it is a Hugging Face
-  transformers one (it has `model_type`); None for a bare safetensors file
-  or a timm hub directory (whose config.json names an `architecture`).
-  PyTorch pickles are refused, pointing to the conversion command."""
+def refuse_pickle(path: str) -> None:
+  """PyTorch pickles are never read: the error gives the conversion."""
   if path.endswith(_PICKLES):
     raise CheckpointError(
       f"{path} is a PyTorch pickle, which scenejax never reads; convert it "
       "with python -m scenejax.convert --from=FILE --to=FILE.safetensors"
     )
+
+
+def hf_config_or_none(path: str) -> dict | None:
+  """The config.json beside a checkpoint if it is a Hugging Face
+  transformers one (it has `model_type`); None for a bare safetensors file
+  or a timm hub directory (whose config.json names an `architecture`)."""
+  refuse_pickle(path)
   if not os.path.exists(os.path.join(_hf_dir(path), "config.json")):
     return None
   config = read_hf_config(path)
   return config if "model_type" in config else None
+
+
+def weights_file(path: str) -> str:
+  """The safetensors file of a bare-file or timm-hub-directory path."""
+  return (
+    os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
+  )
 
 
 def read_weights(path: str) -> tuple[dict | None, dict[str, np.ndarray], str]:
@@ -369,7 +392,25 @@ def read_weights(path: str) -> tuple[dict | None, dict[str, np.ndarray], str]:
   config = hf_config_or_none(path)
   if config is not None:
     return read_hf(path)
-  file = (
-    os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
-  )
+  file = weights_file(path)
   return None, read_safetensors(file), file
+
+
+def read_torch_layout(path: str, what: str) -> tuple[dict, str]:
+  """(tensors, source) of a timm / torchvision-layout checkpoint of the
+  family `what`; a transformers checkpoint is refused, naming its type."""
+  config, tensors, source = read_weights(path)
+  if config is not None:
+    raise CheckpointError(
+      f"{path} is a transformers {config.get('model_type')!r} checkpoint; "
+      f"{what} loads timm's or torchvision's layout (a timm hub directory "
+      "or a .safetensors file)"
+    )
+  return tensors, source
+
+
+def torch_layout_options(path: str) -> dict:
+  """`checkpoint_options` of families whose files set no constructor
+  option (VGG, DenseNet, ShuffleNetV2): none, pickles refused early."""
+  refuse_pickle(path)
+  return {}

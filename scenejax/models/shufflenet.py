@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
-from scenejax.models.classifier import Classifier, depthwise_conv
+from scenejax.models.classifier import Classifier, ConvBN
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 WIDTHS = {  # stem, stage 2..4, last conv (torchvision's stages_out_channels)
@@ -42,33 +42,6 @@ WIDTHS = {  # stem, stage 2..4, last conv (torchvision's stages_out_channels)
 REPEATS = (4, 8, 4)
 
 
-class ConvBN(nnx.Module):
-  """Conv (no bias) -> BatchNorm (eps 1e-5) -> optional ReLU."""
-
-  def __init__(
-    self, in_features, out, kernel, *, stride=1, groups=1, relu, dtype, rngs
-  ):
-    self.conv = nnx.Conv(
-      in_features,
-      out,
-      (kernel, kernel),
-      strides=stride,
-      padding=(kernel - 1) // 2,
-      feature_group_count=groups,
-      use_bias=False,
-      dtype=dtype,
-      rngs=rngs,
-    )
-    self.bn = nnx.BatchNorm(
-      out, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs
-    )
-    self.relu = relu
-
-  def __call__(self, x):
-    x = self.bn(depthwise_conv(self.conv, x))
-    return jax.nn.relu(x) if self.relu else x
-
-
 def channel_shuffle(x, groups: int = 2) -> jax.Array:
   """(B, H, W, g·n) -> channel c·g + i takes input channel i·n + c."""
   b, h, w, c = x.shape
@@ -77,6 +50,9 @@ def channel_shuffle(x, groups: int = 2) -> jax.Array:
 
 
 class Unit(nnx.Module):
+  """shuffle([x₁, branch2(x₂)]) with x split in halves (stride 1), or
+  shuffle([branch1(x), branch2(x)]) (stride 2, the stage's first unit)."""
+
   def __init__(self, in_features, out, stride, *, dtype, rngs):
     conv = functools.partial(ConvBN, dtype=dtype, rngs=rngs)
     half = out // 2
@@ -88,16 +64,16 @@ class Unit(nnx.Module):
         3,
         stride=stride,
         groups=in_features,
-        relu=False,
+        activation=None,
       )
-      self.branch1_pw = conv(in_features, half, 1, relu=True)
+      self.branch1_pw = conv(in_features, half, 1, activation=jax.nn.relu)
     self.branch2_pw1 = conv(
-      in_features if stride > 1 else half, half, 1, relu=True
+      in_features if stride > 1 else half, half, 1, activation=jax.nn.relu
     )
     self.branch2_dw = conv(
-      half, half, 3, stride=stride, groups=half, relu=False
+      half, half, 3, stride=stride, groups=half, activation=None
     )
-    self.branch2_pw2 = conv(half, half, 1, relu=True)
+    self.branch2_pw2 = conv(half, half, 1, activation=jax.nn.relu)
 
   def __call__(self, x):
     if self.stride == 1:
@@ -125,7 +101,7 @@ class ShuffleNetV2(Classifier):
     widths = WIDTHS[width]
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
     self.conv1 = ConvBN(
-      3, widths[0], 3, stride=2, relu=True, dtype=dtype, rngs=rngs
+      3, widths[0], 3, stride=2, activation=jax.nn.relu, dtype=dtype, rngs=rngs
     )
     stages, in_features = [], widths[0]
     for repeats, out in zip(REPEATS, widths[1:4]):
@@ -143,7 +119,7 @@ class ShuffleNetV2(Classifier):
       in_features = out
     self.stages = nnx.List(stages)
     self.conv5 = ConvBN(
-      in_features, widths[4], 1, relu=True, dtype=dtype, rngs=rngs
+      in_features, widths[4], 1, activation=jax.nn.relu, dtype=dtype, rngs=rngs
     )
     self.head = nnx.Linear(widths[4], num_classes, dtype=dtype, rngs=rngs)
     self.num_features = widths[4]
@@ -178,9 +154,7 @@ def shufflenet_v2_x2_0(num_classes, **kw) -> ShuffleNetV2:
   return ShuffleNetV2("x2_0", num_classes, **kw)
 
 
-def checkpoint_options(path: str) -> dict:
-  pretrained.hf_config_or_none(path)  # refuses pickles with a clear error
-  return {}
+checkpoint_options = pretrained.torch_layout_options
 
 
 # torchvision Sequential indices -> our module names.
@@ -214,5 +188,5 @@ def from_torchvision(tensors) -> dict[str, np.ndarray]:
 
 
 def load_checkpoint(model: ShuffleNetV2, path: str) -> None:
-  _, tensors, source = pretrained.read_weights(path)
+  tensors, source = pretrained.read_torch_layout(path, "ShuffleNetV2")
   pretrained.assign(model, from_torchvision(tensors), source=source)

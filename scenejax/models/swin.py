@@ -7,7 +7,9 @@ non-overlapping w x w windows with a learned relative position bias,
 every second block on windows cyclically shifted by w // 2 with the
 wrap-around pairs masked (-100 before the softmax, as the reference
 code); then an MLP (4C, exact GELU). Head: final LN, mean over tokens,
-Linear. LayerNorm epsilon 1e-5. Stochastic depth is not implemented.
+Linear. LayerNorm epsilon 1e-5 (a transformers config may set the blocks'
+and the final norm's; the patch and merging norms keep 1e-5, as there).
+Stochastic depth is not implemented.
 
 Sizes that are not multiples of the window are padded at the bottom and
 right after the norm (zeros, unmasked), as the reference code does; a
@@ -22,7 +24,7 @@ timm's layout (`swin_base_patch4_window7_224.ms_in22k`, fused qkv,
 merging at the start of a stage).
 
 References:
-  Liu et al., "Swin Transformer: Hierarchical Vision Transformer using
+  [Swin] Liu et al., "Swin Transformer: Hierarchical Vision Transformer using
   Shifted Windows", ICCV 2021. https://doi.org/10.1109/ICCV48922.2021.00986
 """
 
@@ -76,13 +78,15 @@ def shifted_window_mask(height, width, window, shift) -> np.ndarray:
 
 
 def partition(x, window):
-  """(B, H, W, C) -> (B·H/w·W/w, w·w, C), windows in row-major order."""
+  """(B, H, W, C) -> (B·H/w·W/w, w·w, C): the w x w windows, in row-major
+  order, each flattened row-major."""
   b, h, w, c = x.shape
   x = x.reshape(b, h // window, window, w // window, window, c)
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
 
 
 def unpartition(windows, window, b, h, w):
+  """The inverse of `partition`: (B·H/w·W/w, w·w, C) -> (B, H, W, C)."""
   c = windows.shape[-1]
   x = windows.reshape(b, h // window, w // window, window, window, c)
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
@@ -167,10 +171,8 @@ class PatchMerging(nnx.Module):
   """(B, H, W, C) -> (B, H/2, W/2, 2C): the 2x2 neighbours concatenated in
   the order (0,0), (1,0), (0,1), (1,1) (row, column offsets), LN, Linear."""
 
-  def __init__(self, width, *, epsilon, dtype, rngs):
-    self.norm = nnx.LayerNorm(
-      4 * width, epsilon=epsilon, dtype=dtype, rngs=rngs
-    )
+  def __init__(self, width, *, dtype, rngs):
+    self.norm = nnx.LayerNorm(4 * width, epsilon=1e-5, dtype=dtype, rngs=rngs)
     self.reduction = nnx.Linear(
       4 * width,
       2 * width,
@@ -190,13 +192,14 @@ class PatchMerging(nnx.Module):
 
 
 class Stage(nnx.Module):
+  """Patch merging (all stages but the first), then `depth` blocks,
+  unshifted and shifted in turn."""
+
   def __init__(
     self, width, depth, num_heads, window, *, downsample, epsilon, dtype, rngs
   ):
     if downsample:
-      self.downsample = PatchMerging(
-        width // 2, epsilon=epsilon, dtype=dtype, rngs=rngs
-      )
+      self.downsample = PatchMerging(width // 2, dtype=dtype, rngs=rngs)
     self.has_downsample = downsample
     self.blocks = nnx.List(
       [
@@ -251,9 +254,7 @@ class Swin(Classifier):
       dtype=dtype,
       rngs=rngs,
     )
-    self.patch_norm = nnx.LayerNorm(
-      embed, epsilon=epsilon, dtype=dtype, rngs=rngs
-    )
+    self.patch_norm = nnx.LayerNorm(embed, epsilon=1e-5, dtype=dtype, rngs=rngs)
     widths = tuple(embed * 2**i for i in range(len(depths)))
     self.stages = nnx.List(
       [
@@ -392,6 +393,7 @@ def load_checkpoint(model: Swin, path: str) -> None:
         "mlp_ratio": 4.0,
         "hidden_act": "gelu",
         "use_absolute_embeddings": False,
+        "qkv_bias": True,
       },
     )
     params = from_hf(tensors)

@@ -9,6 +9,9 @@ average over the remaining positions, and the Linear head. At 224 px the
 pool leaves exactly 7x7, fc6 sees one position, and this is torchvision's
 flatten -> Linear(25088, 4096) network; a map smaller than 7x7 is first
 average-pooled up to 7x7 (PyTorch's adaptive bins), as both libraries do.
+On a map larger than 7x7 (inputs above 224 px) fc6 slides and the head
+averages, as timm does, where torchvision would pool the map down to 7x7
+first: the same weights then give other logits than torchvision's.
 Dropout is not implemented.
 
 Pretrained weights: timm's layout (`vgg16.tv_in1k`, `vgg16_bn.tv_in1k`:
@@ -148,9 +151,7 @@ def vgg16_bn(num_classes, **kw) -> VGG:
   return VGG(num_classes, batch_norm=True, **kw)
 
 
-def checkpoint_options(path: str) -> dict:
-  pretrained.hf_config_or_none(path)  # refuses pickles with a clear error
-  return {}
+checkpoint_options = pretrained.torch_layout_options
 
 
 def from_torch(tensors, model: VGG) -> dict[str, np.ndarray]:
@@ -192,5 +193,5 @@ def from_torch(tensors, model: VGG) -> dict[str, np.ndarray]:
 
 
 def load_checkpoint(model: VGG, path: str) -> None:
-  _, tensors, source = pretrained.read_weights(path)
+  tensors, source = pretrained.read_torch_layout(path, "VGG")
   pretrained.assign(model, from_torch(tensors, model), source=source)
