@@ -559,6 +559,7 @@ def _count(name, classes):
   return models.num_params(nnx.eval_shape(lambda: models.create(name, classes)))
 
 
+@pytest.mark.slow  # ~15 s: traces the full-size networks
 def test_paper_parameter_counts_pick_the_shufflenet_widths():
   """[PCL] Table 2's "Param." (365 classes, millions) and [SP] Tables
   1-3's "Param" (the 1000-class networks) identify the ShuffleNetV2
