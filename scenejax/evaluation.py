@@ -120,6 +120,97 @@ def accuracy_metrics(
   return out
 
 
+def average_precision(scores, targets) -> float:
+  """Average precision of one class, Σ_n (R_n - R_{n-1}) P_n over the
+  distinct score thresholds in decreasing order (tied scores enter
+  together): scikit-learn's `average_precision_score`, no interpolation.
+  NaN when the class has no positive."""
+  scores = np.asarray(scores, np.float64)
+  targets = np.asarray(targets) > 0
+  positives = int(targets.sum())
+  if positives == 0:
+    return float("nan")
+  order = np.argsort(-scores, kind="stable")
+  scores, targets = scores[order], targets[order]
+  # The last index of each run of equal scores: one threshold per run.
+  last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+  hits = np.cumsum(targets)[last]
+  precision = hits / (last + 1)
+  recall = hits / positives
+  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multilabel_metrics(
+  scores, targets, threshold: float = 0.5, top_k: int = 3
+) -> dict:
+  """Multi-label metrics from exact counts over a whole split, in the
+  convention of ML-GCN's evaluation code, which SADCL's tables follow.
+
+  scores: (N, K) probabilities; targets: (N, K) 0/1. A label is predicted
+  when its score >= `threshold`; for the "top{k}_" metrics, when it is
+  also among the image's k highest scores. Per class c: N_c^g ground-truth
+  positives, N_c^p predictions (taken as 1 when 0, i.e. precision 0),
+  N_c^c correct predictions.
+
+    CP = mean_c N_c^c / N_c^p     CR = mean_c N_c^c / N_c^g
+    OP = Σ N^c / Σ N^p            OR = Σ N^c / Σ N^g
+    CF1 = 2·CP·CR / (CP + CR)     OF1 = 2·OP·OR / (OP + OR)
+    mAP = mean over the classes with a positive of `average_precision`
+
+  CR averages over the classes with a positive (ML-GCN divides by zero
+  there); "absent_classes" lists the others. Returns floats in [0, 1].
+  """
+  scores = np.asarray(scores, np.float64)
+  targets = np.asarray(targets) > 0
+  if scores.shape != targets.shape or scores.ndim != 2:
+    raise ValueError(
+      f"scores {scores.shape} and targets {targets.shape}: expected the "
+      "same (N, K) shape"
+    )
+  present = targets.sum(axis=0) > 0
+  out = dict(
+    mAP=float(
+      np.mean(
+        [
+          average_precision(scores[:, c], targets[:, c])
+          for c in np.flatnonzero(present)
+        ]
+      )
+    )
+  )
+  predicted = scores >= threshold
+  k = min(top_k, scores.shape[1])
+  top = np.zeros_like(predicted)
+  np.put_along_axis(
+    top, np.argsort(-scores, axis=1, kind="stable")[:, :k], True, axis=1
+  )
+  for prefix, pred in (("", predicted), (f"top{top_k}_", predicted & top)):
+    correct = (pred & targets).sum(axis=0).astype(np.float64)
+    made = pred.sum(axis=0).astype(np.float64)
+    truth = targets.sum(axis=0).astype(np.float64)
+    cp = float(np.mean(correct / np.maximum(made, 1)))
+    cr = float(np.mean(correct[present] / truth[present]))
+    op = float(correct.sum() / max(made.sum(), 1))
+    orr = float(correct.sum() / max(truth.sum(), 1))
+    out.update(
+      {
+        f"{prefix}CP": cp,
+        f"{prefix}CR": cr,
+        f"{prefix}CF1": _f1(cp, cr),
+        f"{prefix}OP": op,
+        f"{prefix}OR": orr,
+        f"{prefix}OF1": _f1(op, orr),
+      }
+    )
+  out["absent_classes"] = np.flatnonzero(~present).tolist()
+  return out
+
+
+def _f1(precision: float, recall: float) -> float:
+  total = precision + recall
+  return 2 * precision * recall / total if total else 0.0
+
+
 @dataclasses.dataclass
 class Evaluation:
   """What one pass over an evaluation split counted."""
