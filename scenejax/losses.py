@@ -473,6 +473,29 @@ def sample_pixels(
   return jax.vmap(one)(labels, keys)
 
 
+def _unit(x) -> jax.Array:
+  """x / ||x|| on the last axis, in float32. rsqrt of the clamped squared
+  norm: a zero vector gets 0 and a finite gradient (the norm's own
+  gradient is NaN at 0)."""
+  x = _f32(x)
+  return x * jax.lax.rsqrt(
+    jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12)
+  )
+
+
+def _anchor_mean(log_prob, positive) -> jax.Array:
+  """(1 / |A'|) Σ_{a ∈ A'} -(1 / |P(a)|) Σ_{p ∈ P(a)} log_prob[a, p]: the
+  [SupCon] average, anchors on every axis but the last, P(a) where
+  `positive`, A' the anchors with a positive; 0 when there is none."""
+  count = jnp.sum(positive, axis=-1)
+  per_anchor = -jnp.sum(jnp.where(positive, log_prob, 0.0), axis=-1)
+  per_anchor = per_anchor / jnp.maximum(count, 1)
+  anchors = count > 0
+  return jnp.sum(jnp.where(anchors, per_anchor, 0.0)) / jnp.maximum(
+    jnp.sum(anchors), 1
+  )
+
+
 def pairwise_contrastive_loss(
   embeddings,
   labels,
@@ -526,23 +549,13 @@ def pairwise_contrastive_loss(
     return jnp.sum(jnp.where(pair, per_pair, 0.0)) / jnp.maximum(
       jnp.sum(pair), 1
     )
-  # rsqrt of the clamped squared norm: a zero embedding gets z = 0 and
-  # finite gradients (the norm's own gradient is NaN at 0).
-  z = e * jax.lax.rsqrt(
-    jnp.maximum(jnp.sum(e * e, axis=-1, keepdims=True), 1e-12)
-  )
+  z = _unit(e)
   logits = jnp.einsum("bnd,bmd->bnm", z, z) / temperature
   log_prob = logits - jax.nn.logsumexp(
     jnp.where(pair, logits, -jnp.inf), axis=-1, keepdims=True
   )
   positive = pair & same
-  count = jnp.sum(positive, axis=-1)
-  per_anchor = -jnp.sum(jnp.where(positive, log_prob, 0.0), axis=-1)
-  per_anchor = per_anchor / jnp.maximum(count, 1)
-  anchors = count > 0
-  return jnp.sum(jnp.where(anchors, per_anchor, 0.0)) / jnp.maximum(
-    jnp.sum(anchors), 1
-  )
+  return _anchor_mean(log_prob, positive)
 
 
 def pixel_contrastive_loss(
@@ -595,14 +608,6 @@ def pixel_contrastive_loss(
 PSCL_UNACTIVATED = ("negatives", "ignore")
 
 
-def _unit(x) -> jax.Array:
-  """x / ||x|| on the last axis; a zero vector stays 0 (finite gradient)."""
-  x = _f32(x)
-  return x * jax.lax.rsqrt(
-    jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12)
-  )
-
-
 def label_contrastive_loss(
   representations, targets, *, temperature: float = 0.1
 ) -> jax.Array:
@@ -636,13 +641,7 @@ def label_contrastive_loss(
   log_prob = logits - jax.nn.logsumexp(
     jnp.where(pair, logits, -jnp.inf), axis=-1, keepdims=True
   )
-  count = jnp.sum(positive, axis=-1)
-  per_anchor = -jnp.sum(jnp.where(positive, log_prob, 0.0), axis=-1)
-  per_anchor = per_anchor / jnp.maximum(count, 1)
-  anchors = count > 0
-  return jnp.sum(jnp.where(anchors, per_anchor, 0.0)) / jnp.maximum(
-    jnp.sum(anchors), 1
-  )
+  return _anchor_mean(log_prob, positive)
 
 
 def prototype_contrastive_loss(
@@ -696,13 +695,7 @@ def prototype_contrastive_loss(
   )
   # log [e^{s_p} / (e^{s_p} + Σ_n e^{s_n})] = s_p - logaddexp(s_p, lse_n)
   log_prob = logits - jnp.logaddexp(logits, neg_lse)
-  count = jnp.sum(positive, axis=-1)
-  per_anchor = -jnp.sum(jnp.where(positive, log_prob, 0.0), axis=-1)
-  per_anchor = per_anchor / jnp.maximum(count, 1)
-  anchors = count > 0
-  return jnp.sum(jnp.where(anchors, per_anchor, 0.0)) / jnp.maximum(
-    jnp.sum(anchors), 1
-  )
+  return _anchor_mean(log_prob, positive)
 
 
 def asymmetric_loss(
