@@ -37,6 +37,7 @@ from flax import nnx
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier, ConvBN
 from scenejax.models.mobilenetv3 import make_divisible
+from scenejax.models.segmenter import resize_bilinear
 
 # neck widths (stem, stage 1..5, head), transformer widths, expand ratio
 VARIANTS = {
@@ -45,6 +46,7 @@ VARIANTS = {
   "xxs": ((16, 16, 24, 48, 64, 80, 320), (64, 80, 96), 2),
 }
 TRANSFORMER_DEPTHS = (2, 4, 3)
+NUM_HEADS = 4  # every MobileViT transformer
 UNIT_RANGE = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # pixels in [0, 1]
 
 
@@ -77,24 +79,18 @@ class TransformerLayer(nnx.Module):
     )
     dense = functools.partial(nnx.Linear, dtype=dtype, rngs=rngs)
     self.norm1, self.norm2 = norm(), norm()
-    self.query, self.key, self.value, self.proj = (
-      dense(width, width) for _ in range(4)
+    self.attention = nnx.MultiHeadAttention(
+      num_heads=num_heads,
+      in_features=width,
+      decode=False,
+      dtype=dtype,
+      rngs=rngs,
     )
     self.fc1, self.fc2 = dense(width, mlp_dim), dense(mlp_dim, width)
-    self.num_heads = num_heads
 
   def __call__(self, x):
-    n, tokens, width = x.shape
-    heads = self.num_heads
     y = self.norm1(x)
-    q, k, v = (
-      f(y).reshape(n, tokens, heads, width // heads)
-      for f in (self.query, self.key, self.value)
-    )
-    logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) * (width // heads) ** -0.5
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    y = jnp.einsum("nhqk,nkhd->nqhd", weights.astype(v.dtype), v)
-    x = x + self.proj(y.reshape(n, tokens, width))
+    x = x + self.attention(y, y, deterministic=True)
     return x + self.fc2(jax.nn.silu(self.fc1(self.norm2(x))))
 
 
@@ -115,7 +111,7 @@ class MobileViTBlock(nnx.Module):
     )
     self.transformer = nnx.List(
       [
-        TransformerLayer(width, 4, 2 * width, dtype=dtype, rngs=rngs)
+        TransformerLayer(width, NUM_HEADS, 2 * width, dtype=dtype, rngs=rngs)
         for _ in range(depth)
       ]
     )
@@ -131,7 +127,7 @@ class MobileViTBlock(nnx.Module):
     p = self.patch
     hp, wp = math.ceil(h / p) * p, math.ceil(w / p) * p
     if (hp, wp) != (h, w):
-      y = _resize(y, hp, wp)
+      y = resize_bilinear(y, (hp, wp))
     # (B, hp, wp, C) -> (B·p·p, patches, C): tokens at the same position
     # inside their p x p patch attend to each other.
     tokens = y.reshape(b, hp // p, p, wp // p, p, c).transpose(0, 2, 4, 1, 3, 5)
@@ -141,15 +137,9 @@ class MobileViTBlock(nnx.Module):
     y = self.norm(tokens).reshape(b, p, p, hp // p, wp // p, c)
     y = y.transpose(0, 3, 1, 4, 2, 5).reshape(b, hp, wp, c)
     if (hp, wp) != (h, w):
-      y = _resize(y, h, w)
+      y = resize_bilinear(y, (h, w))
     y = self.conv_proj(y)
     return self.conv_fusion(jnp.concatenate([x, y], axis=-1))
-
-
-def _resize(x, h, w):
-  """torch's bilinear interpolate(align_corners=False), no antialiasing."""
-  shape = (x.shape[0], h, w, x.shape[-1])
-  return jax.image.resize(x, shape, "bilinear", antialias=False).astype(x.dtype)
 
 
 class MobileViT(Classifier):
@@ -254,8 +244,8 @@ def from_hf(tensors) -> dict[str, np.ndarray]:
     (r"\.expand_1x1", ".expand"),
     (r"\.conv_3x3", ".depthwise"),
     (r"\.reduce_1x1", ".project"),
-    (r"\.attention\.attention\.(query|key|value)$", r".\1"),
-    (r"\.attention\.output\.dense$", ".proj"),
+    (r"\.attention\.attention\.", ".attention."),
+    (r"\.attention\.output\.dense$", ".attention.out"),
     (r"\.layernorm_before$", ".norm1"),
     (r"\.layernorm_after$", ".norm2"),
     (r"\.intermediate\.dense$", ".fc1"),
@@ -264,9 +254,10 @@ def from_hf(tensors) -> dict[str, np.ndarray]:
     (r"\.normalization$", ".bn"),
     (r"^classifier$", "head"),
   ]
-  return pretrained.torch_to_flax(
+  params = pretrained.torch_to_flax(
     tensors, renames, ignore=[r"num_batches_tracked$"]
   )
+  return pretrained.to_multihead(params, NUM_HEADS)
 
 
 def load_checkpoint(model: MobileViT, path: str) -> None:
@@ -281,7 +272,7 @@ def load_checkpoint(model: MobileViT, path: str) -> None:
         "neck_hidden_sizes": list(neck),
         "hidden_sizes": list(widths),
         "expand_ratio": float(expand),
-        "num_attention_heads": 4,
+        "num_attention_heads": NUM_HEADS,
         "mlp_ratio": 2.0,
         "hidden_act": "silu",
         "conv_kernel_size": 3,
@@ -320,12 +311,14 @@ def from_timm(tensors) -> dict[str, np.ndarray]:
     (r"\.conv1_1x1", ".expand"),
     (r"\.conv2_kxk", ".depthwise"),
     (r"\.conv3_1x1", ".project"),
-    (r"\.attn\.proj$", ".proj"),
+    (r"\.attn\.proj$", ".attention.out"),
+    (r"\.attn\.(query|key|value)$", r".attention.\1"),
     (r"\.mlp\.fc([12])$", r".fc\1"),
     (r"^head\.fc$", "head"),
   ]
-  return pretrained.torch_to_flax(
-    pretrained.split_qkv(tensors, r"\.attn\.qkv\."),
+  params = pretrained.torch_to_flax(
+    pretrained.split_qkv(tensors, r"\.qkv\."),
     renames,
     ignore=[r"num_batches_tracked$"],
   )
+  return pretrained.to_multihead(params, NUM_HEADS)

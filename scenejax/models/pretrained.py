@@ -334,6 +334,20 @@ def torch_to_flax(
   return out
 
 
+def to_multihead(params: dict, heads: int) -> dict[str, np.ndarray]:
+  """Attention projections in Linear layout (under ".../attention/") ->
+  `nnx.MultiHeadAttention`'s: query/key/value kernels (D, D) ->
+  (D, heads, D / heads), their biases (D,) -> (heads, D / heads), the out
+  kernel (D, D) -> (heads, D / heads, D)."""
+  out = dict(params)
+  for key, value in params.items():
+    if re.search(r"/attention/(query|key|value)/", key):
+      out[key] = value.reshape(value.shape[:-1] + (heads, -1))
+    elif re.search(r"/attention/out/kernel$", key):
+      out[key] = value.reshape(heads, -1, value.shape[-1])
+  return out
+
+
 def split_qkv(tensors, fused: str) -> dict[str, np.ndarray]:
   """Splits fused attention projections (timm's `attn.qkv`, rows stacked
   q, k, v) into three tensors: the key part matching the regex `fused`

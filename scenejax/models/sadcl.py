@@ -160,24 +160,17 @@ class SADCLModel(nnx.Module):
     backbone: nnx.Module,
     num_labels: int,
     *,
-    dim: int = 256,
-    num_heads: int = 8,
-    encoder_layers: int = 1,
-    dtype=jnp.float32,
     rngs: nnx.Rngs,
+    **head_options,
   ):
+    """`head_options`: `SARLHead`'s (dim, num_heads, encoder_layers,
+    dtype)."""
     self.backbone = backbone
     self.sarl = SARLHead(
-      backbone.feature_widths[-1],
-      num_labels,
-      dim=dim,
-      num_heads=num_heads,
-      encoder_layers=encoder_layers,
-      dtype=dtype,
-      rngs=rngs,
+      backbone.feature_widths[-1], num_labels, rngs=rngs, **head_options
     )
     self.prototypes = nnx.Param(
-      nnx.initializers.normal(1.0)(rngs.params(), (num_labels, dim))
+      nnx.initializers.normal(1.0)(rngs.params(), (num_labels, self.sarl.dim))
     )
     self.pixel_mean = backbone.pixel_mean
     self.pixel_std = backbone.pixel_std

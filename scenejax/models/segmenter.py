@@ -43,12 +43,14 @@ def _adaptive_pool_matrix(size: int, bins: int) -> np.ndarray:
   return matrix
 
 
-def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:
-  """`torch.nn.AdaptiveAvgPool2d(bins)` on NHWC `x`: (B, bins, bins, C).
-  The bins overlap when the map is not a multiple of `bins` (as in
+def adaptive_avg_pool(x: jax.Array, bins: int | tuple[int, int]) -> jax.Array:
+  """`torch.nn.AdaptiveAvgPool2d(bins)` on NHWC `x`: (B, bh, bw, C), with
+  bins = bh = bw or (bh, bw). The bins overlap when the map is not a
+  multiple of them, and repeat rows when the map is smaller (as in
   PyTorch); two small matrix products, exact in float32."""
-  rows = jnp.asarray(_adaptive_pool_matrix(x.shape[1], bins), x.dtype)
-  cols = jnp.asarray(_adaptive_pool_matrix(x.shape[2], bins), x.dtype)
+  bh, bw = (bins, bins) if isinstance(bins, int) else bins
+  rows = jnp.asarray(_adaptive_pool_matrix(x.shape[1], bh), x.dtype)
+  cols = jnp.asarray(_adaptive_pool_matrix(x.shape[2], bw), x.dtype)
   return jnp.einsum("ih,bhwc,jw->bijc", rows, x, cols)
 
 

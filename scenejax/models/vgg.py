@@ -34,6 +34,7 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
+from scenejax.models.segmenter import adaptive_avg_pool
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512,) * 3)
@@ -58,27 +59,6 @@ class ConvReLU(nnx.Module):
   def __call__(self, x):
     x = self.conv(x)
     return jax.nn.relu(x if self.bn is None else self.bn(x))
-
-
-def adaptive_avg_pool(x, size: tuple[int, int]) -> jax.Array:
-  """PyTorch's adaptive_avg_pool2d (NHWC): output cell i averages input
-  rows floor(i·H/h) .. ceil((i+1)·H/h) - 1, and likewise for columns."""
-
-  def pool(x, axis, out):
-    n = x.shape[axis]
-    cells = [
-      jnp.mean(
-        jax.lax.slice_in_dim(
-          x, i * n // out, -(-(i + 1) * n // out), axis=axis
-        ),
-        axis=axis,
-        keepdims=True,
-      )
-      for i in range(out)
-    ]
-    return jnp.concatenate(cells, axis=axis)
-
-  return pool(pool(x, 1, size[0]), 2, size[1])
 
 
 class VGG(Classifier):

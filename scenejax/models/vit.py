@@ -282,13 +282,7 @@ def from_hf(
       ignore=[r"^pooler\."],
     )
   )
-  heads = config["num_attention_heads"]
-  for key in list(params):  # (D, D) projections -> (D, heads, head_dim)
-    if re.search(r"/attention/(query|key|value)/", key):
-      value = params[key]
-      params[key] = value.reshape(value.shape[:-1] + (heads, -1))
-    elif re.search(r"/attention/out/kernel$", key):
-      params[key] = params[key].reshape(heads, -1, params[key].shape[-1])
+  params = pretrained.to_multihead(params, config["num_attention_heads"])
   if "pos_embedding" in params:
     _split_cls_posemb(params)
   return params
