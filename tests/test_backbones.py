@@ -354,6 +354,7 @@ def test_vgg_matches_torch_reference(tmp_path, layout, batch_norm):
     _assert_close(_logits(model, x), _torch_logits(net, x))
 
 
+@pytest.mark.slow
 def test_densenet121_matches_torch_reference(tmp_path):
   net = tb.randomize(tb.TorchvisionDenseNet())
   file = _save_safetensors(
@@ -397,7 +398,9 @@ def test_shufflenet_matches_torch_reference_through_conversion(
   _assert_close(_logits(model, x), _torch_logits(net, x))
 
 
-@pytest.mark.parametrize("layout", ["torchvision", "timm"])
+@pytest.mark.parametrize(
+  "layout", [pytest.param("torchvision", marks=pytest.mark.slow), "timm"]
+)
 def test_mobilenetv3_matches_torch_reference(tmp_path, layout):
   """torchvision's network (BatchNorm eps 1e-3), converted from its .pth;
   timm's (eps 1e-5, 1x1 head conv after the pool) from its safetensors."""

@@ -34,7 +34,6 @@ def test_multilabel_metrics_hand_computed():
   }  # fmt: skip
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
   n=st.integers(2, 30),
   k=st.integers(1, 6),
@@ -118,7 +117,6 @@ _shapes = dict(
 )
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(**_shapes)
 def test_label_contrastive_loss_matches_float64_loop(
   b, k, d, tau, density, seed
@@ -134,7 +132,6 @@ def test_label_contrastive_loss_matches_float64_loop(
   assert got == pytest.approx(_sscl_reference(r, y, tau), rel=1e-4, abs=1e-5)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
   unactivated=st.sampled_from(losses.PSCL_UNACTIVATED), **_shapes
 )
@@ -188,7 +185,6 @@ def _asl_reference(x, y, gp, gn, m):
   return float(np.mean(np.sum(-(y * pos + (1 - y) * neg), axis=-1)))
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
   b=st.integers(1, 4),
   k=st.integers(1, 6),
