@@ -58,10 +58,14 @@ from scenejax.errors import CheckpointError, ConfigError, UserError
 UNREADABLE = "checkpoints_unreadable"
 
 
+BEST_METRICS = ("top1", "mIoU", "mAP")
+
+
 def _score(metrics: dict) -> float:
   """The metric a task saves beside each epoch's checkpoint: Top-1 for
-  classification, mIoU for segmentation (`train.Task.best_metric`)."""
-  return metrics["top1"] if "top1" in metrics else metrics["mIoU"]
+  classification, mIoU for segmentation, mAP for multi-label
+  (`train.Task.best_metric`)."""
+  return next(metrics[k] for k in BEST_METRICS if k in metrics)
 
 
 def directory(workdir: str) -> str:

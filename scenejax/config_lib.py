@@ -33,6 +33,9 @@ from scenejax import losses
 from scenejax.errors import ConfigError, PrototypeError
 
 LABELS = ("ce", "lsr", "gls")
+TASKS = ("classification", "segmentation", "multilabel")
+MULTILABEL_CLASSIFICATION_LOSSES = ("asl", "bce")
+MULTILABEL_PROTOTYPES = ("learnable", "ema")
 PROTOTYPE_METRICS = ("cosine", "euclidean")
 
 
@@ -41,7 +44,8 @@ def base() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   # classification (scene labels) | segmentation (label maps:
-  # scenejax.segmentation, config.segmentation below).
+  # scenejax.segmentation, config.segmentation below) | multilabel (object
+  # presence: scenejax.multilabel, config.multilabel below).
   config.task = "classification"
   config.dataset = "synthetic_scenes"  # scenejax.datasets.NAMES
   config.data = ml_collections.ConfigDict(
@@ -82,7 +86,7 @@ def base() -> ml_collections.ConfigDict:
         (
           "head",
           r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|"
-          r"mod_head/.*",
+          r"mod_head/.*|sarl/.*|prototypes",
         ),
         ("backbone", r".*"),
       ),
@@ -163,6 +167,28 @@ def base() -> ml_collections.ConfigDict:
       segmenter="",  # scenejax.models.SEGMENTERS (not needed by rgb)
       segmenter_init_from="",  # its Hugging Face checkpoint or workdir
       semantic_dir="",  # or: the segment command's --top3 --out directory
+    )
+  )
+  # config.task = "multilabel" ([SADCL], scenejax.multilabel): the SARL
+  # head on config.model's last feature map, and the loss
+  # classification + sscl_weight · SSCL + pscl_weight · PSCL.
+  config.multilabel = ml_collections.ConfigDict(
+    dict(
+      dim=256,  # D of the label-level representations
+      num_heads=8,
+      encoder_layers=1,  # transformer encoder layers over the tokens
+      classification_loss="asl",  # asl ([ASL] Eq. 4) | bce
+      asl_gamma_positive=0.0,
+      asl_gamma_negative=4.0,
+      asl_margin=0.05,
+      sscl_weight=1.0,  # λ1; 0 disables SSCL
+      pscl_weight=1.0,  # λ2; 0 disables PSCL
+      temperature=0.1,  # τ of both contrastive losses
+      pscl_unactivated="negatives",  # negatives | ignore (our reading)
+      prototypes="learnable",  # learnable | ema
+      ema_momentum=0.99,  # prototypes = "ema": p ← m·p + (1 - m)·batch mean
+      threshold=0.5,  # CP/CR/CF1/OP/OR/OF1 (mAP needs none)
+      drop_unlabeled=True,  # COCO: leave out images without any object
     )
   )
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
@@ -331,6 +357,8 @@ def apply_variant(
     return config
   if config.task == "segmentation":
     return _apply_segmentation_variant(config, arg)
+  if config.task == "multilabel":
+    return _apply_multilabel_variant(config, arg)
   loss = config.loss
   tokens = [t.strip() for t in arg.split(",") if t.strip()]
   if any(t in LABELS for t in tokens):
@@ -387,6 +415,30 @@ def _apply_segmentation_variant(config, arg: str):
       raise ConfigError(
         f"unknown config argument {token!r} in {arg!r}; a segmentation "
         "config takes ce, focal, uniform, supcon"
+      )
+  return config
+
+
+def _apply_multilabel_variant(config, arg: str):
+  """config.task = "multilabel": a comma list of
+  bce | asl (the classification loss), nocl (no contrastive term),
+  nosscl, nopscl (one off), ema (EMA prototypes)."""
+  ml = config.multilabel
+  for token in (t.strip() for t in arg.split(",") if t.strip()):
+    if token in MULTILABEL_CLASSIFICATION_LOSSES:
+      ml.classification_loss = token
+    elif token == "nocl":
+      ml.sscl_weight, ml.pscl_weight = 0.0, 0.0
+    elif token == "nosscl":
+      ml.sscl_weight = 0.0
+    elif token == "nopscl":
+      ml.pscl_weight = 0.0
+    elif token == "ema":
+      ml.prototypes = "ema"
+    else:
+      raise ConfigError(
+        f"unknown config argument {token!r} in {arg!r}; a multilabel "
+        "config takes bce, asl, nocl, nosscl, nopscl, ema"
       )
   return config
 
@@ -478,14 +530,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("config.dtype", ("float32", "bfloat16"))
   one_of("config.optimizer.name", ("adam", "sgd"))
   one_of("config.optimizer.schedule", ("step", "cosine", "constant", "poly"))
-  one_of("config.task", ("classification", "segmentation"))
+  one_of("config.task", TASKS)
   if config.dataset == "cityscapes" and config.task != "segmentation":
     raise ConfigError(
       "config.dataset = 'cityscapes' has label maps, not scene labels: "
       "set config.task = 'segmentation'"
     )
+  if config.dataset in ("voc2007", "coco2014") and config.task != "multilabel":
+    raise ConfigError(
+      f"config.dataset = {config.dataset!r} has object labels, not scene "
+      "labels: set config.task = 'multilabel'"
+    )
   if config.task == "segmentation":
     _validate_segmentation(config, one_of, at_least, between)
+  if config.task == "multilabel":
+    _validate_multilabel(config, one_of, at_least, between)
   from scenejax import models
 
   if config.model in models.SEMANTIC_AWARE:
@@ -612,4 +671,47 @@ def _validate_segmentation(config, one_of, at_least, between) -> None:
     raise ConfigError(
       "config.loss.pcl is a classification loss; it does not apply to "
       "config.task = 'segmentation'"
+    )
+
+
+def _validate_multilabel(config, one_of, at_least, between) -> None:
+  from scenejax import models
+  from scenejax.datasets import multilabel
+
+  one_of("config.dataset", multilabel.NAMES)
+  one_of("config.model", models.CLASSIFIERS)
+  ml = "config.multilabel."
+  for name in ("dim", "num_heads", "encoder_layers"):
+    at_least(ml + name, 1 if name != "encoder_layers" else 0)
+  if config.multilabel.dim % config.multilabel.num_heads or (
+    config.multilabel.dim % 4
+  ):
+    raise ConfigError(
+      f"config.multilabel.dim = {config.multilabel.dim} must be a multiple "
+      f"of config.multilabel.num_heads = {config.multilabel.num_heads} and "
+      "of 4 (the sine position code)"
+    )
+  for name in (
+    "asl_gamma_positive",
+    "asl_gamma_negative",
+    "sscl_weight",
+    "pscl_weight",
+  ):
+    at_least(ml + name, 0)
+  between(ml + "asl_margin", 0.0, 1.0)
+  between(ml + "temperature", 1e-6, 100.0)
+  between(ml + "ema_momentum", 0.0, 1.0)
+  between(ml + "threshold", 0.0, 1.0)
+  one_of(ml + "classification_loss", MULTILABEL_CLASSIFICATION_LOSSES)
+  one_of(ml + "pscl_unactivated", losses.PSCL_UNACTIVATED)
+  one_of(ml + "prototypes", MULTILABEL_PROTOTYPES)
+  if config.loss.pcl:
+    raise ConfigError(
+      "config.loss.pcl is a scene-classification loss; it does not apply "
+      "to config.task = 'multilabel'"
+    )
+  if config.prototype.segmenter:
+    raise ConfigError(
+      "config.prototype.segmenter builds a scene prototype; config.task = "
+      "'multilabel' reads none: clear it"
     )

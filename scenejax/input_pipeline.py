@@ -236,7 +236,8 @@ class Preprocess:
         crops = self._crop(images, rng)
     if self.train and rng.random() < 0.5:
       crops = [crop[:, ::-1] for crop in crops]
-    out = {"label": np.int32(example["label"])}
+    # A scene label, or a multi-label (K,) presence vector.
+    out = {"label": np.asarray(example["label"], np.int32)}
     for key, crop in zip(["image"] + extra, crops, strict=True):
       out[key] = np.ascontiguousarray(crop, np.uint8)
     return out

@@ -35,11 +35,6 @@ from scenejax.errors import ConfigError
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "poly")
 GROUPS = ("head", "backbone", "frozen")
-# The classifier and PCL's CAM / erased-image heads: the rest is backbone.
-DEFAULT_PARAM_GROUPS = (
-  ("head", r"(backbone/)?head/.*|cam_conv/.*|cam_head/.*|mod_head/.*"),
-  ("backbone", r".*"),
-)
 
 
 def learning_rate_schedule(

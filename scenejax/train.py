@@ -11,9 +11,9 @@ The loop is task-agnostic: it runs a `Task`, whose jitted `step(state,
 batch, epoch, aux) -> (state, metrics)` trains and whose `evaluate(state)
 -> (metrics row, confusion)` runs after each epoch. Scene classification
 (`train_step` + `scenejax.evaluation`, `classification_task`) and
-segmentation (`scenejax.segmentation`, config.task = "segmentation") are
-the two; a new task (multi-label) brings its own step and metrics and
-reuses the loop.
+segmentation (`scenejax.segmentation`, config.task = "segmentation") and
+multi-label learning (`scenejax.multilabel`, config.task = "multilabel")
+each bring their own step and metrics and reuse the loop.
 
 References:
   [SP]  C. Song, H. Wu, X. Ma, Y. Li. Semantic-embedded Similarity Prototype
@@ -447,13 +447,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tensorboard/, checkpoints/ and, at the end, results.json.
   """
   config_lib.validate(config)
-  segmenting = config.task == "segmentation"
-  if segmenting:
+  if config.task == "segmentation":
     from scenejax import segmentation
 
     data = datasets.segmentation_from_config(config)
+    make_task = segmentation.task
+  elif config.task == "multilabel":
+    from scenejax import multilabel
+
+    data = datasets.multilabel_from_config(config)
+    make_task = multilabel.task
+  elif config.model in models.SEMANTIC_AWARE:
+    from scenejax import semantic_aware
+
+    data = datasets.from_config(config)
+    make_task = semantic_aware.task
   else:
     data = datasets.from_config(config)
+    make_task = classification_task
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % jax.device_count():
       raise ConfigError(
@@ -477,14 +488,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = nnx.merge(graphdef, state)[0]
   pixel_stats = (model.pixel_mean, model.pixel_std)
   del model
-  if segmenting:
-    make_task = segmentation.task
-  elif config.model in models.SEMANTIC_AWARE:
-    from scenejax import semantic_aware
-
-    make_task = semantic_aware.task
-  else:
-    make_task = classification_task
   task = make_task(config, data, graphdef, mesh, pixel_stats)
   train_preprocess = task.train_preprocess
   train_source = data.train if task.train_source is None else task.train_source

@@ -63,6 +63,9 @@ def test_config_runs_one_epoch_on_a_tiny_setting(name, tmp_path):
   assert result["epoch"] == 1
   if segmenting:
     assert 0 <= result["mIoU"] <= 1
+  elif config.task == "multilabel":
+    assert 0 <= result["mAP"] <= 1
+    assert np.asarray(result["confusion"]).sum() == 16 * 32  # (K, 2, 2)
   else:
     assert result["num_examples"] == 16
 
@@ -89,6 +92,16 @@ def test_variants():
     _load("mit67_resnet50", "bcl=max")
   # Every config takes a variant, the demos too.
   for name in CONFIGS:
+    if _load(name).task == "multilabel":  # bce, nocl: the plain baseline
+      ml = _load(name, "bce,nocl").multilabel
+      assert (ml.classification_loss, ml.sscl_weight, ml.pscl_weight) == (
+        "bce",
+        0.0,
+        0.0,
+      )
+      with pytest.raises(ConfigError, match="a multilabel config takes"):
+        _load(name, "ce")
+      continue
     c = _load(name, "ce")
     if c.task == "segmentation":  # ce: plain cross-entropy on the maps
       seg = c.segmentation
@@ -147,6 +160,9 @@ def test_variants():
   )
   with pytest.raises(ConfigError, match="are both set.*clear one"):
     config_lib.validate(c)
+  c = _load("demo_multilabel", "asl,nopscl,ema")
+  assert (c.multilabel.pscl_weight, c.multilabel.sscl_weight) == (0.0, 1.0)
+  assert c.multilabel.prototypes == "ema"
   c = _load("demo_segmentation", "focal,supcon")
   assert c.segmentation.contrastive_weight == 0.0
   assert c.segmentation.contrastive_form == "supcon"

@@ -17,6 +17,10 @@ corrupt image is skipped there, by name, instead of killing the run.
 | places365_7, places365_14 | the [SP] §4.2 subsets of places365 | 7, 14 |
 | mit67 | `scenejax.datasets.mit67` builder (manual download) | 67 |
 | ade20k_scenes | `scenejax.datasets.ade20k_scenes` builder | 1,055 |
+
+Segmentation-only (`cityscapes`) and multi-label-only (`voc2007`,
+`coco2014`: `scenejax.datasets.multilabel`) datasets are registered for
+`prepare` and read by their task's loader.
 """
 
 from __future__ import annotations
@@ -96,8 +100,13 @@ REGISTRY = {
   "cityscapes": Entry(
     "cityscapes/semantic_segmentation", ("train", "validation")
   ),
+  # Multi-label only (objects, no scene labels): config.task =
+  # "multilabel" (scenejax.datasets.multilabel; "+" joins splits).
+  "voc2007": Entry("voc/2007", ("train+validation", "test")),
+  "coco2014": Entry("coco/2014", ("train", "validation")),
 }
 SEGMENTATION_ONLY = ("cityscapes",)
+MULTILABEL_ONLY = ("voc2007", "coco2014")
 NAMES = ("synthetic_scenes",) + tuple(REGISTRY)
 
 
@@ -155,13 +164,24 @@ class TfdsSource:
 
   def __getitem__(self, index):
     record = self._source[index]
-    name = record.get("file_name", b"")
-    name = name.decode() if isinstance(name, bytes) else str(name)
     return {
       "image": record["image"],
       "label": int(record["label"]),
-      "name": f"{self._prefix}[{index}] {name}".strip(),
+      "name": self._name(index, record),
     }
+
+  def _name(self, index: int, record: dict) -> str:
+    name = record.get("file_name", record.get("image/filename", b""))
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return f"{self._prefix}[{index}] {name}".strip()
+
+  def raw(self, index: int) -> dict:
+    """Record `index` as TFDS decodes it (images left encoded)."""
+    return self._source[index]
+
+  def image_and_name(self, index: int) -> tuple[bytes, str]:
+    record = self._source[index]
+    return record["image"], self._name(index, record)
 
   def labels(self) -> np.ndarray:
     """Every record's label (reads each record once)."""
@@ -305,6 +325,11 @@ def load(
     return Dataset(name, tuple(spec.class_names), train, test, spec=spec)
   if name not in REGISTRY:
     raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+  if name in MULTILABEL_ONLY:
+    raise DatasetError(
+      f"{name!r} has object labels, not scene labels: read it with "
+      "scenejax.datasets.multilabel.load (config.task = 'multilabel')"
+    )
   if name in ("places365_1k", "places365_7", "places365_14"):
     return _places365_part(name, data_dir)
   if name == "cityscapes":  # segmentation records already
@@ -429,4 +454,28 @@ def from_config(config) -> Dataset:
     config.dataset,
     data_dir=config.data.data_dir or None,
     sun397_config=config.data.sun397_config,
+  )
+
+
+def multilabel_from_config(config) -> Dataset:
+  """`config.dataset` as a multi-label dataset (`datasets.multilabel`):
+  records with (K,) 0/1 presence labels, the K label names."""
+  from scenejax.datasets import multilabel
+
+  if config.dataset not in multilabel.NAMES:
+    raise ConfigError(
+      f"config.dataset = {config.dataset!r} has no object labels for "
+      f"config.task = 'multilabel'; expected one of "
+      f"{', '.join(multilabel.NAMES)}"
+    )
+  options = None
+  if config.dataset == "synthetic_scenes":
+    options = {
+      option: config.data[field] for field, option in SYNTHETIC_FIELDS.items()
+    }
+  return multilabel.load(
+    config.dataset,
+    data_dir=config.data.data_dir or None,
+    synthetic_options=options,
+    drop_unlabeled=config.multilabel.drop_unlabeled,
   )

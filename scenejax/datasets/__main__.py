@@ -3,6 +3,7 @@
   python -m scenejax.datasets prepare mit67 --manual_dir=DIR [--data_dir=DIR]
   python -m scenejax.datasets prepare sun397 [--data_dir=DIR]
   python -m scenejax.datasets prepare cityscapes --manual_dir=DIR
+  python -m scenejax.datasets prepare voc2007   # or coco2014 (multi-label)
 
 Catalogue datasets (sun397, places365*) download through TFDS; mit67,
 ade20k_scenes and cityscapes (leftImg8bit_trainvaltest.zip and

@@ -34,6 +34,7 @@ from scenejax.models import (
   pcl,
   pretrained,
   resnet,
+  sadcl,
   sasnet,
   segformer,
   shufflenet,
@@ -166,8 +167,11 @@ def from_config(config, num_classes: int) -> nnx.Module:
   config.task = "segmentation", a trainable segmenter with
   `config.segmentation`'s architecture options."""
   # .get: a workdir's config.json from before 2026-11-23 has no task.
-  if config.get("task", "classification") == "segmentation":
+  task = config.get("task", "classification")
+  if task == "segmentation":
     return _segmenter_from_config(config, num_classes)
+  if task == "multilabel":
+    return _multilabel_from_config(config, num_classes)
   if config.model not in CLASSIFIERS + SEMANTIC_AWARE:
     raise ConfigError(
       f"config.model = {config.model!r}; expected a classifier, one of "
@@ -218,4 +222,35 @@ def _segmenter_from_config(config, num_classes: int) -> nnx.Module:
     low_level_width=seg.low_level_width,
     decoder_width=seg.decoder_width,
     embedding_dim=seg.embedding_dim,
+  )
+
+
+def _multilabel_from_config(config, num_labels: int) -> nnx.Module:
+  """[SADCL]: config.model's backbone under the SARL head of
+  config.multilabel (the backbone's own classifier is built, unused)."""
+  if config.model not in CLASSIFIERS:
+    raise ConfigError(
+      f"config.model = {config.model!r}; config.task = 'multilabel' puts "
+      f"the SARL head on a classifier backbone, one of {', '.join(CLASSIFIERS)}"
+    )
+  options = dict(dtype=DTYPES[config.dtype])
+  if config.model.startswith("vit"):
+    options["image_size"] = config.data.image_size
+  backbone = create(
+    config.model,
+    num_labels,
+    init_from=config.init_from or None,
+    rngs=nnx.Rngs(config.seed),
+    **options,
+  )
+  ml = config.multilabel
+  return sadcl.SADCLModel(
+    backbone,
+    num_labels,
+    prototypes=ml.prototypes,
+    dim=ml.dim,
+    num_heads=ml.num_heads,
+    encoder_layers=ml.encoder_layers,
+    dtype=DTYPES[config.dtype],
+    rngs=nnx.Rngs(config.seed + 1),
   )

@@ -150,28 +150,46 @@ class SARLHead(nnx.Module):
     return r, logits
 
 
+class PrototypeEMA(nnx.Variable):
+  """PSCL's category prototypes kept as an exponential moving average of
+  the batch's activated representations (not a parameter: no gradient,
+  no optimizer, no weight decay; saved with the model's state)."""
+
+
+PROTOTYPE_KINDS = ("learnable", "ema")
+
+
 class SADCLModel(nnx.Module):
   """A backbone's last feature map through the SARL head; `__call__`
   gives the K label logits, `label_outputs` the representations too.
-  `prototypes` (K, D): PSCL's category prototypes (learnable)."""
+  `prototypes` (K, D): PSCL's category prototypes, an `nnx.Param`
+  ("learnable", trained through PSCL) or a `PrototypeEMA` ("ema", updated
+  by the train step with `ema_prototypes`); the poster does not say which."""
 
   def __init__(
     self,
     backbone: nnx.Module,
     num_labels: int,
     *,
+    prototypes: str = "learnable",
     rngs: nnx.Rngs,
     **head_options,
   ):
     """`head_options`: `SARLHead`'s (dim, num_heads, encoder_layers,
     dtype)."""
+    if prototypes not in PROTOTYPE_KINDS:
+      raise ValueError(
+        f"prototypes = {prototypes!r}; expected one of {PROTOTYPE_KINDS}"
+      )
     self.backbone = backbone
     self.sarl = SARLHead(
       backbone.feature_widths[-1], num_labels, rngs=rngs, **head_options
     )
-    self.prototypes = nnx.Param(
+    kind = nnx.Param if prototypes == "learnable" else PrototypeEMA
+    self.prototypes = kind(
       nnx.initializers.normal(1.0)(rngs.params(), (num_labels, self.sarl.dim))
     )
+    self.num_labels = num_labels
     self.pixel_mean = backbone.pixel_mean
     self.pixel_std = backbone.pixel_std
 
@@ -183,3 +201,19 @@ class SADCLModel(nnx.Module):
 
   def __call__(self, x):
     return self.label_outputs(x)["logits"]
+
+
+def ema_prototypes(prototypes, representations, targets, momentum: float):
+  """p_k ← m·p_k + (1 - m)·mean_{i: y_ik = 1} r_ik / ||r_ik|| for every label
+  k present in the batch; the others unchanged (MoCo-style momentum
+  update on unit vectors, the scale PSCL compares at). Pure, float32.
+
+  prototypes (K, D); representations (B, K, D); targets (B, K) 0/1.
+  """
+  r = representations.astype(jnp.float32)
+  z = r * jax.lax.rsqrt(jnp.maximum(jnp.sum(r * r, -1, keepdims=True), 1e-12))
+  y = targets.astype(jnp.float32)
+  count = y.sum(0)
+  mean = jnp.einsum("bk,bkd->kd", y, z) / jnp.maximum(count, 1.0)[:, None]
+  updated = momentum * prototypes + (1.0 - momentum) * mean
+  return jnp.where((count > 0)[:, None], updated, prototypes)

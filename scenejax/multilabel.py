@@ -1,0 +1,256 @@
+"""The multi-label task of the trainer ([SADCL], Ma et al. 2023): its train
+step, its eval step and metrics.
+
+`train.train_and_evaluate` runs it for config.task = "multilabel": the
+same loop, mesh, checkpoints and preemption as classification, with this
+module's `task(...)`. Labels are (K,) 0/1 presence vectors
+(`scenejax.datasets.multilabel`); the model is `models.sadcl.SADCLModel`
+(config.model's backbone under the SARL head).
+
+Loss ([SADCL]: classification loss plus the two contrastive losses):
+
+  L = L_cls(s, y) + λ₁ · SSCL(r, y) + λ₂ · PSCL(r, y, P)
+
+L_cls: the asymmetric loss ([ASL] Eq. 4, `losses.asymmetric_loss`) or
+binary cross-entropy (its γ+ = γ- = m = 0 case), summed over the K labels
+and averaged over the batch; SSCL, PSCL: `losses.label_contrastive_loss`,
+`losses.prototype_contrastive_loss` on the label-level representations r
+(B, K, D) of the global batch (every device's images, as BCL), with
+temperature τ; P the model's category prototypes (learnable, or an EMA
+updated after each step). λ₁, λ₂ = config.multilabel.sscl_weight,
+pscl_weight. The poster gives no λ: 1 each by default.
+
+Evaluation: `evaluation.multilabel_metrics` on the sigmoid scores of the
+whole split (mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 forms); the
+best checkpoint is the one of the highest mAP.
+
+References:
+  [SADCL] L. Ma, D. Sun, L. Wang, H. Zhao, B. Luo. Semantic-Aware Dual
+          Contrastive Learning for Multi-label Image Classification. ECAI
+          2023.
+  [ASL]   T. Ridnik, E. Ben-Baruch, N. Zamir, A. Noy, I. Friedman,
+          M. Protter, L. Zelnik-Manor. Asymmetric Loss For Multi-Label
+          Classification. ICCV 2021. doi:10.1109/ICCV48922.2021.00015.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scenejax import evaluation, input_pipeline, losses
+from scenejax.models import sadcl
+
+TERMS = ("cls", "sscl", "pscl")
+
+
+@dataclasses.dataclass(frozen=True)
+class MultilabelLoss:
+  """The loss settings of config.multilabel (plain values closed over by
+  the step)."""
+
+  classification_loss: str  # asl | bce
+  asl_gamma_positive: float
+  asl_gamma_negative: float
+  asl_margin: float
+  sscl_weight: float
+  pscl_weight: float
+  temperature: float
+  pscl_unactivated: str
+  prototypes: str  # learnable | ema
+  ema_momentum: float
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> MultilabelLoss:
+    ml = config.multilabel
+    return cls(**{f.name: ml[f.name] for f in dataclasses.fields(cls)})
+
+
+def loss_terms(logits, representations, targets, prototypes, cfg) -> dict:
+  """{"cls", "sscl", "pscl"}: the weighted terms (those with a weight);
+  their sum is the loss. logits (B, K), representations (B, K, D),
+  targets (B, K) 0/1, prototypes (K, D)."""
+  if cfg.classification_loss == "asl":
+    cls_loss = losses.asymmetric_loss(
+      logits,
+      targets,
+      gamma_positive=cfg.asl_gamma_positive,
+      gamma_negative=cfg.asl_gamma_negative,
+      margin=cfg.asl_margin,
+    )
+  else:  # binary cross-entropy: ASL with γ+ = γ- = m = 0
+    cls_loss = losses.asymmetric_loss(
+      logits, targets, gamma_positive=0.0, gamma_negative=0.0, margin=0.0
+    )
+  terms = {"cls": cls_loss}
+  if cfg.sscl_weight:
+    terms["sscl"] = cfg.sscl_weight * losses.label_contrastive_loss(
+      representations, targets, temperature=cfg.temperature
+    )
+  if cfg.pscl_weight:
+    terms["pscl"] = cfg.pscl_weight * losses.prototype_contrastive_loss(
+      representations,
+      targets,
+      prototypes,
+      temperature=cfg.temperature,
+      unactivated=cfg.pscl_unactivated,
+    )
+  return terms
+
+
+def train_step(
+  graphdef, state, batch, epoch, aux, *, cfg: MultilabelLoss, mean, std
+) -> tuple[nnx.State, dict]:
+  """One optimizer step on a batch of images and (B, K) presence labels,
+  then, with EMA prototypes, their update from this batch's
+  representations. Pure."""
+  del epoch, aux  # no per-epoch schedule, no prototype S
+  model, optimizer = nnx.merge(graphdef, state)
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  targets = batch["label"].astype(jnp.float32)
+
+  def loss_fn(model):
+    out = model.label_outputs(images)
+    prototypes = model.prototypes[...]
+    if cfg.prototypes == "ema":
+      prototypes = jax.lax.stop_gradient(prototypes)
+    terms = loss_terms(
+      out["logits"], out["representations"], targets, prototypes, cfg
+    )
+    return sum(terms.values()), (terms, out)
+
+  grads, (terms, out) = nnx.grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  if cfg.prototypes == "ema":
+    model.prototypes[...] = sadcl.ema_prototypes(
+      model.prototypes[...],
+      jax.lax.stop_gradient(out["representations"]),
+      targets,
+      cfg.ema_momentum,
+    )
+  metrics = dict(terms, loss=sum(terms.values()))
+  # Overall F1 of the batch at 0.5: 2·TP / (2·TP + FP + FN).
+  predicted = out["logits"] >= 0.0
+  truth = targets > 0
+  tp = jnp.sum(predicted & truth)
+  wrong = jnp.sum(predicted != truth)
+  metrics["f1"] = 2 * tp / jnp.maximum(2 * tp + wrong, 1)
+  return nnx.state((model, optimizer)), metrics
+
+
+def eval_step(graphdef, state, batch, *, mean, std) -> dict:
+  """{"scores": (B, K) sigmoid probabilities, "label", "mask"} of one
+  batch (replicated: every process gets the global batch)."""
+  model = nnx.merge(graphdef, state)[0]
+  model.eval()
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  scores = jax.nn.sigmoid(model(images).astype(jnp.float32))
+  return dict(scores=scores, label=batch["label"], mask=batch["mask"])
+
+
+def confusion_counts(scores, targets, threshold: float) -> np.ndarray:
+  """(K, 2, 2) int64 per-label counts [[TN, FP], [FN, TP]] at `threshold`
+  (scikit-learn's `multilabel_confusion_matrix` layout)."""
+  predicted = np.asarray(scores) >= threshold
+  truth = np.asarray(targets) > 0
+  out = np.empty((predicted.shape[1], 2, 2), np.int64)
+  for t in (0, 1):
+    for p in (0, 1):
+      out[:, t, p] = np.sum((truth == t) & (predicted == p), axis=0)
+  return out
+
+
+def scores_and_targets(
+  eval_fn, state, source, *, batch_size, data_sharding, preprocess=None
+) -> tuple[np.ndarray, np.ndarray]:
+  """(N, K) float32 scores and (N, K) uint8 targets of every example of
+  `source`, in order (padding dropped)."""
+  scores, targets = [], []
+  for batch in input_pipeline.eval_batches(
+    source, batch_size, preprocess=preprocess
+  ):
+    out = jax.device_get(
+      eval_fn(state, input_pipeline.shard_batch(batch, data_sharding))
+    )
+    mask = np.asarray(out["mask"])
+    scores.append(np.asarray(out["scores"])[mask])
+    targets.append(np.asarray(out["label"])[mask].astype(np.uint8))
+  return np.concatenate(scores), np.concatenate(targets)
+
+
+def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
+  """`train.Task` of config.task = "multilabel" for `data` (a
+  `datasets.multilabel_from_config` dataset)."""
+  from scenejax import train
+
+  ml = config.multilabel
+  cfg = MultilabelLoss.from_config(config)
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+  mean, std = pixel_stats
+  step = jax.jit(
+    functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std),
+    in_shardings=(replicated, batch_sharding, replicated, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
+  scores_fn = jax.jit(
+    functools.partial(eval_step, graphdef, mean=mean, std=std),
+    in_shardings=(replicated, batch_sharding),
+    out_shardings=replicated,
+  )
+  train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
+
+  def evaluate(state):
+    scores, targets = scores_and_targets(
+      scores_fn,
+      state,
+      data.test,
+      batch_size=config.eval_batch_size // jax.process_count(),
+      data_sharding=batch_sharding,
+      preprocess=eval_preprocess,
+    )
+    metrics = evaluation.multilabel_metrics(
+      scores, targets, threshold=ml.threshold
+    )
+    # None for a label without a positive in the split (no AP).
+    metrics["per_class_ap"] = [
+      None if np.isnan(ap) else ap
+      for ap in (
+        evaluation.average_precision(scores[:, k], targets[:, k])
+        for k in range(scores.shape[1])
+      )
+    ]
+    return metrics, confusion_counts(scores, targets, ml.threshold)
+
+  def prepare(workdir):
+    del workdir  # nothing to compute before training
+    return jax.device_put(jnp.zeros((), jnp.float32), replicated)
+
+  return train.Task(
+    step=step,
+    evaluate=evaluate,
+    prepare=prepare,
+    terms=[
+      t
+      for t in TERMS
+      if t == "cls" or ml[f"{t}_weight"]  # sscl_weight, pscl_weight
+    ],
+    columns=(
+      ("train_f1", "train F1", "9.3f"),
+      ("mAP", "mAP", "9.3f"),
+      ("CF1", "CF1", "9.3f"),
+      ("OF1", "OF1", "9.3f"),
+    ),
+    best_metric="mAP",
+    train_preprocess=train_preprocess,
+    eval_preprocess=eval_preprocess,
+  )
