@@ -14,6 +14,7 @@ segmenter or the semantic files); the rgb head needs neither.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -66,6 +67,10 @@ def evaluate_workdir(
         f"{config.sasnet.stage!r} stage, which has trained "
         f"{' | '.join(trained)}"
       )
+  if config.get("task") == "multilabel":
+    if ten_crop:
+      raise ConfigError("--ten_crop: multi-label evaluation is single-crop")
+    return _evaluate_multilabel(workdir, config, step)
   data = datasets.from_config(config)
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
   mesh = train.data_parallel_mesh()
@@ -101,6 +106,43 @@ def evaluate_workdir(
     **({"head": head} if head else {}),
     **result.metrics(),
     confusion=result.confusion.tolist(),
+  )
+
+
+def _evaluate_multilabel(workdir, config, step) -> dict:
+  """`evaluation.multilabel_metrics` of checkpoint `step` (default: best
+  mAP) over the run's evaluation split, with the (K, 2, 2) per-label
+  confusion at config.multilabel.threshold."""
+  from scenejax import multilabel
+
+  data = datasets.multilabel_from_config(config)
+  _, eval_preprocess = input_pipeline.preprocessors(config, data)
+  mesh = train.data_parallel_mesh()
+  _, graphdef, state, step = checkpoints.restore_workdir(
+    workdir, data.num_classes, step, NamedSharding(mesh, P())
+  )
+  model = nnx.merge(graphdef, state)[0]
+  scores_fn = jax.jit(
+    functools.partial(
+      multilabel.eval_step,
+      graphdef,
+      mean=model.pixel_mean,
+      std=model.pixel_std,
+    )
+  )
+  scores, targets = multilabel.scores_and_targets(
+    scores_fn,
+    state,
+    data.test,
+    batch_size=config.eval_batch_size // jax.process_count(),
+    data_sharding=NamedSharding(mesh, P("data")),
+    preprocess=eval_preprocess,
+  )
+  threshold = config.multilabel.threshold
+  return dict(
+    step=step,
+    **evaluation.multilabel_metrics(scores, targets, threshold=threshold),
+    confusion=multilabel.confusion_counts(scores, targets, threshold).tolist(),
   )
 
 

@@ -11,10 +11,13 @@ the erased-image classifier ([PCL] §4: deployment uses the backbone alone),
 and writes:
 
   OUT/params/       the model's parameters and batch statistics (orbax)
-  OUT/model.json    model name and options, class names, input size, pixel statistics
+  OUT/model.json    model name and options, class names, input size, pixel
+                    statistics, the task (and a multi-label model's SARL head)
 
 Predict rebuilds that model, preprocesses each image as evaluation does
-(resize the shorter side, centre crop) and prints its top-5 scene names.
+(resize the shorter side, centre crop) and prints its top-5 scene names
+(a multi-label model's: its 5 most probable labels, each probability a
+sigmoid of its own).
 Arguments may be image files or directories of them. A file that cannot be
 read or decoded is named on stderr and the others are still classified;
 the command then exits with status 2.
@@ -36,7 +39,7 @@ from flax import nnx
 
 from scenejax import checkpoints, cli, fileio, input_pipeline, models
 from scenejax.errors import UserError
-from scenejax.models import pcl
+from scenejax.models import pcl, sadcl
 
 
 def export(workdir: str, out: str, step: int | None = None) -> dict:
@@ -72,8 +75,16 @@ def export(workdir: str, out: str, step: int | None = None) -> dict:
     pixel_mean=list(model.pixel_mean),
     pixel_std=list(model.pixel_std),
     # models.create's options (tuples become lists in JSON).
-    options=dict(getattr(model, "create_options", ())),
+    options=dict(
+      getattr(getattr(model, "backbone", model), "create_options", ())
+    ),
+    task=config.get("task", "classification"),
   )
+  if description["task"] == "multilabel":  # the SARL head's architecture
+    description["multilabel"] = {
+      k: config.multilabel[k]
+      for k in ("dim", "num_heads", "encoder_layers", "prototypes", "threshold")
+    }
   try:
     os.makedirs(out, exist_ok=True)
   except OSError as e:
@@ -105,11 +116,17 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
   }
   if description["model"].startswith("vit"):  # exports before 2026-11-24
     options.setdefault("image_size", description["image_size"])
-  model = nnx.eval_shape(
-    lambda: models.create(
-      description["model"], description["num_classes"], **options
-    )
-  )
+  num_classes = description["num_classes"]
+
+  def build():
+    model = models.create(description["model"], num_classes, **options)
+    if description.get("task") != "multilabel":
+      return model
+    head = dict(description["multilabel"])
+    del head["threshold"]
+    return sadcl.SADCLModel(model, num_classes, rngs=nnx.Rngs(0), **head)
+
+  model = nnx.eval_shape(build)
   graphdef, abstract = nnx.split(model)
   with ocp.StandardCheckpointer() as checkpointer:
     state = checkpointer.restore(
@@ -178,7 +195,10 @@ def predict(
       description["pixel_mean"],
       description["pixel_std"],
     )
-    probs = np.asarray(jax.nn.softmax(model(x)[0]))
+    if description.get("task") == "multilabel":  # independent labels
+      probs = np.asarray(jax.nn.sigmoid(model(x)[0].astype(jnp.float32)))
+    else:
+      probs = np.asarray(jax.nn.softmax(model(x)[0]))
     order = np.argsort(-probs)[:top]
     names = description["class_names"]
     results.append(

@@ -319,7 +319,7 @@ def plot_training_curves(
   """Each training loss term, and train accuracy / Top-1 / MCA per epoch."""
   plt = _pyplot()
   epochs = [row["epoch"] for row in history]
-  accuracies = ("train_accuracy", "train_pixel_accuracy")
+  accuracies = ("train_accuracy", "train_pixel_accuracy", "train_f1")
   terms = [
     k for k in history[0] if k.startswith("train_") and k not in accuracies
   ]
@@ -344,10 +344,15 @@ def plot_training_curves(
     ("train_pixel_accuracy", "train pixel accuracy (batch)"),
     ("mIoU", "eval mIoU"),
     ("pixel_accuracy", "eval pixel accuracy"),
+    ("train_f1", "train overall F1 (batch)"),
+    ("mAP", "eval mAP"),
+    ("CF1", "eval CF1"),
+    ("OF1", "eval OF1"),
   ):
     if key in history[0]:
       # Top-1 drawn thick and dashed: on a balanced split it equals MCA.
-      style = dict(lw=3, ls="--") if key in ("top1", "mIoU") else dict(ls="-")
+      thick = key in ("top1", "mIoU", "mAP")
+      style = dict(lw=3, ls="--") if thick else dict(ls="-")
       right.plot(
         epochs, [row[key] for row in history], marker=".", label=label, **style
       )
@@ -973,9 +978,11 @@ def prototype_report(
   return figures
 
 
-def plot_class_iou(per_class_iou, class_names, path, *, title="") -> str:
-  """Per-class IoU bars, best first; classes absent from the ground truth
-  (no IoU) are left out and counted in the title."""
+def plot_class_iou(
+  per_class_iou, class_names, path, *, title="", ylabel="IoU"
+) -> str:
+  """Per-class IoU (or AP) bars, best first; classes absent from the
+  ground truth (no value) are left out and counted in the title."""
   plt = _pyplot()
   present = [(i, v) for i, v in enumerate(per_class_iou) if v is not None]
   present.sort(key=lambda item: -item[1])
@@ -985,7 +992,7 @@ def plot_class_iou(per_class_iou, class_names, path, *, title="") -> str:
   ax.set_xticks(range(len(present)))
   ax.set_xticklabels([names[i] for i, _ in present], rotation=90, fontsize=7)
   ax.set_ylim(0, 1)
-  ax.set_ylabel("IoU")
+  ax.set_ylabel(ylabel)
   absent = len(per_class_iou) - len(present)
   ax.set_title(title + (f" ({absent} classes absent)" if absent else ""))
   fig.tight_layout()
@@ -1174,6 +1181,55 @@ def segmentation_report(
   return figures
 
 
+def multilabel_report(workdir, out=None) -> dict:
+  """Figures and report.html of a multi-label run ([SADCL]): loss terms,
+  mAP / CF1 / OF1 per epoch, and the per-label AP of the best epoch (from
+  metrics.jsonl)."""
+  from scenejax import checkpoints
+
+  out = out or os.path.join(workdir, "report")
+  os.makedirs(out, exist_ok=True)
+  config = checkpoints.read_workdir_config(workdir)
+  history = read_history(workdir)
+  if not history:
+    raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  best = max(history, key=lambda row: row["mAP"])
+  step = checkpoints.best_step(checkpoints.directory(workdir))
+  names = checkpoints.class_names(workdir, step)
+  figures = {
+    "curves": plot_training_curves(
+      history, os.path.join(out, "training_curves.png")
+    ),
+    "label_ap": plot_class_iou(
+      best["per_class_ap"],
+      names,
+      os.path.join(out, "label_ap.png"),
+      title=f"Per-label AP, epoch {best['epoch']} (mAP {best['mAP']:.3f})",
+      ylabel="average precision",
+    ),
+  }
+  ml = config.multilabel
+  run = [
+    _p(
+      f"{config.model} + SARL on {config.dataset} ({len(names)} labels), "
+      f"{len(history)} epochs, {ml.classification_loss} + "
+      f"{ml.sscl_weight} × SSCL + {ml.pscl_weight} × PSCL ({ml.prototypes} "
+      f"prototypes). Best epoch {best['epoch']}: mAP {best['mAP']:.4f}, "
+      f"CF1 {best['CF1']:.4f}, OF1 {best['OF1']:.4f} (threshold "
+      f"{ml.threshold})."
+    ),
+    _img(figures["curves"], "training curves"),
+  ]
+  sections = [
+    ("Training", run),
+    ("Per-label AP", [_img(figures["label_ap"], "per-label AP")]),
+  ]
+  figures["html"] = write_html(
+    os.path.join(out, "report.html"), f"scenejax report: {workdir}", sections
+  )
+  return figures
+
+
 def workdir_report(
   workdir,
   out=None,
@@ -1188,6 +1244,8 @@ def workdir_report(
   config = checkpoints.read_workdir_config(workdir)
   if config.get("task") == "segmentation":
     return segmentation_report(workdir, out)
+  if config.get("task") == "multilabel":
+    return multilabel_report(workdir, out)
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
   history = read_history(workdir)

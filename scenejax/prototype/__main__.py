@@ -6,12 +6,18 @@
   python -m scenejax.prototype build --label_maps=maps/ --list=train.txt \
       --class_names=classes.txt --label_format=ade20k --metric=cosine \
       --out=sun397_cosine.npz
-  # From a prepared dataset's ground-truth maps (ade20k_scenes):
+  # From a prepared dataset's ground-truth maps (ade20k_scenes, or the
+  # synthetic scenes):
   python -m scenejax.prototype build --dataset=ade20k_scenes --out=ade20k_cosine.npz
   # From any registered dataset's training images, segmented on the fly
   # (no maps written; resumes after preemption; multi-host):
   python -m scenejax.prototype build --dataset=mit67 \
       --segmenter=upernet_convnext_small --init_from=ckpt/ --out=mit67.npz
+  # From predicted object presence instead of a segmenter: a multi-label
+  # presence model (config.task = "multilabel" workdir or its export);
+  # --presence=thresholded (sigma >= --threshold) or expected (sigma):
+  python -m scenejax.prototype build --dataset=mit67 \
+      --presence_model=workdirs/ade20k_presence_sadcl_convnext --out=mit67.npz
   # The authors' published matrices, downloaded once, checked against their
   # recorded sha256 and cached (mit67, sun397, places365_7, places365_14 x
   # cosine, euclidean; config.prototype.path takes the same name):
@@ -84,6 +90,21 @@ _SAVE_EVERY = flags.DEFINE_float(
   "save_every_s", 60.0, "build --segmenter: seconds between saved partial sums"
 )
 segment.define_flags()  # --segmenter, --init_from, --size, ... for build
+_PRESENCE_MODEL = flags.DEFINE_string(
+  "presence_model",
+  None,
+  "build: a multi-label presence model (workdir or export) predicting "
+  "which objects each --dataset training image contains",
+)
+_PRESENCE = flags.DEFINE_enum(
+  "presence",
+  "thresholded",
+  ["thresholded", "expected"],
+  "build --presence_model: s_l = [sigma >= --threshold] or s_l = sigma",
+)
+_THRESHOLD = flags.DEFINE_float(
+  "threshold", 0.5, "build --presence_model --presence=thresholded: t"
+)
 _METHOD = flags.DEFINE_enum(
   "method",
   "median_frequency",
@@ -111,12 +132,33 @@ def _build() -> None:
     if _SEMANTIC_NAMES.value
     else None
   )
+  if flags.FLAGS.segmenter and _PRESENCE_MODEL.value:
+    raise PrototypeError(
+      "build takes --segmenter or --presence_model, not both"
+    )
   if flags.FLAGS.segmenter:
     return _build_with_segmenter(semantic_names)
+  if _PRESENCE_MODEL.value:
+    return _build_with_presence_model()
   if _DATASET.value:
     from scenejax import datasets
 
     data = datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
+    if data.spec is not None:  # the synthetic scenes: maps in memory
+      proto = prototype.build_prototype(
+        data.train.label_maps,
+        data.train.labels,
+        data.class_names,
+        metric=_METRIC.value,
+        num_semantic_classes=data.spec.num_semantic_classes,
+        semantic_class_names=data.spec.semantic_class_names,
+      )
+      prototype.save_prototype(_OUT.value, proto)
+      print(
+        f"wrote {_OUT.value}: {proto.num_classes} classes from "
+        f"{int(proto.image_counts.sum())} label maps of {_DATASET.value}"
+      )
+      return
     if not getattr(data.train, "has_label_maps", False):
       raise PrototypeError(
         f"dataset {_DATASET.value!r} has no label maps; segment its images "
@@ -199,6 +241,34 @@ def _build_with_segmenter(semantic_names) -> None:
     f"wrote {_OUT.value}: {proto.num_classes} classes from "
     f"{stats['images']} images segmented by {f.segmenter} "
     f"({stats['images_per_s']:.1f} images/s in this process"
+    + (f"; {stats['skipped']} undecodable, skipped" if stats["skipped"] else "")
+    + ")"
+  )
+
+
+def _build_with_presence_model() -> None:
+  """--dataset's training images through a presence model."""
+  from scenejax import datasets
+  from scenejax.prototype import presence
+
+  _require("dataset", command="build --presence_model")
+  data = datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
+  proto, stats = presence.build_for_dataset(
+    data,
+    dataset=_DATASET.value,
+    presence_model=_PRESENCE_MODEL.value,
+    out=_OUT.value,
+    metric=_METRIC.value,
+    mode=_PRESENCE.value,
+    threshold=_THRESHOLD.value,
+    batch_size=flags.FLAGS.batch_size,
+    save_every_s=_SAVE_EVERY.value,
+  )
+  print(
+    f"wrote {_OUT.value}: {proto.num_classes} classes from "
+    f"{stats['images']} images, {_PRESENCE.value} presence of "
+    f"{_PRESENCE_MODEL.value} ({stats['images_per_s']:.1f} images/s in "
+    "this process"
     + (f"; {stats['skipped']} undecodable, skipped" if stats["skipped"] else "")
     + ")"
   )

@@ -95,16 +95,67 @@ def build_from_segmenter(
   """
   from scenejax.segment import segment_records
 
-  num_classes, num_semantic = len(class_names), predictor.num_classes
+  num_semantic = predictor.num_classes
+
+  def presences(records):
+    for record, result in segment_records(predictor, records):
+      if result is None:
+        yield record, None
+      else:
+        top1 = result[0][..., 0].ravel()
+        yield record, np.bincount(top1, minlength=num_semantic) > 0
+
+  return accumulate(
+    presences,
+    source,
+    class_names,
+    num_semantic,
+    metric=metric,
+    state_dir=state_dir,
+    fingerprint=fingerprint,
+    save_every_s=save_every_s,
+    semantic_class_names=semantic_class_names,
+    progress=progress,
+    desc="segmenting",
+  )
+
+
+def accumulate(
+  presences,
+  source,
+  class_names: Sequence[str],
+  num_semantic: int,
+  *,
+  metric: str,
+  state_dir: str,
+  fingerprint: dict,
+  save_every_s: float = 60.0,
+  semantic_class_names: Sequence[str] | None = None,
+  progress: bool = True,
+  desc: str = "images",
+) -> tuple[algorithm.Prototype, dict]:
+  """Algorithm 1's per-class sums of presence vectors over this process's
+  records of `source`, resumable, merged across processes, then Eq. 1-4.
+
+  `presences(records)` maps an iterator of records to (record, (L,)
+  presence in [0, 1] or None if its image cannot be decoded), in order: a
+  segmenter's top-1 classes (`build_from_segmenter`) or a presence
+  model's predictions (`scenejax.prototype.presence`). The sums are
+  float64 (a presence model's expected presence is fractional); the same
+  images in the same order give the same sums, so a resumed build ends
+  as an uninterrupted one.
+  """
+  num_classes = len(class_names)
   key = json.dumps(fingerprint, sort_keys=True)
   mine = np.arange(jax.process_index(), len(source), jax.process_count())
   path = state_file(state_dir)
   state = _load_state(path, key, (num_classes, num_semantic))
-  sums = np.zeros((num_classes, num_semantic), np.int64)
+  sums = np.zeros((num_classes, num_semantic), np.float64)
   counts = np.zeros((num_classes,), np.int64)
   position, skipped, skipped_names = 0, 0, []
   if state is not None:
-    sums, counts = state["presence_sums"], state["image_counts"]
+    sums = state["presence_sums"].astype(np.float64)
+    counts = state["image_counts"].astype(np.int64)
     position, skipped = int(state["position"]), int(state["skipped"])
     skipped_names = [str(n) for n in state["skipped_names"]]
     logging.warning(
@@ -131,27 +182,25 @@ def build_from_segmenter(
   bar = tqdm(
     total=len(mine),
     initial=position,
-    desc="segmenting",
+    desc=desc,
     unit="img",
     disable=not progress or jax.process_index() != 0,
   )
   records = (source[int(i)] for i in mine[position:])
   start, done_here, last_save = time.monotonic(), 0, time.monotonic()
   try:
-    for record, result in segment_records(predictor, records):
+    for record, present in presences(records):
       name, label = record.get("name", "?"), int(record["label"])
       if not 0 <= label < num_classes:
         raise PrototypeError(
           f"{name}: scene label {label} outside [0, {num_classes})"
         )
-      if result is None:
+      if present is None:
         skipped += 1
         if len(skipped_names) < _NAMES_KEPT:
           skipped_names.append(str(name))
       else:
-        top1 = result[0][..., 0].ravel()
-        present = np.bincount(top1, minlength=num_semantic)[:num_semantic] > 0
-        sums[label] += present
+        sums[label] += np.asarray(present, np.float64)[:num_semantic]
         counts[label] += 1
       position += 1
       done_here += 1
@@ -164,18 +213,7 @@ def build_from_segmenter(
     bar.close()
   seconds = time.monotonic() - start
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    if max(sums.max(initial=0), counts.max(initial=0)) >= 2**31:
-      raise PrototypeError("more than 2^31 images per class: cannot merge")
-    gathered = multihost_utils.process_allgather(
-      np.concatenate([sums, counts[:, None]], axis=1).astype(np.int32)
-    )
-    merged = np.asarray(gathered, np.int64).sum(axis=0)
-    sums, counts = merged[:, :-1], merged[:, -1]
-    skipped = int(
-      np.asarray(multihost_utils.process_allgather(np.int32(skipped))).sum()
-    )
+    sums, counts, skipped = _merge_processes(sums, counts, skipped)
   if skipped:
     logging.warning(
       "%d image(s) could not be decoded and were skipped: %s%s",
@@ -198,6 +236,26 @@ def build_from_segmenter(
     images_per_s=done_here / seconds if seconds > 0 else float("nan"),
   )
   return proto, stats
+
+
+def _merge_processes(sums, counts, skipped):
+  """Every process's sums added. JAX gathers float32 (no x64), so each
+  float64 sum travels as float32 hi + lo parts: exact to ~1e-14 relative
+  (integer sums below 2^48 exactly)."""
+  from jax.experimental import multihost_utils
+
+  if counts.max(initial=0) >= 2**31:
+    raise PrototypeError("more than 2^31 images per class: cannot merge")
+  hi = sums.astype(np.float32)
+  lo = (sums - hi.astype(np.float64)).astype(np.float32)
+  gathered = [
+    np.asarray(multihost_utils.process_allgather(x))
+    for x in (hi, lo, counts.astype(np.int32), np.int32(skipped))
+  ]
+  sums = gathered[0].astype(np.float64).sum(0) + gathered[1].astype(
+    np.float64
+  ).sum(0)
+  return sums, gathered[2].astype(np.int64).sum(0), int(gathered[3].sum())
 
 
 def finish(state_dir: str) -> None:
