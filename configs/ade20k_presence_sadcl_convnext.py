@@ -21,8 +21,7 @@ from scenejax import config_lib
 
 
 def get_config(arg=None):
-  config = config_lib.base()
-  config.task = "multilabel"
+  config = config_lib.multilabel_training(config_lib.base())
   config.dataset = "ade20k_scenes"
   config.model = "convnext_tiny"
   config.init_from = "checkpoints/convnext-tiny-224"
@@ -31,12 +30,4 @@ def get_config(arg=None):
   config.num_epochs = 40
   config.batch_size = 64
   config.eval_batch_size = 128
-  config.optimizer.update(
-    dict(
-      learning_rate=1e-4,
-      backbone_learning_rate=0.0,
-      weight_decay=1e-4,
-      schedule="cosine",
-    )
-  )
   return config_lib.apply_variant(config, arg)

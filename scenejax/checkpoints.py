@@ -3,9 +3,9 @@
 WORKDIR/checkpoints is an orbax `CheckpointManager` directory: one step per
 save, each holding "state" (the model and optimizer, `nnx.State`), "meta"
 (JSON: epoch, step in epoch, the metrics history, the data iterator's state,
-class names, batch size) and "metrics" (Top-1, or mIoU for segmentation,
+class names, batch size) and "metrics" (Top-1; mIoU for segmentation, mAP for multi-label;
 for the best-checkpoint policy across resumes). Saves are asynchronous; the manager keeps the
-latest `config.checkpoint_keep` plus the best by Top-1.
+latest `config.checkpoint_keep` plus the best by the task's metric (Top-1, mIoU or mAP).
 WORKDIR/config.json is the resolved config of the run; WORKDIR/.lock is
 held by the run training in it.
 
@@ -65,7 +65,12 @@ def _score(metrics: dict) -> float:
   """The metric a task saves beside each epoch's checkpoint: Top-1 for
   classification, mIoU for segmentation, mAP for multi-label
   (`train.Task.best_metric`)."""
-  return next(metrics[k] for k in BEST_METRICS if k in metrics)
+  for key in BEST_METRICS:
+    if key in metrics:
+      return metrics[key]
+  raise CheckpointError(
+    f"checkpoint metrics {sorted(metrics)} have none of {BEST_METRICS}"
+  )
 
 
 def directory(workdir: str) -> str:
@@ -74,7 +79,7 @@ def directory(workdir: str) -> str:
 
 def manager(workdir: str, keep: int = 2) -> ocp.CheckpointManager:
   """Orbax manager of WORKDIR/checkpoints: async saves, the latest `keep`
-  plus the best by Top-1.
+  plus the best by the task's metric (Top-1, mIoU or mAP).
 
   `best_fn` makes orbax write each step's metrics beside it (and read them
   back when a run resumes); without it the preservation policy would see
@@ -448,7 +453,8 @@ def _reader(checkpoint_dir: str) -> ocp.CheckpointManager:
 
 
 def best_step(checkpoint_dir: str) -> int:
-  """The step with the highest recorded Top-1, else the latest step (only
+  """The step with the highest recorded best metric (Top-1, mIoU or mAP:
+  `train.Task.best_metric`), else the latest step (only
   mid-epoch saves, or saves of scenejax before 2026-11-23, which recorded
   no metrics)."""
   with contextlib.closing(_reader(checkpoint_dir)) as reader:
@@ -542,7 +548,7 @@ def restore_workdir(
   sharding=None,
 ) -> tuple[ml_collections.ConfigDict, nnx.GraphDef, nnx.State, int]:
   """(config, graphdef, state, step) of checkpoint `step` of a run (default:
-  the best by Top-1), placed with `sharding` (default: one device).
+  the best by its task's metric), placed with `sharding` (default: one device).
   `num_classes` defaults to the checkpoint's class names."""
   config = read_workdir_config(workdir)
   checkpoint_dir = directory(workdir)

@@ -14,7 +14,6 @@ segmenter or the semantic files); the rgb head needs neither.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
@@ -44,7 +43,7 @@ def evaluate_workdir(
   step: int | None = None,
   head: str | None = None,
 ) -> dict:
-  """Metrics of checkpoint `step` (default: best Top-1) of `workdir`, with
+  """Metrics of checkpoint `step` (default: the best by the task's metric) of `workdir`, with
   the confusion matrix (rows: true class); `head` picks a SAS-Net head;
   `ten_crop` None keeps the run's config.data.ten_crop."""
   config = checkpoints.read_workdir_config(workdir)
@@ -122,13 +121,8 @@ def _evaluate_multilabel(workdir, config, step) -> dict:
     workdir, data.num_classes, step, NamedSharding(mesh, P())
   )
   model = nnx.merge(graphdef, state)[0]
-  scores_fn = jax.jit(
-    functools.partial(
-      multilabel.eval_step,
-      graphdef,
-      mean=model.pixel_mean,
-      std=model.pixel_std,
-    )
+  scores_fn = multilabel.jit_eval_step(
+    graphdef, mesh, (model.pixel_mean, model.pixel_std)
   )
   scores, targets = multilabel.scores_and_targets(
     scores_fn,
@@ -138,12 +132,10 @@ def _evaluate_multilabel(workdir, config, step) -> dict:
     data_sharding=NamedSharding(mesh, P("data")),
     preprocess=eval_preprocess,
   )
-  threshold = config.multilabel.threshold
-  return dict(
-    step=step,
-    **evaluation.multilabel_metrics(scores, targets, threshold=threshold),
-    confusion=multilabel.confusion_counts(scores, targets, threshold).tolist(),
+  metrics, confusion = multilabel.split_metrics(
+    scores, targets, config.multilabel.threshold
   )
+  return dict(step=step, **metrics, confusion=confusion.tolist())
 
 
 def main(argv: list[str]) -> None:

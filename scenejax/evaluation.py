@@ -141,7 +141,7 @@ def average_precision(scores, targets) -> float:
 
 
 def multilabel_metrics(
-  scores, targets, threshold: float = 0.5, top_k: int = 3
+  scores, targets, threshold: float = 0.5, top_k: int = 3, ignore=None
 ) -> dict:
   """Multi-label metrics from exact counts over a whole split, in the
   convention of ML-GCN's evaluation code, which SADCL's tables follow.
@@ -158,7 +158,10 @@ def multilabel_metrics(
     mAP = mean over the classes with a positive of `average_precision`
 
   CR averages over the classes with a positive (ML-GCN divides by zero
-  there); "absent_classes" lists the others. Returns floats in [0, 1].
+  there); "absent_classes" lists the others. `ignore` (N, K) bool leaves
+  those (image, label) pairs out of every count and AP (VOC's difficult
+  examples); the top-k ranking still sees all K scores. Returns floats in
+  [0, 1].
   """
   scores = np.asarray(scores, np.float64)
   targets = np.asarray(targets) > 0
@@ -167,12 +170,14 @@ def multilabel_metrics(
       f"scores {scores.shape} and targets {targets.shape}: expected the "
       "same (N, K) shape"
     )
+  keep = np.ones_like(targets) if ignore is None else ~np.asarray(ignore, bool)
+  targets &= keep
   present = targets.sum(axis=0) > 0
   out = dict(
     mAP=float(
       np.mean(
         [
-          average_precision(scores[:, c], targets[:, c])
+          average_precision(scores[keep[:, c], c], targets[keep[:, c], c])
           for c in np.flatnonzero(present)
         ]
       )
@@ -184,7 +189,10 @@ def multilabel_metrics(
   np.put_along_axis(
     top, np.argsort(-scores, axis=1, kind="stable")[:, :k], True, axis=1
   )
-  for prefix, pred in (("", predicted), (f"top{top_k}_", predicted & top)):
+  for prefix, pred in (
+    ("", predicted & keep),
+    (f"top{top_k}_", predicted & top & keep),
+  ):
     correct = (pred & targets).sum(axis=0).astype(np.float64)
     made = pred.sum(axis=0).astype(np.float64)
     truth = targets.sum(axis=0).astype(np.float64)

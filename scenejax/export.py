@@ -44,7 +44,7 @@ from scenejax.models import pcl, sadcl
 
 def export(workdir: str, out: str, step: int | None = None) -> dict:
   """Writes OUT/params and OUT/model.json from checkpoint `step` (default:
-  the best by Top-1); returns the model.json dict. Works on any complete
+  the best by its task's metric); returns the model.json dict. Works on any complete
   checkpoint: a finished run, a preempted one, the last good one of a run
   stopped by a NaN."""
   config, graphdef, state, step = checkpoints.restore_workdir(
@@ -122,8 +122,15 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
     model = models.create(description["model"], num_classes, **options)
     if description.get("task") != "multilabel":
       return model
-    head = dict(description["multilabel"])
-    del head["threshold"]
+    try:
+      head = dict(description["multilabel"])
+      del head["threshold"]
+    except (KeyError, TypeError):
+      raise UserError(
+        f"{path}: a multi-label export needs its SARL head's settings under "
+        '"multilabel" (dim, num_heads, encoder_layers, prototypes, '
+        "threshold); export the workdir again"
+      ) from None
     return sadcl.SADCLModel(model, num_classes, rngs=nnx.Rngs(0), **head)
 
   model = nnx.eval_shape(build)
@@ -244,7 +251,9 @@ if __name__ == "__main__":
   # defines none.
   flags.DEFINE_string("workdir", None, "training workdir to export")
   flags.DEFINE_string("out", None, "directory to write the export to")
-  flags.DEFINE_integer("step", None, "checkpoint step (default: best Top-1)")
+  flags.DEFINE_integer(
+    "step", None, "checkpoint step (default: the best by the task's metric)"
+  )
   flags.DEFINE_string(
     "predict",
     None,

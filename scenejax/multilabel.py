@@ -47,6 +47,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scenejax import evaluation, input_pipeline, losses
+from scenejax.datasets import multilabel as multilabel_data
 from scenejax.models import sadcl
 
 TERMS = ("cls", "sscl", "pscl")
@@ -115,7 +116,8 @@ def train_step(
   del epoch, aux  # no per-epoch schedule, no prototype S
   model, optimizer = nnx.merge(graphdef, state)
   images = input_pipeline.normalize(batch["image"], mean, std)
-  targets = batch["label"].astype(jnp.float32)
+  # VOC's difficult-only labels (`DIFFICULT`) train as positives.
+  targets = (batch["label"] > 0).astype(jnp.float32)
 
   def loss_fn(model):
     out = model.label_outputs(images)
@@ -156,16 +158,55 @@ def eval_step(graphdef, state, batch, *, mean, std) -> dict:
   return dict(scores=scores, label=batch["label"], mask=batch["mask"])
 
 
-def confusion_counts(scores, targets, threshold: float) -> np.ndarray:
+def confusion_counts(
+  scores, targets, threshold: float, ignore=None
+) -> np.ndarray:
   """(K, 2, 2) int64 per-label counts [[TN, FP], [FN, TP]] at `threshold`
-  (scikit-learn's `multilabel_confusion_matrix` layout)."""
+  (scikit-learn's `multilabel_confusion_matrix` layout), the `ignore`d
+  (image, label) pairs left out."""
   predicted = np.asarray(scores) >= threshold
   truth = np.asarray(targets) > 0
+  keep = True if ignore is None else ~np.asarray(ignore, bool)
   out = np.empty((predicted.shape[1], 2, 2), np.int64)
   for t in (0, 1):
     for p in (0, 1):
-      out[:, t, p] = np.sum((truth == t) & (predicted == p), axis=0)
+      out[:, t, p] = np.sum((truth == t) & (predicted == p) & keep, axis=0)
   return out
+
+
+def split_metrics(scores, targets, threshold: float) -> tuple[dict, np.ndarray]:
+  """(`evaluation.multilabel_metrics` with the per-label AP, the (K, 2, 2)
+  confusion) of a split's (N, K) scores and stored targets; VOC's
+  `DIFFICULT` pairs are left out of both."""
+  ignore = np.asarray(targets) == multilabel_data.DIFFICULT
+  metrics = evaluation.multilabel_metrics(
+    scores, targets, threshold=threshold, ignore=ignore
+  )
+  keep = ~ignore
+  # None for a label without a positive in the split (no AP).
+  metrics["per_class_ap"] = [
+    None if np.isnan(ap) else ap
+    for ap in (
+      evaluation.average_precision(
+        scores[keep[:, k], k], targets[keep[:, k], k] > 0
+      )
+      for k in range(scores.shape[1])
+    )
+  ]
+  return metrics, confusion_counts(scores, targets, threshold, ignore)
+
+
+def jit_eval_step(graphdef, mesh, pixel_stats) -> jax.stages.Wrapped:
+  """`eval_step` jitted for `mesh`: state replicated, the batch split on
+  "data", the outputs replicated (every process reads the global batch)."""
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(
+    functools.partial(
+      eval_step, graphdef, mean=pixel_stats[0], std=pixel_stats[1]
+    ),
+    in_shardings=(replicated, NamedSharding(mesh, P("data"))),
+    out_shardings=replicated,
+  )
 
 
 def scores_and_targets(
@@ -196,17 +237,10 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
   mean, std = pixel_stats
-  step = jax.jit(
-    functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std),
-    in_shardings=(replicated, batch_sharding, replicated, replicated),
-    out_shardings=(replicated, replicated),
-    donate_argnums=0,
+  step = train.jit_step(
+    functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std), mesh
   )
-  scores_fn = jax.jit(
-    functools.partial(eval_step, graphdef, mean=mean, std=std),
-    in_shardings=(replicated, batch_sharding),
-    out_shardings=replicated,
-  )
+  scores_fn = jit_eval_step(graphdef, mesh, pixel_stats)
   train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
 
   def evaluate(state):
@@ -218,18 +252,7 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
       data_sharding=batch_sharding,
       preprocess=eval_preprocess,
     )
-    metrics = evaluation.multilabel_metrics(
-      scores, targets, threshold=ml.threshold
-    )
-    # None for a label without a positive in the split (no AP).
-    metrics["per_class_ap"] = [
-      None if np.isnan(ap) else ap
-      for ap in (
-        evaluation.average_precision(scores[:, k], targets[:, k])
-        for k in range(scores.shape[1])
-      )
-    ]
-    return metrics, confusion_counts(scores, targets, ml.threshold)
+    return split_metrics(scores, targets, ml.threshold)
 
   def prepare(workdir):
     del workdir  # nothing to compute before training

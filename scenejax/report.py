@@ -1085,6 +1085,20 @@ def sampled_pixel_embeddings(
   return picked, ids
 
 
+def _run_record(workdir, out):
+  """(the report's directory, created; the run's config; its epochs from
+  metrics.jsonl, at least one)."""
+  from scenejax import checkpoints
+
+  out = out or os.path.join(workdir, "report")
+  os.makedirs(out, exist_ok=True)
+  config = checkpoints.read_workdir_config(workdir)
+  history = read_history(workdir)
+  if not history:
+    raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  return out, config, history
+
+
 def segmentation_report(
   workdir, out=None, *, num_examples: int = 4, max_images: int = 32
 ) -> dict:
@@ -1093,14 +1107,9 @@ def segmentation_report(
   the best checkpoint's predictions beside the ground truth on the first
   eval images, and a t-SNE of sampled pixel embeddings of those images
   before (random weights of the run's seed) and after training."""
-  from scenejax import checkpoints, datasets, input_pipeline, models, segment
+  from scenejax import datasets, input_pipeline, models, segment
 
-  out = out or os.path.join(workdir, "report")
-  os.makedirs(out, exist_ok=True)
-  config = checkpoints.read_workdir_config(workdir)
-  history = read_history(workdir)
-  if not history:
-    raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  out, config, history = _run_record(workdir, out)
   data = datasets.segmentation_from_config(config)
   names = list(data.class_names)
   best = max(history, key=lambda row: row["mIoU"])
@@ -1187,12 +1196,7 @@ def multilabel_report(workdir, out=None) -> dict:
   metrics.jsonl)."""
   from scenejax import checkpoints
 
-  out = out or os.path.join(workdir, "report")
-  os.makedirs(out, exist_ok=True)
-  config = checkpoints.read_workdir_config(workdir)
-  history = read_history(workdir)
-  if not history:
-    raise UserError(f"{workdir}/metrics.jsonl is empty: no finished epoch")
+  out, config, history = _run_record(workdir, out)
   best = max(history, key=lambda row: row["mAP"])
   step = checkpoints.best_step(checkpoints.directory(workdir))
   names = checkpoints.class_names(workdir, step)
@@ -1434,7 +1438,9 @@ if __name__ == "__main__":
   flags.DEFINE_integer(
     "max_tsne", 2000, "at most this many eval images in the t-SNE"
   )
-  flags.DEFINE_integer("step", None, "checkpoint step (default: best Top-1)")
+  flags.DEFINE_integer(
+    "step", None, "checkpoint step (default: the best by the task's metric)"
+  )
   flags.DEFINE_string(
     "compare",
     "",

@@ -284,11 +284,8 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
   mean, std = pixel_stats
-  step = jax.jit(
-    functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std),
-    in_shardings=(replicated, batch_sharding, replicated, replicated),
-    out_shardings=(replicated, replicated),
-    donate_argnums=0,
+  step = train.jit_step(
+    functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std), mesh
   )
   count = jax.jit(
     functools.partial(

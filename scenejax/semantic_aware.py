@@ -391,11 +391,10 @@ def task(config, data, graphdef, mesh, pixel_stats):
     _check_previous_stage(config)
   segmenter_graphdef, segmenter_state = load_segmenter(config)
   replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P("data"))
   segmenter_state = jax.device_put(segmenter_state, replicated)
   mean, std = pixel_stats
   loss_cfg = train.LossConfig.from_config(config.loss)
-  step = jax.jit(
+  step = train.jit_step(
     functools.partial(
       train_step,
       graphdef,
@@ -405,9 +404,7 @@ def task(config, data, graphdef, mesh, pixel_stats):
       mean=mean,
       std=std,
     ),
-    in_shardings=(replicated, batch_sharding, replicated, replicated),
-    out_shardings=(replicated, replicated),
-    donate_argnums=0,
+    mesh,
   )
   sources = None
   if config.sasnet.semantic_dir and stage != "rgb":

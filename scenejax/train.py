@@ -181,22 +181,14 @@ def update(model, optimizer, loss_fn, labels) -> tuple[nnx.State, dict]:
   return nnx.state((model, optimizer)), metrics
 
 
-def jit_train_step(
-  graphdef, loss_cfg: LossConfig, mesh, pixel_stats
-) -> jax.stages.Wrapped:
-  """`train_step` jitted for `mesh`: state and the prototype replicated,
-  the batch split on "data", the old state donated (updated in place).
-  Images are normalised with the statistics the model's weights expect
-  (`model.pixel_mean/std`: ImageNet's, or [-1, 1] for big_vision ViTs)."""
+def jit_step(step: Callable, mesh) -> jax.stages.Wrapped:
+  """A task's `step(state, batch, epoch, aux) -> (state, metrics)` jitted
+  for `mesh`: state, epoch and aux replicated, the batch split on "data",
+  the old state donated (updated in place). Every task's step goes
+  through here, so they shard alike."""
   replicated = NamedSharding(mesh, P())
   return jax.jit(
-    functools.partial(
-      train_step,
-      graphdef,
-      loss_cfg=loss_cfg,
-      mean=pixel_stats[0],
-      std=pixel_stats[1],
-    ),
+    step,
     in_shardings=(
       replicated,
       NamedSharding(mesh, P("data")),
@@ -205,6 +197,24 @@ def jit_train_step(
     ),
     out_shardings=(replicated, replicated),
     donate_argnums=0,
+  )
+
+
+def jit_train_step(
+  graphdef, loss_cfg: LossConfig, mesh, pixel_stats
+) -> jax.stages.Wrapped:
+  """`train_step` jitted for `mesh` (`jit_step`), the prototype as aux.
+  Images are normalised with the statistics the model's weights expect
+  (`model.pixel_mean/std`: ImageNet's, or [-1, 1] for big_vision ViTs)."""
+  return jit_step(
+    functools.partial(
+      train_step,
+      graphdef,
+      loss_cfg=loss_cfg,
+      mean=pixel_stats[0],
+      std=pixel_stats[1],
+    ),
+    mesh,
   )
 
 

@@ -559,3 +559,87 @@ def test_global_batches_do_not_depend_on_the_process_count():
   for step, batch in enumerate(single):
     joined = np.concatenate([parts[p][step]["image"] for p in range(3)])
     np.testing.assert_array_equal(joined, batch["image"])
+
+
+def _nus_wide_tree(root, rng):
+  """3 concepts; train: 4 listed images (one missing on disk, one
+  corrupt, one with no concept); test: 2."""
+  concepts = ["animal", "sky", "water"]
+  (root / "ConceptsList").mkdir(parents=True)
+  (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(concepts))
+  lists = {
+    "Train": [
+      "actor\\a.jpg",
+      "actor\\gone.jpg",
+      "beach\\b.jpg",
+      "beach\\bad.jpg",
+    ],
+    "Test": ["actor\\c.jpg", "beach\\d.jpg"],
+  }
+  truth = {
+    "Train": [[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 1]],
+    "Test": [[0, 1, 0], [1, 0, 1]],
+  }
+  (root / "ImageList").mkdir()
+  labels_dir = root / "Groundtruth" / "TrainTestLabels"
+  labels_dir.mkdir(parents=True)
+  for split, rels in lists.items():
+    (root / "ImageList" / f"{split}Imagelist.txt").write_text(
+      "\r\n".join(rels) + "\r\n"  # the release's Windows lines
+    )
+    for k, concept in enumerate(concepts):
+      column = [str(row[k]) for row in truth[split]]
+      (labels_dir / f"Labels_{concept}_{split}.txt").write_text(
+        "\n".join(column) + "\n"
+      )
+    for rel in rels:
+      path = root / "Flickr" / rel.replace("\\", "/")
+      path.parent.mkdir(parents=True, exist_ok=True)
+      if "gone" in rel:
+        continue
+      path.write_bytes(b"not a jpeg" if "bad" in rel else _jpeg(rng, 20, 24))
+  return concepts
+
+
+def test_nus_wide_builder_and_its_presence_labels(tmp_path):
+  from scenejax.datasets import multilabel, nus_wide
+
+  concepts = _nus_wide_tree(tmp_path / "manual", np.random.default_rng(0))
+  builder = _prepare(nus_wide.NusWide, tmp_path / "tfds", tmp_path / "manual")
+  assert builder.info.features["labels"].feature.names == concepts
+  # The missing and the corrupt train images are left out.
+  assert builder.info.splits["train"].num_examples == 2
+  assert builder.info.splits["test"].num_examples == 2
+  data = multilabel.load("nus_wide", data_dir=str(tmp_path / "tfds"))
+  assert data.class_names == tuple(concepts)
+  # drop_unlabeled: beach/b.jpg (no concept) leaves the training split.
+  assert len(data.train) == 1
+  assert data.train[0]["name"].endswith("actor/a.jpg")
+  np.testing.assert_array_equal(data.train[0]["label"], [1, 0, 1])
+  by_name = {
+    data.test[i]["name"].split(" ")[-1]: data.test[i]["label"].tolist()
+    for i in range(len(data.test))
+  }
+  assert by_name == {"actor/c.jpg": [0, 1, 0], "beach/d.jpg": [1, 0, 1]}
+  kept = multilabel.load(
+    "nus_wide", data_dir=str(tmp_path / "tfds"), drop_unlabeled=False
+  )
+  assert len(kept.train) == 2
+
+
+def test_nus_wide_label_file_errors_name_the_file(tmp_path):
+  from scenejax.datasets import nus_wide
+
+  root = tmp_path / "manual"
+  _nus_wide_tree(root, np.random.default_rng(0))
+  short = root / "Groundtruth" / "TrainTestLabels" / "Labels_sky_Test.txt"
+  short.write_text("0\n")
+  with pytest.raises(
+    common.DatasetError, match=r"Labels_sky_Test.txt: expected 2 lines"
+  ):
+    _prepare(nus_wide.NusWide, tmp_path / "tfds", root)
+  os.remove(short)
+  with pytest.raises(
+    common.DatasetError, match=r"Labels_sky_Test.txt not found.*Download it"
+  ):
+    _prepare(nus_wide.NusWide, tmp_path / "tfds2", root)

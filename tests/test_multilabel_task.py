@@ -4,6 +4,7 @@ EMA prototypes and the per-label confusion against float64 / scikit-learn
 references, and the config checks."""
 
 import dataclasses
+import functools
 import io
 import types
 
@@ -62,8 +63,16 @@ def test_presence_from_label_map_ignores_unlabeled_and_foreign_ids():
 def test_voc_and_coco_records_in_tfds_form():
   """TFDS's voc/2007 record: "labels" (every object, difficult ones
   included), beside "labels_no_difficult"; coco/2014: objects/label."""
-  voc = {"labels": np.array([14, 8, 14]), "labels_no_difficult": np.array([14])}
-  assert np.flatnonzero(ml_data.voc_presence(voc)).tolist() == [8, 14]
+  voc = {
+    "labels": np.array([14, 8, 14, 3]),
+    "labels_no_difficult": np.array([14, 3]),
+  }
+  got = ml_data.voc_presence(voc)
+  assert {k: int(got[k]) for k in np.flatnonzero(got)} == {
+    3: 1,
+    8: ml_data.DIFFICULT,  # only a difficult object: left out of evaluation
+    14: 1,  # a difficult and a clear one: an ordinary positive
+  }
   coco = {"objects": {"label": np.array([0, 79, 0], np.int64)}}
   assert np.flatnonzero(ml_data.coco_presence(coco)).tolist() == [0, 79]
   empty = {"objects": {"label": np.zeros((0,), np.int64)}}
@@ -122,7 +131,8 @@ def test_coco_and_voc_loading_join_splits_drop_unlabeled_and_cache(
   assert len(kept.train) == 3 and kept.train[1]["label"].sum() == 0
 
   def voc(labels):
-    return {"image": image, "labels": np.array(labels, np.int64)}
+    labels = np.array(labels, np.int64)
+    return {"image": image, "labels": labels, "labels_no_difficult": labels}
 
   voc_dir = tmp_path / "voc"
   voc_dir.mkdir()
@@ -246,3 +256,110 @@ def test_loss_config_has_no_defaults_of_its_own():
     f.default is dataclasses.MISSING
     for f in dataclasses.fields(multilabel.MultilabelLoss)
   )
+
+
+def test_presence_cache_of_another_shape_names_the_file(tmp_path):
+  path = tmp_path / "presence-train.npy"
+  np.save(path, np.zeros((3, 4), np.uint8))
+  with pytest.raises(
+    DatasetError, match=r"presence-train.npy: cached .*delete"
+  ):
+    ml_data._cached_presence(str(path), None, (5, 4))
+  path.write_bytes(b"junk")
+  with pytest.raises(DatasetError, match=r"unreadable presence cache"):
+    ml_data._cached_presence(str(path), None, (5, 4))
+
+
+def test_ignored_pairs_leave_every_count_and_ap():
+  """VOC's difficult pairs: AP from the kept images of each label
+  (scikit-learn), precision/recall counts from float64 loops over the kept
+  pairs; `split_metrics` reads them from the stored `DIFFICULT` targets."""
+  from sklearn.metrics import average_precision_score
+
+  from scenejax import evaluation
+
+  rng = np.random.default_rng(5)
+  scores = rng.random((30, 4))
+  targets = (rng.random((30, 4)) < 0.4).astype(np.uint8)
+  targets[:, 0] = 0
+  targets[:3, 0] = 1  # label 0: three positives, two of them ignored below
+  ignore = rng.random((30, 4)) < 0.2
+  ignore[:3, 0] = [True, True, False]
+  stored = np.where(ignore, ml_data.DIFFICULT, targets)
+  got = evaluation.multilabel_metrics(scores, targets, ignore=ignore)
+  keep = ~ignore
+  want_ap = np.mean(
+    [
+      average_precision_score(targets[keep[:, k], k], scores[keep[:, k], k])
+      for k in range(4)
+      if targets[keep[:, k], k].any()
+    ]
+  )
+  np.testing.assert_allclose(got["mAP"], want_ap, rtol=1e-12)
+  correct = made = truth = 0
+  for i in range(30):
+    for k in range(4):
+      if ignore[i, k]:
+        continue
+      hit = scores[i, k] >= 0.5
+      correct += hit and targets[i, k] == 1
+      made += hit
+      truth += targets[i, k] == 1
+  np.testing.assert_allclose(got["OP"], correct / made, rtol=1e-12)
+  np.testing.assert_allclose(got["OR"], correct / truth, rtol=1e-12)
+  # From stored targets: a DIFFICULT pair is neither positive nor counted.
+  metrics, confusion = multilabel.split_metrics(scores, stored, 0.5)
+  np.testing.assert_allclose(metrics["mAP"], want_ap, rtol=1e-12)
+  assert confusion.sum() == keep.sum()
+  np.testing.assert_allclose(
+    metrics["per_class_ap"][0],
+    average_precision_score(targets[keep[:, 0], 0], scores[keep[:, 0], 0]),
+  )
+
+
+@pytest.mark.slow
+def test_ema_prototypes_follow_the_step_s_own_representations():
+  """One jitted train step with `prototypes = "ema"`: the prototypes
+  become the float64 EMA of the representations the step computed (from
+  zero), the parameters train, and the prototypes stay outside the
+  optimizer."""
+  import jax
+  from flax import nnx
+
+  from configs import demo_multilabel
+  from scenejax import input_pipeline, optim
+
+  config = demo_multilabel.get_config("ema")
+  config.multilabel.update(dim=16, num_heads=2)
+  graphdef, state = optim.create_train_state(config, 6, 10)
+  model, optimizer = nnx.merge(graphdef, state)
+  assert not np.any(np.asarray(model.prototypes[...]))  # from zero
+  assert "prototypes" not in jax.tree.leaves_with_path(optimizer.opt_state)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (8, 32, 32, 3), np.uint8)
+  labels = (rng.random((8, 6)) < 0.4).astype(np.uint8)
+  labels[0, 5] = ml_data.DIFFICULT  # trains as a positive
+  x = input_pipeline.normalize(images, model.pixel_mean, model.pixel_std)
+  reps = nnx.jit(lambda m, x: m.label_outputs(x)["representations"])(model, x)
+  reps = np.asarray(reps, np.float64)
+  before = jax.tree.map(np.array, nnx.state(model, nnx.Param))
+  step = jax.jit(
+    functools.partial(
+      multilabel.train_step,
+      graphdef,
+      cfg=multilabel.MultilabelLoss.from_config(config),
+      mean=model.pixel_mean,
+      std=model.pixel_std,
+    )
+  )
+  new_state, metrics = step(
+    state, {"image": images, "label": labels}, 0.0, None
+  )
+  trained, _ = nnx.merge(graphdef, new_state)
+  want = _ema_reference(np.zeros((6, 16)), reps, labels > 0, 0.99)
+  np.testing.assert_allclose(trained.prototypes[...], want, atol=1e-5)
+  after = nnx.state(trained, nnx.Param)
+  assert "prototypes" not in after
+  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), before, after)
+  assert max(jax.tree.leaves(moved)) > 0  # the parameters did train
+  assert np.isfinite(float(metrics["loss"]))

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 from conftest import run_cli
-from flax import nnx
 
 from scenejax import checkpoints, datasets, export, prototype, train
 from scenejax.errors import ConfigError
@@ -187,23 +186,3 @@ def test_presence_model_refuses_other_tasks(tmp_path):
   )
   with pytest.raises(ConfigError, match="is a segmentation run"):
     presence.load_presence_model(str(tmp_path))
-
-
-def test_ema_prototypes_train_outside_the_optimizer(tmp_path):
-  from configs import demo_multilabel
-
-  config = demo_multilabel.get_config("ema")
-  config.data.update(train_per_class=8, test_per_class=2)
-  config.update(num_epochs=1, batch_size=32, eval_batch_size=16)
-  config.progress_bar = False
-  train.train_and_evaluate(config, str(tmp_path))
-  _, graphdef, state, _ = checkpoints.restore_workdir(str(tmp_path))
-  model, optimizer = nnx.merge(graphdef, state)
-  initial = nnx.merge(*nnx.split(train.models.from_config(config, 32)))
-  moved = np.abs(
-    np.asarray(model.prototypes[...]) - np.asarray(initial.prototypes[...])
-  )
-  assert moved.max() > 1e-3  # updated from the batches
-  assert type(model.prototypes).__name__ == "PrototypeEMA"
-  params = nnx.state(model, nnx.Param)
-  assert "prototypes" not in params  # no gradient, no weight decay

@@ -19,7 +19,7 @@ corrupt image is skipped there, by name, instead of killing the run.
 | ade20k_scenes | `scenejax.datasets.ade20k_scenes` builder | 1,055 |
 
 Segmentation-only (`cityscapes`) and multi-label-only (`voc2007`,
-`coco2014`: `scenejax.datasets.multilabel`) datasets are registered for
+`coco2014`, `nus_wide`: `scenejax.datasets.multilabel`) datasets are registered for
 `prepare` and read by their task's loader.
 """
 
@@ -104,9 +104,10 @@ REGISTRY = {
   # "multilabel" (scenejax.datasets.multilabel; "+" joins splits).
   "voc2007": Entry("voc/2007", ("train+validation", "test")),
   "coco2014": Entry("coco/2014", ("train", "validation")),
+  "nus_wide": Entry("nus_wide", ("train", "test"), "nus_wide"),
 }
 SEGMENTATION_ONLY = ("cityscapes",)
-MULTILABEL_ONLY = ("voc2007", "coco2014")
+MULTILABEL_ONLY = ("voc2007", "coco2014", "nus_wide")
 NAMES = ("synthetic_scenes",) + tuple(REGISTRY)
 
 

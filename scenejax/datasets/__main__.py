@@ -4,9 +4,10 @@
   python -m scenejax.datasets prepare sun397 [--data_dir=DIR]
   python -m scenejax.datasets prepare cityscapes --manual_dir=DIR
   python -m scenejax.datasets prepare voc2007   # or coco2014 (multi-label)
+  python -m scenejax.datasets prepare nus_wide --manual_dir=DIR
 
-Catalogue datasets (sun397, places365*) download through TFDS; mit67,
-ade20k_scenes and cityscapes (leftImg8bit_trainvaltest.zip and
+Catalogue datasets (sun397, places365*, voc2007, coco2014) download
+through TFDS; mit67, ade20k_scenes, nus_wide and cityscapes (leftImg8bit_trainvaltest.zip and
 gtFine_trainvaltest.zip) read the files placed in --manual_dir. Written as ArrayRecord,
 the format `tfds.data_source` reads without TensorFlow.
 """

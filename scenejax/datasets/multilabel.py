@@ -1,5 +1,6 @@
 """Multi-label datasets for config.task = "multilabel" ([SADCL]): records
-{"image", "label": (K,) uint8 0/1 presence of each label, "name"}.
+{"image", "label": (K,) uint8 presence of each label (1 present, 0 absent; VOC's
+`DIFFICULT`), "name"}.
 
 | name | labels (K) | train / evaluation |
 |---|---|---|
@@ -7,14 +8,17 @@
 | ade20k_scenes | the 150 ADE20K objects present in each 150-class map | train / validation |
 | voc2007 | the 20 VOC classes of the image's objects, difficult ones included | TFDS `voc/2007` train+validation / test |
 | coco2014 | the 80 COCO categories of the image's objects | TFDS `coco/2014` train / validation |
+| nus_wide | the 81 NUS-WIDE concepts | `scenejax.datasets.nus_wide` builder (manual) train / test |
 
 Presence comes from what is annotated, as Algorithm 1 of [SP] reads it
-(an object of the map, not an object drawn and then hidden). VOC's
-difficult objects count as present, as ML-GCN's VOC loader reads them
-(target 0 = difficult becomes 1), whose evaluation SADCL's tables follow.
-COCO images without any object (about 700 of train2014) are left out
-with `drop_unlabeled` (ML-GCN's 82,081 / 40,137 images), kept otherwise
-as all-negative examples.
+(an object of the map, not an object drawn and then hidden). A VOC class
+present only as "difficult" objects is stored as `DIFFICULT` (2): a
+positive in training (ML-GCN's loader turns its target 0 into 1) and left
+out of evaluation (ML-GCN's AP meter skips difficult examples), whose
+protocol SADCL's tables follow.
+COCO images without any object (about 700 of train2014) and NUS-WIDE
+images without any concept are left out with `drop_unlabeled` (ML-GCN's
+82,081 / 40,137 COCO images), kept otherwise as all-negative examples.
 
 The (N, K) presence of a TFDS split is read once (every record for VOC
 and COCO, every label map for ADE20K) and cached as an .npy beside the
@@ -31,6 +35,7 @@ References:
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Sequence
 
@@ -40,7 +45,13 @@ from scenejax import fileio
 from scenejax.errors import DatasetError
 
 # config.dataset values config.task = "multilabel" reads.
-NAMES = ("synthetic_scenes", "ade20k_scenes", "voc2007", "coco2014")
+NAMES = (
+  "synthetic_scenes",
+  "ade20k_scenes",
+  "voc2007",
+  "coco2014",
+  "nus_wide",
+)
 
 
 def presence_from_label_map(label_map, num_labels: int) -> np.ndarray:
@@ -63,9 +74,22 @@ def presence_from_indices(indices, num_labels: int) -> np.ndarray:
   return out
 
 
+# A label present only as VOC "difficult" objects: a positive in training,
+# left out of evaluation (ML-GCN's AP meter with difficult_examples).
+DIFFICULT = 2
+
+
 def voc_presence(record: dict, num_labels: int = 20) -> np.ndarray:
-  """A TFDS voc record's presence: its "labels" (every object, difficult
-  ones included)."""
+  """A TFDS voc record's presence: 1 for the classes of its non-difficult
+  objects ("labels_no_difficult"), `DIFFICULT` for those it has only as
+  difficult objects, 0 otherwise."""
+  present = presence_from_indices(record["labels"], num_labels)
+  clear = presence_from_indices(record["labels_no_difficult"], num_labels)
+  return np.where(clear > 0, 1, present * DIFFICULT).astype(np.uint8)
+
+
+def labels_presence(record: dict, num_labels: int) -> np.ndarray:
+  """A nus_wide record's presence: its concepts ("labels")."""
   return presence_from_indices(record["labels"], num_labels)
 
 
@@ -130,11 +154,25 @@ class SyntheticPresence:
     return self.presence
 
 
-def _cached_presence(path: str, compute: Callable[[], np.ndarray]):
+def _cached_presence(
+  path: str, compute: Callable[[], np.ndarray], shape: tuple[int, int]
+):
   """`compute()`, kept at `path` (.npy) when that directory is writable
-  (a temporary file renamed, so never half-written)."""
+  (a temporary file renamed, so never half-written); a cached file of
+  another shape (the data was prepared again) is an error naming it."""
   if os.path.exists(path):
-    return np.load(path, allow_pickle=False)
+    try:
+      presence = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise DatasetError(
+        f"{path}: unreadable presence cache ({e}); delete it to rebuild"
+      ) from None
+    if presence.shape != shape:
+      raise DatasetError(
+        f"{path}: cached presence of shape {presence.shape}, the split "
+        f"has {shape}; delete the file to rebuild it"
+      )
+    return presence
   presence = compute()
   try:
     fileio.atomic_write(path, lambda f: np.save(f, presence))
@@ -150,7 +188,9 @@ def _tfds_presence(source, per_record, num_labels, cache_name):
     ).reshape(len(source), num_labels)
 
   return _cached_presence(
-    os.path.join(os.fspath(source.builder.data_dir), cache_name), compute
+    os.path.join(os.fspath(source.builder.data_dir), cache_name),
+    compute,
+    (len(source), num_labels),
   )
 
 
@@ -192,11 +232,18 @@ def load(
         lambda source=source: np.stack(
           [presence_from_label_map(m, len(names)) for m in source.label_maps()]
         ).reshape(len(source), len(names)),
+        (len(source), len(names)),
       )
       splits.append(PresenceSource([source], presence))
     return datasets.Dataset(name, names, *splits)
   entry = datasets.REGISTRY[name]
-  per_record = voc_presence if name == "voc2007" else coco_presence
+  if name == "nus_wide":
+    importlib.import_module("scenejax.datasets.nus_wide")  # the builder
+  per_record = {
+    "voc2007": voc_presence,
+    "coco2014": coco_presence,
+    "nus_wide": labels_presence,
+  }[name]
   out = []
   for split in entry.splits:
     parts = [
@@ -205,9 +252,9 @@ def load(
     ]
     feature = parts[0].builder.info.features
     label_feature = (
-      feature["labels"].feature
-      if name == "voc2007"
-      else feature["objects"]["label"]
+      feature["objects"]["label"]
+      if name == "coco2014"
+      else feature["labels"].feature
     )
     names = tuple(label_feature.names)
     presence = np.concatenate(
@@ -222,7 +269,7 @@ def load(
       ]
     )
     keep = None
-    if name == "coco2014" and drop_unlabeled:
+    if name in ("coco2014", "nus_wide") and drop_unlabeled:
       keep = np.flatnonzero(presence.any(axis=1))
     out.append(PresenceSource(parts, presence, keep))
   return datasets.Dataset(name, names, *out)

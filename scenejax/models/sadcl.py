@@ -185,10 +185,13 @@ class SADCLModel(nnx.Module):
     self.sarl = SARLHead(
       backbone.feature_widths[-1], num_labels, rngs=rngs, **head_options
     )
-    kind = nnx.Param if prototypes == "learnable" else PrototypeEMA
-    self.prototypes = kind(
-      nnx.initializers.normal(1.0)(rngs.params(), (num_labels, self.sarl.dim))
-    )
+    shape = (num_labels, self.sarl.dim)
+    if prototypes == "learnable":
+      self.prototypes = nnx.Param(
+        nnx.initializers.normal(1.0)(rngs.params(), shape)
+      )
+    else:  # the first batch with label k sets its direction
+      self.prototypes = PrototypeEMA(jnp.zeros(shape))
     self.num_labels = num_labels
     self.pixel_mean = backbone.pixel_mean
     self.pixel_std = backbone.pixel_std

@@ -209,8 +209,6 @@ def build_for_dataset(
 
   Returns (prototype, stats) as `segmented.build_from_segmenter`.
   """
-  from scenejax import prototype
-
   model, info = load_presence_model(presence_model)
   predictor = PresencePredictor(
     model,
@@ -241,11 +239,5 @@ def build_for_dataset(
     progress=progress,
     desc="predicting presence",
   )
-  if jax.process_index() == 0:
-    prototype.save_prototype(out, proto)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("scenejax prototype written")
-  segmented.finish(state_dir)
+  segmented.write_and_finish(out, proto, state_dir)
   return proto, stats

@@ -3,13 +3,15 @@ resumable, multi-host.
 
 Each image is segmented (`scenejax.segment.Predictor`), its presence vector
 s (Algorithm 1: s_l = 1 iff semantic class l occurs in the map) added to
-its scene class's running sum, and N_c counted. Those integer sums are the
-whole state of the build: they are saved atomically, with the position
+its scene class's running sum, and N_c counted (`accumulate`, which a
+presence model's build shares: `scenejax.prototype.presence`). Those sums
+(float64: integers for a segmenter) are the whole state of the build: they are saved atomically, with the position
 reached, every `save_every_s` seconds, so a preempted or `kill -9`ed build
 resumes where it last saved and ends with exactly the sums of an
 uninterrupted one. In a multi-host job process p segments records
 p, p + P, p + 2P, ... on its own devices and keeps its own state file; the
-integer sums are added across processes at the end (exact), then Eq. 1-4.
+sums are added across processes at the end (exact for integer sums below
+2^48), then Eq. 1-4.
 """
 
 from __future__ import annotations
@@ -258,6 +260,20 @@ def _merge_processes(sums, counts, skipped):
   return sums, gathered[2].astype(np.int64).sum(0), int(gathered[3].sum())
 
 
+def write_and_finish(out: str, proto: algorithm.Prototype, state_dir: str):
+  """Writes the built prototype to `out` (process 0), waits for every
+  process, then removes this process's partial build."""
+  from scenejax import prototype
+
+  if jax.process_index() == 0:
+    prototype.save_prototype(out, proto)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("scenejax prototype written")
+  finish(state_dir)
+
+
 def finish(state_dir: str) -> None:
   """Removes this process's partial build once the prototype is written
   (call after a barrier in multi-host jobs)."""
@@ -331,7 +347,7 @@ def build_for_dataset(
 
   Returns (prototype, stats) as `build_from_segmenter`.
   """
-  from scenejax import prototype, segment
+  from scenejax import segment
 
   model = segment.load_segmenter(segmenter, init_from, dtype=dtype)
   if semantic_class_names is None:  # stored in the prototype file
@@ -371,11 +387,5 @@ def build_for_dataset(
     semantic_class_names=semantic_class_names,
     progress=progress,
   )
-  if jax.process_index() == 0:
-    prototype.save_prototype(out, proto)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("scenejax prototype written")
-  finish(state_dir)
+  write_and_finish(out, proto, state_dir)
   return proto, stats
