@@ -161,7 +161,7 @@ def multilabel_metrics(
   there); "absent_classes" lists the others. `ignore` (N, K) bool leaves
   those (image, label) pairs out of every count and AP (VOC's difficult
   examples); the top-k ranking still sees all K scores. Returns floats in
-  [0, 1].
+  [0, 1], and "per_class_ap" (None for a label without a positive).
   """
   scores = np.asarray(scores, np.float64)
   targets = np.asarray(targets) > 0
@@ -173,15 +173,15 @@ def multilabel_metrics(
   keep = np.ones_like(targets) if ignore is None else ~np.asarray(ignore, bool)
   targets &= keep
   present = targets.sum(axis=0) > 0
+  ap = [
+    average_precision(scores[keep[:, c], c], targets[keep[:, c], c])
+    if present[c]
+    else None
+    for c in range(scores.shape[1])
+  ]
   out = dict(
-    mAP=float(
-      np.mean(
-        [
-          average_precision(scores[keep[:, c], c], targets[keep[:, c], c])
-          for c in np.flatnonzero(present)
-        ]
-      )
-    )
+    mAP=float(np.mean([v for v in ap if v is not None])),
+    per_class_ap=ap,  # None for a label without a positive
   )
   predicted = scores >= threshold
   k = min(top_k, scores.shape[1])

@@ -182,17 +182,6 @@ def split_metrics(scores, targets, threshold: float) -> tuple[dict, np.ndarray]:
   metrics = evaluation.multilabel_metrics(
     scores, targets, threshold=threshold, ignore=ignore
   )
-  keep = ~ignore
-  # None for a label without a positive in the split (no AP).
-  metrics["per_class_ap"] = [
-    None if np.isnan(ap) else ap
-    for ap in (
-      evaluation.average_precision(
-        scores[keep[:, k], k], targets[keep[:, k], k] > 0
-      )
-      for k in range(scores.shape[1])
-    )
-  ]
   return metrics, confusion_counts(scores, targets, threshold, ignore)
 
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from scenejax import config_lib, datasets, multilabel
+from scenejax.datasets import common
 from scenejax.datasets import multilabel as ml_data
 from scenejax.errors import ConfigError, DatasetError
 from scenejax.models import sadcl
@@ -264,10 +265,10 @@ def test_presence_cache_of_another_shape_names_the_file(tmp_path):
   with pytest.raises(
     DatasetError, match=r"presence-train.npy: cached .*delete"
   ):
-    ml_data._cached_presence(str(path), None, (5, 4))
+    common.cached_array(str(path), None, (5, 4))
   path.write_bytes(b"junk")
-  with pytest.raises(DatasetError, match=r"unreadable presence cache"):
-    ml_data._cached_presence(str(path), None, (5, 4))
+  with pytest.raises(DatasetError, match=r"presence-train.npy: unreadable"):
+    common.cached_array(str(path), None, (5, 4))
 
 
 def test_ignored_pairs_leave_every_count_and_ap():

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from scenejax import fileio
+from scenejax.datasets import common
 from scenejax.errors import ConfigError, DatasetError
 
 # [SP] §4.2: "Places 365-7 consists of seven indoor scenes: Bath, Bedroom,
@@ -254,16 +254,8 @@ def per_class_sample(
 
 
 def _cached_labels(source: TfdsSource, cache: str) -> np.ndarray:
-  """Labels of every record, cached in an .npy beside the data when that
-  directory is writable (a temporary file renamed, so never half-written)."""
-  if os.path.exists(cache):
-    return np.load(cache, allow_pickle=False)
-  labels = source.labels()
-  try:
-    fileio.atomic_write(cache, lambda f: np.save(f, labels))
-  except OSError:
-    pass  # read-only data_dir: recompute next time
-  return labels
+  """Labels of every record, cached in an .npy beside the data."""
+  return common.cached_array(cache, source.labels, (len(source),))
 
 
 def _places365_part(name, data_dir):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
   "DatasetError",
+  "cached_array",
   "decode_image",
   "decode_image_file",
   "open_image",
@@ -25,6 +26,35 @@ __all__ = [
   "require_file",
   "to_rgb8",
 ]
+
+
+def cached_array(path: str, compute, shape: tuple) -> np.ndarray:
+  """`compute()`, kept at `path` (.npy) when that directory is writable (a
+  temporary file renamed, so never half-written): per-record data derived
+  from a prepared split (its labels, its presence vectors). A cached file
+  that cannot be read, or of another shape than `shape` (the data was
+  prepared again), is an error naming it."""
+  from scenejax import fileio
+
+  if os.path.exists(path):
+    try:
+      array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise DatasetError(
+        f"{path}: unreadable cache ({e}); delete it to rebuild"
+      ) from None
+    if array.shape != tuple(shape):
+      raise DatasetError(
+        f"{path}: cached array of shape {array.shape}, the split gives "
+        f"{tuple(shape)}; delete the file to rebuild it"
+      )
+    return array
+  array = compute()
+  try:
+    fileio.atomic_write(path, lambda f: np.save(f, array))
+  except OSError:
+    pass  # read-only data_dir: computed again next time
+  return array
 
 
 def require_file(directory: str, name: str, url: str) -> str:

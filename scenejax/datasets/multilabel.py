@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from scenejax import fileio
+from scenejax.datasets import common
 from scenejax.errors import DatasetError
 
 # config.dataset values config.task = "multilabel" reads.
@@ -154,42 +154,14 @@ class SyntheticPresence:
     return self.presence
 
 
-def _cached_presence(
-  path: str, compute: Callable[[], np.ndarray], shape: tuple[int, int]
-):
-  """`compute()`, kept at `path` (.npy) when that directory is writable
-  (a temporary file renamed, so never half-written); a cached file of
-  another shape (the data was prepared again) is an error naming it."""
-  if os.path.exists(path):
-    try:
-      presence = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise DatasetError(
-        f"{path}: unreadable presence cache ({e}); delete it to rebuild"
-      ) from None
-    if presence.shape != shape:
-      raise DatasetError(
-        f"{path}: cached presence of shape {presence.shape}, the split "
-        f"has {shape}; delete the file to rebuild it"
-      )
-    return presence
-  presence = compute()
-  try:
-    fileio.atomic_write(path, lambda f: np.save(f, presence))
-  except OSError:
-    pass  # read-only data_dir: computed again next time
-  return presence
-
-
-def _tfds_presence(source, per_record, num_labels, cache_name):
-  def compute():
-    return np.stack(
-      [per_record(source.raw(i)) for i in range(len(source))]
-    ).reshape(len(source), num_labels)
-
-  return _cached_presence(
+def _split_presence(source, presence_of, num_labels: int, cache_name: str):
+  """(N, K) presence of every record `i` of a TFDS split, `presence_of(i)`,
+  cached as `cache_name` beside the data."""
+  return common.cached_array(
     os.path.join(os.fspath(source.builder.data_dir), cache_name),
-    compute,
+    lambda: np.stack([presence_of(i) for i in range(len(source))]).reshape(
+      len(source), num_labels
+    ),
     (len(source), num_labels),
   )
 
@@ -225,14 +197,13 @@ def load(
     for source, split in zip(
       (data.train, data.test), datasets.REGISTRY[name].splits, strict=True
     ):
-      presence = _cached_presence(
-        os.path.join(
-          os.fspath(source.builder.data_dir), f"presence-{split}.npy"
+      presence = _split_presence(
+        source,
+        lambda i, source=source: presence_from_label_map(
+          source.label_map(i), len(names)
         ),
-        lambda source=source: np.stack(
-          [presence_from_label_map(m, len(names)) for m in source.label_maps()]
-        ).reshape(len(source), len(names)),
-        (len(source), len(names)),
+        len(names),
+        f"presence-{split}.npy",
       )
       splits.append(PresenceSource([source], presence))
     return datasets.Dataset(name, names, *splits)
@@ -259,9 +230,9 @@ def load(
     names = tuple(label_feature.names)
     presence = np.concatenate(
       [
-        _tfds_presence(
+        _split_presence(
           part,
-          lambda r: per_record(r, len(names)),
+          lambda i, part=part: per_record(part.raw(i), len(names)),
           len(names),
           f"presence-{s}.npy",
         )
