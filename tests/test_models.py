@@ -660,7 +660,7 @@ def test_depthwise_conv_matches_float64_loop(
 ):
   """The CPU shifted-sum depthwise conv against a direct float64 loop of
   y[n,h,w,c] = b[c] + Σ_ij pad(x)[n, s·h+d·i, s·w+d·j, c] · K[i,j,0,c]."""
-  from scenejax.models.classifier import depthwise_conv
+  from scenejax.models.conv import depthwise_conv
 
   pad = dilation * (kernel - 1) // 2
   conv = nnx.Conv(

@@ -21,7 +21,8 @@ import numpy as np
 from flax import nnx
 
 from scenejax.models import pretrained
-from scenejax.models.classifier import Classifier, depthwise_conv
+from scenejax.models.classifier import Classifier
+from scenejax.models.conv import Conv, depthwise_conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # depths, widths
@@ -41,7 +42,7 @@ class Block(nnx.Module):
   """x + layer_scale * Linear(GELU(Linear(LN(dwconv7x7(x)))))."""
 
   def __init__(self, width, *, layer_scale_init, dtype, rngs, dilation=1):
-    self.dwconv = nnx.Conv(
+    self.dwconv = Conv(
       width,
       width,
       (7, 7),
@@ -95,7 +96,7 @@ class Stage(nnx.Module):
       self.downsample_norm = nnx.LayerNorm(
         in_features, epsilon=1e-6, dtype=dtype, rngs=rngs
       )
-      self.downsample_conv = nnx.Conv(
+      self.downsample_conv = Conv(
         in_features,
         width,
         (2, 2),
@@ -153,7 +154,7 @@ class Trunk(nnx.Module):
         stride *= 2 if i else 1
       strides.append(stride)
     self.stage_strides = tuple(strides)
-    self.stem_conv = nnx.Conv(
+    self.stem_conv = Conv(
       3,
       widths[0],
       (4, 4),

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scenejax.models import convnext, pretrained, resnet
+from scenejax.models.conv import Conv
 from scenejax.models.segmenter import ConvBNReLU, Segmenter, resize_bilinear
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
@@ -131,12 +132,10 @@ class DeepLabV3Plus(Segmenter):
     self.dropout = nnx.data(
       nnx.Dropout(dropout, rngs=rngs) if dropout else None
     )
-    self.head = nnx.Conv(
-      decoder_width, num_classes, (1, 1), dtype=dtype, rngs=rngs
-    )
+    self.head = Conv(decoder_width, num_classes, (1, 1), dtype=dtype, rngs=rngs)
     self.embedding = nnx.Sequential(
       block(decoder_width, decoder_width, 1),
-      nnx.Conv(decoder_width, embedding_dim, (1, 1), dtype=dtype, rngs=rngs),
+      Conv(decoder_width, embedding_dim, (1, 1), dtype=dtype, rngs=rngs),
     )
     self.embedding_dim = embedding_dim
 

@@ -30,6 +30,7 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
+from scenejax.models.conv import Conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # growth rate, stem width, layers per block
@@ -43,7 +44,7 @@ _conv_init = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 def _conv(in_features, out, kernel, *, stride=1, dtype, rngs):
-  return nnx.Conv(
+  return Conv(
     in_features,
     out,
     (kernel, kernel),

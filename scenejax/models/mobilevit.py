@@ -36,6 +36,7 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier, ConvBN
+from scenejax.models.conv import Conv
 from scenejax.models.mobilenetv3 import make_divisible
 from scenejax.models.segmenter import resize_bilinear
 
@@ -106,7 +107,7 @@ class MobileViTBlock(nnx.Module):
       in_features, out, 2, expand_ratio, dtype=dtype, rngs=rngs
     )
     self.conv_kxk = conv(out, out, 3)
-    self.conv_1x1 = nnx.Conv(
+    self.conv_1x1 = Conv(
       out, width, (1, 1), use_bias=False, dtype=dtype, rngs=rngs
     )
     self.transformer = nnx.List(

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scenejax.models.conv import Conv
+
 
 def class_activation_map(features, weights, classes) -> jax.Array:
   """CAM of each image for its class, min-max normalised. [PCL] Eq. 1.
@@ -89,7 +91,7 @@ class PCLModel(nnx.Module):
     self.cam_stage = stage
     self.gamma = gamma
     width = widths[stage]
-    self.cam_conv = nnx.Conv(width, width, (1, 1), rngs=rngs)
+    self.cam_conv = Conv(width, width, (1, 1), rngs=rngs)
     self.cam_head = nnx.Linear(width, num_classes, rngs=rngs)
     self.mod_head = nnx.Linear(backbone.num_features, num_classes, rngs=rngs)
     self.pixel_mean = backbone.pixel_mean

@@ -25,12 +25,13 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
+from scenejax.models.conv import Conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # PyTorch's BatchNorm defaults (momentum 0.1 on the new value = 0.9 here).
 _BatchNorm = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=1e-5)
 _Conv = functools.partial(
-  nnx.Conv,
+  Conv,
   use_bias=False,
   kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
 )

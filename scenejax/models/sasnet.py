@@ -58,6 +58,7 @@ from flax import nnx
 
 from scenejax.errors import ConfigError
 from scenejax.models import pretrained, resnet
+from scenejax.models.conv import Conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 # 150 ADE20K classes + SAS-Net's two always-empty channels: its loaders add
@@ -67,7 +68,7 @@ LICENCE = "official SAS-Net model zoo: MIT (the code's licence)"
 
 # PyTorch's BatchNorm2d defaults (momentum 0.1 on the new value = 0.9 here).
 _BatchNorm = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=1e-5)
-_Conv = functools.partial(nnx.Conv, use_bias=False)
+_Conv = functools.partial(Conv, use_bias=False)
 
 
 def semantic_tensor(

@@ -42,7 +42,7 @@ from absl import logging
 from flax import nnx
 
 from scenejax.models import pretrained
-from scenejax.models.classifier import depthwise_conv
+from scenejax.models.conv import Conv, depthwise_conv
 from scenejax.models.segmenter import Segmenter, resize_bilinear
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
@@ -74,7 +74,7 @@ class Attention(nnx.Module):
     self.q, self.k, self.v, self.o = dense(), dense(), dense(), dense()
     self.heads, self.reduction = heads, reduction
     if reduction > 1:
-      self.sr = nnx.Conv(
+      self.sr = Conv(
         width,
         width,
         (reduction, reduction),
@@ -103,7 +103,7 @@ class MixFFN(nnx.Module):
 
   def __init__(self, width, hidden, *, dtype, rngs):
     self.fc1 = nnx.Linear(width, hidden, dtype=dtype, rngs=rngs)
-    self.dwconv = nnx.Conv(
+    self.dwconv = Conv(
       hidden,
       hidden,
       (3, 3),
@@ -136,7 +136,7 @@ class Block(nnx.Module):
 class Stage(nnx.Module):
   def __init__(self, index, in_features, width, depth, heads, *, dtype, rngs):
     k = PATCH_SIZES[index]
-    self.patch_conv = nnx.Conv(
+    self.patch_conv = Conv(
       in_features,
       width,
       (k, k),
@@ -194,7 +194,7 @@ class SegFormer(Segmenter):
     self.projections = nnx.List(
       [nnx.Linear(w, decoder_width, dtype=dtype, rngs=rngs) for w in widths]
     )
-    self.fuse = nnx.Conv(
+    self.fuse = Conv(
       4 * decoder_width,
       decoder_width,
       (1, 1),
@@ -205,9 +205,7 @@ class SegFormer(Segmenter):
     self.batch_norm = nnx.BatchNorm(
       decoder_width, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs
     )
-    self.head = nnx.Conv(
-      decoder_width, num_classes, (1, 1), dtype=dtype, rngs=rngs
-    )
+    self.head = Conv(decoder_width, num_classes, (1, 1), dtype=dtype, rngs=rngs)
 
   def stage_maps(self, x) -> list[jax.Array]:
     maps = []

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from scenejax.models.conv import Conv
+
 
 def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
   """Bilinear resize of NHWC `x` to `size`, half-pixel centres, no
@@ -60,7 +62,7 @@ class ConvBNReLU(nnx.Module):
   def __init__(
     self, in_features, out_features, kernel, *, dilation=1, dtype, rngs
   ):
-    self.conv = nnx.Conv(
+    self.conv = Conv(
       in_features,
       out_features,
       (kernel, kernel),

@@ -40,6 +40,7 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
+from scenejax.models.conv import Conv
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 VARIANTS = {  # embed width, depths, heads
@@ -245,7 +246,7 @@ class Swin(Classifier):
     self.embed_dim, self.depths, self.num_heads = embed, depths, heads
     self.patch_size, self.window_size = patch_size, window_size
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-    self.patch_embed = nnx.Conv(
+    self.patch_embed = Conv(
       3,
       embed,
       (patch_size, patch_size),

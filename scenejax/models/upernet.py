@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from scenejax.models import convnext, pretrained
+from scenejax.models.conv import Conv
 from scenejax.models.segmenter import (
   ConvBNReLU,
   Segmenter,
@@ -77,7 +78,7 @@ class AuxiliaryHead(nnx.Module):
     self.conv_cat = (
       nnx.data(block(in_features + width, width)) if concat_input else None
     )
-    self.classifier = nnx.Conv(
+    self.classifier = Conv(
       width if num_convs else in_features,
       num_classes,
       (1, 1),
@@ -135,9 +136,7 @@ class UperNet(Segmenter):
       [block(hidden_size, hidden_size, 3) for _ in widths[:-1]]
     )
     self.fpn_bottleneck = block(len(widths) * hidden_size, hidden_size, 3)
-    self.head = nnx.Conv(
-      hidden_size, num_classes, (1, 1), dtype=dtype, rngs=rngs
-    )
+    self.head = Conv(hidden_size, num_classes, (1, 1), dtype=dtype, rngs=rngs)
     self.auxiliary_head = nnx.data(
       AuxiliaryHead(
         auxiliary_in_features or widths[2],

@@ -34,6 +34,7 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
+from scenejax.models.conv import Conv
 from scenejax.models.segmenter import adaptive_avg_pool
 from scenejax.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
@@ -43,7 +44,7 @@ _BatchNorm = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=1e-5)
 
 class ConvReLU(nnx.Module):
   def __init__(self, in_features, out, *, batch_norm, dtype, rngs):
-    self.conv = nnx.Conv(
+    self.conv = Conv(
       in_features,
       out,
       (3, 3),
@@ -91,7 +92,7 @@ class VGG(Classifier):
         in_features = width
     self.convs = nnx.List(convs)
     dense_init = nnx.initializers.normal(0.01)
-    self.fc1 = nnx.Conv(
+    self.fc1 = Conv(
       in_features,
       fc_width,
       (7, 7),
@@ -100,7 +101,7 @@ class VGG(Classifier):
       dtype=dtype,
       rngs=rngs,
     )
-    self.fc2 = nnx.Conv(
+    self.fc2 = Conv(
       fc_width, fc_width, (1, 1), kernel_init=dense_init, dtype=dtype, rngs=rngs
     )
     self.head = nnx.Linear(

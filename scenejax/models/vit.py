@@ -25,6 +25,7 @@ from flax import nnx
 
 from scenejax.models import pretrained
 from scenejax.models.classifier import Classifier
+from scenejax.models.conv import Conv
 
 VARIANTS = {  # width, depth, mlp_dim, heads (big_vision's table)
   "Ti": (192, 12, 768, 3),
@@ -100,7 +101,7 @@ class ViT(Classifier):
     self.num_features = width
     self.feature_widths = (width,) * depth
     self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-    self.embedding = nnx.Conv(
+    self.embedding = Conv(
       3,
       width,
       (patch_size, patch_size),
