@@ -48,6 +48,7 @@ setuptools.setup(
       "torch==2.13.0",
       "transformers==5.23.0",
       "tensorflow-cpu>=2.16,<2.22",
+      "ai-edge-litert>=2.1,<3",  # runs the exported model.tflite
       # colabs/ notebooks run top to bottom in the tests.
       "ipykernel>=6.29,<8",
       "nbclient>=0.10,<0.12",
@@ -55,5 +56,7 @@ setuptools.setup(
     ],
     # Preparing a dataset (TFDS builders encode with TensorFlow).
     "prepare": ["tensorflow-cpu>=2.16,<2.22"],
+    # Writing model.tflite (jax2tf + the TFLite converter) and running it.
+    "deploy": ["tensorflow-cpu>=2.16,<2.22", "ai-edge-litert>=2.1,<3"],
   },
 )

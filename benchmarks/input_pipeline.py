@@ -26,21 +26,22 @@ from PIL import Image  # noqa: E402
 from scenejax import input_pipeline  # noqa: E402
 
 
-def make_jpegs(count, rng):
-  """Smooth random images (JPEG-realistic), shorter side 256."""
+def make_jpegs(count, rng, short=256):
+  """Smooth random images (JPEG-realistic), shorter side `short` (256: a
+  pre-resized dataset; 768: photos as SUN397 and Places ship them)."""
   out = []
   for i in range(count):
-    w = 256 + int(rng.integers(0, 128))
+    w = short + int(rng.integers(0, short // 2))
     small = rng.integers(0, 255, (16, w // 16, 3), np.uint8)
-    image = Image.fromarray(small).resize((w, 256), Image.BICUBIC)
+    image = Image.fromarray(small).resize((w, short), Image.BICUBIC)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=90)
     out.append({"image": buf.getvalue(), "label": i % 10, "name": str(i)})
   return out
 
 
-def run_scenejax(source):
-  preprocess = input_pipeline.Preprocess(train=True)
+def run_scenejax(source, jpeg_draft=False):
+  preprocess = input_pipeline.Preprocess(train=True, jpeg_draft=jpeg_draft)
   n = 0
   for batch in input_pipeline.train_batches(
     source,

@@ -30,6 +30,11 @@ are shared and noisy, and a ratio survives noise that absolute times don't.
  10  [SP] Table 5 on our models: deployment cost (parameters, XLA FLOPs,
      images/s) of ResNet-18 (+ GLS + BCL, which cost nothing there) vs
      SAS-Net ResNet-18 (segmenter + two branches)           report
+ 11  deployable artefacts (`scenejax.export`) on CPU: images/s of
+     StableHLO and TFLite (float, int8 weights) vs PyTorch eager, same
+     weights                                                target >= 1.0x;
+     their Top-1 on the demo's eval split vs the in-process model's
+                                                            equal / 0.01
 
 Quick (default): batch 8 at 224 px, 3 repeats, ResNet-50 and ViT-B/16
 (~10 minutes on 2 CPU cores). --full: batch 32 (the issue's setting), 7
@@ -99,6 +104,9 @@ SETTINGS = {
       "deeplabv3plus_resnet_tiny",
       32,
     ),
+    export_backbone="resnet18",
+    export_demo_epochs=1,
+    photo_short_side=96,
     deployment_segmenter=dict(  # the harness check: small and quick
       aspp_rates=(1, 2, 3), aspp_width=8, low_level_width=4, decoder_width=8
     ),
@@ -140,6 +148,9 @@ SETTINGS = {
     segmenter_size=512,
     seg_train=("deeplabv3plus_resnet50", 256, 2),
     deployment=("resnet18", "sasnet_resnet18", "upernet_convnext_small", 224),
+    export_backbone="resnet50",
+    export_demo_epochs=12,
+    photo_short_side=768,
   ),
   "full": dict(
     backbones=("resnet50", "vit_b16"),
@@ -181,6 +192,9 @@ SETTINGS = {
     segmenter_size=512,
     seg_train=("deeplabv3plus_resnet50", 512, 8),
     deployment=("resnet18", "sasnet_resnet18", "upernet_convnext_small", 224),
+    export_backbone="resnet50",
+    export_demo_epochs=12,
+    photo_short_side=768,
   ),
 }
 NUM_CLASSES = 397  # SUN397
@@ -590,6 +604,36 @@ def rows_input(s):
       f"{len(source)} JPEGs, shorter side 256, one core each",
     )
   ]
+  # Full-size photos: decoding dominates, and the DCT-scaled decode
+  # (`config.data.jpeg_draft`) skips most of it.
+  torch.set_num_threads(1)
+  photos = pipeline_bench.make_jpegs(
+    max(64, s["images"] // 2),
+    np.random.default_rng(1),
+    short=s["photo_short_side"],
+  )
+  n = (len(photos) // 32) * 32
+  for draft in (False, True):
+    t_ours, t_torch = backbones.interleaved_medians(
+      lambda draft=draft: pipeline_bench.run_scenejax(photos, draft),
+      lambda: pipeline_bench.run_torch(photos),
+      s["repeats"],
+    )
+    out.append(
+      row(
+        5,
+        "input pipeline on full-size JPEGs, per core"
+        + (", jpeg_draft" if draft else ""),
+        f"{n / t_ours:,.0f} images/s",
+        f"{n / t_torch:,.0f} images/s (PyTorch DataLoader + PIL)",
+        t_torch / t_ours,
+        ">= 1.0x (scenejax / DataLoader images/s)",
+        t_torch / t_ours >= 1.0,
+        f"{len(photos)} JPEGs, shorter side {s['photo_short_side']}, "
+        "one core each",
+      )
+    )
+  torch.set_num_threads(os.cpu_count() or 1)
   fraction, t_pipe, t_memory = data_wait_fraction(s)
   out.append(
     row(
@@ -1113,6 +1157,142 @@ def rows_deployment(s):
   return out
 
 
+def rows_export(s):
+  """Row 11: the deployable artefacts (`scenejax.export`) on CPU.
+
+  Speed: images/s of each runtime, uint8 images in, probabilities out
+  (normalisation and softmax inside), against PyTorch eager (no_grad) with
+  the same weights on the same batch, interleaved. Agreement: the demo run
+  (synthetic scenes), exported in every format, classifies its own eval
+  split; each artefact's Top-1 against the in-process model's."""
+  import torch
+
+  from scenejax import export
+
+  name, batch, size = s["export_backbone"], s["eval_batch"], s["size"]
+  model, reference = backbones.same_model_pair(name, NUM_CLASSES, size)
+  model.eval()
+  reference.eval()
+  description = dict(
+    image_size=size,
+    pixel_mean=list(model.pixel_mean),
+    pixel_std=list(model.pixel_std),
+    task="classification",
+  )
+  images = np.random.default_rng(11).integers(
+    0, 256, (batch, size, size, 3), np.uint8
+  )
+  torch_images = torch.from_numpy(
+    np.asarray(
+      input_pipeline.normalize(images, model.pixel_mean, model.pixel_std)
+    )
+    .transpose(0, 3, 1, 2)
+    .copy()
+  )
+
+  def torch_forward():
+    with torch.no_grad():
+      out = reference(torch_images)
+      torch.softmax(getattr(out, "logits", out), -1)
+
+  out = []
+  setting = (
+    f"{name}, batch {batch}, {size} px, CPU, torch {torch.__version__} "
+    f"({torch.get_num_threads()} threads) eager, same weights"
+  )
+  with tempfile.TemporaryDirectory() as d:
+    runtimes = {"in-process (jit)": jax.jit(
+      export.probabilities_function(model, description)
+    )}  # fmt: skip
+    exported = jax.export.deserialize(
+      export.stablehlo_bytes(model, description)
+    )
+    runtimes["model.stablehlo"] = exported.call
+    for quantize in (None, "dynamic"):
+      path = os.path.join(d, f"{quantize or 'float'}.tflite")
+      data = export.tflite_bytes(model, description, quantize)
+      fileio.atomic_write(path, lambda f, data=data: f.write(data))
+      label = "model.tflite" + (" (int8 weights)" if quantize else "")
+      runtimes[label] = export._tflite_runner(path)
+    for label, run in runtimes.items():
+      ours = lambda run=run: np.asarray(run(images))  # noqa: E731
+      t_ours, t_theirs = backbones.interleaved_medians(
+        ours, torch_forward, s["repeats"]
+      )
+      ratio = t_theirs / t_ours
+      out.append(
+        row(
+          11,
+          f"{name} {label}: images/s vs PyTorch eager",
+          f"{batch / t_ours:.1f} images/s",
+          f"{batch / t_theirs:.1f} images/s",
+          ratio,
+          ">= 1.0x",
+          ratio >= 1.0,
+          setting,
+        )
+      )
+    out.extend(_rows_export_agreement(s, d))
+  return out
+
+
+def _rows_export_agreement(s, d):
+  """Row 11's Top-1 agreement on the demo's eval split."""
+  from PIL import Image
+
+  from scenejax import export, synthetic
+
+  config = demo_config(s, num_epochs=s["export_demo_epochs"])
+  workdir = os.path.join(d, "demo")
+  train.train_and_evaluate(config, workdir)
+  _, train_split, test = synthetic.load(
+    train_per_class=config.data.train_per_class,
+    test_per_class=config.data.test_per_class,
+    image_size=config.data.image_size,
+  )
+  calibration = os.path.join(d, "calibration")
+  os.makedirs(calibration)
+  every = max(1, len(train_split.images) // 64)
+  for i, image in enumerate(train_split.images[::every]):
+    Image.fromarray(image).save(f"{calibration}/{i}.png")
+  images, labels = test.images, test.labels
+  exports = {
+    "float": dict(formats=export.FORMATS),
+    "dynamic": dict(formats=("tflite",), quantize="dynamic"),
+    "int8": dict(formats=("tflite",), quantize="int8", calibration=calibration),
+  }
+  top1 = {}
+  for key, options in exports.items():
+    out = os.path.join(d, key)
+    export.export(workdir, out, **options)
+    for runtime in options["formats"]:
+      label = {
+        "float": runtime,
+        "dynamic": f"{runtime} (int8 weights)",
+        "int8": f"{runtime} (int8 weights and activations)",
+      }[key]
+      probabilities, _ = export.load_runtime(out, runtime)
+      predicted = np.concatenate(
+        [probabilities(images[i : i + 64]) for i in range(0, len(images), 64)]
+      ).argmax(1)
+      top1[label] = float(np.mean(predicted == labels))
+  reference = top1.pop("orbax")
+  return [
+    row(
+      11,
+      f"demo {config.model} {label}: Top-1 on the synthetic eval split "
+      "vs the in-process model",
+      f"{value:.4f}",
+      f"{reference:.4f}",
+      value / reference,
+      "equal (float); within 0.01 (int8)",
+      abs(value - reference) <= (0.01 if "int8" in label else 1e-9),
+      f"{len(images)} images, {config.num_epochs} epochs",
+    )
+    for label, value in top1.items()
+  ]
+
+
 ROWS = {
   1: rows_aux_loss,
   2: rows_pcl,
@@ -1124,6 +1304,7 @@ ROWS = {
   8: rows_segmenter,
   9: rows_segmentation_loss,
   10: rows_deployment,
+  11: rows_export,
 }
 
 
@@ -1155,7 +1336,7 @@ def main(argv=None):
     action="store_true",
     help="toy sizes: checks the harness, not the speed",
   )
-  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10")
+  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10,11")
   parser.add_argument(
     "--out", default="benchmarks/results", help="writes OUT.md and OUT.json"
   )

@@ -56,6 +56,9 @@ def base() -> ml_collections.ConfigDict:
       random_resized_crop=False,  # Inception-style crops instead
       ten_crop=False,  # ten-crop evaluation (SAS-Net)
       on_corrupt="skip",  # or "raise"
+      # Decode JPEGs at 1/2-1/8 scale where the resize allows (PIL draft):
+      # about 2x faster on 768-px photos; pixels slightly differ (README).
+      jpeg_draft=False,
       sun397_config="standard-part1-120k",
       # synthetic_scenes only (scenejax.synthetic):
       num_groups=4,  # confusable groups of scene classes

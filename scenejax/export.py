@@ -1,23 +1,41 @@
-"""Deployable inference parameters from a training workdir, and prediction.
+"""Deployable models from a training workdir, and prediction.
 
   python -m scenejax.export --workdir=/tmp/run --out=/tmp/run_export [--step=N]
-  python -m scenejax.export --predict=/tmp/run_export img1.jpg photos/
+      [--formats=orbax,stablehlo,tflite] [--quantize=dynamic|int8
+      --calibration=IMAGE_DIR]
+  python -m scenejax.export --predict=/tmp/run_export [--runtime=R] img1.jpg photos/
 
 Export restores the workdir's best checkpoint by Top-1 (or `--step`; the
 latest if none has metrics); any complete checkpoint will do, so a
 preempted run, or the last good checkpoint of a run stopped by a NaN, can
 be exported. It drops the optimizer and, for PCL models, the CAM module and
 the erased-image classifier ([PCL] §4: deployment uses the backbone alone),
-and writes:
+and writes, by `--formats` (default orbax,stablehlo):
 
-  OUT/params/       the model's parameters and batch statistics (orbax)
-  OUT/model.json    model name and options, class names, input size, pixel
-                    statistics, the task (and a multi-label model's SARL head)
+  OUT/model.json       model name and options, class names, input size, pixel
+                       statistics, the task (and a multi-label model's SARL
+                       head), the artefacts written
+  OUT/params/          orbax: the parameters and batch statistics, for
+                       scenejax (`load_export`) and fine-tuning
+  OUT/model.stablehlo  `jax.export`: serialized StableHLO of uint8 images
+                       (B, H, W, 3) -> class probabilities (B, C), weights
+                       inside, any batch size; runs with JAX alone (no
+                       scenejax, no Flax) on CPU and CUDA
+  OUT/model.tflite     TFLite / LiteRT (through jax2tf), same signature; with
+                       `--quantize`, int8 post-training quantization:
+                       `dynamic` (weights only, no data) or `int8` (weights
+                       and activations, calibrated on the images in
+                       `--calibration`). Needs tensorflow-cpu to write and
+                       ai-edge-litert (or TensorFlow) to run.
 
-Predict rebuilds that model, preprocesses each image as evaluation does
-(resize the shorter side, centre crop) and prints its top-5 scene names
-(a multi-label model's: its 5 most probable labels, each probability a
-sigmoid of its own).
+Both artefacts take the image after the evaluation crop (resize the shorter
+side, centre crop: `input_pipeline.Preprocess`); normalization and the
+softmax (a multi-label model: per-label sigmoids) are inside.
+
+Predict preprocesses each image that way and prints its top-5 scene names
+(a multi-label model's: its 5 most probable labels), computed by
+`--runtime`: stablehlo, tflite or orbax (default: the first of those the
+export has).
 Arguments may be image files or directories of them. A file that cannot be
 read or decoded is named on stderr and the others are still classified;
 the command then exits with status 2.
@@ -41,12 +59,41 @@ from scenejax import checkpoints, cli, fileio, input_pipeline, models
 from scenejax.errors import UserError
 from scenejax.models import pcl, sadcl
 
+FORMATS = ("orbax", "stablehlo", "tflite")
+QUANTIZATIONS = ("dynamic", "int8")
 
-def export(workdir: str, out: str, step: int | None = None) -> dict:
-  """Writes OUT/params and OUT/model.json from checkpoint `step` (default:
-  the best by its task's metric); returns the model.json dict. Works on any complete
-  checkpoint: a finished run, a preempted one, the last good one of a run
-  stopped by a NaN."""
+
+def export(
+  workdir: str,
+  out: str,
+  step: int | None = None,
+  formats: tuple[str, ...] = ("orbax", "stablehlo"),
+  quantize: str | None = None,
+  calibration: str | None = None,
+) -> dict:
+  """Writes OUT/model.json and the `formats` from checkpoint `step`
+  (default: the best by its task's metric); returns the model.json dict.
+  Works on any complete checkpoint: a finished run, a preempted one, the
+  last good one of a run stopped by a NaN."""
+  unknown = sorted(set(formats) - set(FORMATS))
+  if unknown or not formats:
+    raise UserError(
+      f"--formats: {', '.join(unknown) or 'nothing'} is not a format; "
+      f"give some of {', '.join(FORMATS)}"
+    )
+  if quantize is not None and quantize not in QUANTIZATIONS:
+    raise UserError(
+      f"--quantize={quantize}: give one of {', '.join(QUANTIZATIONS)}"
+    )
+  if quantize and "tflite" not in formats:
+    raise UserError(
+      "--quantize applies to the tflite format: add it to --formats"
+    )
+  if (quantize == "int8") != bool(calibration):
+    raise UserError(
+      "--quantize=int8 calibrates activations on images: give "
+      "--calibration=DIR (and only with int8)"
+    )
   config, graphdef, state, step = checkpoints.restore_workdir(
     workdir, step=step
   )
@@ -89,20 +136,134 @@ def export(workdir: str, out: str, step: int | None = None) -> dict:
     os.makedirs(out, exist_ok=True)
   except OSError as e:
     raise UserError(f"cannot create the export directory {out}: {e}") from e
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(
-      os.path.abspath(os.path.join(out, "params")), nnx.state(model), force=True
+  model.eval()
+  description["artefacts"] = {}
+  if "orbax" in formats:
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(
+        os.path.abspath(os.path.join(out, "params")),
+        nnx.state(model),
+        force=True,
+      )
+    description["artefacts"]["orbax"] = "params"
+  if "stablehlo" in formats:
+    data = stablehlo_bytes(model, description)
+    fileio.atomic_write(
+      os.path.join(out, "model.stablehlo"), lambda f: f.write(data)
     )
+    description["artefacts"]["stablehlo"] = "model.stablehlo"
+  if "tflite" in formats:
+    calibration_images = None
+    if calibration:
+      calibration_images = _calibration_images(calibration, description)
+    data = tflite_bytes(model, description, quantize, calibration_images)
+    fileio.atomic_write(
+      os.path.join(out, "model.tflite"), lambda f: f.write(data)
+    )
+    description["artefacts"]["tflite"] = "model.tflite"
+    description["tflite_quantization"] = quantize or "none"
   fileio.write_json(os.path.join(out, "model.json"), description)
   return description
 
 
-def load_export(directory: str) -> tuple[nnx.Module, dict]:
-  """(model in inference mode, model.json dict) of an export directory."""
+def probabilities_function(model: nnx.Module, description: dict):
+  """uint8 images (B, H, W, 3), already cropped -> float32 probabilities
+  (B, C): what the exported artefacts compute. Softmax over scene classes;
+  a multi-label model's labels are independent (a sigmoid each)."""
+  graphdef, state = nnx.split(model)
+  mean, std = description["pixel_mean"], description["pixel_std"]
+  multilabel = description.get("task") == "multilabel"
+
+  def probabilities(images):
+    logits = nnx.merge(graphdef, state)(
+      input_pipeline.normalize(images, mean, std)
+    ).astype(jnp.float32)
+    return jax.nn.sigmoid(logits) if multilabel else jax.nn.softmax(logits)
+
+  return probabilities
+
+
+def _input_spec(description, batch):
+  size = description["image_size"]
+  return jax.ShapeDtypeStruct((batch, size, size, 3), jnp.uint8)
+
+
+def stablehlo_bytes(model: nnx.Module, description: dict) -> bytearray:
+  """`jax.export` of `probabilities_function`, batch size symbolic, lowered
+  for CPU and CUDA; the weights are constants inside."""
+  (batch,) = jax.export.symbolic_shape("b")
+  exported = jax.export.export(
+    jax.jit(probabilities_function(model, description)),
+    platforms=("cpu", "cuda"),
+  )(_input_spec(description, batch))
+  return exported.serialize()
+
+
+def tflite_bytes(
+  model: nnx.Module,
+  description: dict,
+  quantize: str | None = None,
+  calibration_images: np.ndarray | None = None,
+) -> bytes:
+  """A TFLite flatbuffer of `probabilities_function`: jax2tf wraps the
+  function's StableHLO (for CPU) in a TF graph, and the TFLite converter
+  legalizes it to TFLite ops. `quantize`: None (float32), "dynamic" (int8
+  weights) or "int8" (int8 weights and activations, ranges from
+  `calibration_images`, uint8 (N, H, W, 3))."""
+  try:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+  except ImportError:
+    raise UserError(
+      "the tflite format needs TensorFlow to convert: pip install "
+      "tensorflow-cpu (or pip install -e '.[deploy]')"
+    ) from None
+  size = description["image_size"]
+  function = tf.function(
+    jax2tf.convert(
+      probabilities_function(model, description),
+      polymorphic_shapes=[f"(b, {size}, {size}, 3)"],
+      native_serialization_platforms=("cpu",),
+    ),
+    autograph=False,
+    input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
+  )
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+    [function.get_concrete_function()], function
+  )
+  if quantize:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantize == "int8":
+    converter.representative_dataset = lambda: (
+      [image[None]] for image in calibration_images
+    )
+  return converter.convert()
+
+
+def _calibration_images(directory: str, description: dict) -> np.ndarray:
+  """The images in `directory`, preprocessed as evaluation does."""
+  preprocess = input_pipeline.Preprocess(
+    train=False,
+    image_size=description["image_size"],
+    resize_size=description["resize_size"],
+    on_corrupt="raise",
+  )
+  images = []
+  for path in image_paths([directory]):
+    try:
+      with open(path, "rb") as f:
+        images.append(preprocess({"image": f.read(), "label": 0})["image"])
+    except OSError as e:
+      raise UserError(f"--calibration: cannot read {path}: {e}") from e
+  return np.stack(images)
+
+
+def _description(directory: str) -> dict:
   path = os.path.join(directory, "model.json")
   try:
     with open(path) as f:
-      description = json.load(f)
+      return json.load(f)
   except FileNotFoundError:
     raise UserError(
       f"{path} not found: {directory} is not an export; make one with "
@@ -110,6 +271,17 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
     ) from None
   except ValueError as e:
     raise UserError(f"{path}: not valid JSON ({e})") from e
+
+
+def load_export(directory: str) -> tuple[nnx.Module, dict]:
+  """(model in inference mode, model.json dict) of an export directory."""
+  path = os.path.join(directory, "model.json")
+  description = _description(directory)
+  if not os.path.isdir(os.path.join(directory, "params")):
+    raise UserError(
+      f"{directory} has no orbax parameters (params/): it was exported "
+      "without the orbax format; export again with --formats=orbax,..."
+    )
   options = {
     k: tuple(v) if isinstance(v, list) else v
     for k, v in description.get("options", {}).items()
@@ -144,6 +316,83 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
   return model, description
 
 
+RUNTIMES = ("stablehlo", "tflite", "orbax")
+
+
+def load_runtime(directory: str, runtime: str | None = None):
+  """(probabilities, model.json dict): `probabilities(images)` maps uint8
+  images (B, H, W, 3), cropped as evaluation does, to (B, C) float32 class
+  probabilities with the export's `runtime` (default: the first of
+  RUNTIMES the export has)."""
+  description = _description(directory)
+  files = {
+    "stablehlo": "model.stablehlo",
+    "tflite": "model.tflite",
+    "orbax": "params",
+  }
+  have = [
+    r for r in RUNTIMES if os.path.exists(os.path.join(directory, files[r]))
+  ]
+  if runtime is None:
+    runtime = (have or ["orbax"])[0]
+  if runtime not in RUNTIMES:
+    raise UserError(f"--runtime={runtime}: give one of {', '.join(RUNTIMES)}")
+  if runtime not in have:
+    raise UserError(
+      f"{directory} has no {files[runtime]}: export it with "
+      f"--formats={runtime} (it has: {', '.join(have) or 'no artefact'})"
+    )
+  path = os.path.join(directory, files[runtime])
+  if runtime == "orbax":
+    model, description = load_export(directory)
+    function = jax.jit(probabilities_function(model, description))
+    return (lambda images: np.asarray(function(images))), description
+  if runtime == "stablehlo":
+    with open(path, "rb") as f:
+      try:
+        exported = jax.export.deserialize(bytearray(f.read()))
+      except Exception as e:  # flatbuffer errors have no common type
+        raise UserError(f"{path}: not a serialized jax.export ({e})") from e
+    return (lambda images: np.asarray(exported.call(images))), description
+  return _tflite_runner(path), description
+
+
+def _tflite_runner(path: str):
+  """A LiteRT interpreter over `path`, resized to each batch's shape."""
+  try:
+    from ai_edge_litert.interpreter import Interpreter
+  except ImportError:
+    try:
+      os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+      from tensorflow.lite import Interpreter
+    except ImportError:
+      raise UserError(
+        f"{path}: running a TFLite model needs ai-edge-litert (pip install "
+        "ai-edge-litert) or TensorFlow"
+      ) from None
+  try:
+    # The interpreter's default is one thread.
+    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+  except ValueError as e:
+    raise UserError(f"{path}: not a TFLite model ({e})") from e
+  (source,) = interpreter.get_input_details()
+  (result,) = interpreter.get_output_details()
+  shape = None
+
+  def probabilities(images):
+    nonlocal shape
+    images = np.ascontiguousarray(images, np.uint8)
+    if images.shape != shape:
+      interpreter.resize_tensor_input(source["index"], images.shape)
+      interpreter.allocate_tensors()
+      shape = images.shape
+    interpreter.set_tensor(source["index"], images)
+    interpreter.invoke()
+    return interpreter.get_tensor(result["index"]).copy()
+
+  return probabilities
+
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -173,11 +422,15 @@ class Prediction(NamedTuple):
 
 
 def predict(
-  directory: str, image_files: list[str], top: int = 5
+  directory: str,
+  image_files: list[str],
+  top: int = 5,
+  runtime: str | None = None,
 ) -> list[Prediction]:
-  """A Prediction for each image file; a file that cannot be read or
-  decoded gets its `error`, and the others are classified all the same."""
-  model, description = load_export(directory)
+  """A Prediction for each image file, by the export's `runtime` (see
+  `load_runtime`); a file that cannot be read or decoded gets its
+  `error`, and the others are classified all the same."""
+  probabilities, description = load_runtime(directory, runtime)
   preprocess = input_pipeline.Preprocess(
     train=False,
     image_size=description["image_size"],
@@ -197,15 +450,7 @@ def predict(
         message = f"{path}: {e.strerror or e}"
       results.append(Prediction(path, [], message))
       continue
-    x = input_pipeline.normalize(
-      jnp.asarray(image[None]),
-      description["pixel_mean"],
-      description["pixel_std"],
-    )
-    if description.get("task") == "multilabel":  # independent labels
-      probs = np.asarray(jax.nn.sigmoid(model(x)[0].astype(jnp.float32)))
-    else:
-      probs = np.asarray(jax.nn.softmax(model(x)[0]))
+    probs = probabilities(np.asarray(image, np.uint8)[None])[0]
     order = np.argsort(-probs)[:top]
     names = description["class_names"]
     results.append(
@@ -219,7 +464,7 @@ def main(argv: list[str]) -> None:
   if flag.predict:
     if len(argv) < 2:
       cli.fail("give image files or directories after --predict=EXPORT_DIR")
-    results = predict(flag.predict, image_paths(argv[1:]))
+    results = predict(flag.predict, image_paths(argv[1:]), runtime=flag.runtime)
     for result in results:
       if result.error is None:
         print(
@@ -239,10 +484,18 @@ def main(argv: list[str]) -> None:
     return
   if not (flag.workdir and flag.out):
     cli.fail("give --workdir and --out (or --predict=EXPORT files...)")
-  description = export(flag.workdir, flag.out, step=flag.step)
+  description = export(
+    flag.workdir,
+    flag.out,
+    step=flag.step,
+    formats=tuple(f for f in flag.formats if f),
+    quantize=flag.quantize,
+    calibration=flag.calibration,
+  )
   print(
     f"exported {description['model']} (step "
-    f"{description['checkpoint_step']}) to {flag.out}"
+    f"{description['checkpoint_step']}) to {flag.out}: "
+    + ", ".join(description["artefacts"].values())
   )
 
 
@@ -254,9 +507,29 @@ if __name__ == "__main__":
   flags.DEFINE_integer(
     "step", None, "checkpoint step (default: the best by the task's metric)"
   )
+  flags.DEFINE_list(
+    "formats",
+    ["orbax", "stablehlo"],
+    "what to write: some of " + ", ".join(FORMATS),
+  )
+  flags.DEFINE_string(
+    "quantize",
+    None,
+    "tflite int8 post-training quantization: dynamic (weights) or int8 "
+    "(weights and activations; needs --calibration)",
+  )
+  flags.DEFINE_string(
+    "calibration", None, "a directory of images to calibrate int8 on"
+  )
   flags.DEFINE_string(
     "predict",
     None,
     "an export directory: classify the image files given as arguments",
+  )
+  flags.DEFINE_string(
+    "runtime",
+    None,
+    "with --predict: " + ", ".join(RUNTIMES) + " (default: the first the "
+    "export has)",
   )
   cli.run(main)

@@ -163,6 +163,11 @@ class Preprocess:
   get the image's resize, crops and flip, ids by nearest neighbour and
   scores bilinearly (SAS-Net's loaders).
 
+  With `jpeg_draft`, a JPEG is decoded straight at reduced size where the
+  crop allows it (`common.open_image`'s `draft_size`: shorter side >=
+  `resize_size`; not with `random_resized_crop`, whose small boxes need
+  the full resolution, nor with SAS-Net's maps).
+
   An image that cannot be decoded returns None (the pipeline drops it),
   is logged with its name and counted in `self.skipped`; with
   `on_corrupt="raise"` it raises instead. Randomness comes from the
@@ -179,6 +184,7 @@ class Preprocess:
     random_resized_crop: bool = False,
     ten_crop: bool = False,
     on_corrupt: str = "skip",
+    jpeg_draft: bool = False,
   ):
     if on_corrupt not in ("skip", "raise"):
       raise ValueError(
@@ -194,6 +200,9 @@ class Preprocess:
       raise ValueError("ten_crop is an evaluation transform (train=False)")
     self.ten_crop = ten_crop
     self.on_corrupt = on_corrupt
+    self.draft_size = (
+      resize_size if jpeg_draft and not random_resized_crop else None
+    )
     self.skipped = 0
 
   def __call__(self, example: dict, rng: np.random.Generator | None = None):
@@ -203,8 +212,12 @@ class Preprocess:
     name = example.get("name", "?")
     if isinstance(image, (bytes, np.bytes_)):
       # Stay in PIL from decode to crop: one array copy, of the crop only.
+      semantic = any(k in example for k in SEMANTIC_KEYS)
       image = common.open_image(
-        bytes(image), name, strict=self.on_corrupt == "raise"
+        bytes(image),
+        name,
+        strict=self.on_corrupt == "raise",
+        draft_size=None if semantic else self.draft_size,
       )
       if image is None:
         self.skipped += 1
@@ -334,8 +347,12 @@ class SegmentationPreprocess:
     image, label = example["image"], example["label"]
     name = example.get("name", "?")
     if isinstance(image, (bytes, np.bytes_)):
+      semantic = any(k in example for k in SEMANTIC_KEYS)
       image = common.open_image(
-        bytes(image), name, strict=self.on_corrupt == "raise"
+        bytes(image),
+        name,
+        strict=self.on_corrupt == "raise",
+        draft_size=None if semantic else self.draft_size,
       )
       if image is None:
         return None
@@ -473,6 +490,7 @@ def preprocessors(config, data) -> tuple[Preprocess | None, Preprocess | None]:
     image_size=config.data.image_size,
     resize_size=config.data.resize_size,
     on_corrupt=config.data.on_corrupt,
+    jpeg_draft=config.data.jpeg_draft,
   )
   return (
     Preprocess(

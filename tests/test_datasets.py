@@ -280,6 +280,49 @@ def test_preprocess_shapes_and_eval_centre_crop():
   assert out["image"].shape == (224, 224, 3) and out["label"] == 2
 
 
+def test_jpeg_draft_decodes_smaller_where_the_resize_allows():
+  """A 1024x768 JPEG bound for a 256 resize decodes at 1/2 scale (1/4
+  would be 192 < 256); the eval crop from it is close to the full decode's
+  (a box filter in the DCT instead of bilinear); PNGs, small JPEGs and
+  random-resized crops decode in full."""
+  import io
+
+  from PIL import Image as PILImage
+
+  from scenejax.datasets import common
+
+  rng = np.random.default_rng(0)
+  smooth = PILImage.fromarray(rng.integers(0, 255, (12, 16, 3), np.uint8))
+  smooth = smooth.resize((1024, 768), PILImage.BICUBIC)
+  encoded = {}
+  for fmt in ("JPEG", "PNG"):
+    buffer = io.BytesIO()
+    smooth.save(buffer, format=fmt, quality=95)
+    encoded[fmt] = buffer.getvalue()
+  assert common.open_image(encoded["JPEG"], "a", draft_size=256).size == (
+    512,
+    384,
+  )
+  assert common.open_image(encoded["JPEG"], "a", draft_size=400).size == (
+    1024,
+    768,
+  )
+  assert common.open_image(encoded["PNG"], "a", draft_size=256).size == (
+    1024,
+    768,
+  )
+  example = {"image": encoded["JPEG"], "label": 0}
+  full = input_pipeline.Preprocess(train=False)(example)["image"]
+  draft = input_pipeline.Preprocess(train=False, jpeg_draft=True)(example)
+  difference = np.abs(full.astype(float) - draft["image"])
+  assert draft["image"].shape == full.shape == (224, 224, 3)
+  assert 0 < difference.mean() < 2.0, difference.mean()
+  crops = input_pipeline.Preprocess(
+    train=True, random_resized_crop=True, jpeg_draft=True
+  )
+  assert crops.draft_size is None
+
+
 def _epoch(source, seed, epoch, batch_size=4, preprocess=None, **kw):
   return input_pipeline.train_batches(
     source,

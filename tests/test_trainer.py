@@ -261,10 +261,23 @@ def test_topk_counts_by_hand():
   assert m["mean_class_accuracy"] == pytest.approx((0.5 + 0 + 0) / 3)
 
 
-def test_export_and_predict(tmp_path, uninterrupted):
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, uninterrupted):
+  """The tiny run exported in every format (tflite in float32)."""
+  from scenejax import export
+
+  workdir, _ = uninterrupted
+  out = str(tmp_path_factory.mktemp("export") / "export")
+  description = export.export(workdir, out, formats=export.FORMATS)
+  return out, description
+
+
+@pytest.mark.parametrize("runtime", ["orbax", "stablehlo", "tflite"])
+def test_export_and_predict(tmp_path, uninterrupted, exported, runtime):
   """The export has the plain model's parameters only; predict on image
-  files gives the probabilities of the trained model's own forward pass,
-  restored here straight from the checkpoint the export names."""
+  files, by each runtime, gives the probabilities of the trained model's
+  own forward pass, restored here straight from the checkpoint the export
+  names."""
   import jax
   from flax import nnx
   from PIL import Image
@@ -272,11 +285,11 @@ def test_export_and_predict(tmp_path, uninterrupted):
   from scenejax import export, input_pipeline, models, optim, synthetic
 
   workdir, _ = uninterrupted
-  out = str(tmp_path / "export")
-  description = export.export(workdir, out)
-  exported, _ = export.load_export(out)
+  out, description = exported
+  assert set(description["artefacts"]) == set(export.FORMATS)
+  model, _ = export.load_export(out)
   plain = nnx.eval_shape(lambda: models.create("resnet_tiny", 8))
-  assert models.num_params(exported) == models.num_params(plain)
+  assert models.num_params(model) == models.num_params(plain)
 
   # The trained model (model + optimizer state, as the trainer saved it).
   config = _tiny_config()
@@ -300,7 +313,7 @@ def test_export_and_predict(tmp_path, uninterrupted):
     files.append(str(tmp_path / f"{i}.png"))
     Image.fromarray(test[i]["image"]).save(files[-1])  # lossless
     images.append(test[i]["image"])
-  ranked = export.predict(out, files, top=8)
+  ranked = export.predict(out, files, top=8, runtime=runtime)
   probs = np.asarray(
     jax.nn.softmax(trained(input_pipeline.normalize(np.stack(images))))
   )
@@ -311,6 +324,85 @@ def test_export_and_predict(tmp_path, uninterrupted):
     assert [name for name, _ in got] == [names[i] for i in order], path
     np.testing.assert_allclose(
       [p for _, p in got], want[order], rtol=1e-5, atol=1e-6
+    )
+
+
+_STABLEHLO_ALONE = """
+import sys
+import jax, numpy as np
+with open(sys.argv[1], "rb") as f:
+  exported = jax.export.deserialize(bytearray(f.read()))
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], np.asarray(exported.call(images)))
+assert not any(m.split(".")[0] in ("scenejax", "flax") for m in sys.modules)
+print(exported.platforms, exported.in_avals)
+"""
+
+
+def test_stablehlo_export_runs_with_jax_alone(tmp_path, exported):
+  """model.stablehlo needs neither scenejax nor Flax: a fresh interpreter
+  with only jax and numpy imported runs it, at batch sizes the export never
+  saw, and agrees with scenejax's own forward pass."""
+  from scenejax import export
+
+  out, description = exported
+  rng = np.random.default_rng(0)
+  size = description["image_size"]
+  model, _ = export.load_export(out)
+  for batch in (1, 3):
+    images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    proc = subprocess.run(
+      [sys.executable, "-c", _STABLEHLO_ALONE, os.path.join(out, "model.stablehlo"),
+       tmp_path / "images.npy", tmp_path / "probs.npy"],
+      capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cpu" in proc.stdout and "cuda" in proc.stdout
+    got = np.load(tmp_path / "probs.npy")
+    want = np.asarray(export.probabilities_function(model, description)(images))
+    assert got.shape == (batch, description["num_classes"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tflite_int8_quantization_keeps_the_predictions(
+  tmp_path, uninterrupted
+):
+  """int8 post-training quantization (weights only, and weights with
+  activations calibrated on images): the quantized model's top-1 agrees
+  with the float model's on most held-out images, and its probabilities
+  stay close; the flatbuffer shrinks (int8 weights)."""
+  from PIL import Image
+
+  from scenejax import export, synthetic
+
+  workdir, _ = uninterrupted
+  _, _, test = synthetic.load(train_per_class=20, test_per_class=5)
+  calibration = tmp_path / "calibration"
+  calibration.mkdir()
+  for i in range(0, 40, 2):
+    Image.fromarray(test[i]["image"]).save(calibration / f"{i}.png")
+  held_out = np.stack([test[i]["image"] for i in range(1, 40, 2)])
+  float_dir = str(tmp_path / "float")
+  description = export.export(workdir, float_dir, formats=("tflite",))
+  want = export.load_runtime(float_dir)[0](held_out)
+  for quantize in ("dynamic", "int8"):
+    out = str(tmp_path / quantize)
+    description = export.export(
+      workdir,
+      out,
+      formats=("tflite",),
+      quantize=quantize,
+      calibration=str(calibration) if quantize == "int8" else None,
+    )
+    assert description["tflite_quantization"] == quantize
+    got = export.load_runtime(out, "tflite")[0](held_out)
+    agree = np.mean(got.argmax(1) == want.argmax(1))
+    assert agree >= 0.9, (quantize, agree)
+    assert np.abs(got - want).max() < 0.1, quantize
+    assert os.path.getsize(os.path.join(out, "model.tflite")) < 0.5 * (
+      os.path.getsize(os.path.join(float_dir, "model.tflite"))
     )
 
 
