@@ -241,14 +241,19 @@ def tflite_bytes(
   return converter.convert()
 
 
-def _calibration_images(directory: str, description: dict) -> np.ndarray:
-  """The images in `directory`, preprocessed as evaluation does."""
-  preprocess = input_pipeline.Preprocess(
+def _eval_preprocess(description: dict) -> input_pipeline.Preprocess:
+  """The export's input: evaluation's resize and centre crop."""
+  return input_pipeline.Preprocess(
     train=False,
     image_size=description["image_size"],
     resize_size=description["resize_size"],
     on_corrupt="raise",
   )
+
+
+def _calibration_images(directory: str, description: dict) -> np.ndarray:
+  """The images in `directory`, preprocessed as evaluation does."""
+  preprocess = _eval_preprocess(description)
   images = []
   for path in image_paths([directory]):
     try:
@@ -431,12 +436,7 @@ def predict(
   `load_runtime`); a file that cannot be read or decoded gets its
   `error`, and the others are classified all the same."""
   probabilities, description = load_runtime(directory, runtime)
-  preprocess = input_pipeline.Preprocess(
-    train=False,
-    image_size=description["image_size"],
-    resize_size=description["resize_size"],
-    on_corrupt="raise",
-  )
+  preprocess = _eval_preprocess(description)
   results = []
   for path in image_files:
     try:

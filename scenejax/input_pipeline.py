@@ -347,12 +347,8 @@ class SegmentationPreprocess:
     image, label = example["image"], example["label"]
     name = example.get("name", "?")
     if isinstance(image, (bytes, np.bytes_)):
-      semantic = any(k in example for k in SEMANTIC_KEYS)
       image = common.open_image(
-        bytes(image),
-        name,
-        strict=self.on_corrupt == "raise",
-        draft_size=None if semantic else self.draft_size,
+        bytes(image), name, strict=self.on_corrupt == "raise"
       )
       if image is None:
         return None

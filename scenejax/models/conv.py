@@ -107,6 +107,10 @@ def _conv(x, kernel, strides, padding, dilation, precision):
                           larger kernels: the library's transposed
                           convolution (as fast as the forward on CPU)
   """
+  return _library_conv(x, kernel, strides, padding, dilation, precision)
+
+
+def _library_conv(x, kernel, strides, padding, dilation, precision):
   return lax.conv_general_dilated(
     x,
     kernel,
@@ -187,15 +191,7 @@ def _conv_bwd(strides, padding, dilation, precision, residuals, g):
     )
   else:  # the library's transposed convolution
     (d_x,) = jax.linear_transpose(
-      lambda x: lax.conv_general_dilated(
-        x,
-        kernel,
-        strides,
-        padding,
-        rhs_dilation=dilation,
-        dimension_numbers=_NHWC,
-        precision=precision,
-      ),
+      lambda x: _library_conv(x, kernel, strides, padding, dilation, precision),
       x,
     )(g)
   return d_x.astype(x.dtype), d_kernel.astype(kernel.dtype)
