@@ -1213,7 +1213,7 @@ def rows_export(s):
       data = export.tflite_bytes(model, description, quantize)
       fileio.atomic_write(path, lambda f, data=data: f.write(data))
       label = "model.tflite" + (" (int8 weights)" if quantize else "")
-      runtimes[label] = export._tflite_runner(path)
+      runtimes[label] = export.tflite_runner(path)
     for label, run in runtimes.items():
       ours = lambda run=run: np.asarray(run(images))  # noqa: E731
       t_ours, t_theirs = backbones.interleaved_medians(

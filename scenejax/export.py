@@ -59,7 +59,13 @@ from scenejax import checkpoints, cli, fileio, input_pipeline, models
 from scenejax.errors import UserError
 from scenejax.models import pcl, sadcl
 
-FORMATS = ("orbax", "stablehlo", "tflite")
+# Each format's file or directory inside an export.
+ARTEFACTS = {
+  "orbax": "params",
+  "stablehlo": "model.stablehlo",
+  "tflite": "model.tflite",
+}
+FORMATS = tuple(ARTEFACTS)
 QUANTIZATIONS = ("dynamic", "int8")
 
 
@@ -137,31 +143,28 @@ def export(
   except OSError as e:
     raise UserError(f"cannot create the export directory {out}: {e}") from e
   model.eval()
-  description["artefacts"] = {}
   if "orbax" in formats:
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(
-        os.path.abspath(os.path.join(out, "params")),
+        os.path.abspath(os.path.join(out, ARTEFACTS["orbax"])),
         nnx.state(model),
         force=True,
       )
-    description["artefacts"]["orbax"] = "params"
   if "stablehlo" in formats:
     data = stablehlo_bytes(model, description)
     fileio.atomic_write(
-      os.path.join(out, "model.stablehlo"), lambda f: f.write(data)
+      os.path.join(out, ARTEFACTS["stablehlo"]), lambda f: f.write(data)
     )
-    description["artefacts"]["stablehlo"] = "model.stablehlo"
   if "tflite" in formats:
     calibration_images = None
     if calibration:
       calibration_images = _calibration_images(calibration, description)
     data = tflite_bytes(model, description, quantize, calibration_images)
     fileio.atomic_write(
-      os.path.join(out, "model.tflite"), lambda f: f.write(data)
+      os.path.join(out, ARTEFACTS["tflite"]), lambda f: f.write(data)
     )
-    description["artefacts"]["tflite"] = "model.tflite"
     description["tflite_quantization"] = quantize or "none"
+  description["artefacts"] = {f: ARTEFACTS[f] for f in FORMATS if f in formats}
   fileio.write_json(os.path.join(out, "model.json"), description)
   return description
 
@@ -183,19 +186,15 @@ def probabilities_function(model: nnx.Module, description: dict):
   return probabilities
 
 
-def _input_spec(description, batch):
-  size = description["image_size"]
-  return jax.ShapeDtypeStruct((batch, size, size, 3), jnp.uint8)
-
-
 def stablehlo_bytes(model: nnx.Module, description: dict) -> bytearray:
   """`jax.export` of `probabilities_function`, batch size symbolic, lowered
   for CPU and CUDA; the weights are constants inside."""
   (batch,) = jax.export.symbolic_shape("b")
+  size = description["image_size"]
   exported = jax.export.export(
     jax.jit(probabilities_function(model, description)),
     platforms=("cpu", "cuda"),
-  )(_input_spec(description, batch))
+  )(jax.ShapeDtypeStruct((batch, size, size, 3), jnp.uint8))
   return exported.serialize()
 
 
@@ -282,7 +281,7 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
   """(model in inference mode, model.json dict) of an export directory."""
   path = os.path.join(directory, "model.json")
   description = _description(directory)
-  if not os.path.isdir(os.path.join(directory, "params")):
+  if not os.path.isdir(os.path.join(directory, ARTEFACTS["orbax"])):
     raise UserError(
       f"{directory} has no orbax parameters (params/): it was exported "
       "without the orbax format; export again with --formats=orbax,..."
@@ -314,7 +313,7 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
   graphdef, abstract = nnx.split(model)
   with ocp.StandardCheckpointer() as checkpointer:
     state = checkpointer.restore(
-      os.path.abspath(os.path.join(directory, "params")), abstract
+      os.path.abspath(os.path.join(directory, ARTEFACTS["orbax"])), abstract
     )
   model = nnx.merge(graphdef, state)
   model.eval()
@@ -330,13 +329,8 @@ def load_runtime(directory: str, runtime: str | None = None):
   probabilities with the export's `runtime` (default: the first of
   RUNTIMES the export has)."""
   description = _description(directory)
-  files = {
-    "stablehlo": "model.stablehlo",
-    "tflite": "model.tflite",
-    "orbax": "params",
-  }
   have = [
-    r for r in RUNTIMES if os.path.exists(os.path.join(directory, files[r]))
+    r for r in RUNTIMES if os.path.exists(os.path.join(directory, ARTEFACTS[r]))
   ]
   if runtime is None:
     runtime = (have or ["orbax"])[0]
@@ -344,10 +338,10 @@ def load_runtime(directory: str, runtime: str | None = None):
     raise UserError(f"--runtime={runtime}: give one of {', '.join(RUNTIMES)}")
   if runtime not in have:
     raise UserError(
-      f"{directory} has no {files[runtime]}: export it with "
+      f"{directory} has no {ARTEFACTS[runtime]}: export it with "
       f"--formats={runtime} (it has: {', '.join(have) or 'no artefact'})"
     )
-  path = os.path.join(directory, files[runtime])
+  path = os.path.join(directory, ARTEFACTS[runtime])
   if runtime == "orbax":
     model, description = load_export(directory)
     function = jax.jit(probabilities_function(model, description))
@@ -359,10 +353,10 @@ def load_runtime(directory: str, runtime: str | None = None):
       except Exception as e:  # flatbuffer errors have no common type
         raise UserError(f"{path}: not a serialized jax.export ({e})") from e
     return (lambda images: np.asarray(exported.call(images))), description
-  return _tflite_runner(path), description
+  return tflite_runner(path), description
 
 
-def _tflite_runner(path: str):
+def tflite_runner(path: str):
   """A LiteRT interpreter over `path`, resized to each batch's shape."""
   try:
     from ai_edge_litert.interpreter import Interpreter
