@@ -327,6 +327,33 @@ def test_export_and_predict(tmp_path, uninterrupted, exported, runtime):
     )
 
 
+def test_export_options_and_runtimes_are_checked(tmp_path, exported):
+  """Bad --formats/--quantize/--calibration/--runtime are one-line
+  errors naming the flag; a runtime the export lacks names the file."""
+  from scenejax import export
+  from scenejax.errors import UserError
+
+  out, _ = exported
+  for options, words in [
+    (dict(formats=("onnx",)), "onnx"),
+    (dict(formats=("tflite",), quantize="int4"), "--quantize=int4"),
+    (dict(formats=("stablehlo",), quantize="dynamic"), "tflite"),
+    (dict(formats=("tflite",), quantize="int8"), "--calibration"),
+  ]:
+    with pytest.raises(UserError, match=words):
+      export.export("unused", str(tmp_path / "x"), **options)
+  with pytest.raises(UserError, match="--runtime=onnx"):
+    export.load_runtime(out, "onnx")
+  only = tmp_path / "only_json"
+  only.mkdir()
+  with open(os.path.join(out, "model.json")) as f:
+    (only / "model.json").write_text(f.read())
+  with pytest.raises(UserError, match="no model.tflite"):
+    export.load_runtime(str(only), "tflite")
+  with pytest.raises(UserError, match="no orbax parameters"):
+    export.load_export(str(only))
+
+
 _STABLEHLO_ALONE = """
 import sys
 import jax, numpy as np
