@@ -266,15 +266,15 @@ def torch_step(hf):
   return step
 
 
-def interleaved_medians(a, b, repeats):
-  """Median seconds of a() and b(), after one warm-up call each (compile,
-  allocation), alternating a, b, a, b..."""
-  a()
-  b()
-  times_a, times_b = [], []
+def interleaved_medians(*fns, repeats):
+  """Median seconds of each of `fns`, after one warm-up call each
+  (compile, allocation), alternating a, b, a, b..."""
+  for fn in fns:
+    fn()
+  times = [[] for _ in fns]
   for _ in range(repeats):
-    for fn, times in ((a, times_a), (b, times_b)):
+    for fn, fn_times in zip(fns, times, strict=True):
       start = time.perf_counter()
       fn()
-      times.append(time.perf_counter() - start)
-  return statistics.median(times_a), statistics.median(times_b)
+      fn_times.append(time.perf_counter() - start)
+  return tuple(statistics.median(t) for t in times)

@@ -59,6 +59,10 @@ def base() -> ml_collections.ConfigDict:
       # Decode JPEGs at 1/2-1/8 scale where the resize allows (PIL draft):
       # about 2x faster on 768-px photos; pixels slightly differ (README).
       jpeg_draft=False,
+      # Train batches assembled / placed on the devices ahead of the step
+      # by background threads (input_pipeline.device_batches; 0 = off).
+      host_prefetch=2,
+      device_prefetch=2,
       sun397_config="standard-part1-120k",
       # synthetic_scenes only (scenejax.synthetic):
       num_groups=4,  # confusable groups of scene classes
@@ -581,6 +585,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     "> 0",
   )
   for name in (
+    "data.host_prefetch",
+    "data.device_prefetch",
     "optimizer.backbone_learning_rate",
     "optimizer.weight_decay",
     "optimizer.momentum",

@@ -537,12 +537,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         start = time.perf_counter()
         pending = []
         batches = iter(
-          input_pipeline.train_batches(
-            train_source,
-            config.batch_size,
-            seed=config.seed,
-            epoch=epoch,
-            preprocess=train_preprocess,
+          input_pipeline.device_batches(
+            input_pipeline.train_batches(
+              train_source,
+              config.batch_size,
+              seed=config.seed,
+              epoch=epoch,
+              preprocess=train_preprocess,
+            ),
+            data_sharding,
+            host_buffer=config.data.host_prefetch,
+            device_buffer=config.data.device_prefetch,
           )
         )
         first_step, train_sums = 0, {}
@@ -562,12 +567,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           disable=not config.progress_bar,
         )
         for step, batch in enumerate(bar, start=first_step):
-          state, metrics = task.step(
-            state,
-            input_pipeline.shard_batch(batch, data_sharding),
-            np.float32(epoch),
-            aux,
-          )
+          state, metrics = task.step(state, batch, np.float32(epoch), aux)
           pending.append(metrics)
           if (step + 1) % config.log_every_steps == 0:
             # A failed save (a full disk) stops the run now, not at the

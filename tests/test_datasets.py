@@ -8,6 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 from conftest import write_top3_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import scenejax.datasets as datasets
@@ -280,6 +282,56 @@ def test_preprocess_shapes_and_eval_centre_crop():
   assert out["image"].shape == (224, 224, 3) and out["label"] == 2
 
 
+def test_train_crop_and_flip_follow_the_generator():
+  """Resize, a random 224 crop at (top, left) and a flip with probability
+  1/2, drawn in that order, against the same steps done by hand; over
+  seeds both flipped and unflipped crops occur."""
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 255, (260, 300, 3), np.uint8)
+  resized = np.asarray(
+    Image.fromarray(image).resize((295, 256), Image.BILINEAR)
+  )
+  preprocess = input_pipeline.Preprocess(train=True)
+  flips = set()
+  for seed in range(8):
+    out = preprocess({"image": image, "label": 1}, np.random.default_rng(seed))
+    draws = np.random.default_rng(seed)
+    top, left = (
+      draws.integers(0, 256 - 224 + 1),
+      draws.integers(0, 295 - 224 + 1),
+    )
+    flip = bool(draws.random() < 0.5)
+    expected = resized[top : top + 224, left : left + 224]
+    expected = expected[:, ::-1] if flip else expected
+    np.testing.assert_array_equal(out["image"], expected)
+    assert out["image"].flags.c_contiguous and out["image"].flags.writeable
+    flips.add(flip)
+  assert flips == {False, True}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+  st.integers(1, 12),
+  st.integers(1, 12),
+  st.sampled_from([(), (1,), (3,), (4,)]),
+  st.sampled_from([np.uint8, np.float32]),
+  st.booleans(),
+  st.data(),
+)
+def test_copy_is_a_contiguous_copy_mirrored_on_request(
+  h, w, channels, dtype, flip, data
+):
+  """`_copy` of any window of an (H, W[, C]) array equals numpy's own
+  [:, ::-1] (or the window itself), as a fresh C-contiguous array."""
+  whole = np.arange((h + 3) * (w + 5) * int(np.prod(channels)), dtype=dtype)
+  whole = whole.reshape((h + 3, w + 5) + channels)
+  top, left = data.draw(st.integers(0, 3)), data.draw(st.integers(0, 5))
+  window = whole[top : top + h, left : left + w]
+  out = input_pipeline._copy(window, flip)
+  np.testing.assert_array_equal(out, window[:, ::-1] if flip else window)
+  assert out.flags.c_contiguous and not np.shares_memory(out, whole)
+
+
 def test_jpeg_draft_decodes_smaller_where_the_resize_allows():
   """A 1024x768 JPEG bound for a 256 resize decodes at 1/2 scale (1/4
   would be 192 < 256); the eval crop from it is close to the full decode's
@@ -361,6 +413,45 @@ def test_pipeline_is_deterministic_and_resumes_exactly():
   for a, b in zip(full[2:], rest):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_device_batches_are_the_batches_on_the_mesh_and_resume_exactly():
+  """Through the prefetch threads: the same batches, in order, as jax
+  Arrays with the data sharding; a state taken after two batches (with
+  more already buffered) resumes at the third."""
+  import jax
+
+  source = _encoded_source()
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  sharding = jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec("data")
+  )
+  host = list(_epoch(source, 7, 1))
+
+  def placed():
+    return input_pipeline.device_batches(_epoch(source, 7, 1), sharding)
+
+  on_devices = list(placed())
+  assert len(on_devices) == len(host) == 5
+  for a, b in zip(host, on_devices):
+    assert isinstance(b["image"], jax.Array) and b["image"].sharding == sharding
+    np.testing.assert_array_equal(a["image"], np.asarray(b["image"]))
+    np.testing.assert_array_equal(a["label"], np.asarray(b["label"]))
+  it = iter(placed())
+  next(it), next(it)
+  state = it.get_state()
+  resumed = iter(placed())
+  resumed.set_state(state)
+  rest = list(resumed)
+  assert len(rest) == 3
+  for a, b in zip(host[2:], rest):
+    np.testing.assert_array_equal(a["image"], np.asarray(b["image"]))
+  unbuffered = input_pipeline.device_batches(
+    _epoch(source, 7, 1), sharding, host_buffer=0, device_buffer=0
+  )
+  np.testing.assert_array_equal(
+    np.asarray(next(iter(unbuffered))["image"]), host[0]["image"]
+  )
 
 
 def test_corrupt_image_is_skipped_counted_or_raises():
