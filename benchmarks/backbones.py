@@ -5,7 +5,7 @@ for the suite (benchmarks/run.py rows 1-4).
 the same weights (saved as safetensors, loaded through `init_from`);
 `JaxStep` is the trainer's jitted, donated train step with an SGD
 optimizer; `torch_step` is the same step in PyTorch eager; and
-`interleaved_medians` times two callables alternately after a warm-up.
+`interleaved_medians` times callables alternately after a warm-up.
 Needs the test extra (torch, transformers); scenejax itself does not.
 """
 

@@ -563,15 +563,15 @@ def data_wait_fraction(s):
         float(pending[-2]["loss"])
     jax.device_get(pending)
 
-  def through_pipeline(buffers):
+  def through_pipeline(buffered):
     epoch(
       input_pipeline.device_batches(
         input_pipeline.train_batches(
           data.train, config.batch_size, seed=0, epoch=0
         ),
         sharding,
-        host_buffer=buffers,
-        device_buffer=buffers,
+        host_buffer=config.data.host_prefetch if buffered else 0,
+        device_buffer=config.data.device_prefetch if buffered else 0,
       )
     )
 
@@ -582,8 +582,8 @@ def data_wait_fraction(s):
     )
   ]
   t_pipe, t_unbuffered, t_memory = backbones.interleaved_medians(
-    lambda: through_pipeline(config.data.device_prefetch),
-    lambda: through_pipeline(0),
+    lambda: through_pipeline(True),
+    lambda: through_pipeline(False),
     lambda: epoch(in_memory),
     repeats=max(3, s["repeats"]),
   )

@@ -23,6 +23,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # SAS-Net's precomputed semantic input: uint8 (H, W, 3) top-3 ids (0-based
 # segmenter channels) and scores (round(255 p)), aligned with "image".
 SEMANTIC_KEYS = ("semantic_ids", "semantic_scores")
+# Names `train_batches`' order; a mid-epoch checkpoint records it, so a
+# resume under another order says so.
+SHUFFLE = "numpy-permutation-per-epoch"
 
 
 def train_batches(
@@ -66,16 +69,23 @@ def train_batches(
     )
   local = batch_size // process_count
   num = len(source)
-  permutations = {}  # epoch -> its order; written by grain's threads
+
+  def permutation(e):
+    # One NumPy permutation per epoch: grain's per-index shuffle costs
+    # ~50 us an element, 5-10% of a 256-px image's decode.
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(e,)))
+    return rng.permutation(num)
+
+  # Epoch -> its order. The next epoch's is made only if a corrupt image
+  # near the end needs a replacement (by whichever grain thread gets there;
+  # a race computes the same array twice).
+  permutations = {epoch: permutation(epoch)}
 
   def shuffled(pos):
     """The example at `pos` of the endless sequence of epochs."""
     e, k = divmod(pos, num)
     if e not in permutations:
-      # One NumPy permutation per epoch: grain's per-index shuffle costs
-      # ~50 us an element, 5-10% of a 256-px image's decode.
-      rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(e,)))
-      permutations[e] = rng.permutation(num)
+      permutations[e] = permutation(e)
     return source[int(permutations[e][k])]
 
   def position(i):
@@ -304,8 +314,8 @@ class Preprocess:
       top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     else:
       top, left = (h - size) // 2, (w - size) // 2
-    # Views: `__call__` makes the one copy (PIL's crop + asarray costs
-    # twice a whole-image asarray and a sliced copy).
+    # Windows of each resized image's array; `__call__` copies them (PIL's
+    # crop + asarray costs twice a whole-image asarray and a sliced copy).
     return [
       np.asarray(image)[top : top + size, left : left + size]
       for image in resized

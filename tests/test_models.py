@@ -698,3 +698,29 @@ def test_depthwise_conv_matches_float64_loop(
   want += b
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@hypothesis.settings(max_examples=10, deadline=None)
+@hypothesis.given(
+  st.integers(1, 3),  # batch
+  st.integers(1, 9),  # query length
+  st.integers(1, 9),  # key length
+  st.integers(1, 3),  # heads
+  st.sampled_from([1, 4, 8]),  # head size
+  st.integers(0, 2**31 - 1),
+)
+def test_fused_attention_is_scaled_dot_product_softmax(b, t, s, n, h, seed):
+  """`vit.fused_attention` (the ViTs' and MobileViT's attention) against
+  softmax(q kᵀ / √d) v in float64 NumPy."""
+  rng = np.random.default_rng(seed)
+  q, k, v = (
+    rng.normal(size=(b, length, n, h)).astype(np.float32)
+    for length in (t, s, s)
+  )
+  got = np.asarray(vit.fused_attention(q, k, v))
+  q64, k64, v64 = (x.astype(np.float64) for x in (q, k, v))
+  logits = np.einsum("btnh,bsnh->bnts", q64, k64) / np.sqrt(h)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  want = np.einsum("bnts,bsnh->btnh", weights, v64)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -327,6 +327,36 @@ def test_export_and_predict(tmp_path, uninterrupted, exported, runtime):
     )
 
 
+@pytest.mark.parametrize("fixed_batch", [1, 2, None])
+def test_tflite_runner_takes_any_batch(tmp_path, fixed_batch):
+  """A TFLite model with a fixed batch (1, as the export writes; 2) or a
+  symbolic one (exports before 2026-11-24) gives one row per image for
+  batches of 0, 1 and 3 images: here the per-channel means of uint8
+  images, against NumPy."""
+  import tensorflow as tf
+
+  from scenejax import export
+
+  @tf.function(
+    input_signature=[tf.TensorSpec([fixed_batch, 4, 4, 3], tf.uint8)]
+  )
+  def channel_means(images):
+    return tf.reduce_mean(tf.cast(images, tf.float32), axis=(1, 2))
+
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+    [channel_means.get_concrete_function()], channel_means
+  )
+  path = tmp_path / "means.tflite"
+  path.write_bytes(converter.convert())
+  run = export.tflite_runner(str(path))
+  rng = np.random.default_rng(0)
+  for count in (0, 1, 3):
+    images = rng.integers(0, 256, (count, 4, 4, 3), np.uint8)
+    got = run(images)
+    assert got.shape == (count, 3)
+    np.testing.assert_allclose(got, images.mean(axis=(1, 2)), rtol=1e-6)
+
+
 def test_export_options_and_runtimes_are_checked(tmp_path, exported):
   """Bad --formats/--quantize/--calibration/--runtime are one-line
   errors naming the flag; a runtime the export lacks names the file."""

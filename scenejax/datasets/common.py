@@ -108,7 +108,8 @@ def open_image(
 
 
 def to_rgb8(image: PIL.Image.Image) -> PIL.Image.Image:
-  """8-bit RGB. 16-bit grayscale (PNG, TIFF: PIL modes I;16*) is scaled,
+  """8-bit RGB: `image` itself (loaded) if it is RGB already, else a
+  converted copy. 16-bit grayscale (PNG, TIFF: PIL modes I;16*) is scaled,
   65535 -> 255; PIL's own convert("RGB") clips it at 255, which turns an
   ordinary 16-bit photo white. 16-bit colour PNGs already open as 8-bit
   RGB. 32-bit integer and float images have no known white level: refused

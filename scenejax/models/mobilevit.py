@@ -39,6 +39,7 @@ from scenejax.models.classifier import Classifier, ConvBN
 from scenejax.models.conv import Conv
 from scenejax.models.mobilenetv3 import make_divisible
 from scenejax.models.segmenter import resize_bilinear
+from scenejax.models.vit import fused_attention
 
 # neck widths (stem, stage 1..5, head), transformer widths, expand ratio
 VARIANTS = {
@@ -85,6 +86,7 @@ class TransformerLayer(nnx.Module):
       in_features=width,
       decode=False,
       dtype=dtype,
+      attention_fn=fused_attention,
       rngs=rngs,
     )
     self.fc1, self.fc2 = dense(width, mlp_dim), dense(mlp_dim, width)
