@@ -1,4 +1,5 @@
-"""The CPU convolution gradient (`models/conv.py`) against float64 loops.
+"""The CPU convolution (`models/conv.py`): its output and gradients
+against float64 loops.
 
 The reference is the definition, y[n,h,w,o] = Σ_{i,j,c} pad(x)[n, s·h+d·i,
 s·w+d·j, c] · K[i,j,c,o], differentiated by hand: for a cotangent G,
@@ -20,21 +21,24 @@ from scenejax.models import conv
 
 
 def _reference(x, kernel, g, stride, pads, dilation):
-  """(∂x, ∂K) of Σ G·conv(x, K) in float64, by the loops above."""
+  """(conv(x, K), ∂x, ∂K) of Σ G·conv(x, K) in float64, by the loops
+  above."""
   kh, kw = kernel.shape[:2]
   (pt, pb), (pl, pr) = pads
   padded = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   d_padded = np.zeros_like(padded)
   d_kernel = np.zeros_like(kernel)
+  y = np.zeros(g.shape)
   for h in range(g.shape[1]):
     for w in range(g.shape[2]):
       for i in range(kh):
         for j in range(kw):
           r, q = stride * h + dilation * i, stride * w + dilation * j
+          y[:, h, w, :] += padded[:, r, q, :] @ kernel[i, j]
           d_kernel[i, j] += padded[:, r, q, :].T @ g[:, h, w, :]
           d_padded[:, r, q, :] += g[:, h, w, :] @ kernel[i, j].T
   d_x = d_padded[:, pt : pt + x.shape[1], pl : pl + x.shape[2], :]
-  return d_x, d_kernel
+  return y, d_x, d_kernel
 
 
 def _check(size, channels, out, kernel, stride, dilation, padding, seed):
@@ -61,8 +65,9 @@ def _check(size, channels, out, kernel, stride, dilation, padding, seed):
     pads = lax.padtype_to_pads(x.shape[1:3], window, (stride,) * 2, padding)
   else:
     pads = padding
-  want_x, want_k = _reference(x, k, g, stride, pads, dilation)
+  want_y, want_x, want_k = _reference(x, k, g, stride, pads, dilation)
   scale = np.sqrt(kernel * kernel * channels * out)
+  np.testing.assert_allclose(y, want_y, atol=1e-4 * scale, rtol=1e-4)
   np.testing.assert_allclose(got_k, want_k, atol=1e-4 * scale, rtol=1e-4)
   np.testing.assert_allclose(got_x, want_x, atol=1e-4 * scale, rtol=1e-4)
 
@@ -104,7 +109,7 @@ def test_conv_gradient_matches_float64_loop_property(
 
 def test_zoo_convolutions_take_the_cpu_gradient():
   """On CPU a ResNet's ungrouped convs go through the custom VJP (the
-  library's gradient otherwise); the forward is the library's either way."""
+  library's gradient otherwise)."""
   model = models.create("resnet18", 3, rngs=nnx.Rngs(0))
   model.eval()
   x = jnp.zeros((1, 32, 32, 3))

@@ -6,8 +6,8 @@ library convolution; parameters are the same either way:
 
   `conv_general_dilated`  a drop-in for `lax.conv_general_dilated`, given to
       every ungrouped `nnx.Conv` of the zoo (`Conv` below). The forward pass
-      is the library's (level with PyTorch on CPU); the backward pass is a
-      custom VJP of matrix products.
+      is the library's, except a 1x1 convolution's, which is one matrix
+      product; the backward pass is a custom VJP of matrix products.
   `depthwise_conv`  a depthwise `nnx.Conv` as a sum of shifted, scaled
       copies of its input, forward and backward.
 
@@ -96,7 +96,8 @@ def conv_general_dilated(
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _conv(x, kernel, strides, padding, dilation, precision):
   r"""y = conv(x, K): y[n, h, w, o] = Σ_{i,j,c} pad(x)[n, s·h + d·i,
-  s·w + d·j, c] · K[i, j, c, o] (stride s, kernel dilation d).
+  s·w + d·j, c] · K[i, j, c, o] (stride s, kernel dilation d); for a 1x1
+  kernel without padding, y = x[:, ::s, ::s] · K[0, 0].
 
   Its gradients, with P the patches of pad(x), P[n, h, w, (i, j, c)] =
   pad(x)[n, s·h + d·i, s·w + d·j, c]:
@@ -107,6 +108,17 @@ def _conv(x, kernel, strides, padding, dilation, precision):
                           larger kernels: the library's transposed
                           convolution (as fast as the forward on CPU)
   """
+  if kernel.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)):
+    # XLA:CPU runs a 1x1 convolution 1.5-5x slower than the same dot
+    # (batch 8, ResNet-50's 1x1 shapes, 2-core AMD EPYC): with the dot,
+    # ResNet-50's eval forward takes 0.68 instead of 0.90 s (batch 16)
+    # and its train step 1.50 instead of 1.59 s (batch 8), 2026-11-24.
+    return lax.dot_general(
+      x[:, :: strides[0], :: strides[1], :],
+      kernel[0, 0],
+      (((3,), (0,)), ((), ())),
+      precision=precision,
+    )
   return _library_conv(x, kernel, strides, padding, dilation, precision)
 
 
