@@ -327,6 +327,32 @@ def test_export_and_predict(tmp_path, uninterrupted, exported, runtime):
     )
 
 
+def test_tflite_export_of_1x1_convolutions(tmp_path):
+  """ResNet-18 at 32 px: its 1x1 shortcut convolutions (matrix products
+  on CPU, `models/conv.py`) produce 4x4, 2x2 and one-pixel maps. The
+  TFLite artefact converts and gives the model's own probabilities."""
+  from flax import nnx
+
+  from scenejax import export, models
+
+  model = models.create("resnet18", 5, rngs=nnx.Rngs(0))
+  model.eval()
+  description = dict(
+    image_size=32,
+    pixel_mean=list(model.pixel_mean),
+    pixel_std=list(model.pixel_std),
+    task="classification",
+  )
+  path = tmp_path / "model.tflite"
+  path.write_bytes(export.tflite_bytes(model, description))
+  images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
+  np.testing.assert_allclose(
+    export.tflite_runner(str(path))(images),
+    np.asarray(export.probabilities_function(model, description)(images)),
+    atol=1e-5,
+  )
+
+
 @pytest.mark.parametrize("fixed_batch", [1, 2, None])
 def test_tflite_runner_takes_any_batch(tmp_path, fixed_batch):
   """A TFLite model with a fixed batch (1, as the export writes; 2) or a

@@ -108,17 +108,27 @@ def _conv(x, kernel, strides, padding, dilation, precision):
                           larger kernels: the library's transposed
                           convolution (as fast as the forward on CPU)
   """
-  if kernel.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)):
+  one_pixel = all(
+    (size - 1) // stride == 0 for size, stride in zip(x.shape[1:3], strides)
+  )
+  if (
+    kernel.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)) and not one_pixel
+  ):
     # XLA:CPU runs a 1x1 convolution 1.5-5x slower than the same dot
     # (batch 8, ResNet-50's 1x1 shapes, 2-core AMD EPYC): with the dot,
     # ResNet-50's eval forward takes 0.68 instead of 0.90 s (batch 16)
     # and its train step 1.50 instead of 1.59 s (batch 8), 2026-11-24.
-    return lax.dot_general(
-      x[:, :: strides[0], :: strides[1], :],
+    # As a 2-D product: the TFLite converter rejects a 4-D dot_general,
+    # and a one-pixel output even as 2-D ("tfl.batch_matmul ... invalid
+    # output rank"), hence the library conv there.
+    pixels = x[:, :: strides[0], :: strides[1], :]
+    y = lax.dot_general(
+      pixels.reshape(-1, pixels.shape[3]),
       kernel[0, 0],
-      (((3,), (0,)), ((), ())),
+      (((1,), (0,)), ((), ())),
       precision=precision,
     )
+    return y.reshape(pixels.shape[:3] + (kernel.shape[3],))
   return _library_conv(x, kernel, strides, padding, dilation, precision)
 
 
