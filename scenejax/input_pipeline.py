@@ -42,9 +42,10 @@ def train_batches(
   """This process's part of the training batches of one epoch.
 
   The order is an endless repetition of the source, each epoch a
-  permutation of the whole source that depends only on (seed, epoch). `batch_size` is the global
-  batch; each global batch is split into `process_count` contiguous parts
-  and this process reads part `process_index` (defaults: JAX's). Crops and
+  permutation of the whole source that depends only on (seed, epoch).
+  `batch_size` is the global batch; each global batch is split into
+  `process_count` contiguous parts and this process reads part
+  `process_index` (defaults: JAX's). Crops and
   flips draw from a generator seeded by (seed, global position), so the
   global batches, and hence the numbers, are the same whatever the number
   of processes or devices. Iterating gives a grain iterator whose
