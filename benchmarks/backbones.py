@@ -22,7 +22,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scenejax import input_pipeline, models, train
+from scenejax import input_pipeline, models
+from scenejax.tasks import classification
 
 # The torch.nn references of the tests are the PyTorch comparison for the
 # backbones transformers lacks.
@@ -207,7 +208,7 @@ class JaxStep:
       model, optax.sgd(1e-3, momentum=0.9), wrt=nnx.Param
     )
     graphdef, self.state = nnx.split((model, optimizer))
-    cfg = loss_cfg or train.LossConfig.with_defaults(
+    cfg = loss_cfg or classification.LossConfig.with_defaults(
       labels="ce", bcl_weight=0.0
     )
     self.similarity = jnp.asarray(
@@ -215,7 +216,7 @@ class JaxStep:
     )  # read only by GLS/BCL
     self.step = jax.jit(
       functools.partial(
-        train.train_step,
+        classification.train_step,
         graphdef,
         loss_cfg=cfg,
         mean=input_pipeline.IMAGENET_MEAN,

@@ -23,17 +23,10 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import (
-  checkpoints,
-  cli,
-  datasets,
-  evaluation,
-  fileio,
-  input_pipeline,
-  models,
-  train,
-)
+from scenejax import cli, datasets, fileio, input_pipeline, models, sharding
 from scenejax.errors import ConfigError
+from scenejax.tasks import classification
+from scenejax.training import checkpoints
 
 
 def evaluate_workdir(
@@ -57,7 +50,7 @@ def evaluate_workdir(
       "head; --head is for SAS-Net workdirs"
     )
   if semantic_aware_model and head is not None:
-    from scenejax import semantic_aware
+    from scenejax.tasks import semantic_aware
 
     trained = semantic_aware.TRAINED_HEADS[config.sasnet.stage]
     if head not in trained:
@@ -72,7 +65,7 @@ def evaluate_workdir(
     return _evaluate_multilabel(workdir, config, step)
   data = datasets.from_config(config)
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
-  mesh = train.data_parallel_mesh()
+  mesh = sharding.data_parallel_mesh()
   _, graphdef, state, step = checkpoints.restore_workdir(
     workdir, data.num_classes, step, NamedSharding(mesh, P())
   )
@@ -80,7 +73,7 @@ def evaluate_workdir(
   pixel_stats = (model.pixel_mean, model.pixel_std)
   source = data.test
   if semantic_aware_model:
-    from scenejax import semantic_aware
+    from scenejax.tasks import semantic_aware
 
     stage = semantic_aware.HEAD_STAGES[head] if head else config.sasnet.stage
     segmenter = semantic_aware.load_segmenter(config, stage)
@@ -89,8 +82,8 @@ def evaluate_workdir(
     )
     source = semantic_aware.eval_source(config, data, stage)
   else:
-    eval_fn = evaluation.jit_eval_step(graphdef, mesh, pixel_stats)
-  result = evaluation.evaluate(
+    eval_fn = classification.jit_eval_step(graphdef, mesh, pixel_stats)
+  result = classification.evaluate(
     eval_fn,
     state,
     source,
@@ -109,14 +102,14 @@ def evaluate_workdir(
 
 
 def _evaluate_multilabel(workdir, config, step) -> dict:
-  """`evaluation.multilabel_metrics` of checkpoint `step` (default: best
+  """`classification.multilabel_metrics` of checkpoint `step` (default: best
   mAP) over the run's evaluation split, with the (K, 2, 2) per-label
   confusion at config.multilabel.threshold."""
-  from scenejax import multilabel
+  from scenejax.tasks import multilabel
 
   data = datasets.multilabel_from_config(config)
   _, eval_preprocess = input_pipeline.preprocessors(config, data)
-  mesh = train.data_parallel_mesh()
+  mesh = sharding.data_parallel_mesh()
   _, graphdef, state, step = checkpoints.restore_workdir(
     workdir, data.num_classes, step, NamedSharding(mesh, P())
   )

@@ -19,7 +19,8 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from scenejax import cli, config_lib, train
+from scenejax import cli, config_lib
+from scenejax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> None:
       num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value,
     )
-  result = train.train_and_evaluate(_CONFIG.value, workdir)
+  result = loop.train_and_evaluate(_CONFIG.value, workdir)
   if result.get("preempted"):
     sys.exit(cli.EXIT_PREEMPTED)  # saved and resumable, not finished
 

@@ -29,8 +29,9 @@ from parity import assert_close as _assert_close
 from parity import images as _images
 from parity import logits as _logits
 
-from scenejax import convert, export, input_pipeline, models, train
+from scenejax import convert, export, input_pipeline, models
 from scenejax.models import pcl, pretrained, swin, vgg
+from scenejax.tasks import classification
 
 
 def _ours(model_or_name, path, num_classes=None):
@@ -523,7 +524,9 @@ def test_one_train_step_with_gls_bcl_and_pcl(name):
   assert model.cam_stage == model.backbone.default_cam_stage
   optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  cfg = train.LossConfig.with_defaults(labels="gls", bcl_weight=1.0, pcl=True)
+  cfg = classification.LossConfig.with_defaults(
+    labels="gls", bcl_weight=1.0, pcl=True
+  )
   rng = np.random.default_rng(0)
   batch = {
     "image": rng.integers(0, 255, (4, 64, 64, 3), np.uint8),
@@ -534,7 +537,7 @@ def test_one_train_step_with_gls_bcl_and_pcl(name):
     np.asarray(x) for x in jax.tree.leaves(nnx.state(model.backbone, nnx.Param))
   ]
   step = jax.jit(
-    lambda s, b: train.train_step(
+    lambda s, b: classification.train_step(
       graphdef,
       s,
       b,

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from scenejax import config_lib, train
+from scenejax import config_lib
 from scenejax.errors import ConfigError
+from scenejax.tasks import classification
+from scenejax.training import loop
 
 CONFIGS = sorted(
   p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "__init__"
@@ -29,7 +31,7 @@ def test_config_header_and_fields(name):
   assert "Expected" in text and ("Paper" in text or "demo" in name)
   config = _load(name)
   config_lib.validate(config)
-  train.LossConfig.from_config(config.loss)  # every loss field valid
+  classification.LossConfig.from_config(config.loss)  # every loss field valid
 
 
 @pytest.mark.slow
@@ -59,7 +61,7 @@ def test_config_runs_one_epoch_on_a_tiny_setting(name, tmp_path):
   config.batch_size = 32
   config.eval_batch_size = 16
   config.progress_bar = False
-  result = train.train_and_evaluate(config, str(tmp_path))
+  result = loop.train_and_evaluate(config, str(tmp_path))
   assert result["epoch"] == 1
   if segmenting:
     assert 0 <= result["mIoU"] <= 1
@@ -179,12 +181,12 @@ def test_every_config_is_base_plus_overrides():
     config = _load(name)
     config_lib.validate(config)
     assert dict(config_lib._fields(config)).keys() == fields.keys(), name
-  assert set(train.LossConfig.__dataclass_fields__) == set(
+  assert set(classification.LossConfig.__dataclass_fields__) == set(
     config_lib.base().loss
   )
   assert all(
     f.default is dataclasses.MISSING
-    for f in dataclasses.fields(train.LossConfig)
+    for f in dataclasses.fields(classification.LossConfig)
   )
 
 
@@ -289,7 +291,7 @@ def test_bf16_compute_runs_and_keeps_fp32_parameters(tmp_path):
   config.batch_size = 32
   config.progress_bar = False
   config.dtype = "bfloat16"
-  result = train.train_and_evaluate(config, str(tmp_path))
+  result = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(result["train_loss"])
   import jax
   import orbax.checkpoint as ocp

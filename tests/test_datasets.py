@@ -529,8 +529,9 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   """mit67 prepared from a fake tree, a prototype NPZ, one epoch of the
   trainer: the real-data path end to end (decode, crop, pad, evaluate)."""
   from configs import demo
-  from scenejax import prototype, train
+  from scenejax import prototype
   from scenejax.datasets import mit67
+  from scenejax.training import loop
 
   classes = _mit67_tree(tmp_path / "manual", np.random.default_rng(0))
   _prepare(mit67.Mit67, tmp_path / "tfds", tmp_path / "manual")
@@ -554,7 +555,7 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   config.batch_size = 32
   config.eval_batch_size = 48
   config.progress_bar = False
-  result = train.train_and_evaluate(config, str(tmp_path / "work"))
+  result = loop.train_and_evaluate(config, str(tmp_path / "work"))
   assert result["num_examples"] == 67  # the whole test split, padded
   assert np.asarray(result["confusion"]).sum() == 67
   assert result["class_names"] == classes
@@ -576,7 +577,7 @@ def test_trainer_runs_on_a_prepared_builder(tmp_path):
   sas.update(dict(num_epochs=1, batch_size=32, eval_batch_size=48))
   sas.progress_bar = False
   # No segmenter is loaded: the semantic input can only come from the files.
-  result = train.train_and_evaluate(sas, str(tmp_path / "sasnet"))
+  result = loop.train_and_evaluate(sas, str(tmp_path / "sasnet"))
   assert result["num_examples"] == 67 and np.isfinite(result["train_loss"])
   assert not (tmp_path / "sasnet" / "prototype.npz").exists()
 
@@ -641,7 +642,8 @@ def test_ten_crop_eval_step_averages_softmax():
   import optax
   from flax import nnx
 
-  from scenejax import evaluation, models
+  from scenejax import models
+  from scenejax.tasks import classification
 
   model = models.create("resnet_tiny", 5)
   graphdef, state = nnx.split(
@@ -651,7 +653,7 @@ def test_ten_crop_eval_step_averages_softmax():
   images = rng.integers(0, 255, (3, 10, 32, 32, 3), np.uint8)
   predictions = np.asarray(
     jax.jit(
-      lambda s, b: evaluation.eval_step(
+      lambda s, b: classification.eval_step(
         graphdef,
         s,
         b,

@@ -21,8 +21,9 @@ from conftest import REPO, assert_user_error, run_cli
 from PIL import Image
 from test_trainer import _tiny_config
 
-from scenejax import checkpoints, evaluate, export, report, train
+from scenejax import evaluate, export, report
 from scenejax.errors import CheckpointError, ConfigError, UserError
+from scenejax.training import checkpoints, loop
 
 STEPS_PER_EPOCH = 5  # _tiny_config: 160 images, batch 32
 
@@ -32,7 +33,7 @@ def finished(tmp_path_factory):
   """A finished 2-epoch run (checkpoints at steps 5 and 10); tests copy
   it before damaging it."""
   workdir = str(tmp_path_factory.mktemp("finished"))
-  train.train_and_evaluate(_tiny_config(num_epochs=2), workdir)
+  loop.train_and_evaluate(_tiny_config(num_epochs=2), workdir)
   return workdir
 
 
@@ -90,11 +91,12 @@ async def full_disk(self, x, directory):
   return await real(self, x, directory)
 handler.JsonCheckpointHandler._save_fn = full_disk
 import test_trainer
-from scenejax import cli, train
+from scenejax import cli
+from scenejax.training import loop
 def main(argv):
   config = test_trainer._tiny_config(num_epochs=4)
   config.log_every_steps = 1
-  train.train_and_evaluate(config, sys.argv[1])
+  loop.train_and_evaluate(config, sys.argv[1])
 cli.run(main)
 """
 
@@ -137,7 +139,7 @@ def test_a_bug_in_a_save_keeps_its_type_and_traceback(tmp_path, monkeypatch):
 
 _HOLD_LOCK = """
 import sys, time
-from scenejax import checkpoints
+from scenejax.training import checkpoints
 with checkpoints.WorkdirLock(sys.argv[1]):
   print("locked", flush=True)
   time.sleep(600)
@@ -161,7 +163,7 @@ def test_second_run_on_a_workdir_is_refused_naming_the_holder(tmp_path):
     with pytest.raises(
       UserError, match=f"in use by another run \\(pid {holder.pid} on host"
     ):
-      train.train_and_evaluate(_tiny_config(num_epochs=1), str(workdir))
+      loop.train_and_evaluate(_tiny_config(num_epochs=1), str(workdir))
     assert sorted(os.listdir(workdir)) == [".lock"]  # nothing written
   finally:
     holder.send_signal(signal.SIGKILL)
@@ -327,7 +329,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(
     CheckpointError, match=r"step 10 .* cannot be read .*steps there: \[5\]"
   ):
     evaluate.evaluate_workdir(workdir, step=10)
-  result = train.train_and_evaluate(_tiny_config(num_epochs=3), workdir)
+  result = loop.train_and_evaluate(_tiny_config(num_epochs=3), workdir)
   assert "resuming from step 5" in capsys.readouterr().out
   assert result["epoch"] == 3
   assert [r["epoch"] for r in report.read_history(workdir)] == [1, 2, 3]
@@ -340,7 +342,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(
 def test_damaged_json_in_the_latest_checkpoint(finished, tmp_path, item):
   """A cut-short JSON file: before, a bare JSONDecodeError (metrics: from
   orbax's manager constructor, before any step could be tried)."""
-  from scenejax import optim
+  from scenejax.training import optim
 
   workdir = _copy(finished, tmp_path)
   path = os.path.join(checkpoints.directory(workdir), "10", item)
@@ -379,7 +381,7 @@ def test_resume_with_another_epoch_is_refused(
   config = _tiny_config(num_epochs=3)
   config.update_from_flattened_dict({field: value})
   with pytest.raises(ConfigError, match=message):
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   assert not os.path.exists(os.path.join(workdir, checkpoints.UNREADABLE))
 
 
@@ -387,10 +389,11 @@ def test_resume_with_another_epoch_is_refused(
 
 _PREEMPTED_RUN = """
 import sys
-from scenejax import cli, main, train
+from scenejax import cli, main
+from scenejax.training import loop
 # What train_and_evaluate returns after saving on SIGTERM (the save itself
 # is tested in test_trainer.py); the command line must not call it success.
-train.train_and_evaluate = lambda config, workdir: dict(
+loop.train_and_evaluate = lambda config, workdir: dict(
     preempted=True, epoch=0, step_in_epoch=3)
 sys.argv[1:] = ["--config=configs/demo.py", "--workdir=" + sys.argv[1]]
 cli.run(main.main)

@@ -13,7 +13,8 @@ from conftest import PROTOTYPES
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenejax import losses, train
+from scenejax import losses
+from scenejax.tasks import classification
 
 RTOL, ATOL = 2e-5, 2e-6  # float32 kernels vs float64 reference
 
@@ -152,11 +153,11 @@ def test_gls_cross_entropy_is_eq9(seed, num, batch, epoch):
   s = random_similarity(rng, num)
   logits = rng.normal(0, 3, (batch, num))
   labels = rng.integers(0, num, batch)
-  cfg = train.LossConfig.with_defaults(
+  cfg = classification.LossConfig.with_defaults(
     labels="gls", num_soft_epochs=20, bcl_weight=0.0
   )
   ours = float(
-    train.loss_terms(
+    classification.loss_terms(
       jnp.asarray(logits, jnp.float32),
       labels,
       jnp.asarray(s, jnp.float32),

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scenejax import config_lib, datasets, multilabel
+from scenejax import config_lib, datasets
 from scenejax.datasets import common
 from scenejax.datasets import multilabel as ml_data
 from scenejax.errors import ConfigError, DatasetError
 from scenejax.models import sadcl
+from scenejax.tasks import multilabel
 
 
 def _png(array):
@@ -277,7 +278,7 @@ def test_ignored_pairs_leave_every_count_and_ap():
   pairs; `split_metrics` reads them from the stored `DIFFICULT` targets."""
   from sklearn.metrics import average_precision_score
 
-  from scenejax import evaluation
+  from scenejax.tasks import classification
 
   rng = np.random.default_rng(5)
   scores = rng.random((30, 4))
@@ -287,7 +288,7 @@ def test_ignored_pairs_leave_every_count_and_ap():
   ignore = rng.random((30, 4)) < 0.2
   ignore[:3, 0] = [True, True, False]
   stored = np.where(ignore, ml_data.DIFFICULT, targets)
-  got = evaluation.multilabel_metrics(scores, targets, ignore=ignore)
+  got = classification.multilabel_metrics(scores, targets, ignore=ignore)
   keep = ~ignore
   want_ap = np.mean(
     [
@@ -328,7 +329,8 @@ def test_ema_prototypes_follow_the_step_s_own_representations():
   from flax import nnx
 
   from configs import demo_multilabel
-  from scenejax import input_pipeline, optim
+  from scenejax import input_pipeline
+  from scenejax.training import optim
 
   config = demo_multilabel.get_config("ema")
   config.multilabel.update(dim=16, num_heads=2)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from flax import nnx
 
-from scenejax import config_lib, models, optim
+from scenejax import config_lib, models
 from scenejax.errors import ConfigError
 from scenejax.models import pcl
+from scenejax.training import optim
 
 STEPS_PER_EPOCH = 2
 SHAPES = {

@@ -10,8 +10,9 @@ import pytest
 from flax import nnx
 from hypothesis import strategies as st
 
-from scenejax import input_pipeline, losses, models, train
+from scenejax import input_pipeline, losses, models
 from scenejax.models import pcl
+from scenejax.tasks import classification
 
 
 def _numpy_cam(features, weights, classes):
@@ -198,7 +199,7 @@ def test_train_step_with_pcl_terms():
   model = _pcl_model(num_classes=4)
   optimizer = nnx.Optimizer(model, optax.sgd(0.0), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  cfg = train.LossConfig.with_defaults(
+  cfg = classification.LossConfig.with_defaults(
     labels="ce", bcl_weight=0.0, pcl=True, pcl_alpha=1.5, pcl_beta=2.0
   )
   rng = np.random.default_rng(0)
@@ -207,7 +208,7 @@ def test_train_step_with_pcl_terms():
     "label": rng.integers(0, 4, 8).astype(np.int32),
   }
   step = jax.jit(
-    lambda s, b: train.train_step(
+    lambda s, b: classification.train_step(
       graphdef,
       s,
       b,

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from scenejax import checkpoints, datasets, export, prototype, train
+from scenejax import datasets, export, prototype
 from scenejax.errors import ConfigError
 from scenejax.prototype import presence
+from scenejax.training import checkpoints, loop
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def demo_run(tmp_path_factory):
   config.num_epochs = 4
   config.progress_bar = False
   workdir = tmp_path_factory.mktemp("ml") / "run"
-  result = train.train_and_evaluate(config, str(workdir))
+  result = loop.train_and_evaluate(config, str(workdir))
   return config, workdir, result
 
 

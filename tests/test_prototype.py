@@ -750,15 +750,16 @@ def test_a_published_recipe_needs_no_prototype_file(shared):
   import types
 
   from configs import mit67_resnet50
-  from scenejax import config_lib, train
+  from scenejax import config_lib
   from scenejax.datasets import mit67
   from scenejax.errors import ConfigError
+  from scenejax.tasks import classification
 
   data = types.SimpleNamespace(class_names=mit67.CLASS_NAMES, spec=None)
   for arg, metric in (("gls,bcl", "cosine"), ("gls,euclidean", "euclidean")):
     config = mit67_resnet50.get_config(arg)
     config_lib.validate(config)
-    proto = train.prototype_for(config, data, workdir=None)
+    proto = classification.prototype_for(config, data, workdir=None)
     assert proto.num_classes == 67 and proto.metric == metric
   config = mit67_resnet50.get_config()
   config.prototype.path = "published:sun397/{metric}"

@@ -15,7 +15,8 @@ from conftest import assert_user_error, run_cli
 from hypothesis import strategies as st
 from PIL import Image
 
-from scenejax import report, train
+from scenejax import report
+from scenejax.training import loop
 
 WORKDIR_FIGURES = (
   "prototype",
@@ -41,7 +42,7 @@ def demo_workdir(tmp_path_factory):
   config.loss.num_soft_epochs = 1
   config.progress_bar = False
   workdir = str(tmp_path_factory.mktemp("demo"))
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return workdir
 
 

@@ -11,8 +11,9 @@ from absl import flags
 from conftest import assert_user_error, run_cli
 from ml_collections import config_flags
 
-from scenejax import reproduce, train
+from scenejax import reproduce
 from scenejax.errors import ConfigError
+from scenejax.tasks import classification
 
 # A tiny grid: 4 steps of 32 per epoch, 2 epochs, on the synthetic scenes.
 TINY = (
@@ -118,7 +119,7 @@ def test_a_grid_runs_resumes_and_collects(tmp_path):
   assert [(r.variant, r.seed) for r in runs] == [
     ("ce", 0), ("ce,pcl", 0), ("ce", 1), ("ce,pcl", 1),
   ]  # fmt: skip
-  real_step, calls, sigterm_at = train.jit_train_step, [], [8 + 6]
+  real_step, calls, sigterm_at = classification.jit_train_step, [], [8 + 6]
 
   def jit_train_step(*args, **kwargs):
     step_fn = real_step(*args, **kwargs)
@@ -132,7 +133,7 @@ def test_a_grid_runs_resumes_and_collects(tmp_path):
     step._cache_size = step_fn._cache_size
     return step
 
-  train.jit_train_step = jit_train_step
+  classification.jit_train_step = jit_train_step
   try:
     assert reproduce.run_grid(runs, lambda _: None) == "preempted"
     finished = os.path.join(runs[0].workdir, "results.json")
@@ -148,7 +149,7 @@ def test_a_grid_runs_resumes_and_collects(tmp_path):
     log, calls[:], sigterm_at[:] = [], [], [None]
     assert reproduce.run_grid(runs, log.append) == "done"
   finally:
-    train.jit_train_step = real_step
+    classification.jit_train_step = real_step
   # Run 2 resumed after its 6th step: 2 steps left, then 8 + 8 (16 + 8 + 8
   # had it started over).
   assert len(calls) == 2 + 8 + 8

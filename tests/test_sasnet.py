@@ -286,7 +286,8 @@ def test_semantic_input_is_the_quantised_top3_of_the_segmenter():
   reference from the segmenter's own logits)."""
   import jax.numpy as jnp
 
-  from scenejax import input_pipeline, segment, semantic_aware
+  from scenejax import input_pipeline, segment
+  from scenejax.tasks import semantic_aware
 
   segmenter = segment.load_segmenter("deeplabv3plus_resnet_tiny", None)
   images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), np.uint8)
@@ -308,8 +309,8 @@ def test_semantic_input_is_the_quantised_top3_of_the_segmenter():
 def _flat(workdir):
   from flax import nnx
 
-  from scenejax import checkpoints
   from scenejax.models import pretrained
+  from scenejax.training import checkpoints
 
   _, graphdef, state, _ = checkpoints.restore_workdir(str(workdir))
   model = nnx.merge(graphdef, state)[0]
@@ -330,7 +331,7 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
   import json
 
   from configs import demo, demo_segmentation
-  from scenejax import train
+  from scenejax.training import loop
 
   def tiny(config):
     config.data.update(dict(train_per_class=8, test_per_class=2))
@@ -343,13 +344,13 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
     aspp_width=8, decoder_width=8, low_level_width=4, embedding_dim=4,
     num_samples=64,
   )  # fmt: skip
-  train.train_and_evaluate(seg, str(tmp_path / "seg"))
+  loop.train_and_evaluate(seg, str(tmp_path / "seg"))
 
   def stage(variant, workdir, init_from=""):
     config = tiny(demo.get_config(variant))
     config.sasnet.segmenter_init_from = str(tmp_path / "seg")
     config.init_from = init_from
-    result = train.train_and_evaluate(config, str(tmp_path / workdir))
+    result = loop.train_and_evaluate(config, str(tmp_path / workdir))
     assert result["num_examples"] == 16
     return _flat(tmp_path / workdir)
 
@@ -432,7 +433,7 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
     segment.write_split_files(
       predictor, data, split, config.sasnet.semantic_dir
     )
-  train.train_and_evaluate(config, str(tmp_path / "files"))
+  loop.train_and_evaluate(config, str(tmp_path / "files"))
   rows = [
     [json.loads(line) for line in (tmp_path / w / "metrics.jsonl").open()]
     for w in ("all", "files")
@@ -499,7 +500,7 @@ def test_semantic_files_are_read_and_errors_name_the_file(tmp_path):
   from PIL import Image
 
   from scenejax.datasets import common
-  from scenejax.semantic_aware import SemanticFiles
+  from scenejax.tasks.semantic_aware import SemanticFiles
 
   images = [np.zeros((6, 8, 3), np.uint8) + i for i in range(3)]
   source = [dict(image=im, label=i % 2) for i, im in enumerate(images)]

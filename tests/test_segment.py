@@ -28,8 +28,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_models import _randomize
 
-from scenejax import config_lib, datasets, prototype, segment, synthetic, train
+from scenejax import config_lib, datasets, prototype, segment
+from scenejax.datasets import synthetic
 from scenejax.errors import ConfigError
+from scenejax.tasks import classification
+from scenejax.training import loop
 
 SEGMENTER = "upernet_convnext_atto"
 
@@ -328,7 +331,7 @@ def test_segment_build_and_kill9_resume_on_synthetic(
   data = datasets.from_config(config)
   assert len(data.train) == 1200
   workdir = tmp_path / "run"
-  ours = train.prototype_for(config, data, str(workdir))
+  ours = classification.prototype_for(config, data, str(workdir))
   reference = prototype.load_prototype(from_pngs)
   assert ours.class_names == reference.class_names
   np.testing.assert_array_equal(ours.image_counts, reference.image_counts)
@@ -340,10 +343,10 @@ def test_segment_build_and_kill9_resume_on_synthetic(
   # A later run of the workdir reuses the file, under another metric too
   # (Eq. 3-4 from the stored representations, float64 reference); other
   # segmenter settings are refused, not silently reused.
-  reused = train.prototype_for(config, data, str(workdir))
+  reused = classification.prototype_for(config, data, str(workdir))
   np.testing.assert_array_equal(reused.similarity, ours.similarity)
   config.prototype.metric = "euclidean"
-  other_metric = train.prototype_for(config, data, str(workdir))
+  other_metric = classification.prototype_for(config, data, str(workdir))
   np.testing.assert_allclose(
     other_metric.similarity,
     reference_lib.similarity(
@@ -353,7 +356,7 @@ def test_segment_build_and_kill9_resume_on_synthetic(
   )
   config.prototype.size = 64
   with pytest.raises(ConfigError, match="was not built by"):
-    train.prototype_for(config, data, str(workdir))
+    classification.prototype_for(config, data, str(workdir))
 
   # The one command: segment -> build -> train, through train_and_evaluate
   # (the build runs after the run's checks, under the workdir lock).
@@ -367,7 +370,7 @@ def test_segment_build_and_kill9_resume_on_synthetic(
     segmenter=SEGMENTER, init_from=checkpoint, size=32, batch_size=8
   )
   one_command = tmp_path / "one_command"
-  result = train.train_and_evaluate(run, str(one_command))
+  result = loop.train_and_evaluate(run, str(one_command))
   assert result["epoch"] == 1
   built = prototype.load_prototype(one_command / "prototype.npz")
   assert int(built.image_counts.sum()) == 96  # 8 classes x 12 images

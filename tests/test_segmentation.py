@@ -14,9 +14,11 @@ from flax import nnx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenejax import input_pipeline, segment, segmentation, train
+from scenejax import input_pipeline, segment
 from scenejax.errors import CheckpointError, ConfigError, DatasetError
 from scenejax.models import deeplab, resnet
+from scenejax.tasks import segmentation
+from scenejax.training import loop
 
 
 def _torch_conv(conv, dilation=1, stride=1):
@@ -359,7 +361,8 @@ def test_class_weights_command_and_file(tmp_path):
   """`prototype class_weights` over the synthetic training maps equals
   median-frequency weights counted here with NumPy; the trainer reads the
   file; bad input is one line naming the flag or the file."""
-  from scenejax import datasets, synthetic
+  from scenejax import datasets
+  from scenejax.datasets import synthetic
 
   out = tmp_path / "weights.npz"
   proc = run_cli(
@@ -428,19 +431,19 @@ def test_segmentation_config_errors(tmp_path):
   config = _seg_config()
   config.model = "resnet_tiny"
   with pytest.raises(ConfigError, match="config.model = 'resnet_tiny'"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   config = _seg_config()
   config.dataset = "mit67"
   with pytest.raises(ConfigError, match="has no label maps"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   config = _seg_config()
   config.segmentation.class_weights = "median"
   with pytest.raises(ConfigError, match="'median': neither one of uniform"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   config = _seg_config()
   config.optimizer.backbone_learning_rate = 1e-5
   with pytest.raises(ConfigError, match="only the segmenter's 1x1 classifier"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)  # refused before anything was written
   proc = run_cli(
     "scenejax.main",
@@ -454,8 +457,8 @@ _RUN = """
 import sys
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
 import test_segmentation
-from scenejax import train
-train.train_and_evaluate(test_segmentation._seg_config(3, per_class=25), sys.argv[1])
+from scenejax.training import loop
+loop.train_and_evaluate(test_segmentation._seg_config(3, per_class=25), sys.argv[1])
 """
 
 
@@ -475,7 +478,7 @@ def test_segmentation_learns_resumes_after_kill_9_and_serves_as_segmenter(
 
   config = _seg_config(3, per_class=25)
   reference = tmp_path / "uninterrupted"
-  result = train.train_and_evaluate(config, str(reference))
+  result = loop.train_and_evaluate(config, str(reference))
   data = datasets.segmentation_from_config(config)
   labelled = np.concatenate([m[m > 0] for m in data.test.label_maps()])
   # Predicting the majority class everywhere: pixel accuracy = its share;
@@ -492,7 +495,7 @@ def test_segmentation_learns_resumes_after_kill_9_and_serves_as_segmenter(
   workdir = str(tmp_path / "killed")
   script = _RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
   kill_at_first_checkpoint(script, workdir)
-  resumed = train.train_and_evaluate(config, workdir)
+  resumed = loop.train_and_evaluate(config, workdir)
   assert resumed["mIoU"] == result["mIoU"]
   assert resumed["confusion"] == result["confusion"]
   test_trainer._assert_same_params(workdir, str(reference))
@@ -604,14 +607,14 @@ def test_cityscapes_through_tfds_and_the_trainer(tmp_path):
   # then padding.
   assert (out["label"][:128] == 1).all() and not out["label"][256:].any()
   assert (out["label"][128:256] == 14).any()
-  result = train.train_and_evaluate(config, str(tmp_path / "run"))
+  result = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert result["epoch"] == 1 and len(result["per_class_iou"]) == 19
   # Only road and car occur: the other classes have no IoU.
   present = [i for i, v in enumerate(result["per_class_iou"]) if v is not None]
   assert present == [0, 13]
   config.task = "classification"
   with pytest.raises(ConfigError, match="set config.task = 'segmentation'"):
-    train.train_and_evaluate(config, str(tmp_path / "bad"))
+    loop.train_and_evaluate(config, str(tmp_path / "bad"))
 
 
 def _softmax64(logits):

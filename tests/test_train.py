@@ -10,15 +10,11 @@ import numpy as np
 import pytest
 from conftest import REPO, assert_user_error, run_cli
 
-from scenejax import (
-  config_lib,
-  datasets,
-  evaluation,
-  prototype,
-  synthetic,
-  train,
-)
+from scenejax import config_lib, datasets, prototype
+from scenejax.datasets import synthetic
 from scenejax.errors import PrototypeError
+from scenejax.tasks import classification
+from scenejax.training import loop
 
 TINY = [
   "--config.num_epochs=2",
@@ -133,20 +129,20 @@ def test_euclidean_variant_reads_the_euclidean_prototype(tmp_path):
   with pytest.raises(
     PrototypeError, match="p_euclidean.npz: no such prototype file"
   ):
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    loop.train_and_evaluate(config, str(tmp_path / "w"))
   config.prototype.path = str(tmp_path / "p_cosine.npz")
   with pytest.raises(
     PrototypeError,
     match="records metric 'cosine' but the config asks for 'euclidean'",
   ):
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    loop.train_and_evaluate(config, str(tmp_path / "w"))
   prototype.save_prototype(
     tmp_path / "p_euclidean.npz",
     prototype.Prototype(np.eye(8), "euclidean", names),
   )
   config.prototype.path = str(tmp_path / "p_{metric}.npz")
   data = datasets.from_config(config)
-  assert train.prototype_for(config, data).metric == "euclidean"
+  assert classification.prototype_for(config, data).metric == "euclidean"
   from configs import mit67_resnet50, sun397_vit
 
   for module in (mit67_resnet50, sun397_vit):
@@ -179,9 +175,9 @@ def test_accuracy_metrics_from_counts():
   # 3 classes; class 2 absent from the split.
   labels = np.array([0, 0, 0, 1])
   preds = np.array([0, 1, 0, 1])
-  confusion = evaluation.confusion_matrix(labels, preds, 3)
+  confusion = classification.confusion_matrix(labels, preds, 3)
   np.testing.assert_array_equal(confusion, [[2, 1, 0], [0, 1, 0], [0, 0, 0]])
-  m = evaluation.accuracy_metrics(confusion)
+  m = classification.accuracy_metrics(confusion)
   assert m["top1"] == pytest.approx(3 / 4)
   assert m["mean_class_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
   assert m["absent_classes"] == [2] and m["num_examples"] == 4
@@ -219,7 +215,11 @@ DP_SCRIPT = textwrap.dedent("""
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec as P
     from configs import demo
-    from scenejax import datasets, input_pipeline, optim, train
+    from scenejax import datasets, input_pipeline
+    from scenejax.training import optim
+    from scenejax import sharding
+    from scenejax.tasks import classification
+    from scenejax.training import loop
     config = demo.get_config()
     config.data.train_per_class = 4
     config.batch_size = 32
@@ -230,13 +230,13 @@ DP_SCRIPT = textwrap.dedent("""
     sim = jnp.asarray(np.random.default_rng(0).uniform(.2, .9, (8, 8)))
     sim = (sim + sim.T) / 2
     sim = sim.at[jnp.diag_indices(8)].set(1.0).astype(jnp.float32)
-    mesh = train.data_parallel_mesh()
+    mesh = sharding.data_parallel_mesh()
     assert mesh.devices.size == int(sys.argv[2])
     data = NamedSharding(mesh, P("data"))
     rep = NamedSharding(mesh, P())
     graphdef, state = optim.create_train_state(config, 8, 1)
     state = jax.device_put(state, rep)
-    loss_cfg = train.LossConfig.from_config(config.loss)
+    loss_cfg = classification.LossConfig.from_config(config.loss)
     batch = next(iter(input_pipeline.train_batches(split, 32, seed=0,
                                                    epoch=0)))
     batch = input_pipeline.shard_batch(batch, data)
@@ -246,12 +246,12 @@ DP_SCRIPT = textwrap.dedent("""
       model, _ = nnx.merge(graphdef, state)
       def loss_fn(model):
         logits = model(input_pipeline.normalize(batch["image"]))
-        return sum(train.loss_terms(logits, batch["label"], sim, 2.0,
+        return sum(classification.loss_terms(logits, batch["label"], sim, 2.0,
                                     loss_cfg).values())
       return nnx.value_and_grad(loss_fn)(model)
 
     loss, grads = loss_and_grads(state, batch)
-    step_fn = train.jit_train_step(graphdef, loss_cfg, mesh,
+    step_fn = classification.jit_train_step(graphdef, loss_cfg, mesh,
                                    (input_pipeline.IMAGENET_MEAN,
                                     input_pipeline.IMAGENET_STD))
     for _ in range(3):

@@ -12,8 +12,10 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO, kill_at_first_checkpoint
 
-from scenejax import evaluation, train
+from scenejax import sharding
 from scenejax.errors import ConfigError
+from scenejax.tasks import classification
+from scenejax.training import loop
 
 
 def _tiny_config(num_epochs=3):
@@ -55,13 +57,13 @@ def _assert_same_params(a, b):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  result = train.train_and_evaluate(_tiny_config(), workdir)
+  result = loop.train_and_evaluate(_tiny_config(), workdir)
   return workdir, result
 
 
 def test_rerun_on_a_finished_workdir_resumes_and_does_nothing(uninterrupted):
   workdir, result = uninterrupted
-  again = train.train_and_evaluate(_tiny_config(), workdir)
+  again = loop.train_and_evaluate(_tiny_config(), workdir)
   assert again["epoch"] == 3 and again["top1"] == result["top1"]
 
 
@@ -75,7 +77,7 @@ def test_rerun_writes_a_missing_results_json(uninterrupted, tmp_path):
   copy = str(tmp_path / "run")
   shutil.copytree(workdir, copy)
   os.remove(os.path.join(copy, "results.json"))
-  train.train_and_evaluate(_tiny_config(), copy)
+  loop.train_and_evaluate(_tiny_config(), copy)
   with open(os.path.join(workdir, "results.json")) as f:
     expected = json.load(f)
   with open(os.path.join(copy, "results.json")) as f:
@@ -90,7 +92,7 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   config = _tiny_config()
   steps_seen = []
-  real_step = train.jit_train_step
+  real_step = classification.jit_train_step
 
   def counting_jit_train_step(*args, **kwargs):
     step_fn = real_step(*args, **kwargs)
@@ -104,13 +106,13 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path, uninterrupted):
     step._cache_size = step_fn._cache_size
     return step
 
-  train.jit_train_step = counting_jit_train_step
+  classification.jit_train_step = counting_jit_train_step
   try:
-    stopped = train.train_and_evaluate(config, workdir)
+    stopped = loop.train_and_evaluate(config, workdir)
   finally:
-    train.jit_train_step = real_step
+    classification.jit_train_step = real_step
   assert stopped == dict(preempted=True, epoch=1, step_in_epoch=2)
-  result = train.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   assert result["top1"] == uninterrupted[1]["top1"]
   _assert_same_params(workdir, uninterrupted[0])
   # The resumed epoch's training metrics cover the whole epoch.
@@ -130,7 +132,7 @@ def test_sigterm_on_the_last_step_of_an_epoch(tmp_path, uninterrupted):
   epoch: its row still has the whole epoch's training metrics (this
   crashed on a missing train_loss before), and the run ends equal."""
   workdir = str(tmp_path)
-  real_step, calls = train.jit_train_step, []
+  real_step, calls = classification.jit_train_step, []
 
   def jit_train_step(*args, **kwargs):
     step_fn = real_step(*args, **kwargs)
@@ -146,13 +148,13 @@ def test_sigterm_on_the_last_step_of_an_epoch(tmp_path, uninterrupted):
 
   config = _tiny_config()
   config.checkpoint_keep = 3  # keep step 5 to look at
-  train.jit_train_step = jit_train_step
+  classification.jit_train_step = jit_train_step
   try:
-    stopped = train.train_and_evaluate(config, workdir)
+    stopped = loop.train_and_evaluate(config, workdir)
   finally:
-    train.jit_train_step = real_step
+    classification.jit_train_step = real_step
   assert stopped == dict(preempted=True, epoch=0, step_in_epoch=5)
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   _assert_same_params(workdir, uninterrupted[0])
   assert _history(workdir) == _history(uninterrupted[0])
   # The epoch-end save replaced the preemption save of the same step, so
@@ -168,8 +170,10 @@ _RUN = """
 import sys
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
 import test_trainer
-from scenejax import train
-train.train_and_evaluate(test_trainer._tiny_config(), sys.argv[1])
+from scenejax import sharding
+from scenejax.tasks import classification
+from scenejax.training import loop
+loop.train_and_evaluate(test_trainer._tiny_config(), sys.argv[1])
 """
 
 
@@ -180,7 +184,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   script = _RUN.format(repo=str(REPO), tests=str(REPO / "tests"))
   kill_at_first_checkpoint(script, workdir)
-  result = train.train_and_evaluate(_tiny_config(), workdir)
+  result = loop.train_and_evaluate(_tiny_config(), workdir)
   assert result["top1"] == uninterrupted[1]["top1"]
   _assert_same_params(workdir, uninterrupted[0])
 
@@ -191,11 +195,11 @@ def test_non_finite_loss_stops_naming_step_and_term(tmp_path):
   config.optimizer.learning_rate = 1e30
   config.optimizer.schedule = "constant"
   with pytest.raises(
-    train.NonFiniteLossError,
+    loop.NonFiniteLossError,
     match=r"non-finite loss at step \d+ \(epoch 1\): "
     r"term\(s\) .*ce",
   ):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   assert not os.path.isdir(tmp_path / "checkpoints") or not [
     n for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()
   ]
@@ -211,7 +215,7 @@ def test_workdir_of_another_model_is_refused(tmp_path, uninterrupted):
   with pytest.raises(
     ConfigError, match="restores with config.model = 'resnet18'"
   ):
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
 
 
 def test_topk_counts_by_hand():
@@ -241,10 +245,10 @@ def test_topk_counts_by_hand():
 
   import jax
 
-  mesh = train.data_parallel_mesh()
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  result = evaluation.evaluate(
-    fake_eval, None, split, batch_size=2, num_classes=4, data_sharding=sharding
+  mesh = sharding.data_parallel_mesh()
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  result = classification.evaluate(
+    fake_eval, None, split, batch_size=2, num_classes=4, data_sharding=replicated
   )
   confusion, hits = result.confusion, result.topk_hits
   # top-1 right: examples 0 (0), 3? no (label 2, ranked 3 first) -> 1 of 5.
@@ -282,7 +286,9 @@ def test_export_and_predict(tmp_path, uninterrupted, exported, runtime):
   from flax import nnx
   from PIL import Image
 
-  from scenejax import export, input_pipeline, models, optim, synthetic
+  from scenejax import export, input_pipeline, models
+  from scenejax.datasets import synthetic
+  from scenejax.training import optim
 
   workdir, _ = uninterrupted
   out, description = exported
@@ -458,7 +464,8 @@ def test_tflite_int8_quantization_keeps_the_predictions(
   stay close; the flatbuffer shrinks (int8 weights)."""
   from PIL import Image
 
-  from scenejax import export, synthetic
+  from scenejax import export
+  from scenejax.datasets import synthetic
 
   workdir, _ = uninterrupted
   _, _, test = synthetic.load(train_per_class=20, test_per_class=5)
@@ -501,7 +508,9 @@ if count > 1:
                              num_processes=count, process_id=process_id)
 import numpy as np
 import test_trainer
-from scenejax import train
+from scenejax import sharding
+from scenejax.tasks import classification
+from scenejax.training import loop
 config = test_trainer._tiny_config(num_epochs=epochs)
 # SGD: updates linear in the gradients (Adam's 1/sqrt(v) would amplify the
 # all-reduce's rounding on near-zero gradients into whole steps).
@@ -511,7 +520,7 @@ if sigterm_at:
   # every process's steps take 0.4 s: JAX's preemption service needs about
   # a second of wall time to agree on the sync step, longer than the tiny
   # run's remaining steps would otherwise last.
-  real_step, calls = train.jit_train_step, []
+  real_step, calls = classification.jit_train_step, []
   def jit_train_step(*args, **kwargs):
     step_fn = real_step(*args, **kwargs)
     def step(*a):
@@ -523,8 +532,8 @@ if sigterm_at:
       return step_fn(*a)
     step._cache_size = step_fn._cache_size
     return step
-  train.jit_train_step = jit_train_step
-result = train.train_and_evaluate(config, workdir)
+  classification.jit_train_step = jit_train_step
+result = loop.train_and_evaluate(config, workdir)
 print("RESULT " + json.dumps({{k: v for k, v in result.items()
                               if k in ("preempted", "epoch",
                                        "step_in_epoch")}}))

@@ -16,7 +16,7 @@ import time
 
 from harness import demo_config, row
 
-from scenejax import checkpoints, train
+from scenejax.training import checkpoints, loop
 
 
 def rows_checkpoint(s):
@@ -38,7 +38,7 @@ def rows_checkpoint(s):
       open(os.devnull, "w") as quiet,
       contextlib.redirect_stdout(quiet),
     ):
-      result = train.train_and_evaluate(config, workdir)
+      result = loop.train_and_evaluate(config, workdir)
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [json.loads(line)["seconds"] for line in f]
   finally:

@@ -18,7 +18,9 @@ import numpy as np
 from flax import nnx
 from harness import demo_config, row
 
-from scenejax import datasets, input_pipeline, optim, train
+from scenejax import datasets, input_pipeline, sharding
+from scenejax.tasks import classification
+from scenejax.training import optim
 
 
 def data_wait_fraction(s):
@@ -30,18 +32,20 @@ def data_wait_fraction(s):
   data."""
   config = demo_config(s)
   data = datasets.from_config(config)
-  similarity = jnp.asarray(train.prototype_for(config, data).similarity)
-  mesh = train.data_parallel_mesh()
-  sharding = jax.sharding.NamedSharding(
+  similarity = jnp.asarray(
+    classification.prototype_for(config, data).similarity
+  )
+  mesh = sharding.data_parallel_mesh()
+  data_sharding = jax.sharding.NamedSharding(
     mesh, jax.sharding.PartitionSpec("data")
   )
   graphdef, state = optim.create_train_state(
     config, data.num_classes, len(data.train) // config.batch_size
   )
   model = nnx.merge(graphdef, state)[0]
-  step_fn = train.jit_train_step(
+  step_fn = classification.jit_train_step(
     graphdef,
-    train.LossConfig.from_config(config.loss),
+    classification.LossConfig.from_config(config.loss),
     mesh,
     (model.pixel_mean, model.pixel_std),
   )
@@ -64,14 +68,14 @@ def data_wait_fraction(s):
         input_pipeline.train_batches(
           data.train, config.batch_size, seed=0, epoch=0
         ),
-        sharding,
+        data_sharding,
         host_buffer=config.data.host_prefetch if buffered else 0,
         device_buffer=config.data.device_prefetch if buffered else 0,
       )
     )
 
   in_memory = [  # already on the devices
-    input_pipeline.shard_batch(batch, sharding)
+    input_pipeline.shard_batch(batch, data_sharding)
     for batch in input_pipeline.train_batches(
       data.train, config.batch_size, seed=0, epoch=0
     )

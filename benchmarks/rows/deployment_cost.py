@@ -43,7 +43,7 @@ def rows_deployment(s):
   segmenter's top-3 at the image's size, `semantic_aware.semantic_input`)
   and both branches. Parameters are counted from the models; FLOPs are
   XLA's cost analysis of each compiled forward, per image."""
-  from scenejax import semantic_aware
+  from scenejax.tasks import semantic_aware
 
   plain_name, sas_name, seg_name, size = s["deployment"]
   batch, classes = s["eval_batch"], 365

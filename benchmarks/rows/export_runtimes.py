@@ -15,7 +15,8 @@ import jax
 import numpy as np
 from harness import NUM_CLASSES, demo_config, row
 
-from scenejax import fileio, input_pipeline, train
+from scenejax import fileio, input_pipeline
+from scenejax.training import loop
 
 
 def rows_export(s):
@@ -102,11 +103,12 @@ def _rows_export_agreement(s, d):
   """Row 11's Top-1 agreement on the demo's eval split."""
   from PIL import Image
 
-  from scenejax import export, synthetic
+  from scenejax import export
+  from scenejax.datasets import synthetic
 
   config = demo_config(s, num_epochs=s["export_demo_epochs"])
   workdir = os.path.join(d, "demo")
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   _, train_split, test = synthetic.load(
     train_per_class=config.data.train_per_class,
     test_per_class=config.data.test_per_class,

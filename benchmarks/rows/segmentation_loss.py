@@ -22,7 +22,9 @@ def rows_segmentation_loss(s):
   the whole step's, and XLA's temporary-memory account of each."""
   import functools
 
-  from scenejax import config_lib, optim, segmentation
+  from scenejax import config_lib
+  from scenejax.tasks import segmentation
+  from scenejax.training import optim
 
   name, crop, batch = s["seg_train"]
   config = config_lib.base()

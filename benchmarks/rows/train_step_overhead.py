@@ -20,8 +20,9 @@ import numpy as np
 from flax import nnx
 from harness import NUM_CLASSES, batch_of, row
 
-from scenejax import models, prototype, train
+from scenejax import models, prototype
 from scenejax.models import pcl
+from scenejax.tasks import classification
 
 
 def random_prototype(num_classes=NUM_CLASSES):
@@ -34,10 +35,10 @@ def create(name, s, seed=0):
   return models.create(name, NUM_CLASSES, rngs=nnx.Rngs(seed), **options)
 
 
-GLS_BCL = train.LossConfig.with_defaults(
+GLS_BCL = classification.LossConfig.with_defaults(
   labels="gls", bcl_weight=1.0, bcl_reduction="nonzero_inter_intra"
 )
-CE = train.LossConfig.with_defaults(labels="ce", bcl_weight=0.0)
+CE = classification.LossConfig.with_defaults(labels="ce", bcl_weight=0.0)
 
 
 def loss_kernel_seconds(cfg, batch, repeats=200):
@@ -49,7 +50,9 @@ def loss_kernel_seconds(cfg, batch, repeats=200):
   similarity = jnp.asarray(random_prototype(), jnp.float32)
   fn = jax.jit(
     jax.grad(
-      lambda z, e, s: sum(train.loss_terms(z, labels, s, e, cfg).values())
+      lambda z, e, s: sum(
+        classification.loss_terms(z, labels, s, e, cfg).values()
+      )
     )
   )
   epoch = np.float32(0.5)

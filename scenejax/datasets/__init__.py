@@ -312,7 +312,7 @@ def load(
   random 76/10/14 % split, evaluated on its "test").
   """
   if name == "synthetic_scenes":
-    from scenejax import synthetic
+    from scenejax.datasets import synthetic
 
     spec, train, test = synthetic.load(**(synthetic_options or {}))
     return Dataset(name, tuple(spec.class_names), train, test, spec=spec)

@@ -374,7 +374,7 @@ def load_checkpoint(model: SASNet, path: str) -> None:
 
 
 def _load_workdir(model: SASNet, workdir: str) -> None:
-  from scenejax import checkpoints
+  from scenejax.training import checkpoints
 
   config = checkpoints.read_workdir_config(workdir)
   name = f"sasnet_{model.depth}"

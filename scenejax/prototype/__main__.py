@@ -327,7 +327,8 @@ def _show(path: str) -> None:
 
 
 def _class_weights() -> None:
-  from scenejax import datasets, segmentation
+  from scenejax import datasets
+  from scenejax.tasks import segmentation
 
   _require("dataset", "out", command="class_weights")
   if _DATASET.value not in datasets.SEGMENTATION_NAMES:

@@ -48,7 +48,8 @@ def load_presence_model(path: str) -> tuple[nnx.Module, dict]:
   """(model in inference mode, info) of a multi-label training workdir
   (its best checkpoint by mAP) or an export of one. info: label_names,
   image_size, resize_size, checkpoint_step."""
-  from scenejax import checkpoints, export, segment
+  from scenejax import export, segment
+  from scenejax.training import checkpoints
 
   if segment.is_training_workdir(path):
     config = checkpoints.read_workdir_config(path)

@@ -186,7 +186,7 @@ def run_grid(runs: list[Run], log=print) -> str:
   """Runs `runs` in order in this process: a run with results.json is
   skipped, one with checkpoints resumes (the trainer's own resume).
   Returns "done", or "preempted" after a SIGTERM saved the current run."""
-  from scenejax import train
+  from scenejax.training import loop
 
   for i, run in enumerate(runs, 1):
     where = (
@@ -199,7 +199,7 @@ def run_grid(runs: list[Run], log=print) -> str:
       continue
     resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
     log(f"{where}: {'resuming' if resuming else 'running'} in {run.workdir}")
-    result = train.train_and_evaluate(config, run.workdir)
+    result = loop.train_and_evaluate(config, run.workdir)
     if result.get("preempted"):
       log(f"{where}: preempted and saved; run the same command again")
       return "preempted"

@@ -46,19 +46,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import flags
 from flax import nnx
 
-from scenejax import checkpoints, cli, fileio, input_pipeline, models
+from scenejax import fileio, input_pipeline, models
 from scenejax.errors import UserError
 from scenejax.models import pcl, sadcl
+from scenejax.training import checkpoints
 
 # Each format's file or directory inside an export.
 ARTEFACTS = {
@@ -475,79 +474,3 @@ def predict(
       Prediction(path, [(names[i], float(probs[i])) for i in order])
     )
   return results
-
-
-def main(argv: list[str]) -> None:
-  flag = flags.FLAGS
-  if flag.predict:
-    if len(argv) < 2:
-      cli.fail("give image files or directories after --predict=EXPORT_DIR")
-    results = predict(flag.predict, image_paths(argv[1:]), runtime=flag.runtime)
-    for result in results:
-      if result.error is None:
-        print(
-          result.path
-          + ": "
-          + ", ".join(f"{name} {p:.3f}" for name, p in result.ranked),
-          flush=True,
-        )
-      else:
-        print(f"cannot classify {result.error}", file=sys.stderr, flush=True)
-    failed = sum(result.error is not None for result in results)
-    if failed:
-      cli.fail(
-        f"{failed} of {len(results)} files could not be classified "
-        "(named above); the others' predictions are printed"
-      )
-    return
-  if not (flag.workdir and flag.out):
-    cli.fail("give --workdir and --out (or --predict=EXPORT files...)")
-  description = export(
-    flag.workdir,
-    flag.out,
-    step=flag.step,
-    formats=tuple(f for f in flag.formats if f),
-    quantize=flag.quantize,
-    calibration=flag.calibration,
-  )
-  print(
-    f"exported {description['model']} (step "
-    f"{description['checkpoint_step']}) to {flag.out}: "
-    + ", ".join(description["artefacts"].values())
-  )
-
-
-if __name__ == "__main__":
-  # Flags live here so that importing this module (tests, notebooks)
-  # defines none.
-  flags.DEFINE_string("workdir", None, "training workdir to export")
-  flags.DEFINE_string("out", None, "directory to write the export to")
-  flags.DEFINE_integer(
-    "step", None, "checkpoint step (default: the best by the task's metric)"
-  )
-  flags.DEFINE_list(
-    "formats",
-    ["orbax", "stablehlo"],
-    "what to write: some of " + ", ".join(FORMATS),
-  )
-  flags.DEFINE_string(
-    "quantize",
-    None,
-    "tflite int8 post-training quantization: dynamic (weights) or int8 "
-    "(weights and activations; needs --calibration)",
-  )
-  flags.DEFINE_string(
-    "calibration", None, "a directory of images to calibrate int8 on"
-  )
-  flags.DEFINE_string(
-    "predict",
-    None,
-    "an export directory: classify the image files given as arguments",
-  )
-  flags.DEFINE_string(
-    "runtime",
-    None,
-    "with --predict: " + ", ".join(RUNTIMES) + " (default: the first the "
-    "export has)",
-  )
-  cli.run(main)

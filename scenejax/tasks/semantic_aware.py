@@ -42,7 +42,7 @@ the hyper-parameters. Reconstructed:
 `config_lib.sasnet_stage(config, stage)` sets the stage and the optimizer's
 parameter groups that go with it (what does not train is "frozen"); each
 stage starts from the previous stage's workdir (`config.init_from`). The
-losses are the classification ones (`train.loss_terms`), so GLS and BCL
+losses are the classification ones (`classification.loss_terms`), so GLS and BCL
 apply to SAS-Net as to any backbone. Evaluation scores the stage's head
 (Top-1/2/5, MCA, ten-crop as configured).
 """
@@ -64,9 +64,9 @@ from jax.sharding import PartitionSpec as P
 from scenejax import input_pipeline, segment
 from scenejax.datasets import common
 from scenejax.errors import ConfigError, DatasetError, UserError
-from scenejax.evaluation import TOP_K
 from scenejax.input_pipeline import SEMANTIC_KEYS
 from scenejax.models import sasnet
+from scenejax.tasks.classification import TOP_K
 
 STAGES = ("rgb", "semantic", "attention", "all")
 # The head each stage trains and is evaluated by.
@@ -131,7 +131,7 @@ def train_step(
   std,
 ):
   """One optimizer step of `stage`; aux = (prototype S, segmenter state)."""
-  from scenejax import train
+  from scenejax.tasks import base, classification
 
   similarity, segmenter_state = aux
   model, optimizer = nnx.merge(graphdef, state)
@@ -146,17 +146,19 @@ def train_step(
   def loss_fn(model):
     outputs = stage_outputs(model, images, semantic, stage)
     logits = outputs[STAGE_LOGITS[stage]].astype(jnp.float32)
-    terms = train.loss_terms(logits, labels, similarity, epoch, loss_cfg)
+    terms = classification.loss_terms(
+      logits, labels, similarity, epoch, loss_cfg
+    )
     if stage == "all":  # the branch heads too (deep supervision)
       for head in ("rgb", "semantic"):
         branch = outputs[f"{head}_logits"].astype(jnp.float32)
-        for key, value in train.loss_terms(
+        for key, value in classification.loss_terms(
           branch, labels, similarity, epoch, loss_cfg
         ).items():
           terms[f"{head}_{key}"] = value
     return sum(terms.values()), (terms, logits)
 
-  return train.update(model, optimizer, loss_fn, labels)
+  return base.update(model, optimizer, loss_fn, labels)
 
 
 def eval_step(
@@ -171,7 +173,7 @@ def eval_step(
   std,
 ) -> dict:
   """The stage's head's top-5 classes ({"top", "label", "mask"}, as
-  `evaluation.eval_step`); a ten-crop batch averages the softmax of its
+  `classification.eval_step`); a ten-crop batch averages the softmax of its
   crops."""
   model = nnx.merge(graphdef, state)[0]
   model.eval()
@@ -382,9 +384,9 @@ TRAINED_HEADS = {
 
 
 def task(config, data, graphdef, mesh, pixel_stats):
-  """`train.Task` of a SAS-Net run: classification's, with this module's
+  """`base.Task` of a SAS-Net run: classification's, with this module's
   steps and the frozen segmenter's state beside the prototype."""
-  from scenejax import train
+  from scenejax.tasks import base, classification
 
   stage = config.sasnet.stage
   if stage == "attention":
@@ -393,8 +395,8 @@ def task(config, data, graphdef, mesh, pixel_stats):
   replicated = NamedSharding(mesh, P())
   segmenter_state = jax.device_put(segmenter_state, replicated)
   mean, std = pixel_stats
-  loss_cfg = train.LossConfig.from_config(config.loss)
-  step = train.jit_step(
+  loss_cfg = classification.LossConfig.from_config(config.loss)
+  step = base.jit_step(
     functools.partial(
       train_step,
       graphdef,
@@ -412,7 +414,7 @@ def task(config, data, graphdef, mesh, pixel_stats):
       SemanticFiles(data.train, config.sasnet.semantic_dir, "train"),
       eval_source(config, data, stage),
     )
-  base = train.classification_task(
+  base = classification.classification_task(
     config,
     data,
     graphdef,
@@ -428,7 +430,7 @@ def task(config, data, graphdef, mesh, pixel_stats):
     ),
     sources=sources,
   )
-  terms = train.loss_term_names(loss_cfg)
+  terms = classification.loss_term_names(loss_cfg)
   if stage == "all":
     terms += [f"{h}_{t}" for h in ("rgb", "semantic") for t in terms]
 
@@ -441,7 +443,7 @@ def task(config, data, graphdef, mesh, pixel_stats):
 def _check_previous_stage(config) -> None:
   """The attention stage starts from trained branches: the workdir of a
   'semantic' (or 'all') stage of the same model."""
-  from scenejax import checkpoints
+  from scenejax.training import checkpoints
 
   init = config.init_from
   previous = (

@@ -52,8 +52,8 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from scenejax import optim
 from scenejax.errors import CheckpointError, ConfigError, UserError
+from scenejax.training import optim
 
 UNREADABLE = "checkpoints_unreadable"
 

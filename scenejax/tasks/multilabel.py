@@ -1,7 +1,7 @@
 """The multi-label task of the trainer ([SADCL], Ma et al. 2023): its train
 step, its eval step and metrics.
 
-`train.train_and_evaluate` runs it for config.task = "multilabel": the
+`loop.train_and_evaluate` runs it for config.task = "multilabel": the
 same loop, mesh, checkpoints and preemption as classification, with this
 module's `task(...)`. Labels are (K,) 0/1 presence vectors
 (`scenejax.datasets.multilabel`); the model is `models.sadcl.SADCLModel`
@@ -20,7 +20,7 @@ temperature τ; P the model's category prototypes (learnable, or an EMA
 updated after each step). λ₁, λ₂ = config.multilabel.sscl_weight,
 pscl_weight. The poster gives no λ: 1 each by default.
 
-Evaluation: `evaluation.multilabel_metrics` on the sigmoid scores of the
+Evaluation: `classification.multilabel_metrics` on the sigmoid scores of the
 whole split (mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 forms); the
 best checkpoint is the one of the highest mAP.
 
@@ -46,9 +46,10 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import evaluation, input_pipeline, losses
+from scenejax import input_pipeline, losses
 from scenejax.datasets import multilabel as multilabel_data
 from scenejax.models import sadcl
+from scenejax.tasks import classification
 
 TERMS = ("cls", "sscl", "pscl")
 
@@ -175,11 +176,11 @@ def confusion_counts(
 
 
 def split_metrics(scores, targets, threshold: float) -> tuple[dict, np.ndarray]:
-  """(`evaluation.multilabel_metrics` with the per-label AP, the (K, 2, 2)
+  """(`classification.multilabel_metrics` with the per-label AP, the (K, 2, 2)
   confusion) of a split's (N, K) scores and stored targets; VOC's
   `DIFFICULT` pairs are left out of both."""
   ignore = np.asarray(targets) == multilabel_data.DIFFICULT
-  metrics = evaluation.multilabel_metrics(
+  metrics = classification.multilabel_metrics(
     scores, targets, threshold=threshold, ignore=ignore
   )
   return metrics, confusion_counts(scores, targets, threshold, ignore)
@@ -217,16 +218,16 @@ def scores_and_targets(
 
 
 def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
-  """`train.Task` of config.task = "multilabel" for `data` (a
+  """`base.Task` of config.task = "multilabel" for `data` (a
   `datasets.multilabel_from_config` dataset)."""
-  from scenejax import train
+  from scenejax.tasks import base
 
   ml = config.multilabel
   cfg = MultilabelLoss.from_config(config)
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
   mean, std = pixel_stats
-  step = train.jit_step(
+  step = base.jit_step(
     functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std), mesh
   )
   scores_fn = jit_eval_step(graphdef, mesh, pixel_stats)
@@ -247,7 +248,7 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
     del workdir  # nothing to compute before training
     return jax.device_put(jnp.zeros((), jnp.float32), replicated)
 
-  return train.Task(
+  return base.Task(
     step=step,
     evaluate=evaluate,
     prepare=prepare,

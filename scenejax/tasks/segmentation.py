@@ -1,7 +1,7 @@
 """The segmentation task of the trainer ([SEG], Jia et al. 2025): its train step, its
 eval step and metrics, and the class weights of its focal loss.
 
-`train.train_and_evaluate` runs it for config.task = "segmentation": the
+`loop.train_and_evaluate` runs it for config.task = "segmentation": the
 same loop, mesh, checkpoints and preemption as classification, with this
 module's `task(...)` in place of scene classification's. Label maps hold
 ADE20K-convention ids (1..K, 0 = unlabeled and ignored); logit channel k is
@@ -270,9 +270,9 @@ def class_weights_for(config, data, workdir: str) -> np.ndarray:
 
 
 def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
-  """`train.Task` of config.task = "segmentation" for `data` (a
+  """`base.Task` of config.task = "segmentation" for `data` (a
   `datasets.segmentation_from_config` dataset)."""
-  from scenejax import train
+  from scenejax.tasks import base
 
   num_classes = len(data.class_names)
   if num_classes > 255:
@@ -284,7 +284,7 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
   mean, std = pixel_stats
-  step = train.jit_step(
+  step = base.jit_step(
     functools.partial(train_step, graphdef, cfg=cfg, mean=mean, std=std), mesh
   )
   count = jax.jit(
@@ -329,7 +329,7 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
     weights = class_weights_for(config, data, workdir)
     return jax.device_put(jnp.asarray(weights), replicated)
 
-  return train.Task(
+  return base.Task(
     step=step,
     evaluate=evaluate,
     prepare=prepare,

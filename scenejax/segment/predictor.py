@@ -127,7 +127,7 @@ def is_training_workdir(path: str) -> bool:
 
 def _from_workdir(name: str, workdir: str, dtype: str) -> nnx.Module:
   """The best checkpoint (by mIoU) of a segmentation training run."""
-  from scenejax import checkpoints
+  from scenejax.training import checkpoints
 
   config = checkpoints.read_workdir_config(workdir)
   if config.get("task") != "segmentation" or config.model != name:
@@ -149,7 +149,7 @@ def checkpoint_label_names(init_from: str | None) -> list[str] | None:
   if not init_from:
     return None
   if is_training_workdir(init_from):
-    from scenejax import checkpoints
+    from scenejax.training import checkpoints
 
     best = checkpoints.best_step(checkpoints.directory(init_from))
     return list(checkpoints.class_names(init_from, best))
@@ -600,164 +600,3 @@ def write_split_files(
   # The list, once every record has been seen.
   fileio.write_text(os.path.join(out, f"{split}.txt"), "\n".join(lines) + "\n")
   return counts
-
-
-def _segment_to_files(flag, predictor) -> None:
-  out, top3 = flag.out, flag.top3
-  if flag.images:
-    rels = image_files(flag.images)
-    records = _records_of_images(flag.images, rels)
-    written, skipped = write_files(
-      predictor, records, len(rels), out, top3=top3
-    )
-  else:
-    data, _ = _dataset_split(flag.dataset, flag.split, flag.data_dir)
-    written, skipped = write_split_files(
-      predictor, data, flag.split, out, top3=top3
-    )
-  print(
-    f"wrote {written} label map(s) to {out}"
-    + (" (+ SAS-Net top-3 files)" if top3 else "")
-    + (f"; {skipped} undecodable image(s) skipped" if skipped else "")
-  )
-
-
-def _evaluate(flag, predictor) -> None:
-  split = flag.split if flag["split"].present else "test"
-  _, source = _dataset_split(flag.dataset, split, flag.data_dir)
-  if not getattr(source, "has_label_maps", False):
-    raise DatasetError(
-      f"--dataset={flag.dataset} has no label maps to evaluate against "
-      "(ade20k_scenes has)"
-    )
-  k = predictor.num_classes
-  confusion = np.zeros((k, k), np.int64)
-  records = (dict(source[i], index=i) for i in range(len(source)))
-  bar = _progress(len(source), "evaluating")
-  try:
-    for record, result in segment_records(predictor, records):
-      if result is not None:
-        truth = source.label_map(record["index"])
-        confusion += confusion_counts(label_map(result[0]), truth, k)
-      bar.update(1)
-  finally:
-    bar.close()
-  metrics = segmentation_metrics(confusion)
-  print(
-    f"mIoU {100 * metrics['mIoU']:.2f}  pixel accuracy "
-    f"{100 * metrics['pixel_accuracy']:.2f}  ({metrics['labelled_pixels']} "
-    f"labelled pixels, {len(source)} images)"
-  )
-  if flag.out:
-    fileio.write_json(
-      os.path.join(flag.out, "segmentation_eval.json"),
-      dict(metrics, segmenter=flag.segmenter, init_from=flag.init_from),
-    )
-
-
-def main(argv: list[str]) -> None:
-  from absl import flags
-
-  flag = flags.FLAGS
-  if len(argv) > 1:
-    raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not flag.segmenter:
-    raise ConfigError("--segmenter is required (one of the segmenters)")
-  if bool(flag.images) == bool(flag.dataset):
-    raise ConfigError("give one of --images=DIR or --dataset=NAME")
-  if flag.evaluate and not flag.dataset:
-    raise ConfigError("--evaluate needs --dataset (with label maps)")
-  if not flag.evaluate and not flag.out:
-    raise ConfigError("--out is required (the directory for the maps)")
-  scales = _factors(flag.scales)
-  model = load_segmenter(flag.segmenter, flag.init_from, dtype=flag.dtype)
-  if not flag.evaluate:
-    # A trained workdir names its classes (its maps are in its own ids).
-    trained = flag.init_from and is_training_workdir(flag.init_from)
-    check_ade20k_output(
-      model,
-      flag.class_names or (trained and checkpoint_label_names(flag.init_from)),
-    )
-  predictor = Predictor(
-    model,
-    batch_size=flag.batch_size,
-    top_k=3 if flag.top3 else 1,
-    resize=Resize(flag.size, flag.max_size),
-    window=flag.window,
-    stride=flag.stride,
-    flip=flag.flip,
-    scales=scales,
-  )
-  if flag.evaluate:
-    _evaluate(flag, predictor)
-  else:
-    _segment_to_files(flag, predictor)
-
-
-def _factors(values: list[str]) -> tuple[float, ...]:
-  try:
-    return tuple(float(v) for v in values)
-  except ValueError:
-    raise ConfigError(
-      f"--scales={','.join(values)}: need numbers, e.g. 0.5,1.0,1.5"
-    ) from None
-
-
-def define_flags() -> None:
-  """The segmenter flags, shared with `python -m scenejax.prototype build`."""
-  from absl import flags
-
-  flags.DEFINE_string(
-    "segmenter", None, f"one of {', '.join(models.SEGMENTERS)}"
-  )
-  flags.DEFINE_string(
-    "init_from",
-    None,
-    "the segmenter's Hugging Face checkpoint (dir or URL), or the workdir "
-    "of a segmenter trained by scenejax (config.task = 'segmentation')",
-  )
-  flags.DEFINE_integer("size", 512, "shorter side the images are resized to")
-  flags.DEFINE_integer("max_size", 2048, "cap on the longer side")
-  flags.DEFINE_integer(
-    "batch_size", 8, "images per step (a multiple of the local devices)"
-  )
-  flags.DEFINE_enum("dtype", "float32", list(models.DTYPES), "compute dtype")
-  flags.DEFINE_integer(
-    "window",
-    0,
-    "sliding-window inference with crops of this size (0: whole image; "
-    "the UperNet-ConvNeXt model cards use 512)",
-  )
-  flags.DEFINE_integer(
-    "stride", 0, "--window's stride (0: 2/3 of the window, e.g. 341)"
-  )
-
-
-if __name__ == "__main__":
-  from absl import flags
-
-  from scenejax import cli
-
-  define_flags()
-  flags.DEFINE_string("images", None, "a directory of images to segment")
-  flags.DEFINE_string("dataset", None, "or a registered dataset")
-  flags.DEFINE_string("split", "train", "--dataset split: train or test")
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir of --dataset")
-  flags.DEFINE_string("out", None, "output directory")
-  flags.DEFINE_bool("top3", False, "also SAS-Net's top-3 id/score PNGs")
-  flags.DEFINE_bool("evaluate", False, "mIoU against --dataset's label maps")
-  flags.DEFINE_bool(
-    "flip", False, "average the probabilities with the mirrored image's"
-  )
-  flags.DEFINE_list(
-    "scales",
-    ["1.0"],
-    "multi-scale test: factors of --size whose probabilities are averaged "
-    "(mmsegmentation's ADE20K ratios: 0.5,0.75,1.0,1.25,1.5,1.75)",
-  )
-  flags.DEFINE_string(
-    "class_names",
-    None,
-    "names of a non-ADE20K segmenter's classes (its ids are written as is)",
-  )
-  cli.run(main)

@@ -1,0 +1,630 @@
+"""Scene classification ([SP], [PCL], SAS-Net's metrics): the loss
+composition (GLS / LSR / CE targets, BCL, the classic-CL baseline, PCL),
+the train step, the run's prototype, the eval step and the one loop over an
+evaluation split, and the `Task` the training loop runs.
+
+The train step is one jitted function over a `jax.sharding.Mesh` of all
+devices: the model and optimizer state are replicated, the batch is split
+along "data", and XLA inserts the collectives. The losses see the global
+batch, so BCL and BatchNorm statistics are the same on 1 or 8 devices. The
+GLS epoch is a traced scalar: one compile per run.
+
+The evaluation loop counts exact integers over the whole split (the padded
+last batch is masked out), so Top-k and MCA do not depend on the batch size
+or the device count. With `feature_every` it also keeps the penultimate
+features of every k-th image (the report's t-SNE), from the same pass.
+
+References:
+  [SP]  C. Song, H. Wu, X. Ma, Y. Li. Semantic-embedded Similarity Prototype
+        for Scene Recognition. Pattern Recognition, 2024. arXiv:2308.05896.
+  [PCL] G. Chen, X. Song, B. Wang, S. Jiang. See More for Scene: Pairwise
+        Consistency Learning for Scene Classification. NeurIPS 2021.
+  [SAS] A. López-Cifuentes, M. Escudero-Viñolo, J. Bescós, Á. García-Martín.
+  Semantic-Aware Scene Recognition. Pattern Recognition 102, 2020.
+  doi:10.1016/j.patcog.2020.107256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scenejax import (
+  config_lib,
+  datasets,
+  fileio,
+  input_pipeline,
+  losses,
+  prototype,
+)
+from scenejax.errors import ConfigError
+from scenejax.models import pcl
+from scenejax.tasks.base import Task, jit_step, update
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """The loss composition, from `config.loss` (defaults live in
+  `config_lib.base()` only); plain Python values closed over by the step."""
+
+  labels: str  # ce | lsr | gls: targets of the CE term
+  num_soft_epochs: int  # GLS STEP ([SP] Algorithm 2)
+  final_confidence: float
+  lsr_alpha: float
+  bcl_weight: float  # 0 disables BCL ([SP] Eq. 16 uses 1)
+  bcl_metric: str
+  bcl_reduction: str
+  bcl_pairing: str
+  cl_weight: float  # classic contrastive loss baseline
+  pcl: bool  # pairwise consistency learning ([PCL] Eq. 3)
+  pcl_alpha: float  # weight of the erased image's CE
+  pcl_beta: float  # weight of KL(q || p)
+  pcl_gamma: float  # CAM threshold γ ([PCL] Eq. 2)
+  pcl_cam_stage: int  # -1: the input of the last down-sampling stage
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> LossConfig:
+    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls)})
+
+  @classmethod
+  def with_defaults(cls, **overrides) -> LossConfig:
+    """`config_lib.base()`'s loss with `overrides` (tests, benchmarks)."""
+    return dataclasses.replace(
+      cls.from_config(config_lib.base().loss), **overrides
+    )
+
+
+def loss_terms(
+  logits,
+  labels,
+  similarity,
+  epoch,
+  cfg: LossConfig,
+  *,
+  pcl_logits: dict | None = None,
+) -> dict:
+  """The weighted loss terms of one batch; their sum is the training loss.
+
+  "ce": softmax cross-entropy against hard (ce), smoothed (lsr, [SP]
+  Table 1 baseline) or GLS soft labels ([SP] Eq. 9); "bcl": [SP] Eq. 10-15
+  on the softmax probabilities (see `losses.bcl_loss` on why not logits);
+  "cl": the classic-CL baseline ([SP] Table 2); with `pcl_logits` ({"side",
+  "mod"}), "side", "mod" and "kl": the other terms of [PCL] Eq. 3, against
+  the same targets as "ce".
+  """
+  num_classes = logits.shape[-1]
+  if cfg.labels == "gls":
+    label_matrix = losses.gls_label_matrix(
+      similarity, epoch, cfg.num_soft_epochs, cfg.final_confidence
+    )
+    targets = label_matrix[labels]
+  elif cfg.labels == "lsr":
+    targets = losses.label_smoothing_targets(labels, num_classes, cfg.lsr_alpha)
+  else:
+    targets = jax.nn.one_hot(labels, num_classes)
+  terms = {"ce": optax.softmax_cross_entropy(logits, targets).mean()}
+  probs = jax.nn.softmax(logits)
+  if cfg.bcl_weight:
+    terms["bcl"] = cfg.bcl_weight * losses.bcl_loss(
+      probs,
+      labels,
+      similarity,
+      metric=cfg.bcl_metric,
+      reduction=cfg.bcl_reduction,
+      pairing=cfg.bcl_pairing,
+    )
+  if cfg.cl_weight:
+    terms["cl"] = cfg.cl_weight * losses.contrastive_loss(
+      probs, labels, metric=cfg.bcl_metric
+    )
+  if pcl_logits is not None:
+    _, parts = losses.pcl_loss(
+      logits,
+      pcl_logits["side"],
+      pcl_logits["mod"],
+      targets,
+      cfg.pcl_alpha,
+      cfg.pcl_beta,
+    )
+    terms["side"] = parts["side"]
+    terms["mod"] = cfg.pcl_alpha * parts["mod"]
+    terms["kl"] = cfg.pcl_beta * parts["kl"]
+  return terms
+
+
+def train_step(
+  graphdef, state, batch, epoch, similarity, *, loss_cfg: LossConfig, mean, std
+) -> tuple[nnx.State, dict[str, jax.Array]]:
+  """One optimizer step. Pure: (state, batch) -> (new state, metrics)."""
+  model, optimizer = nnx.merge(graphdef, state)
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  labels = batch["label"]
+
+  def loss_fn(model):
+    if loss_cfg.pcl:
+      outputs = model.pcl_outputs(images)
+      logits = outputs["main"].astype(jnp.float32)
+      terms = loss_terms(
+        logits, labels, similarity, epoch, loss_cfg, pcl_logits=outputs
+      )
+    else:
+      logits = model(images).astype(jnp.float32)
+      terms = loss_terms(logits, labels, similarity, epoch, loss_cfg)
+    return sum(terms.values()), (terms, logits)
+
+  return update(model, optimizer, loss_fn, labels)
+
+
+def jit_train_step(
+  graphdef, loss_cfg: LossConfig, mesh, pixel_stats
+) -> jax.stages.Wrapped:
+  """`train_step` jitted for `mesh` (`jit_step`), the prototype as aux.
+  Images are normalised with the statistics the model's weights expect
+  (`model.pixel_mean/std`: ImageNet's, or [-1, 1] for big_vision ViTs)."""
+  return jit_step(
+    functools.partial(
+      train_step,
+      graphdef,
+      loss_cfg=loss_cfg,
+      mean=pixel_stats[0],
+      std=pixel_stats[1],
+    ),
+    mesh,
+  )
+
+
+def prototype_for(
+  config: ml_collections.ConfigDict,
+  data: datasets.Dataset,
+  workdir: str | None = None,
+) -> prototype.Prototype:
+  """The run's prototype ([SP] Algorithm 1, Eq. 1-4), in this order:
+
+  - `config.prototype.path` (with "{metric}" replaced by
+    `config.prototype.metric`), checked against the dataset's classes and
+    the metric;
+  - `config.prototype.segmenter`: WORKDIR/prototype.npz if an earlier run
+    of the workdir built it, else the training images segmented now
+    (`scenejax.prototype.segmented`; partial sums in
+    WORKDIR/prototype.npz.partial/, so a preempted build resumes);
+  - the synthetic scenes' training label maps.
+  """
+  metric = config.prototype.metric
+  if config.prototype.path:
+    path = config_lib.prototype_path(config)
+    return prototype.with_class_names(
+      prototype.load_prototype(
+        path, class_names=data.class_names, metric=metric
+      ),
+      data.class_names,
+    )
+  if config.prototype.segmenter:
+    if workdir is None:
+      raise ConfigError("config.prototype.segmenter needs a workdir")
+    return _prototype_from_segmenter(config, data, workdir)
+  if data.spec is None:
+    raise ConfigError(
+      f"config.prototype.path is empty and {config.dataset!r} is not the "
+      "synthetic dataset: build the prototype first (python -m "
+      "scenejax.prototype build ...) and set config.prototype.path, or set "
+      "config.prototype.segmenter (+ init_from) to build it here"
+    )
+  spec = data.spec
+  return prototype.build_prototype(
+    data.train.label_maps,
+    data.train.labels,
+    spec.class_names,
+    metric=metric,
+    num_semantic_classes=spec.num_semantic_classes,
+    semantic_class_names=spec.semantic_class_names,
+  )
+
+
+def _prototype_from_segmenter(config, data, workdir) -> prototype.Prototype:
+  """WORKDIR/prototype.npz built from `config.prototype.segmenter`'s maps of
+  the training images, or reused when WORKDIR/prototype_build.json shows
+  an earlier run built it with the same segmenter, weights and settings
+  (another metric is derived from the stored Eq. 1 representations)."""
+  from scenejax.prototype import segmented
+
+  cfg = config.prototype
+  if cfg.batch_size % jax.local_device_count():
+    raise ConfigError(
+      f"config.prototype.batch_size = {cfg.batch_size} must be a multiple "
+      f"of the {jax.local_device_count()} local devices"
+    )
+  settings = dict(
+    segmenter=cfg.segmenter,
+    init_from=cfg.init_from,
+    size=cfg.size,
+    window=cfg.window,
+    dtype=cfg.dtype,
+  )
+  wanted = segmented.build_fingerprint(data, dataset=config.dataset, **settings)
+  out = os.path.join(workdir, "prototype.npz")
+  record = os.path.join(workdir, "prototype_build.json")
+  exists = os.path.exists(out)
+  if jax.process_count() > 1:  # process 0 decides, so no host waits alone
+    from jax.experimental import multihost_utils
+
+    exists = bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
+  if exists:
+    try:
+      with open(record) as f:
+        built = json.load(f)
+    except (OSError, ValueError):
+      built = None
+    if built != json.loads(json.dumps(wanted)):
+      raise ConfigError(
+        f"{out} was not built by config.prototype.segmenter with these "
+        f"settings (its record {record}: {built}; this run: {wanted}). "
+        "Delete both files to rebuild, or use another workdir"
+      )
+    proto = prototype.load_prototype(out, class_names=data.class_names)
+    if proto.metric != config.prototype.metric:
+      proto = prototype.prototype_from_representation(
+        proto, config.prototype.metric
+      )
+    if jax.process_index() == 0:
+      print(f"prototype: {out}, built by an earlier run (reused)")
+    return prototype.with_class_names(proto, data.class_names)
+  proto, stats = segmented.build_for_dataset(
+    data,
+    dataset=config.dataset,
+    out=out,
+    metric=config.prototype.metric,
+    batch_size=cfg.batch_size,
+    progress=config.progress_bar,
+    **settings,
+  )
+  if jax.process_index() == 0:
+    fileio.write_text(record, json.dumps(wanted, indent=1))
+    print(
+      f"prototype: {out} from {stats['images']} images segmented by "
+      f"{cfg.segmenter} ({stats['images_per_s']:.1f} images/s in process 0"
+      + (
+        f"; {stats['skipped']} undecodable, skipped" if stats["skipped"] else ""
+      )
+      + ")"
+    )
+  return prototype.with_class_names(proto, data.class_names)
+
+
+def classification_task(
+  config,
+  data,
+  graphdef,
+  mesh,
+  pixel_stats,
+  *,
+  step=None,
+  eval_fn=None,
+  sources=None,
+) -> Task:
+  """Scene classification with GLS / BCL / PCL ([SP], [PCL]): `train_step`
+  against the run's prototype, Top-k and MCA (`scenejax.evaluation`).
+  `step`, `eval_fn` and the (train, eval) `sources` replace the jitted
+  train and eval steps and `data`'s splits (SAS-Net's, with its semantic
+  files: `scenejax.semantic_aware`)."""
+  train_source, eval_source = sources or (data.train, data.test)
+  loss_cfg = LossConfig.from_config(config.loss)
+  train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
+  # A segmenter build can take hours: it runs in `prepare`, once the run's
+  # own checks passed and the workdir is locked; a prototype file is
+  # checked now.
+  build_later = bool(config.prototype.segmenter) and not config.prototype.path
+  # A loss without S (ce / lsr, no BCL) on a real dataset trains without a
+  # prototype: S is then a placeholder the loss never reads.
+  unused = not (loss_cfg.labels == "gls" or loss_cfg.bcl_weight) and not (
+    config.prototype.path or config.prototype.segmenter or data.spec is not None
+  )
+  early = None if build_later or unused else prototype_for(config, data, None)
+  eval_fn = eval_fn or jit_eval_step(graphdef, mesh, pixel_stats)
+  data_sharding = NamedSharding(mesh, P("data"))
+
+  def evaluate(state):
+    result = evaluate(
+      eval_fn,
+      state,
+      eval_source,
+      batch_size=config.eval_batch_size // jax.process_count(),
+      num_classes=data.num_classes,
+      data_sharding=data_sharding,
+      preprocess=eval_preprocess,
+    )
+    return result.metrics(), result.confusion
+
+  def prepare(workdir):
+    if unused:
+      return jax.device_put(
+        jnp.eye(data.num_classes, dtype=jnp.float32), NamedSharding(mesh, P())
+      )
+    proto = early if early is not None else prototype_for(config, data, workdir)
+    if jax.process_index() == 0 and not config.prototype.path:
+      prototype.save_prototype(os.path.join(workdir, "prototype.npz"), proto)
+    return jax.device_put(
+      jnp.asarray(proto.similarity), NamedSharding(mesh, P())
+    )
+
+  return Task(
+    step=step or jit_train_step(graphdef, loss_cfg, mesh, pixel_stats),
+    evaluate=evaluate,
+    prepare=prepare,
+    terms=loss_term_names(loss_cfg),
+    columns=(
+      ("train_accuracy", "train acc", "9.3f"),
+      ("top1", "Top-1", "9.3f"),
+      ("mean_class_accuracy", "MCA", "9.3f"),
+    ),
+    best_metric="top1",
+    train_preprocess=train_preprocess,
+    eval_preprocess=eval_preprocess,
+    train_source=train_source,
+  )
+
+
+def loss_term_names(cfg: LossConfig) -> list[str]:
+  return (
+    ["ce"]
+    + (["bcl"] if cfg.bcl_weight else [])
+    + (["cl"] if cfg.cl_weight else [])
+    + (["side", "mod", "kl"] if cfg.pcl else [])
+  )
+
+
+TOP_K = (1, 2, 5)
+
+
+def eval_step(
+  graphdef, state, batch, *, mean, std, features: bool = False
+) -> dict:
+  """Predictions of one batch, the model in inference mode.
+
+  Returns {"top": (B, k) indices of the k = min(5, C) highest scores, best
+  first; "label"; "mask"} and, with `features`, "features": the penultimate
+  embedding. A ten-crop batch (B, 10, H, W, 3) is scored by the softmax
+  averaged over each image's crops. PCL's training-only heads are not used.
+  """
+  model = pcl.export(nnx.merge(graphdef, state)[0])
+  if not hasattr(model, "embed"):
+    raise ConfigError(
+      f"{type(model).__name__} takes a semantic input besides the image: "
+      "its workdir is evaluated by the trainer and by scenejax.evaluate "
+      "(scenejax.semantic_aware); the report's evaluation and export do "
+      "not support it yet"
+    )
+  model.eval()
+  images = input_pipeline.normalize(batch["image"], mean, std)
+  out = dict(label=batch["label"], mask=batch["mask"])
+  if images.ndim == 5:  # ten-crop: (B, 10, H, W, 3), average the softmax
+    n, crops = images.shape[:2]
+    embedding = model.embed(images.reshape((n * crops,) + images.shape[2:]))
+    probs = jax.nn.softmax(model.head(embedding))
+    scores = probs.reshape(n, crops, -1).mean(axis=1)
+    embedding = embedding.reshape(n, crops, -1).mean(axis=1)
+  else:
+    embedding = model.embed(images)
+    scores = model.head(embedding)
+  out["top"] = jax.lax.top_k(scores, min(max(TOP_K), scores.shape[-1]))[1]
+  if features:
+    out["features"] = embedding
+  return out
+
+
+def jit_eval_step(
+  graphdef, mesh, pixel_stats, *, features: bool = False
+) -> jax.stages.Wrapped:
+  """`eval_step` jitted for `mesh`: state replicated, the batch split on
+  "data", the outputs replicated so every process counts the whole global
+  batch."""
+  return jax.jit(
+    functools.partial(
+      eval_step,
+      graphdef,
+      mean=pixel_stats[0],
+      std=pixel_stats[1],
+      features=features,
+    ),
+    in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
+    out_shardings=NamedSharding(mesh, P()),
+  )
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
+  """(C, C) int64 counts, rows = true class, columns = predicted class."""
+  flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions)
+  return np.bincount(flat, minlength=num_classes * num_classes).reshape(
+    num_classes, num_classes
+  )
+
+
+def accuracy_metrics(
+  confusion: np.ndarray, topk_hits: dict[int, int] | None = None
+) -> dict:
+  """Top-1/2/5 and mean class accuracy (MCA) from exact integer counts.
+
+  MCA averages per-class recall over the classes present in the split;
+  classes with no example are excluded and listed in "absent_classes".
+  `topk_hits[k]` is the number of examples whose label is among the k best
+  scores.
+  """
+  per_class_total = confusion.sum(axis=1)
+  present = per_class_total > 0
+  recall = np.diag(confusion)[present] / per_class_total[present]
+  total = int(confusion.sum())
+  out = dict(top1=float(np.trace(confusion) / total))
+  for k, hits in sorted((topk_hits or {}).items()):
+    if k > 1:
+      out[f"top{k}"] = hits / total
+  out.update(
+    mean_class_accuracy=float(recall.mean()),
+    absent_classes=np.flatnonzero(~present).tolist(),
+    num_examples=total,
+  )
+  return out
+
+
+def average_precision(scores, targets) -> float:
+  """Average precision of one class, Σ_n (R_n - R_{n-1}) P_n over the
+  distinct score thresholds in decreasing order (tied scores enter
+  together): scikit-learn's `average_precision_score`, no interpolation.
+  NaN when the class has no positive."""
+  scores = np.asarray(scores, np.float64)
+  targets = np.asarray(targets) > 0
+  positives = int(targets.sum())
+  if positives == 0:
+    return float("nan")
+  order = np.argsort(-scores, kind="stable")
+  scores, targets = scores[order], targets[order]
+  # The last index of each run of equal scores: one threshold per run.
+  last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+  hits = np.cumsum(targets)[last]
+  precision = hits / (last + 1)
+  recall = hits / positives
+  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multilabel_metrics(
+  scores, targets, threshold: float = 0.5, top_k: int = 3, ignore=None
+) -> dict:
+  """Multi-label metrics from exact counts over a whole split, in the
+  convention of ML-GCN's evaluation code, which SADCL's tables follow.
+
+  scores: (N, K) probabilities; targets: (N, K) 0/1. A label is predicted
+  when its score >= `threshold`; for the "top{k}_" metrics, when it is
+  also among the image's k highest scores. Per class c: N_c^g ground-truth
+  positives, N_c^p predictions (taken as 1 when 0, i.e. precision 0),
+  N_c^c correct predictions.
+
+    CP = mean_c N_c^c / N_c^p     CR = mean_c N_c^c / N_c^g
+    OP = Σ N^c / Σ N^p            OR = Σ N^c / Σ N^g
+    CF1 = 2·CP·CR / (CP + CR)     OF1 = 2·OP·OR / (OP + OR)
+    mAP = mean over the classes with a positive of `average_precision`
+
+  CR averages over the classes with a positive (ML-GCN divides by zero
+  there); "absent_classes" lists the others. `ignore` (N, K) bool leaves
+  those (image, label) pairs out of every count and AP (VOC's difficult
+  examples); the top-k ranking still sees all K scores. Returns floats in
+  [0, 1], and "per_class_ap" (None for a label without a positive).
+  """
+  scores = np.asarray(scores, np.float64)
+  targets = np.asarray(targets) > 0
+  if scores.shape != targets.shape or scores.ndim != 2:
+    raise ValueError(
+      f"scores {scores.shape} and targets {targets.shape}: expected the "
+      "same (N, K) shape"
+    )
+  keep = np.ones_like(targets) if ignore is None else ~np.asarray(ignore, bool)
+  targets &= keep
+  present = targets.sum(axis=0) > 0
+  ap = [
+    average_precision(scores[keep[:, c], c], targets[keep[:, c], c])
+    if present[c]
+    else None
+    for c in range(scores.shape[1])
+  ]
+  out = dict(
+    mAP=float(np.mean([v for v in ap if v is not None])),
+    per_class_ap=ap,  # None for a label without a positive
+  )
+  predicted = scores >= threshold
+  k = min(top_k, scores.shape[1])
+  top = np.zeros_like(predicted)
+  np.put_along_axis(
+    top, np.argsort(-scores, axis=1, kind="stable")[:, :k], True, axis=1
+  )
+  for prefix, pred in (
+    ("", predicted & keep),
+    (f"top{top_k}_", predicted & top & keep),
+  ):
+    correct = (pred & targets).sum(axis=0).astype(np.float64)
+    made = pred.sum(axis=0).astype(np.float64)
+    truth = targets.sum(axis=0).astype(np.float64)
+    cp = float(np.mean(correct / np.maximum(made, 1)))
+    cr = float(np.mean(correct[present] / truth[present]))
+    op = float(correct.sum() / max(made.sum(), 1))
+    orr = float(correct.sum() / max(truth.sum(), 1))
+    out.update(
+      {
+        f"{prefix}CP": cp,
+        f"{prefix}CR": cr,
+        f"{prefix}CF1": _f1(cp, cr),
+        f"{prefix}OP": op,
+        f"{prefix}OR": orr,
+        f"{prefix}OF1": _f1(op, orr),
+      }
+    )
+  out["absent_classes"] = np.flatnonzero(~present).tolist()
+  return out
+
+
+def _f1(precision: float, recall: float) -> float:
+  total = precision + recall
+  return 2 * precision * recall / total if total else 0.0
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """What one pass over an evaluation split counted."""
+
+  confusion: np.ndarray  # (C, C) int64
+  topk_hits: dict[int, int]  # k -> examples with label in top k
+  features: np.ndarray | None = None  # (N', D) of every k-th image
+  feature_labels: np.ndarray | None = None
+
+  def metrics(self) -> dict:
+    return accuracy_metrics(self.confusion, self.topk_hits)
+
+
+def evaluate(
+  eval_fn,
+  state,
+  split,
+  *,
+  batch_size: int,
+  num_classes: int,
+  data_sharding,
+  preprocess=None,
+  feature_every: int = 0,
+) -> Evaluation:
+  """One pass of `eval_fn` over `split` (this process's part of each global
+  batch of `batch_size` * process count), counted exactly.
+
+  `feature_every` > 0 keeps the features of images 0, k, 2k, ... of the
+  split (`eval_fn` must return them: `jit_eval_step(features=True)`).
+  """
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  hits = {k: 0 for k in TOP_K if k <= num_classes}
+  features, feature_labels, seen = [], [], 0
+  for batch in input_pipeline.eval_batches(
+    split, batch_size, preprocess=preprocess
+  ):
+    out = jax.device_get(
+      eval_fn(state, input_pipeline.shard_batch(batch, data_sharding))
+    )
+    mask = np.asarray(out["mask"])
+    labels, top = np.asarray(out["label"])[mask], np.asarray(out["top"])[mask]
+    confusion += confusion_matrix(labels, top[:, 0], num_classes)
+    for k in hits:
+      hits[k] += int((top[:, :k] == labels[:, None]).any(axis=1).sum())
+    if feature_every:
+      pick = (seen + np.arange(len(labels))) % feature_every == 0
+      features.append(np.asarray(out["features"])[mask][pick])
+      feature_labels.append(labels[pick])
+    seen += len(labels)
+  if not feature_every:
+    return Evaluation(confusion, hits)
+  return Evaluation(
+    confusion, hits, np.concatenate(features), np.concatenate(feature_labels)
+  )
