@@ -333,7 +333,7 @@ def classification_task(
   eval_fn = eval_fn or jit_eval_step(graphdef, mesh, pixel_stats)
   data_sharding = NamedSharding(mesh, P("data"))
 
-  def evaluate(state):
+  def evaluate_state(state):
     result = evaluate(
       eval_fn,
       state,
@@ -359,7 +359,7 @@ def classification_task(
 
   return Task(
     step=step or jit_train_step(graphdef, loss_cfg, mesh, pixel_stats),
-    evaluate=evaluate,
+    evaluate=evaluate_state,
     prepare=prepare,
     terms=loss_term_names(loss_cfg),
     columns=(
