@@ -24,18 +24,15 @@ authors' matrices (`scenejax.prototype.published`: fetched once, cached).
 
 from __future__ import annotations
 
-import os
 import re
 
 import ml_collections
 
-from scenejax import losses
+from scenejax import losses, models, tasks
 from scenejax.errors import ConfigError, PrototypeError
+from scenejax.prototype import published
+from scenejax.tasks import classification, semantic_aware
 
-LABELS = ("ce", "lsr", "gls")
-TASKS = ("classification", "segmentation", "multilabel")
-MULTILABEL_CLASSIFICATION_LOSSES = ("asl", "bce")
-MULTILABEL_PROTOTYPES = ("learnable", "ema")
 PROTOTYPE_METRICS = ("cosine", "euclidean")
 
 
@@ -99,126 +96,20 @@ def base() -> ml_collections.ConfigDict:
       ),
     )
   )
-  config.loss = ml_collections.ConfigDict(
-    dict(
-      labels="gls",  # ce | lsr | gls: targets of the CE term
-      num_soft_epochs=20,  # GLS STEP ([SP] Algorithm 2)
-      final_confidence=0.99,
-      lsr_alpha=0.1,
-      bcl_weight=1.0,  # 0 disables BCL ([SP] Eq. 16 uses 1)
-      bcl_metric="cosine",
-      bcl_reduction="mean_inter",
-      bcl_pairing="gather",  # or "product", the literal Eq. 11
-      cl_weight=0.0,  # classic contrastive loss baseline
-      pcl=False,  # pairwise consistency ([PCL] Eq. 3)
-      pcl_alpha=1.0,  # weight of the erased image's CE
-      pcl_beta=2.0,  # weight of KL(q || p)
-      pcl_gamma=0.7,  # CAM threshold ([PCL] Eq. 2)
-      pcl_cam_stage=-1,  # -1: input of the last down-sampling stage
-    )
-  )
-  # An NPZ from `python -m scenejax.prototype` ("{metric}" is replaced by
-  # `metric`); or, with path '', a segmenter (`scenejax.models.SEGMENTERS`)
-  # and its checkpoint segment the training images into
-  # WORKDIR/prototype.npz before training ([SP] §3.2; resumable, reused by
-  # later runs of the workdir); with neither, the synthetic scenes' label
-  # maps are used.
-  config.prototype = ml_collections.ConfigDict(
-    dict(
-      path="",
-      metric="cosine",
-      segmenter="",
-      init_from="",
-      size=512,  # shorter side the images are resized to for segmenting
-      window=0,  # > 0: sliding-window inference with crops of this size
-      batch_size=8,  # images per segmenter step, per process
-      dtype="float32",  # the segmenter's compute dtype
-    )
-  )
-  # config.task = "segmentation" ([SEG], scenejax.segmentation): the
-  # DeepLabV3+ architecture, the augmentation, and the fused loss
-  # focal + contrastive_weight · contrastive.
-  config.segmentation = ml_collections.ConfigDict(
-    dict(
-      crop_size=512,  # training crop (padded with unlabeled where smaller)
-      base_size=512,  # shorter side before the random scale
-      scale_range=(0.5, 2.0),
-      jitter=True,  # photometric distortion
-      output_stride=16,  # 16 | 8: the backbone's, by dilation
-      aspp_rates=(6, 12, 18),  # doubled at output stride 8
-      aspp_width=256,
-      low_level_width=48,
-      decoder_width=256,
-      embedding_dim=64,  # D of the pixel embeddings
-      focal_gamma=2.0,  # 0 with uniform weights = cross-entropy
-      # uniform | inverse | median_frequency (from the training maps,
-      # computed once into WORKDIR/class_weights.npz) | a path to an NPZ
-      # (key "class_weights") from `python -m scenejax.prototype
-      # class_weights`.
-      class_weights="median_frequency",
-      contrastive_weight=0.1,  # λ; 0 trains with the focal loss only
-      contrastive_form="margin",  # margin (Hadsell) | supcon
-      margin=1.0,  # margin form: m
-      temperature=0.1,  # supcon form: τ
-      num_samples=1024,  # sampled pixels per image
-      per_class=64,  # at most this many per class and image
-    )
-  )
-  # config.model = sasnet_* (scenejax.semantic_aware): the training stage
-  # (set it with `sasnet_stage`, which also sets the parameter groups) and
-  # the semantic input: a frozen segmenter's top-3 scores, made on the fly
-  # or read from the files `scenejax.segment --top3` wrote.
-  config.sasnet = ml_collections.ConfigDict(
-    dict(
-      stage="all",  # rgb | semantic | attention | all
-      segmenter="",  # scenejax.models.SEGMENTERS (not needed by rgb)
-      segmenter_init_from="",  # its Hugging Face checkpoint or workdir
-      semantic_dir="",  # or: the segment command's --top3 --out directory
-    )
-  )
-  # config.task = "multilabel" ([SADCL], scenejax.multilabel): the SARL
-  # head on config.model's last feature map, and the loss
-  # classification + sscl_weight · SSCL + pscl_weight · PSCL.
-  config.multilabel = ml_collections.ConfigDict(
-    dict(
-      dim=256,  # D of the label-level representations
-      num_heads=8,
-      encoder_layers=1,  # transformer encoder layers over the tokens
-      classification_loss="asl",  # asl ([ASL] Eq. 4) | bce
-      asl_gamma_positive=0.0,
-      asl_gamma_negative=4.0,
-      asl_margin=0.05,
-      sscl_weight=1.0,  # λ1; 0 disables SSCL
-      pscl_weight=1.0,  # λ2; 0 disables PSCL
-      temperature=0.1,  # τ of both contrastive losses
-      pscl_unactivated="negatives",  # negatives | ignore (our reading)
-      prototypes="learnable",  # learnable | ema
-      ema_momentum=0.99,  # prototypes = "ema": p ← m·p + (1 - m)·batch mean
-      threshold=0.5,  # CP/CR/CF1/OP/OR/OF1 (mAP needs none)
-      drop_unlabeled=True,  # COCO, NUS-WIDE: leave out images without a label
-    )
-  )
+  # Each task's own section(s), with their defaults: every config carries
+  # all of them, so a workdir's config.json names every setting.
+  for name in (
+    "classification",
+    "segmentation",
+    "semantic_aware",
+    "multilabel",
+  ):
+    for section, defaults in tasks.get(name).config_sections().items():
+      config[section] = defaults
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
   config.log_every_steps = 50
   config.progress_bar = True
   return config
-
-
-# SAS-Net's stages (scenejax.semantic_aware): the parameter groups that
-# train; the rest is frozen (no update, no weight decay).
-SASNET_STAGE_GROUPS = {
-  "rgb": (("head", r"rgb_head/.*"), ("backbone", r"rgb/.*")),
-  "semantic": (("head", r"semantic_head/.*|semantic/.*"),),
-  "attention": (("head", r"head/.*|rgb_attention/.*|semantic_attention/.*"),),
-  # The RGB branch at backbone_learning_rate, as in "rgb" (0: one rate).
-  "all": (("backbone", r"rgb/.*"), ("head", r".*")),
-}
-
-
-def sasnet_param_groups(stage: str) -> tuple:
-  """The parameter groups of SAS-Net's `stage`."""
-  groups = SASNET_STAGE_GROUPS[stage]
-  return groups + ((("frozen", r".*"),) if stage != "all" else ())
 
 
 def sasnet_stage(
@@ -227,13 +118,13 @@ def sasnet_stage(
   """Sets config.sasnet.stage and the optimizer's parameter groups of that
   stage (the RGB branch at backbone_learning_rate in "rgb"; everything a
   stage does not train "frozen")."""
-  if stage not in SASNET_STAGE_GROUPS:
+  if stage not in semantic_aware.SASNET_STAGE_GROUPS:
     raise ConfigError(
       f"SAS-Net stage {stage!r}; expected one of "
-      f"{' | '.join(SASNET_STAGE_GROUPS)}"
+      f"{' | '.join(semantic_aware.SASNET_STAGE_GROUPS)}"
     )
   config.sasnet.stage = stage
-  config.optimizer.param_groups = sasnet_param_groups(stage)
+  config.optimizer.param_groups = semantic_aware.sasnet_param_groups(stage)
   return config
 
 
@@ -304,7 +195,9 @@ def sasnet_recipe(
   attention <- semantic), so a variant's stages chain through their own
   workdirs - the variant's losses, and `prototype_path` when they read S."""
   stage, _, variant = (arg or "").partition(",")
-  if stage not in SASNET_STAGE_GROUPS:  # e.g. ":ce": the rgb stage
+  if (
+    stage not in semantic_aware.SASNET_STAGE_GROUPS
+  ):  # e.g. ":ce": the rgb stage
     stage, variant = "rgb", arg or ""
   sasnet_stage(config, stage)
   tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
@@ -316,162 +209,13 @@ def sasnet_recipe(
   return config
 
 
-def _validate_sasnet(config, one_of) -> None:
-  from scenejax import models
-
-  one_of("config.sasnet.stage", tuple(SASNET_STAGE_GROUPS))
-  if config.task != "classification":
-    raise ConfigError(
-      f"config.model = {config.model!r} is a scene classifier; set "
-      "config.task = 'classification'"
-    )
-  if config.loss.pcl:
-    raise ConfigError(
-      "config.loss.pcl: PCL is not wired into SAS-Net; train it without"
-    )
-  stage = config.sasnet.stage
-  groups = tuple(tuple(rule) for rule in config.optimizer.param_groups)
-  if groups != sasnet_param_groups(stage):
-    raise ConfigError(
-      f"config.sasnet.stage = {stage!r} but config.optimizer.param_groups = "
-      f"{groups} are not that stage's {sasnet_param_groups(stage)}: set "
-      "both with config_lib.sasnet_stage(config, stage) (the configs' "
-      "variants do), so a stage trains what it names and nothing else"
-    )
-  if stage == "attention" and not config.init_from:
-    raise ConfigError(
-      "config.sasnet.stage = 'attention' trains on two trained branches: "
-      "set config.init_from to the workdir of the 'semantic' stage"
-    )
-  if stage == "rgb":
-    return
-  if config.sasnet.semantic_dir:
-    if config.sasnet.segmenter or config.sasnet.segmenter_init_from:
-      raise ConfigError(
-        f"config.sasnet.semantic_dir = {config.sasnet.semantic_dir!r} and "
-        "config.sasnet.segmenter / segmenter_init_from are both set: the "
-        "semantic input comes from the files or from the segmenter; "
-        "clear one"
-      )
-    if not os.path.isdir(config.sasnet.semantic_dir):
-      raise ConfigError(
-        f"config.sasnet.semantic_dir = {config.sasnet.semantic_dir!r} is "
-        "not a directory; write it with python -m scenejax.segment "
-        "--dataset=... --split=train (and test) --top3 --out=DIR"
-      )
-    return
-  if config.sasnet.segmenter not in models.SEGMENTERS:
-    raise ConfigError(
-      f"config.sasnet.segmenter = {config.sasnet.segmenter!r}: the "
-      f"{stage!r} stage needs the segmenter of the semantic input, one of "
-      f"{', '.join(models.SEGMENTERS)} (or config.sasnet.semantic_dir)"
-    )
-  if not config.sasnet.segmenter_init_from:
-    raise ConfigError(
-      "config.sasnet.segmenter_init_from is empty: the semantic input "
-      "needs the segmenter's trained weights (a Hugging Face checkpoint "
-      "or a segmentation workdir), or set config.sasnet.semantic_dir to "
-      "precomputed top-3 files"
-    )
-
-
 def apply_variant(
   config: ml_collections.ConfigDict, arg: str | None
 ) -> ml_collections.ConfigDict:
   """Applies a `ce|lsr|gls,bcl[=r],cl,pcl,euclidean` string (see above)."""
   if not arg:
     return config
-  if config.task == "segmentation":
-    return _apply_segmentation_variant(config, arg)
-  if config.task == "multilabel":
-    return _apply_multilabel_variant(config, arg)
-  loss = config.loss
-  tokens = [t.strip() for t in arg.split(",") if t.strip()]
-  if any(t in LABELS for t in tokens):
-    loss.bcl_weight, loss.cl_weight, loss.pcl = 0.0, 0.0, False
-  for token in tokens:
-    name, _, value = token.partition("=")
-    if name in LABELS and not value:
-      loss.labels = name
-    elif name == "bcl":
-      loss.bcl_weight = 1.0
-      if value:
-        if value not in losses.BCL_REDUCTIONS:
-          raise ConfigError(
-            f"config argument {token!r}: BCL reduction must "
-            f"be one of {losses.BCL_REDUCTIONS}"
-          )
-        loss.bcl_reduction = value
-    elif name == "cl" and not value:
-      loss.cl_weight = 1.0
-    elif name == "pcl" and not value:
-      loss.pcl = True
-    elif name == "euclidean" and not value:
-      loss.bcl_metric = "euclidean"
-      config.prototype.metric = "euclidean"
-    else:
-      raise ConfigError(
-        f"unknown config argument {token!r} in {arg!r}; "
-        "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
-        "euclidean"
-      )
-  return config
-
-
-def _apply_segmentation_variant(config, arg: str):
-  """config.task = "segmentation": a comma list of
-  ce (γ = 0, uniform weights, no contrastive term: plain cross-entropy),
-  focal (no contrastive term), uniform (uniform class weights),
-  supcon (the SupCon form of the contrastive term)."""
-  seg = config.segmentation
-  for token in (t.strip() for t in arg.split(",") if t.strip()):
-    if token == "ce":
-      seg.focal_gamma, seg.class_weights, seg.contrastive_weight = (
-        0.0,
-        "uniform",
-        0.0,
-      )
-    elif token == "focal":
-      seg.contrastive_weight = 0.0
-    elif token == "uniform":
-      seg.class_weights = "uniform"
-    elif token == "supcon":
-      seg.contrastive_form = "supcon"
-    else:
-      raise ConfigError(
-        f"unknown config argument {token!r} in {arg!r}; a segmentation "
-        "config takes ce, focal, uniform, supcon"
-      )
-  return config
-
-
-def _apply_multilabel_variant(config, arg: str):
-  """config.task = "multilabel": a comma list of
-  bce | asl (the classification loss), nocl (no contrastive term),
-  nosscl, nopscl (one off), ema (EMA prototypes)."""
-  ml = config.multilabel
-  for token in (t.strip() for t in arg.split(",") if t.strip()):
-    if token in MULTILABEL_CLASSIFICATION_LOSSES:
-      ml.classification_loss = token
-    elif token == "nocl":
-      ml.sscl_weight, ml.pscl_weight = 0.0, 0.0
-    elif token == "nosscl":
-      ml.sscl_weight = 0.0
-    elif token == "nopscl":
-      ml.pscl_weight = 0.0
-    elif token == "ema":
-      ml.prototypes = "ema"
-    else:
-      raise ConfigError(
-        f"unknown config argument {token!r} in {arg!r}; a multilabel "
-        "config takes bce, asl, nocl, nosscl, nopscl, ema"
-      )
-  return config
-
-
-def prototype_path(config: ml_collections.ConfigDict) -> str:
-  """`config.prototype.path` with "{metric}" replaced."""
-  return config.prototype.path.replace("{metric}", config.prototype.metric)
+  return tasks.for_config(config).apply_variant(config, arg)
 
 
 def workdir_name(config_file: str, arg: str | None = None) -> str:
@@ -505,6 +249,44 @@ def unknown_field_message(name: str) -> str | None:
   )
 
 
+class Checks:
+  """The field checks of `validate`, handed to each task's `validate`:
+  each raises a ConfigError naming the field, its value and what is
+  allowed. `defaults` is `base()`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, fields: dict):
+    self.config = config
+    self.defaults = base()
+    self._fields = fields
+
+  def check(self, name: str, ok: bool, allowed: str) -> None:
+    if not ok:
+      raise ConfigError(f"{name} = {self._fields[name]!r}; allowed: {allowed}")
+
+  def one_of(self, name: str, options) -> None:
+    self.check(
+      name, self._fields[name] in options, " | ".join(map(str, options))
+    )
+
+  def at_least(self, name: str, low) -> None:
+    value = self._fields[name]
+    self.check(
+      name,
+      isinstance(value, (int, float))
+      and not isinstance(value, bool)
+      and value >= low,
+      f">= {low}",
+    )
+
+  def between(self, name: str, low, high) -> None:
+    value = self._fields[name]
+    self.check(
+      name,
+      isinstance(value, (int, float)) and low <= value <= high,
+      f"{low}..{high}",
+    )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the whole config before any work; a ConfigError names the
   first field that cannot work and the allowed values."""
@@ -517,30 +299,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"{name} is missing; start configs from scenejax.config_lib.base()"
     )
 
-  def check(name, ok, allowed):
-    if not ok:
-      raise ConfigError(f"{name} = {have[name]!r}; allowed: {allowed}")
-
-  def one_of(name, options):
-    check(name, have[name] in options, " | ".join(map(str, options)))
-
-  def at_least(name, low):
-    value = have[name]
-    check(
-      name,
-      isinstance(value, (int, float))
-      and not isinstance(value, bool)
-      and value >= low,
-      f">= {low}",
-    )
-
-  def between(name, low, high):
-    value = have[name]
-    check(
-      name,
-      isinstance(value, (int, float)) and low <= value <= high,
-      f"{low}..{high}",
-    )
+  checks = Checks(config, have)
+  check, one_of, at_least, between = (
+    checks.check,
+    checks.one_of,
+    checks.at_least,
+    checks.between,
+  )
 
   for name in (
     "num_epochs",
@@ -556,28 +321,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("config.dtype", ("float32", "bfloat16"))
   one_of("config.optimizer.name", ("adam", "sgd"))
   one_of("config.optimizer.schedule", ("step", "cosine", "constant", "poly"))
-  one_of("config.task", TASKS)
-  if config.dataset == "cityscapes" and config.task != "segmentation":
-    raise ConfigError(
-      "config.dataset = 'cityscapes' has label maps, not scene labels: "
-      "set config.task = 'segmentation'"
-    )
-  if (
-    config.dataset in ("voc2007", "coco2014", "nus_wide")
-    and config.task != "multilabel"
-  ):
-    raise ConfigError(
-      f"config.dataset = {config.dataset!r} has object labels, not scene "
-      "labels: set config.task = 'multilabel'"
-    )
-  if config.task == "segmentation":
-    _validate_segmentation(config, one_of, at_least, between)
-  if config.task == "multilabel":
-    _validate_multilabel(config, one_of, at_least, between)
-  from scenejax import models
-
-  if config.model in models.SEMANTIC_AWARE:
-    _validate_sasnet(config, one_of)
+  one_of("config.task", tasks.names())
+  task = tasks.for_config(config)
+  if hasattr(task, "validate"):  # its own fields
+    task.validate(config, checks)
   check(
     "config.optimizer.learning_rate",
     isinstance(have["config.optimizer.learning_rate"], (int, float))
@@ -597,7 +344,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     "loss.pcl_beta",
   ):
     at_least(f"config.{name}", 0)
-  one_of("config.loss.labels", LABELS)
+  one_of("config.loss.labels", classification.LABELS)
   one_of("config.loss.bcl_metric", losses.BCL_METRICS)
   one_of("config.loss.bcl_reduction", losses.BCL_REDUCTIONS)
   one_of("config.loss.bcl_pairing", losses.BCL_PAIRINGS)
@@ -609,11 +356,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   at_least("config.prototype.batch_size", 1)
   at_least("config.prototype.size", 1)
   at_least("config.prototype.window", 0)
-  from scenejax.prototype import published
-
   if published.is_published(config.prototype.path):
     try:
-      dataset, _ = published.parse(prototype_path(config))
+      dataset, _ = published.parse(classification.prototype_path(config))
     except PrototypeError as e:
       raise ConfigError(f"config.prototype.path: {e}") from None
     if dataset != config.dataset:
@@ -627,8 +372,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "config.prototype.segmenter: name the segmenter it holds"
     )
   if config.prototype.segmenter:
-    from scenejax import models
-
     one_of("config.prototype.segmenter", ("", *models.SEGMENTERS))
     if not config.prototype.init_from:
       raise ConfigError(
@@ -642,112 +385,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.prototype.segmenter = {config.prototype.segmenter!r}: "
         "give one (a prototype file, or the segmenter that builds it)"
       )
-
-
-SEGMENTATION_CLASS_WEIGHTS = ("uniform", "inverse", "median_frequency")
-
-
-def _validate_segmentation(config, one_of, at_least, between) -> None:
-  from scenejax import models
-
-  one_of("config.model", models.TRAINABLE_SEGMENTERS)
-  seg = "config.segmentation."
-  for name in (
-    "crop_size",
-    "base_size",
-    "aspp_width",
-    "low_level_width",
-    "decoder_width",
-    "embedding_dim",
-    "num_samples",
-    "per_class",
-  ):
-    at_least(seg + name, 1)
-  for name in ("focal_gamma", "contrastive_weight", "margin"):
-    at_least(seg + name, 0)
-  one_of(seg + "output_stride", (8, 16, 32))
-  one_of(seg + "contrastive_form", losses.PIXEL_CONTRASTIVE_FORMS)
-  between(seg + "temperature", 1e-6, 100.0)
-  scale = config.segmentation.scale_range
-  if not (
-    isinstance(scale, (tuple, list))
-    and len(scale) == 2
-    and all(isinstance(v, (int, float)) for v in scale)
-    and 0 < scale[0] <= scale[1]
-  ):
-    raise ConfigError(
-      f"config.segmentation.scale_range = {scale!r}; need two numbers "
-      "0 < low <= high"
-    )
-  weights = config.segmentation.class_weights
-  if weights not in SEGMENTATION_CLASS_WEIGHTS and not os.path.isfile(weights):
-    raise ConfigError(
-      f"config.segmentation.class_weights = {weights!r}: neither one of "
-      f"{' | '.join(SEGMENTATION_CLASS_WEIGHTS)} nor an existing file (write "
-      "one with python -m scenejax.prototype class_weights)"
-    )
-  if config.optimizer.backbone_learning_rate and tuple(
-    map(tuple, config.optimizer.param_groups)
-  ) == tuple(map(tuple, base().optimizer.param_groups)):
-    raise ConfigError(
-      f"config.optimizer.backbone_learning_rate = "
-      f"{config.optimizer.backbone_learning_rate}: with the default "
-      "param_groups only the segmenter's 1x1 classifier would get "
-      "config.optimizer.learning_rate, and its ASPP, decoder and embedding "
-      "head the backbone's rate. Set backbone_learning_rate = 0 (one rate, "
-      "as the shipped configs), or param_groups such as (('head', "
-      "r'(aspp|low_level|refine|head|embedding)/.*'), ('backbone', '.*'))"
-    )
-  if config.loss.pcl:
-    raise ConfigError(
-      "config.loss.pcl is a classification loss; it does not apply to "
-      "config.task = 'segmentation'"
-    )
-
-
-def _validate_multilabel(config, one_of, at_least, between) -> None:
-  from scenejax import models
-  from scenejax.datasets import multilabel
-
-  one_of("config.dataset", multilabel.NAMES)
-  one_of("config.model", models.CLASSIFIERS)
-  ml = "config.multilabel."
-  for name in ("dim", "num_heads", "encoder_layers"):
-    at_least(ml + name, 1 if name != "encoder_layers" else 0)
-  if config.multilabel.dim % config.multilabel.num_heads or (
-    config.multilabel.dim % 4
-  ):
-    raise ConfigError(
-      f"config.multilabel.dim = {config.multilabel.dim} must be a multiple "
-      f"of config.multilabel.num_heads = {config.multilabel.num_heads} and "
-      "of 4 (the sine position code)"
-    )
-  for name in (
-    "asl_gamma_positive",
-    "asl_gamma_negative",
-    "sscl_weight",
-    "pscl_weight",
-  ):
-    at_least(ml + name, 0)
-  between(ml + "asl_margin", 0.0, 1.0)
-  between(ml + "temperature", 1e-6, 100.0)
-  between(ml + "ema_momentum", 0.0, 1.0)
-  between(ml + "threshold", 0.0, 1.0)
-  one_of(ml + "classification_loss", MULTILABEL_CLASSIFICATION_LOSSES)
-  one_of(ml + "pscl_unactivated", losses.PSCL_UNACTIVATED)
-  one_of(ml + "prototypes", MULTILABEL_PROTOTYPES)
-  if config.loss.pcl:
-    raise ConfigError(
-      "config.loss.pcl is a scene-classification loss; it does not apply "
-      "to config.task = 'multilabel'"
-    )
-  if config.data.ten_crop:
-    raise ConfigError(
-      "config.data.ten_crop: multi-label evaluation is single-crop; set "
-      "it to False"
-    )
-  if config.prototype.segmenter:
-    raise ConfigError(
-      "config.prototype.segmenter builds a scene prototype; config.task = "
-      "'multilabel' reads none: clear it"
-    )

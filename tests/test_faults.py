@@ -21,7 +21,7 @@ from conftest import REPO, assert_user_error, run_cli
 from PIL import Image
 from test_trainer import _tiny_config
 
-from scenejax import evaluate, export, report
+from scenejax import evaluate, export, report, tasks
 from scenejax.errors import CheckpointError, ConfigError, UserError
 from scenejax.training import checkpoints, loop
 
@@ -352,7 +352,9 @@ def test_damaged_json_in_the_latest_checkpoint(finished, tmp_path, item):
     with pytest.raises(CheckpointError, match=r"\[10\] .*damaged metrics"):
       evaluate.evaluate_workdir(workdir)
   config = _tiny_config(num_epochs=3)
-  _, state = optim.create_train_state(config, 8, STEPS_PER_EPOCH)
+  _, state = optim.create_train_state(
+    tasks.build_model(config, 8), config, STEPS_PER_EPOCH
+  )
   with checkpoints.open_manager(workdir) as manager:
     _, meta = checkpoints.restore_latest(
       manager, state, config, STEPS_PER_EPOCH

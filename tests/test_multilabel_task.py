@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scenejax import config_lib, datasets
+from scenejax import config_lib, datasets, tasks
 from scenejax.datasets import common
 from scenejax.datasets import multilabel as ml_data
 from scenejax.errors import ConfigError, DatasetError
@@ -334,7 +334,9 @@ def test_ema_prototypes_follow_the_step_s_own_representations():
 
   config = demo_multilabel.get_config("ema")
   config.multilabel.update(dim=16, num_heads=2)
-  graphdef, state = optim.create_train_state(config, 6, 10)
+  graphdef, state = optim.create_train_state(
+    tasks.build_model(config, 6), config, 10
+  )
   model, optimizer = nnx.merge(graphdef, state)
   assert not np.any(np.asarray(model.prototypes[...]))  # from zero
   assert "prototypes" not in jax.tree.leaves_with_path(optimizer.opt_state)

@@ -234,7 +234,9 @@ DP_SCRIPT = textwrap.dedent("""
     assert mesh.devices.size == int(sys.argv[2])
     data = NamedSharding(mesh, P("data"))
     rep = NamedSharding(mesh, P())
-    graphdef, state = optim.create_train_state(config, 8, 1)
+    graphdef, state = optim.create_train_state(
+    tasks.build_model(config, 8), config, 1
+  )
     state = jax.device_put(state, rep)
     loss_cfg = classification.LossConfig.from_config(config.loss)
     batch = next(iter(input_pipeline.train_batches(split, 32, seed=0,

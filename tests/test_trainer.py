@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO, kill_at_first_checkpoint
 
-from scenejax import sharding
+from scenejax import sharding, tasks
 from scenejax.errors import ConfigError
 from scenejax.tasks import classification
 from scenejax.training import loop
@@ -248,7 +248,12 @@ def test_topk_counts_by_hand():
   mesh = sharding.data_parallel_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   result = classification.evaluate(
-    fake_eval, None, split, batch_size=2, num_classes=4, data_sharding=replicated
+    fake_eval,
+    None,
+    split,
+    batch_size=2,
+    num_classes=4,
+    data_sharding=replicated,
   )
   confusion, hits = result.confusion, result.topk_hits
   # top-1 right: examples 0 (0), 3? no (label 2, ranked 3 first) -> 1 of 5.
@@ -299,7 +304,9 @@ def test_export_and_predict(tmp_path, uninterrupted, exported, runtime):
 
   # The trained model (model + optimizer state, as the trainer saved it).
   config = _tiny_config()
-  graphdef, state = optim.create_train_state(config, 8, 5)
+  graphdef, state = optim.create_train_state(
+    tasks.build_model(config, 8), config, 5
+  )
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   state = manager.restore(
     description["checkpoint_step"],

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 from harness import demo_config, row
 
-from scenejax import datasets, input_pipeline, sharding
+from scenejax import datasets, input_pipeline, sharding, tasks
 from scenejax.tasks import classification
 from scenejax.training import optim
 
@@ -40,7 +40,9 @@ def data_wait_fraction(s):
     mesh, jax.sharding.PartitionSpec("data")
   )
   graphdef, state = optim.create_train_state(
-    config, data.num_classes, len(data.train) // config.batch_size
+    tasks.build_model(config, data.num_classes),
+    config,
+    len(data.train) // config.batch_size,
   )
   model = nnx.merge(graphdef, state)[0]
   step_fn = classification.jit_train_step(

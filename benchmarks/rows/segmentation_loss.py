@@ -22,7 +22,7 @@ def rows_segmentation_loss(s):
   the whole step's, and XLA's temporary-memory account of each."""
   import functools
 
-  from scenejax import config_lib
+  from scenejax import config_lib, tasks
   from scenejax.tasks import segmentation
   from scenejax.training import optim
 
@@ -38,7 +38,9 @@ def rows_segmentation_loss(s):
       decoder_width=8,
     )
   num_classes = 150
-  graphdef, state = optim.create_train_state(config, num_classes, 100)
+  graphdef, state = optim.create_train_state(
+    tasks.build_model(config, num_classes), config, 100
+  )
   cfg = segmentation.SegmentationLoss.from_config(config, num_classes)
   rng = np.random.default_rng(0)
   batch_data = {

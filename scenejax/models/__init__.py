@@ -31,10 +31,8 @@ from scenejax.models import (
   densenet,
   mobilenetv3,
   mobilevit,
-  pcl,
   pretrained,
   resnet,
-  sadcl,
   sasnet,
   segformer,
   shufflenet,
@@ -159,98 +157,3 @@ def num_params(model: nnx.Module) -> int:
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def from_config(config, num_classes: int) -> nnx.Module:
-  """The model of a training config: `config.model` with `config.init_from`
-  and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`; for
-  config.task = "segmentation", a trainable segmenter with
-  `config.segmentation`'s architecture options."""
-  # .get: a workdir's config.json from before 2026-11-23 has no task.
-  task = config.get("task", "classification")
-  if task == "segmentation":
-    return _segmenter_from_config(config, num_classes)
-  if task == "multilabel":
-    return _multilabel_from_config(config, num_classes)
-  if config.model not in CLASSIFIERS + SEMANTIC_AWARE:
-    raise ConfigError(
-      f"config.model = {config.model!r}; expected a classifier, one of "
-      f"{', '.join(CLASSIFIERS + SEMANTIC_AWARE)}"
-    )
-  if config.dtype not in DTYPES:
-    raise ConfigError(
-      f"config.dtype = {config.dtype!r}; expected one of {sorted(DTYPES)}"
-    )
-  options = dict(dtype=DTYPES[config.dtype])
-  if config.model.startswith("vit"):  # position embeddings fit the input
-    options["image_size"] = config.data.image_size
-  model = create(
-    config.model,
-    num_classes,
-    init_from=config.init_from or None,
-    rngs=nnx.Rngs(config.seed),
-    **options,
-  )
-  if config.loss.pcl:
-    stage = config.loss.pcl_cam_stage
-    model = pcl.PCLModel(
-      model,
-      num_classes,
-      cam_stage=None if stage == -1 else stage,
-      gamma=config.loss.pcl_gamma,
-      rngs=nnx.Rngs(config.seed + 1),
-    )
-  return model
-
-
-def _segmenter_from_config(config, num_classes: int) -> nnx.Module:
-  if config.model not in TRAINABLE_SEGMENTERS:
-    raise ConfigError(
-      f"config.model = {config.model!r}; config.task = 'segmentation' "
-      f"trains one of {', '.join(TRAINABLE_SEGMENTERS)}"
-    )
-  seg = config.segmentation
-  return create(
-    config.model,
-    num_classes,
-    init_from=config.init_from or None,
-    rngs=nnx.Rngs(config.seed),
-    dtype=DTYPES[config.dtype],
-    output_stride=seg.output_stride,
-    aspp_rates=tuple(seg.aspp_rates),
-    aspp_width=seg.aspp_width,
-    low_level_width=seg.low_level_width,
-    decoder_width=seg.decoder_width,
-    embedding_dim=seg.embedding_dim,
-  )
-
-
-def _multilabel_from_config(config, num_labels: int) -> nnx.Module:
-  """[SADCL]: config.model's backbone under the SARL head of
-  config.multilabel (the backbone's own classifier is built, unused)."""
-  if config.model not in CLASSIFIERS:
-    raise ConfigError(
-      f"config.model = {config.model!r}; config.task = 'multilabel' puts "
-      f"the SARL head on a classifier backbone, one of {', '.join(CLASSIFIERS)}"
-    )
-  options = dict(dtype=DTYPES[config.dtype])
-  if config.model.startswith("vit"):
-    options["image_size"] = config.data.image_size
-  backbone = create(
-    config.model,
-    num_labels,
-    init_from=config.init_from or None,
-    rngs=nnx.Rngs(config.seed),
-    **options,
-  )
-  ml = config.multilabel
-  return sadcl.SADCLModel(
-    backbone,
-    num_labels,
-    prototypes=ml.prototypes,
-    dim=ml.dim,
-    num_heads=ml.num_heads,
-    encoder_layers=ml.encoder_layers,
-    dtype=DTYPES[config.dtype],
-    rngs=nnx.Rngs(config.seed + 1),
-  )

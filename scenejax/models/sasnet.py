@@ -345,15 +345,9 @@ def checkpoint_options(path: str) -> dict:
 
 
 def load_checkpoint(model: SASNet, path: str) -> None:
-  """A safetensors file in the official layout; a scenejax training workdir
-  of the same SAS-Net (the previous stage of the staged training: its best
-  checkpoint, heads kept if the class count matches); or a Hugging Face
-  ImageNet ResNet checkpoint for the RGB branch."""
-  from scenejax import segment
-
-  if segment.is_training_workdir(path):
-    _load_workdir(model, path)
-    return
+  """A safetensors file in the official layout, or a Hugging Face ImageNet
+  ResNet checkpoint for the RGB branch. (A training workdir of the previous
+  stage is loaded by `scenejax.tasks.semantic_aware.build_model`.)"""
   if os.path.isdir(path):
     resnet.load_checkpoint(model.rgb, path)
     return
@@ -371,22 +365,3 @@ def load_checkpoint(model: SASNet, path: str) -> None:
       "Face ResNet directory for the RGB branch"
     )
   pretrained.assign(model, from_official(tensors), source=path)
-
-
-def _load_workdir(model: SASNet, workdir: str) -> None:
-  from scenejax.training import checkpoints
-
-  config = checkpoints.read_workdir_config(workdir)
-  name = f"sasnet_{model.depth}"
-  if config.model != name:
-    raise pretrained.CheckpointError(
-      f"init_from={workdir} is a training run of {config.model!r}, not of "
-      f"{name} (a SAS-Net stage continues a run of the same model)"
-    )
-  _, graphdef, state, step = checkpoints.restore_workdir(workdir)
-  trained = nnx.merge(graphdef, state)[0]
-  params = {
-    k: np.asarray(v.get_value())
-    for k, v in pretrained.flat_params(trained).items()
-  }
-  pretrained.assign(model, params, source=f"{workdir} (step {step})")

@@ -48,10 +48,10 @@ def load_presence_model(path: str) -> tuple[nnx.Module, dict]:
   """(model in inference mode, info) of a multi-label training workdir
   (its best checkpoint by mAP) or an export of one. info: label_names,
   image_size, resize_size, checkpoint_step."""
-  from scenejax import export, segment
+  from scenejax import export
   from scenejax.training import checkpoints
 
-  if segment.is_training_workdir(path):
+  if checkpoints.is_training_workdir(path):
     config = checkpoints.read_workdir_config(path)
     task = config.get("task", "classification")
     if task != "multilabel":

@@ -32,7 +32,6 @@ from scenejax.segment.predictor import (
   checkpoint_label_names,
   confusion_counts,
   image_files,
-  is_training_workdir,
   label_map,
   load_segmenter,
   segment_records,
@@ -40,6 +39,7 @@ from scenejax.segment.predictor import (
   write_files,
   write_split_files,
 )
+from scenejax.training import checkpoints
 
 
 def _segment_to_files(flag, predictor) -> None:
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
   model = load_segmenter(flag.segmenter, flag.init_from, dtype=flag.dtype)
   if not flag.evaluate:
     # A trained workdir names its classes (its maps are in its own ids).
-    trained = flag.init_from and is_training_workdir(flag.init_from)
+    trained = flag.init_from and checkpoints.is_training_workdir(flag.init_from)
     check_ade20k_output(
       model,
       flag.class_names or (trained and checkpoint_label_names(flag.init_from)),

@@ -69,6 +69,7 @@ from scenejax import fileio, models
 from scenejax.datasets import common
 from scenejax.errors import ConfigError, DatasetError
 from scenejax.models import pretrained
+from scenejax.training import checkpoints
 
 ADE20K_NUM_CLASSES = 150
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -99,7 +100,7 @@ def load_segmenter(
     raise ConfigError(
       f"--dtype={dtype!r}; expected one of {list(models.DTYPES)}"
     )
-  if init_from and is_training_workdir(init_from):
+  if init_from and checkpoints.is_training_workdir(init_from):
     return _from_workdir(name, init_from, dtype)
   if init_from:
     config = pretrained.read_hf_config(pretrained.local_path(init_from))
@@ -117,17 +118,8 @@ def load_segmenter(
   return model
 
 
-def is_training_workdir(path: str) -> bool:
-  """A scenejax training workdir (config.json + checkpoints/), e.g. a
-  segmenter trained with config.task = "segmentation"."""
-  return os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(
-    os.path.join(path, "checkpoints")
-  )
-
-
 def _from_workdir(name: str, workdir: str, dtype: str) -> nnx.Module:
   """The best checkpoint (by mIoU) of a segmentation training run."""
-  from scenejax.training import checkpoints
 
   config = checkpoints.read_workdir_config(workdir)
   if config.get("task") != "segmentation" or config.model != name:
@@ -148,9 +140,7 @@ def checkpoint_label_names(init_from: str | None) -> list[str] | None:
   best checkpoint's), or None without them."""
   if not init_from:
     return None
-  if is_training_workdir(init_from):
-    from scenejax.training import checkpoints
-
+  if checkpoints.is_training_workdir(init_from):
     best = checkpoints.best_step(checkpoints.directory(init_from))
     return list(checkpoints.class_names(init_from, best))
   config = pretrained.read_hf_config(pretrained.local_path(init_from))

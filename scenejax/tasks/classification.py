@@ -41,16 +41,97 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scenejax import (
-  config_lib,
   datasets,
   fileio,
   input_pipeline,
   losses,
+  models,
   prototype,
 )
 from scenejax.errors import ConfigError
 from scenejax.models import pcl
 from scenejax.tasks.base import Task, jit_step, update
+
+
+def config_sections() -> dict[str, ml_collections.ConfigDict]:
+  """This task's config sections and defaults ([SP]'s recipe): config.loss
+  (the loss composition) and config.prototype (where S comes from)."""
+  sections = ml_collections.ConfigDict()
+  sections.loss = ml_collections.ConfigDict(
+    dict(
+      labels="gls",  # ce | lsr | gls: targets of the CE term
+      num_soft_epochs=20,  # GLS STEP ([SP] Algorithm 2)
+      final_confidence=0.99,
+      lsr_alpha=0.1,
+      bcl_weight=1.0,  # 0 disables BCL ([SP] Eq. 16 uses 1)
+      bcl_metric="cosine",
+      bcl_reduction="mean_inter",
+      bcl_pairing="gather",  # or "product", the literal Eq. 11
+      cl_weight=0.0,  # classic contrastive loss baseline
+      pcl=False,  # pairwise consistency ([PCL] Eq. 3)
+      pcl_alpha=1.0,  # weight of the erased image's CE
+      pcl_beta=2.0,  # weight of KL(q || p)
+      pcl_gamma=0.7,  # CAM threshold ([PCL] Eq. 2)
+      pcl_cam_stage=-1,  # -1: input of the last down-sampling stage
+    )
+  )
+  # An NPZ from `python -m scenejax.prototype` ("{metric}" is replaced by
+  # `metric`); or, with path '', a segmenter (`scenejax.models.SEGMENTERS`)
+  # and its checkpoint segment the training images into
+  # WORKDIR/prototype.npz before training ([SP] §3.2; resumable, reused by
+  # later runs of the workdir); with neither, the synthetic scenes' label
+  # maps are used.
+  sections.prototype = ml_collections.ConfigDict(
+    dict(
+      path="",
+      metric="cosine",
+      segmenter="",
+      init_from="",
+      size=512,  # shorter side the images are resized to for segmenting
+      window=0,  # > 0: sliding-window inference with crops of this size
+      batch_size=8,  # images per segmenter step, per process
+      dtype="float32",  # the segmenter's compute dtype
+    )
+  )
+  return {k: sections[k] for k in ("loss", "prototype")}
+
+
+def build_model(config, num_classes: int) -> nnx.Module:
+  """The model of a training config: `config.model` with `config.init_from`
+  and `config.dtype`, wrapped in the PCL model when `config.loss.pcl`."""
+  if config.model not in models.CLASSIFIERS + models.SEMANTIC_AWARE:
+    raise ConfigError(
+      f"config.model = {config.model!r}; expected a classifier, one of "
+      f"{', '.join(models.CLASSIFIERS + models.SEMANTIC_AWARE)}"
+    )
+  if config.dtype not in models.DTYPES:
+    raise ConfigError(
+      f"config.dtype = {config.dtype!r}; expected one of {sorted(models.DTYPES)}"
+    )
+  options = dict(dtype=models.DTYPES[config.dtype])
+  if config.model.startswith("vit"):  # position embeddings fit the input
+    options["image_size"] = config.data.image_size
+  model = models.create(
+    config.model,
+    num_classes,
+    init_from=config.init_from or None,
+    rngs=nnx.Rngs(config.seed),
+    **options,
+  )
+  if config.loss.pcl:
+    stage = config.loss.pcl_cam_stage
+    model = pcl.PCLModel(
+      model,
+      num_classes,
+      cam_stage=None if stage == -1 else stage,
+      gamma=config.loss.pcl_gamma,
+      rngs=nnx.Rngs(config.seed + 1),
+    )
+  return model
+
+
+# The targets of the CE term: hard, smoothed, GLS soft labels.
+LABELS = ("ce", "lsr", "gls")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +162,7 @@ class LossConfig:
   def with_defaults(cls, **overrides) -> LossConfig:
     """`config_lib.base()`'s loss with `overrides` (tests, benchmarks)."""
     return dataclasses.replace(
-      cls.from_config(config_lib.base().loss), **overrides
+      cls.from_config(config_sections()["loss"]), **overrides
     )
 
 
@@ -202,7 +283,7 @@ def prototype_for(
   """
   metric = config.prototype.metric
   if config.prototype.path:
-    path = config_lib.prototype_path(config)
+    path = prototype_path(config)
     return prototype.with_class_names(
       prototype.load_prototype(
         path, class_names=data.class_names, metric=metric
@@ -301,7 +382,12 @@ def _prototype_from_segmenter(config, data, workdir) -> prototype.Prototype:
   return prototype.with_class_names(proto, data.class_names)
 
 
-def classification_task(
+def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
+  """The run's scene dataset (`datasets.from_config`)."""
+  return datasets.from_config(config)
+
+
+def make_task(
   config,
   data,
   graphdef,
@@ -628,3 +714,64 @@ def evaluate(
   return Evaluation(
     confusion, hits, np.concatenate(features), np.concatenate(feature_labels)
   )
+
+
+def apply_variant(
+  config: ml_collections.ConfigDict, arg: str
+) -> ml_collections.ConfigDict:
+  """A comma list of ce | lsr | gls (the CE term's targets; naming one
+  lists every term wanted, the others start off), bcl[=REDUCTION] ([SP]
+  Eq. 10-15), cl (the classic contrastive-loss baseline), pcl ([PCL] Eq.
+  3), euclidean (the exp(-euclidean) prototype and BCL metric)."""
+  loss = config.loss
+  tokens = [t.strip() for t in arg.split(",") if t.strip()]
+  if any(t in LABELS for t in tokens):
+    loss.bcl_weight, loss.cl_weight, loss.pcl = 0.0, 0.0, False
+  for token in tokens:
+    name, _, value = token.partition("=")
+    if name in LABELS and not value:
+      loss.labels = name
+    elif name == "bcl":
+      loss.bcl_weight = 1.0
+      if value:
+        if value not in losses.BCL_REDUCTIONS:
+          raise ConfigError(
+            f"config argument {token!r}: BCL reduction must "
+            f"be one of {losses.BCL_REDUCTIONS}"
+          )
+        loss.bcl_reduction = value
+    elif name == "cl" and not value:
+      loss.cl_weight = 1.0
+    elif name == "pcl" and not value:
+      loss.pcl = True
+    elif name == "euclidean" and not value:
+      loss.bcl_metric = "euclidean"
+      config.prototype.metric = "euclidean"
+    else:
+      raise ConfigError(
+        f"unknown config argument {token!r} in {arg!r}; "
+        "expected ce|lsr|gls, bcl[=reduction], cl, pcl, "
+        "euclidean"
+      )
+  return config
+
+
+def prototype_path(config: ml_collections.ConfigDict) -> str:
+  """`config.prototype.path` with "{metric}" replaced."""
+  return config.prototype.path.replace("{metric}", config.prototype.metric)
+
+
+def validate(config, check) -> None:
+  """What a scene-classification run needs beyond the common fields
+  (`config_lib.Checks`): a dataset with scene labels."""
+  del check  # the loss and prototype fields are checked by config_lib
+  if config.dataset == "cityscapes":
+    raise ConfigError(
+      "config.dataset = 'cityscapes' has label maps, not scene labels: "
+      "set config.task = 'segmentation'"
+    )
+  if config.dataset in datasets.MULTILABEL_ONLY:
+    raise ConfigError(
+      f"config.dataset = {config.dataset!r} has object labels, not scene "
+      "labels: set config.task = 'multilabel'"
+    )

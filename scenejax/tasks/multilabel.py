@@ -46,12 +46,72 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import input_pipeline, losses
+from scenejax import datasets, input_pipeline, losses, models
 from scenejax.datasets import multilabel as multilabel_data
+from scenejax.errors import ConfigError
 from scenejax.models import sadcl
-from scenejax.tasks import classification
+from scenejax.tasks import base, classification
 
 TERMS = ("cls", "sscl", "pscl")
+
+
+def config_sections() -> dict[str, ml_collections.ConfigDict]:
+  """config.multilabel and its defaults."""
+  sections = ml_collections.ConfigDict()
+  # config.task = "multilabel" ([SADCL], scenejax.multilabel): the SARL
+  # head on config.model's last feature map, and the loss
+  # classification + sscl_weight · SSCL + pscl_weight · PSCL.
+  sections.multilabel = ml_collections.ConfigDict(
+    dict(
+      dim=256,  # D of the label-level representations
+      num_heads=8,
+      encoder_layers=1,  # transformer encoder layers over the tokens
+      classification_loss="asl",  # asl ([ASL] Eq. 4) | bce
+      asl_gamma_positive=0.0,
+      asl_gamma_negative=4.0,
+      asl_margin=0.05,
+      sscl_weight=1.0,  # λ1; 0 disables SSCL
+      pscl_weight=1.0,  # λ2; 0 disables PSCL
+      temperature=0.1,  # τ of both contrastive losses
+      pscl_unactivated="negatives",  # negatives | ignore (our reading)
+      prototypes="learnable",  # learnable | ema
+      ema_momentum=0.99,  # prototypes = "ema": p ← m·p + (1 - m)·batch mean
+      threshold=0.5,  # CP/CR/CF1/OP/OR/OF1 (mAP needs none)
+      drop_unlabeled=True,  # COCO, NUS-WIDE: leave out images without a label
+    )
+  )
+  return {k: sections[k] for k in ("multilabel",)}
+
+
+def build_model(config, num_labels: int) -> nnx.Module:
+  """[SADCL]: config.model's backbone under the SARL head of
+  config.multilabel (the backbone's own classifier is built, unused)."""
+  if config.model not in models.CLASSIFIERS:
+    raise ConfigError(
+      f"config.model = {config.model!r}; config.task = 'multilabel' puts "
+      f"the SARL head on a classifier backbone, one of {', '.join(models.CLASSIFIERS)}"
+    )
+  options = dict(dtype=models.DTYPES[config.dtype])
+  if config.model.startswith("vit"):
+    options["image_size"] = config.data.image_size
+  backbone = models.create(
+    config.model,
+    num_labels,
+    init_from=config.init_from or None,
+    rngs=nnx.Rngs(config.seed),
+    **options,
+  )
+  ml = config.multilabel
+  return sadcl.SADCLModel(
+    backbone,
+    num_labels,
+    prototypes=ml.prototypes,
+    dim=ml.dim,
+    num_heads=ml.num_heads,
+    encoder_layers=ml.encoder_layers,
+    dtype=models.DTYPES[config.dtype],
+    rngs=nnx.Rngs(config.seed + 1),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,11 +277,16 @@ def scores_and_targets(
   return np.concatenate(scores), np.concatenate(targets)
 
 
-def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
+def load_data(config: ml_collections.ConfigDict):
+  """The run's dataset (`datasets.multilabel_from_config`)."""
+  return datasets.multilabel_from_config(config)
+
+
+def make_task(
+  config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats
+):
   """`base.Task` of config.task = "multilabel" for `data` (a
   `datasets.multilabel_from_config` dataset)."""
-  from scenejax.tasks import base
-
   ml = config.multilabel
   cfg = MultilabelLoss.from_config(config)
   replicated = NamedSharding(mesh, P())
@@ -267,3 +332,78 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
     train_preprocess=train_preprocess,
     eval_preprocess=eval_preprocess,
   )
+
+
+def validate(config, check) -> None:
+  check.one_of("config.dataset", multilabel_data.NAMES)
+  check.one_of("config.model", models.CLASSIFIERS)
+  ml = "config.multilabel."
+  for name in ("dim", "num_heads", "encoder_layers"):
+    check.at_least(ml + name, 1 if name != "encoder_layers" else 0)
+  if config.multilabel.dim % config.multilabel.num_heads or (
+    config.multilabel.dim % 4
+  ):
+    raise ConfigError(
+      f"config.multilabel.dim = {config.multilabel.dim} must be a multiple "
+      f"of config.multilabel.num_heads = {config.multilabel.num_heads} and "
+      "of 4 (the sine position code)"
+    )
+  for name in (
+    "asl_gamma_positive",
+    "asl_gamma_negative",
+    "sscl_weight",
+    "pscl_weight",
+  ):
+    check.at_least(ml + name, 0)
+  check.between(ml + "asl_margin", 0.0, 1.0)
+  check.between(ml + "temperature", 1e-6, 100.0)
+  check.between(ml + "ema_momentum", 0.0, 1.0)
+  check.between(ml + "threshold", 0.0, 1.0)
+  check.one_of(ml + "classification_loss", CLASSIFICATION_LOSSES)
+  check.one_of(ml + "pscl_unactivated", losses.PSCL_UNACTIVATED)
+  check.one_of(ml + "prototypes", PROTOTYPES)
+  if config.loss.pcl:
+    raise ConfigError(
+      "config.loss.pcl is a scene-classification loss; it does not apply "
+      "to config.task = 'multilabel'"
+    )
+  if config.data.ten_crop:
+    raise ConfigError(
+      "config.data.ten_crop: multi-label evaluation is single-crop; set "
+      "it to False"
+    )
+  if config.prototype.segmenter:
+    raise ConfigError(
+      "config.prototype.segmenter builds a scene prototype; config.task = "
+      "'multilabel' reads none: clear it"
+    )
+
+
+def apply_variant(config, arg: str):
+  """config.task = "multilabel": a comma list of
+  bce | asl (the classification loss), nocl (no contrastive term),
+  nosscl, nopscl (one off), ema (EMA prototypes)."""
+  ml = config.multilabel
+  for token in (t.strip() for t in arg.split(",") if t.strip()):
+    if token in CLASSIFICATION_LOSSES:
+      ml.classification_loss = token
+    elif token == "nocl":
+      ml.sscl_weight, ml.pscl_weight = 0.0, 0.0
+    elif token == "nosscl":
+      ml.sscl_weight = 0.0
+    elif token == "nopscl":
+      ml.pscl_weight = 0.0
+    elif token == "ema":
+      ml.prototypes = "ema"
+    else:
+      raise ConfigError(
+        f"unknown config argument {token!r} in {arg!r}; a multilabel "
+        "config takes bce, asl, nocl, nosscl, nopscl, ema"
+      )
+  return config
+
+
+CLASSIFICATION_LOSSES = ("asl", "bce")
+
+
+PROTOTYPES = ("learnable", "ema")

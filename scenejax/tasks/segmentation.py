@@ -45,11 +45,80 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import config_lib, fileio, input_pipeline, losses, segment
+from scenejax import (
+  datasets,
+  fileio,
+  input_pipeline,
+  losses,
+  models,
+  segment,
+)
 from scenejax.errors import ConfigError
 from scenejax.models.segmenter import resize_bilinear
+from scenejax.tasks import base
 
 TERMS = ("focal", "contrastive")
+# config.segmentation.class_weights, besides a path to an NPZ.
+CLASS_WEIGHTS = ("uniform", "inverse", "median_frequency")
+
+
+def config_sections() -> dict[str, ml_collections.ConfigDict]:
+  """config.segmentation and its defaults."""
+  sections = ml_collections.ConfigDict()
+  # config.task = "segmentation" ([SEG], scenejax.segmentation): the
+  # DeepLabV3+ architecture, the augmentation, and the fused loss
+  # focal + contrastive_weight · contrastive.
+  sections.segmentation = ml_collections.ConfigDict(
+    dict(
+      crop_size=512,  # training crop (padded with unlabeled where smaller)
+      base_size=512,  # shorter side before the random scale
+      scale_range=(0.5, 2.0),
+      jitter=True,  # photometric distortion
+      output_stride=16,  # 16 | 8: the backbone's, by dilation
+      aspp_rates=(6, 12, 18),  # doubled at output stride 8
+      aspp_width=256,
+      low_level_width=48,
+      decoder_width=256,
+      embedding_dim=64,  # D of the pixel embeddings
+      focal_gamma=2.0,  # 0 with uniform weights = cross-entropy
+      # uniform | inverse | median_frequency (from the training maps,
+      # computed once into WORKDIR/class_weights.npz) | a path to an NPZ
+      # (key "class_weights") from `python -m scenejax.prototype
+      # class_weights`.
+      class_weights="median_frequency",
+      contrastive_weight=0.1,  # λ; 0 trains with the focal loss only
+      contrastive_form="margin",  # margin (Hadsell) | supcon
+      margin=1.0,  # margin form: m
+      temperature=0.1,  # supcon form: τ
+      num_samples=1024,  # sampled pixels per image
+      per_class=64,  # at most this many per class and image
+    )
+  )
+  return {k: sections[k] for k in ("segmentation",)}
+
+
+def build_model(config, num_classes: int) -> nnx.Module:
+  """A trainable segmenter with `config.segmentation`'s architecture
+  options."""
+  if config.model not in models.TRAINABLE_SEGMENTERS:
+    raise ConfigError(
+      f"config.model = {config.model!r}; config.task = 'segmentation' "
+      f"trains one of {', '.join(models.TRAINABLE_SEGMENTERS)}"
+    )
+  seg = config.segmentation
+  return models.create(
+    config.model,
+    num_classes,
+    init_from=config.init_from or None,
+    rngs=nnx.Rngs(config.seed),
+    dtype=models.DTYPES[config.dtype],
+    output_stride=seg.output_stride,
+    aspp_rates=tuple(seg.aspp_rates),
+    aspp_width=seg.aspp_width,
+    low_level_width=seg.low_level_width,
+    decoder_width=seg.decoder_width,
+    embedding_dim=seg.embedding_dim,
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +264,7 @@ def class_weights_from_counts(counts, method: str) -> np.ndarray:
   else:
     raise ConfigError(
       f"config.segmentation.class_weights = {method!r}; expected one of "
-      f"{config_lib.SEGMENTATION_CLASS_WEIGHTS} or a path to an NPZ"
+      f"{CLASS_WEIGHTS} or a path to an NPZ"
     )
   return weights.astype(np.float32)
 
@@ -247,7 +316,7 @@ def class_weights_for(config, data, workdir: str) -> np.ndarray:
   num_classes = len(data.class_names)
   if method == "uniform":
     return np.ones(num_classes, np.float32)
-  if method not in config_lib.SEGMENTATION_CLASS_WEIGHTS:
+  if method not in CLASS_WEIGHTS:
     return load_class_weights(method, num_classes)
   path = os.path.join(workdir, "class_weights.npz")
   if os.path.exists(path):
@@ -269,11 +338,16 @@ def class_weights_for(config, data, workdir: str) -> np.ndarray:
 # The task the loop runs.
 
 
-def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
+def load_data(config: ml_collections.ConfigDict):
+  """The run's dataset (`datasets.segmentation_from_config`)."""
+  return datasets.segmentation_from_config(config)
+
+
+def make_task(
+  config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats
+):
   """`base.Task` of config.task = "segmentation" for `data` (a
   `datasets.segmentation_from_config` dataset)."""
-  from scenejax.tasks import base
-
   num_classes = len(data.class_names)
   if num_classes > 255:
     raise ConfigError(
@@ -343,3 +417,93 @@ def task(config: ml_collections.ConfigDict, data, graphdef, mesh, pixel_stats):
     train_preprocess=train_preprocess,
     eval_preprocess=eval_preprocess,
   )
+
+
+def validate(config, check) -> None:
+  """config.segmentation and what a segmentation run needs
+  (`config_lib.Checks`)."""
+  if config.dataset in datasets.MULTILABEL_ONLY:
+    raise ConfigError(
+      f"config.dataset = {config.dataset!r} has object labels, not scene "
+      "labels: set config.task = 'multilabel'"
+    )
+  check.one_of("config.model", models.TRAINABLE_SEGMENTERS)
+  seg = "config.segmentation."
+  for name in (
+    "crop_size",
+    "base_size",
+    "aspp_width",
+    "low_level_width",
+    "decoder_width",
+    "embedding_dim",
+    "num_samples",
+    "per_class",
+  ):
+    check.at_least(seg + name, 1)
+  for name in ("focal_gamma", "contrastive_weight", "margin"):
+    check.at_least(seg + name, 0)
+  check.one_of(seg + "output_stride", (8, 16, 32))
+  check.one_of(seg + "contrastive_form", losses.PIXEL_CONTRASTIVE_FORMS)
+  check.between(seg + "temperature", 1e-6, 100.0)
+  scale = config.segmentation.scale_range
+  if not (
+    isinstance(scale, (tuple, list))
+    and len(scale) == 2
+    and all(isinstance(v, (int, float)) for v in scale)
+    and 0 < scale[0] <= scale[1]
+  ):
+    raise ConfigError(
+      f"config.segmentation.scale_range = {scale!r}; need two numbers "
+      "0 < low <= high"
+    )
+  weights = config.segmentation.class_weights
+  if weights not in CLASS_WEIGHTS and not os.path.isfile(weights):
+    raise ConfigError(
+      f"config.segmentation.class_weights = {weights!r}: neither one of "
+      f"{' | '.join(CLASS_WEIGHTS)} nor an existing file (write "
+      "one with python -m scenejax.prototype class_weights)"
+    )
+  if config.optimizer.backbone_learning_rate and tuple(
+    map(tuple, config.optimizer.param_groups)
+  ) == tuple(map(tuple, check.defaults.optimizer.param_groups)):
+    raise ConfigError(
+      f"config.optimizer.backbone_learning_rate = "
+      f"{config.optimizer.backbone_learning_rate}: with the default "
+      "param_groups only the segmenter's 1x1 classifier would get "
+      "config.optimizer.learning_rate, and its ASPP, decoder and embedding "
+      "head the backbone's rate. Set backbone_learning_rate = 0 (one rate, "
+      "as the shipped configs), or param_groups such as (('head', "
+      "r'(aspp|low_level|refine|head|embedding)/.*'), ('backbone', '.*'))"
+    )
+  if config.loss.pcl:
+    raise ConfigError(
+      "config.loss.pcl is a classification loss; it does not apply to "
+      "config.task = 'segmentation'"
+    )
+
+
+def apply_variant(config, arg: str):
+  """config.task = "segmentation": a comma list of
+  ce (γ = 0, uniform weights, no contrastive term: plain cross-entropy),
+  focal (no contrastive term), uniform (uniform class weights),
+  supcon (the SupCon form of the contrastive term)."""
+  seg = config.segmentation
+  for token in (t.strip() for t in arg.split(",") if t.strip()):
+    if token == "ce":
+      seg.focal_gamma, seg.class_weights, seg.contrastive_weight = (
+        0.0,
+        "uniform",
+        0.0,
+      )
+    elif token == "focal":
+      seg.contrastive_weight = 0.0
+    elif token == "uniform":
+      seg.class_weights = "uniform"
+    elif token == "supcon":
+      seg.contrastive_form = "supcon"
+    else:
+      raise ConfigError(
+        f"unknown config argument {token!r} in {arg!r}; a segmentation "
+        "config takes ce, focal, uniform, supcon"
+      )
+  return config

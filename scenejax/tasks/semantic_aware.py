@@ -56,17 +56,20 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import input_pipeline, segment
+from scenejax import datasets, input_pipeline, models, segment
 from scenejax.datasets import common
 from scenejax.errors import ConfigError, DatasetError, UserError
 from scenejax.input_pipeline import SEMANTIC_KEYS
-from scenejax.models import sasnet
+from scenejax.models import pretrained, sasnet
+from scenejax.tasks import base, classification
 from scenejax.tasks.classification import TOP_K
+from scenejax.training import checkpoints
 
 STAGES = ("rgb", "semantic", "attention", "all")
 # The head each stage trains and is evaluated by.
@@ -76,6 +79,55 @@ STAGE_LOGITS = {
   "attention": "logits",
   "all": "logits",
 }
+
+
+def config_sections() -> dict[str, ml_collections.ConfigDict]:
+  """config.sasnet and its defaults."""
+  sections = ml_collections.ConfigDict()
+  # config.model = sasnet_* (scenejax.semantic_aware): the training stage
+  # (set it with `sasnet_stage`, which also sets the parameter groups) and
+  # the semantic input: a frozen segmenter's top-3 scores, made on the fly
+  # or read from the files `scenejax.segment --top3` wrote.
+  sections.sasnet = ml_collections.ConfigDict(
+    dict(
+      stage="all",  # rgb | semantic | attention | all
+      segmenter="",  # scenejax.models.SEGMENTERS (not needed by rgb)
+      segmenter_init_from="",  # its Hugging Face checkpoint or workdir
+      semantic_dir="",  # or: the segment command's --top3 --out directory
+    )
+  )
+  return {k: sections[k] for k in ("sasnet",)}
+
+
+def build_model(config, num_classes: int) -> nnx.Module:
+  """SAS-Net `config.model`, as `classification.build_model` builds any
+  classifier, except that `config.init_from` may be the workdir of the
+  previous stage of the staged training (its best checkpoint; the heads
+  kept if the class count matches)."""
+  if config.init_from and checkpoints.is_training_workdir(config.init_from):
+    fresh = config.copy_and_resolve_references()
+    fresh.init_from = ""
+    model = classification.build_model(fresh, num_classes)
+    _load_workdir(model, config.init_from)
+    return model
+  return classification.build_model(config, num_classes)
+
+
+def _load_workdir(model: sasnet.SASNet, workdir: str) -> None:
+  config = checkpoints.read_workdir_config(workdir)
+  name = f"sasnet_{model.depth}"
+  if config.model != name:
+    raise pretrained.CheckpointError(
+      f"init_from={workdir} is a training run of {config.model!r}, not of "
+      f"{name} (a SAS-Net stage continues a run of the same model)"
+    )
+  _, graphdef, state, step = checkpoints.restore_workdir(workdir)
+  trained = nnx.merge(graphdef, state)[0]
+  params = {
+    k: np.asarray(v.get_value())
+    for k, v in pretrained.flat_params(trained).items()
+  }
+  pretrained.assign(model, params, source=f"{workdir} (step {step})")
 
 
 def semantic_input(segmenter, images) -> jax.Array:
@@ -131,8 +183,6 @@ def train_step(
   std,
 ):
   """One optimizer step of `stage`; aux = (prototype S, segmenter state)."""
-  from scenejax.tasks import base, classification
-
   similarity, segmenter_state = aux
   model, optimizer = nnx.merge(graphdef, state)
   if stage == "attention":  # frozen branches: BatchNorm running statistics
@@ -383,11 +433,14 @@ TRAINED_HEADS = {
 }
 
 
-def task(config, data, graphdef, mesh, pixel_stats):
+def load_data(config):
+  """The run's scene dataset (`datasets.from_config`)."""
+  return datasets.from_config(config)
+
+
+def make_task(config, data, graphdef, mesh, pixel_stats):
   """`base.Task` of a SAS-Net run: classification's, with this module's
   steps and the frozen segmenter's state beside the prototype."""
-  from scenejax.tasks import base, classification
-
   stage = config.sasnet.stage
   if stage == "attention":
     _check_previous_stage(config)
@@ -414,7 +467,7 @@ def task(config, data, graphdef, mesh, pixel_stats):
       SemanticFiles(data.train, config.sasnet.semantic_dir, "train"),
       eval_source(config, data, stage),
     )
-  base = classification.classification_task(
+  classification_run = classification.make_task(
     config,
     data,
     graphdef,
@@ -435,20 +488,18 @@ def task(config, data, graphdef, mesh, pixel_stats):
     terms += [f"{h}_{t}" for h in ("rgb", "semantic") for t in terms]
 
   def prepare(workdir):
-    return base.prepare(workdir), segmenter_state
+    return classification_run.prepare(workdir), segmenter_state
 
-  return dataclasses.replace(base, prepare=prepare, terms=terms)
+  return dataclasses.replace(classification_run, prepare=prepare, terms=terms)
 
 
 def _check_previous_stage(config) -> None:
   """The attention stage starts from trained branches: the workdir of a
   'semantic' (or 'all') stage of the same model."""
-  from scenejax.training import checkpoints
-
   init = config.init_from
   previous = (
     checkpoints.read_workdir_config(init)
-    if segment.is_training_workdir(init)
+    if checkpoints.is_training_workdir(init)
     else None
   )
   stage = previous.get("sasnet", {}).get("stage") if previous else None
@@ -458,3 +509,83 @@ def _check_previous_stage(config) -> None:
       "workdir of the 'semantic' stage (whose RGB branch came from the "
       f"'rgb' stage), not from {'stage ' + repr(stage) if previous else 'a non-workdir'}"
     )
+
+
+def validate(config, check) -> None:
+  """config.sasnet and what a SAS-Net run needs (`config_lib.Checks`)."""
+  check.one_of("config.sasnet.stage", tuple(SASNET_STAGE_GROUPS))
+  if config.task != "classification":
+    raise ConfigError(
+      f"config.model = {config.model!r} is a scene classifier; set "
+      "config.task = 'classification'"
+    )
+  if config.loss.pcl:
+    raise ConfigError(
+      "config.loss.pcl: PCL is not wired into SAS-Net; train it without"
+    )
+  stage = config.sasnet.stage
+  groups = tuple(tuple(rule) for rule in config.optimizer.param_groups)
+  if groups != sasnet_param_groups(stage):
+    raise ConfigError(
+      f"config.sasnet.stage = {stage!r} but config.optimizer.param_groups = "
+      f"{groups} are not that stage's {sasnet_param_groups(stage)}: set "
+      "both with config_lib.sasnet_stage(config, stage) (the configs' "
+      "variants do), so a stage trains what it names and nothing else"
+    )
+  if stage == "attention" and not config.init_from:
+    raise ConfigError(
+      "config.sasnet.stage = 'attention' trains on two trained branches: "
+      "set config.init_from to the workdir of the 'semantic' stage"
+    )
+  if stage == "rgb":
+    return
+  if config.sasnet.semantic_dir:
+    if config.sasnet.segmenter or config.sasnet.segmenter_init_from:
+      raise ConfigError(
+        f"config.sasnet.semantic_dir = {config.sasnet.semantic_dir!r} and "
+        "config.sasnet.segmenter / segmenter_init_from are both set: the "
+        "semantic input comes from the files or from the segmenter; "
+        "clear one"
+      )
+    if not os.path.isdir(config.sasnet.semantic_dir):
+      raise ConfigError(
+        f"config.sasnet.semantic_dir = {config.sasnet.semantic_dir!r} is "
+        "not a directory; write it with python -m scenejax.segment "
+        "--dataset=... --split=train (and test) --top3 --out=DIR"
+      )
+    return
+  if config.sasnet.segmenter not in models.SEGMENTERS:
+    raise ConfigError(
+      f"config.sasnet.segmenter = {config.sasnet.segmenter!r}: the "
+      f"{stage!r} stage needs the segmenter of the semantic input, one of "
+      f"{', '.join(models.SEGMENTERS)} (or config.sasnet.semantic_dir)"
+    )
+  if not config.sasnet.segmenter_init_from:
+    raise ConfigError(
+      "config.sasnet.segmenter_init_from is empty: the semantic input "
+      "needs the segmenter's trained weights (a Hugging Face checkpoint "
+      "or a segmentation workdir), or set config.sasnet.semantic_dir to "
+      "precomputed top-3 files"
+    )
+
+
+# SAS-Net's stages (scenejax.semantic_aware): the parameter groups that
+# train; the rest is frozen (no update, no weight decay).
+SASNET_STAGE_GROUPS = {
+  "rgb": (("head", r"rgb_head/.*"), ("backbone", r"rgb/.*")),
+  "semantic": (("head", r"semantic_head/.*|semantic/.*"),),
+  "attention": (("head", r"head/.*|rgb_attention/.*|semantic_attention/.*"),),
+  # The RGB branch at backbone_learning_rate, as in "rgb" (0: one rate).
+  "all": (("backbone", r"rgb/.*"), ("head", r".*")),
+}
+
+
+def sasnet_param_groups(stage: str) -> tuple:
+  """The parameter groups of SAS-Net's `stage`."""
+  groups = SASNET_STAGE_GROUPS[stage]
+  return groups + ((("frozen", r".*"),) if stage != "all" else ())
+
+
+def apply_variant(config, arg: str):
+  """As classification's (`classification.apply_variant`)."""
+  return classification.apply_variant(config, arg)

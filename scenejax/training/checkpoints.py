@@ -52,6 +52,7 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from scenejax import tasks
 from scenejax.errors import CheckpointError, ConfigError, UserError
 from scenejax.training import optim
 
@@ -524,6 +525,14 @@ def class_names(workdir: str, step: int) -> list[str]:
   return names
 
 
+def is_training_workdir(path: str) -> bool:
+  """A scenejax training workdir (config.json + checkpoints/), e.g. a
+  segmenter trained with config.task = "segmentation"."""
+  return os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(
+    os.path.join(path, "checkpoints")
+  )
+
+
 def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run saved in WORKDIR/config.json, with
   init_from cleared (its checkpoints hold every weight)."""
@@ -555,7 +564,9 @@ def restore_workdir(
   step = best_step(checkpoint_dir) if step is None else step
   if num_classes is None:
     num_classes = len(class_names(workdir, step))
-  graphdef, state = optim.create_train_state(config, num_classes, 1)
+  graphdef, state = optim.create_train_state(
+    tasks.build_model(config, num_classes), config, 1
+  )
   if sharding is not None:
     state = jax.device_put(state, sharding)
   state = _read_step(

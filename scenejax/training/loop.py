@@ -24,14 +24,13 @@ from jax.sharding import PartitionSpec as P
 
 from scenejax import (
   config_lib,
-  datasets,
   fileio,
   input_pipeline,
-  models,
   sharding,
+  tasks,
 )
 from scenejax.errors import ConfigError
-from scenejax.tasks import base, classification
+from scenejax.tasks import base
 from scenejax.training import checkpoints, optim
 
 
@@ -51,24 +50,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tensorboard/, checkpoints/ and, at the end, results.json.
   """
   config_lib.validate(config)
-  if config.task == "segmentation":
-    from scenejax.tasks import segmentation
-
-    data = datasets.segmentation_from_config(config)
-    make_task = segmentation.task
-  elif config.task == "multilabel":
-    from scenejax.tasks import multilabel
-
-    data = datasets.multilabel_from_config(config)
-    make_task = multilabel.task
-  elif config.model in models.SEMANTIC_AWARE:
-    from scenejax.tasks import semantic_aware
-
-    data = datasets.from_config(config)
-    make_task = semantic_aware.task
-  else:
-    data = datasets.from_config(config)
-    make_task = classification.classification_task
+  task_def = tasks.for_config(config)
+  data = task_def.load_data(config)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % jax.device_count():
       raise ConfigError(
@@ -86,13 +69,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
   graphdef, state = optim.create_train_state(
-    config, data.num_classes, steps_per_epoch
+    tasks.build_model(config, data.num_classes), config, steps_per_epoch
   )
   state = jax.device_put(state, replicated)
   model = nnx.merge(graphdef, state)[0]
   pixel_stats = (model.pixel_mean, model.pixel_std)
   del model
-  task = make_task(config, data, graphdef, mesh, pixel_stats)
+  task = task_def.make_task(config, data, graphdef, mesh, pixel_stats)
   train_preprocess = task.train_preprocess
   train_source = data.train if task.train_source is None else task.train_source
 

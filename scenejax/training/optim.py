@@ -29,7 +29,6 @@ import ml_collections
 import optax
 from flax import nnx
 
-from scenejax import models
 from scenejax.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd")
@@ -158,9 +157,9 @@ def make_optimizer(
 
 
 def create_train_state(
-  config: ml_collections.ConfigDict, num_classes: int, steps_per_epoch: int
+  model: nnx.Module, config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> tuple[nnx.GraphDef, nnx.State]:
-  """(graphdef, state) of the model of `config` and its optimizer."""
-  model = models.from_config(config, num_classes)
+  """(graphdef, state) of `model` (built by its task) and the optimizer of
+  `config.optimizer`."""
   tx = make_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
   return nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
