@@ -9,14 +9,13 @@ import pytest
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
-from scenejax import losses
-from scenejax.tasks import classification
+from scenejax import losses, metrics
 
 
 def test_multilabel_metrics_hand_computed():
   scores = np.array([[0.9, 0.6, 0.1], [0.2, 0.8, 0.7], [0.55, 0.3, 0.4]])
   targets = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 0]])
-  m = classification.multilabel_metrics(scores, targets, top_k=1)
+  m = metrics.multilabel_metrics(scores, targets, top_k=1)
   # >= 0.5 predicts {0,1}, {1,2}, {0}: per class correct/predicted/true
   # 2/2/2, 1/2/1, 1/1/1.
   expected = dict(CP=(1 + 0.5 + 1) / 3, CR=1.0, OP=4 / 5, OR=1.0)
@@ -30,7 +29,7 @@ def test_multilabel_metrics_hand_computed():
     assert m[p + "OF1"] == pytest.approx(2 * op * orr / (op + orr))
   assert m["mAP"] == 1.0  # every positive outranks every negative
   assert m["absent_classes"] == []
-  assert set(classification.multilabel_metrics(scores, targets)) >= {
+  assert set(metrics.multilabel_metrics(scores, targets)) >= {
     "top3_CP", "top3_CR", "top3_CF1", "top3_OP", "top3_OR", "top3_OF1",
   }  # fmt: skip
 
@@ -45,7 +44,7 @@ def test_average_precision_matches_scikit_learn(n, k, levels, seed):
   rng = np.random.default_rng(seed)
   scores = rng.integers(0, levels, (n, k)) / levels
   targets = rng.random((n, k)) < 0.4
-  m = classification.multilabel_metrics(scores, targets)
+  m = metrics.multilabel_metrics(scores, targets)
   present = [c for c in range(k) if targets[:, c].any()]
   hypothesis.assume(present)
   want = np.mean(
@@ -57,7 +56,7 @@ def test_average_precision_matches_scikit_learn(n, k, levels, seed):
 
 def test_multilabel_metrics_shape_error():
   with pytest.raises(ValueError, match=r"\(N, K\)"):
-    classification.multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
+    metrics.multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
 
 
 def _unit(x):

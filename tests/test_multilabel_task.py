@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from scenejax import config_lib, datasets, tasks
+from scenejax import metrics as metrics_lib
 from scenejax.datasets import common
 from scenejax.datasets import multilabel as ml_data
 from scenejax.errors import ConfigError, DatasetError
@@ -248,7 +249,7 @@ def test_confusion_counts_match_scikit_learn():
   rng = np.random.default_rng(3)
   scores = rng.random((40, 6))
   targets = (rng.random((40, 6)) < 0.3).astype(np.uint8)
-  got = multilabel.confusion_counts(scores, targets, 0.4)
+  got = metrics_lib.multilabel_confusion(scores, targets, 0.4)
   want = multilabel_confusion_matrix(targets, (scores >= 0.4).astype(int))
   np.testing.assert_array_equal(got, want)
 
@@ -278,8 +279,6 @@ def test_ignored_pairs_leave_every_count_and_ap():
   pairs; `split_metrics` reads them from the stored `DIFFICULT` targets."""
   from sklearn.metrics import average_precision_score
 
-  from scenejax.tasks import classification
-
   rng = np.random.default_rng(5)
   scores = rng.random((30, 4))
   targets = (rng.random((30, 4)) < 0.4).astype(np.uint8)
@@ -288,7 +287,7 @@ def test_ignored_pairs_leave_every_count_and_ap():
   ignore = rng.random((30, 4)) < 0.2
   ignore[:3, 0] = [True, True, False]
   stored = np.where(ignore, ml_data.DIFFICULT, targets)
-  got = classification.multilabel_metrics(scores, targets, ignore=ignore)
+  got = metrics_lib.multilabel_metrics(scores, targets, ignore=ignore)
   keep = ~ignore
   want_ap = np.mean(
     [

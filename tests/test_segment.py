@@ -29,6 +29,7 @@ from PIL import Image
 from test_models import _randomize
 
 from scenejax import config_lib, datasets, prototype, segment
+from scenejax import metrics as metrics_lib
 from scenejax.datasets import synthetic
 from scenejax.errors import ConfigError
 from scenejax.tasks import classification
@@ -462,8 +463,8 @@ def test_segmentation_metrics_match_loops(seed, k, pixels):
   truth = rng.integers(0, k + 1, pixels)
   truth[0] = 1  # at least one labelled pixel
   predicted = rng.integers(1, k + 1, pixels)
-  metrics = segment.segmentation_metrics(
-    segment.confusion_counts(predicted, truth, k)
+  metrics = metrics_lib.segmentation_metrics(
+    metrics_lib.segmentation_confusion(predicted, truth, k)
   )
   miou, accuracy, ious = _reference_metrics(predicted, truth, k)
   np.testing.assert_allclose(metrics["mIoU"], miou, rtol=1e-12)

@@ -14,7 +14,7 @@ from flax import nnx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenejax import input_pipeline, segment
+from scenejax import input_pipeline, metrics, segment
 from scenejax.errors import CheckpointError, ConfigError, DatasetError
 from scenejax.models import deeplab, resnet
 from scenejax.tasks import segmentation
@@ -411,7 +411,7 @@ def test_eval_step_counts_equal_the_confusion_of_the_maps():
   model.eval()
   x = (batch["image"] / 255.0 - 0.5) / 0.25
   predicted = np.asarray(jnp.argmax(model(jnp.asarray(x, jnp.float32)), -1))
-  want = segment.confusion_counts(
+  want = metrics.segmentation_confusion(
     predicted[:2] + 1, batch["label"][:2], num_classes=6
   )
   np.testing.assert_array_equal(np.asarray(counts), want)

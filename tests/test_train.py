@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, assert_user_error, run_cli
 
-from scenejax import config_lib, datasets, prototype
+from scenejax import config_lib, datasets, metrics, prototype
 from scenejax.datasets import synthetic
 from scenejax.errors import PrototypeError
 from scenejax.tasks import classification
@@ -175,9 +175,9 @@ def test_accuracy_metrics_from_counts():
   # 3 classes; class 2 absent from the split.
   labels = np.array([0, 0, 0, 1])
   preds = np.array([0, 1, 0, 1])
-  confusion = classification.confusion_matrix(labels, preds, 3)
+  confusion = metrics.confusion_matrix(labels, preds, 3)
   np.testing.assert_array_equal(confusion, [[2, 1, 0], [0, 1, 0], [0, 0, 0]])
-  m = classification.accuracy_metrics(confusion)
+  m = metrics.accuracy_metrics(confusion)
   assert m["top1"] == pytest.approx(3 / 4)
   assert m["mean_class_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
   assert m["absent_classes"] == [2] and m["num_examples"] == 4

@@ -54,7 +54,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from scenejax import fileio, input_pipeline, models
+from scenejax import fileio, input_pipeline, models, tasks
 from scenejax.errors import UserError
 from scenejax.models import pcl, sadcl
 from scenejax.training import checkpoints
@@ -105,11 +105,10 @@ def export(
   )
   class_names = checkpoints.class_names(workdir, step)
   model, _ = nnx.merge(graphdef, state)
-  if config.model in models.SEMANTIC_AWARE:
-    raise UserError(
-      f"{workdir}: config.model = {config.model!r} takes a semantic input "
-      "besides the image; export does not support it yet"
-    )
+  task = tasks.for_config(config)
+  extra_fields = (
+    task.export_fields(config) if hasattr(task, "export_fields") else {}
+  )
   model = pcl.export(model)
   image_size = config.data.image_size
   # The synthetic scenes are rendered at their final size: no resize.
@@ -131,13 +130,9 @@ def export(
     options=dict(
       getattr(getattr(model, "backbone", model), "create_options", ())
     ),
-    task=config.get("task", "classification"),
+    task=tasks.name_for(config),
+    **extra_fields,
   )
-  if description["task"] == "multilabel":  # the SARL head's architecture
-    description["multilabel"] = {
-      k: config.multilabel[k]
-      for k in ("dim", "num_heads", "encoder_layers", "prototypes", "threshold")
-    }
   try:
     os.makedirs(out, exist_ok=True)
   except OSError as e:
@@ -175,7 +170,7 @@ def probabilities_function(model: nnx.Module, description: dict):
   a multi-label model's labels are independent (a sigmoid each)."""
   graphdef, state = nnx.split(model)
   mean, std = description["pixel_mean"], description["pixel_std"]
-  multilabel = description.get("task") == "multilabel"
+  multilabel = "multilabel" in description  # its SARL head: sigmoids
 
   def probabilities(images):
     logits = nnx.merge(graphdef, state)(
@@ -302,7 +297,7 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
 
   def build():
     model = models.create(description["model"], num_classes, **options)
-    if description.get("task") != "multilabel":
+    if "multilabel" not in description:  # no SARL head
       return model
     try:
       head = dict(description["multilabel"])

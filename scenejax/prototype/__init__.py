@@ -9,7 +9,10 @@
                  show | class_weights
 """
 
+import os
+
 from scenejax.errors import PrototypeError
+from scenejax.prototype import files, published
 from scenejax.prototype.algorithm import (
   ADE20K_NUM_CLASSES,
   FORMAT_VERSION,
@@ -26,13 +29,22 @@ from scenejax.prototype.algorithm import (
   similarity_prototype,
 )
 from scenejax.prototype.files import (
-  load_prototype,
   read_class_names,
   read_list_file,
   read_xlsx_matrix,
   save_prototype,
   with_class_names,
 )
+
+
+def load_prototype(path, num_classes=None, class_names=None, *, metric=None):
+  """`files.load_prototype`, where `path` may also name one of the authors'
+  matrices, `published:DATASET/METRIC` (fetched once, then cached)."""
+  path = os.fspath(path)
+  if published.is_published(path):
+    path = published.fetch(path)
+  return files.load_prototype(path, num_classes, class_names, metric=metric)
+
 
 __all__ = [
   "ADE20K_NUM_CLASSES",

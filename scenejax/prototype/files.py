@@ -89,8 +89,8 @@ def load_prototype(
   `similarity` array (the authors' published matrices), never pickles.
 
   Args:
-    path: the .npz file, or `published:DATASET/METRIC` for the authors'
-      matrices (`scenejax.prototype.published`: fetched once, cached).
+    path: the .npz file (`scenejax.prototype.load_prototype` also takes
+      `published:DATASET/METRIC`, the authors' matrices).
     num_classes: if given, the dataset's class count C must match.
     class_names: if given, must match the file's class names in order (a bare
       file without names is only checked for its size).
@@ -101,10 +101,6 @@ def load_prototype(
     PrototypeError naming the file (and key / class) on any problem.
   """
   path = os.fspath(path)
-  from scenejax.prototype import published  # it imports this module
-
-  if published.is_published(path):
-    path = published.fetch(path)
   if os.path.exists(path) and not zipfile.is_zipfile(path):
     # np.load would otherwise try to read it as a pickle (and refuse).
     raise PrototypeError(

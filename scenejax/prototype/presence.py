@@ -48,12 +48,12 @@ def load_presence_model(path: str) -> tuple[nnx.Module, dict]:
   """(model in inference mode, info) of a multi-label training workdir
   (its best checkpoint by mAP) or an export of one. info: label_names,
   image_size, resize_size, checkpoint_step."""
-  from scenejax import export
+  from scenejax import export, tasks
   from scenejax.training import checkpoints
 
   if checkpoints.is_training_workdir(path):
     config = checkpoints.read_workdir_config(path)
-    task = config.get("task", "classification")
+    task = tasks.name_for(config)
     if task != "multilabel":
       raise ConfigError(
         f"--presence_model={path} is a {task} run; a presence model is a "

@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
 
+from scenejax import metrics as metrics_lib
 from scenejax import prototype as prototype_lib
+from scenejax import tasks
 from scenejax.errors import UserError
 from scenejax.prototype import published
 from scenejax.report.html_page import _img, _p, write_html
@@ -190,14 +193,14 @@ def workdir_report(
 ) -> dict:
   """Figures and report.html of a training workdir; returns the paths."""
   from scenejax import config_lib, datasets
-  from scenejax.tasks import classification
   from scenejax.training import checkpoints
 
   config = checkpoints.read_workdir_config(workdir)
-  if config.get("task") == "segmentation":
-    return segmentation_report(workdir, out)
-  if config.get("task") == "multilabel":
-    return multilabel_report(workdir, out)
+  # A task with its own page names it ("module:function", loaded by name).
+  page = getattr(tasks.for_config(config), "REPORT", None)
+  if page:
+    module, _, function = page.partition(":")
+    return getattr(importlib.import_module(module), function)(workdir, out)
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
   history = read_history(workdir)
@@ -244,7 +247,7 @@ def workdir_report(
       else None
     ),
   )
-  metrics = classification.accuracy_metrics(confusion, {})
+  metrics = metrics_lib.accuracy_metrics(confusion, {})
   figures["confusion"] = plot_confusion(
     confusion,
     proto.class_names,

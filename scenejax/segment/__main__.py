@@ -19,7 +19,7 @@ import os
 import numpy as np
 from absl import flags
 
-from scenejax import cli, fileio
+from scenejax import cli, fileio, metrics
 from scenejax.errors import ConfigError, DatasetError
 from scenejax.segment import segmenter_flags
 from scenejax.segment.predictor import (
@@ -30,12 +30,10 @@ from scenejax.segment.predictor import (
   _records_of_images,
   check_ade20k_output,
   checkpoint_label_names,
-  confusion_counts,
   image_files,
   label_map,
   load_segmenter,
   segment_records,
-  segmentation_metrics,
   write_files,
   write_split_files,
 )
@@ -78,20 +76,22 @@ def _evaluate(flag, predictor) -> None:
     for record, result in segment_records(predictor, records):
       if result is not None:
         truth = source.label_map(record["index"])
-        confusion += confusion_counts(label_map(result[0]), truth, k)
+        confusion += metrics.segmentation_confusion(
+          label_map(result[0]), truth, k
+        )
       bar.update(1)
   finally:
     bar.close()
-  metrics = segmentation_metrics(confusion)
+  result = metrics.segmentation_metrics(confusion)
   print(
-    f"mIoU {100 * metrics['mIoU']:.2f}  pixel accuracy "
-    f"{100 * metrics['pixel_accuracy']:.2f}  ({metrics['labelled_pixels']} "
+    f"mIoU {100 * result['mIoU']:.2f}  pixel accuracy "
+    f"{100 * result['pixel_accuracy']:.2f}  ({result['labelled_pixels']} "
     f"labelled pixels, {len(source)} images)"
   )
   if flag.out:
     fileio.write_json(
       os.path.join(flag.out, "segmentation_eval.json"),
-      dict(metrics, segmenter=flag.segmenter, init_from=flag.init_from),
+      dict(result, segmenter=flag.segmenter, init_from=flag.init_from),
     )
 
 

@@ -65,7 +65,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import fileio, models
+from scenejax import fileio, models, tasks
 from scenejax.datasets import common
 from scenejax.errors import ConfigError, DatasetError
 from scenejax.models import pretrained
@@ -122,10 +122,10 @@ def _from_workdir(name: str, workdir: str, dtype: str) -> nnx.Module:
   """The best checkpoint (by mIoU) of a segmentation training run."""
 
   config = checkpoints.read_workdir_config(workdir)
-  if config.get("task") != "segmentation" or config.model != name:
+  if tasks.name_for(config) != "segmentation" or config.model != name:
     raise ConfigError(
       f"--init_from={workdir} is a training run of {config.model!r} "
-      f"(task {config.get('task', 'classification')!r}), not a "
+      f"(task {tasks.name_for(config)!r}), not a "
       f"segmentation run of --segmenter={name}"
     )
   _, graphdef, state, _ = checkpoints.restore_workdir(workdir)
@@ -460,41 +460,6 @@ def png_name(rel: str) -> str:
 
 # --------------------------------------------------------------------------
 # Evaluation: exact confusion counts over ids 1..K (0 ignored).
-
-
-def confusion_counts(
-  predicted: np.ndarray, truth: np.ndarray, num_classes: int
-) -> np.ndarray:
-  """(K, K) int64 counts [truth - 1, predicted - 1] over pixels whose truth
-  id is in 1..K (0 = unlabeled, ignored)."""
-  truth = truth.astype(np.int64).ravel()
-  predicted = predicted.astype(np.int64).ravel()
-  keep = (truth >= 1) & (truth <= num_classes)
-  index = (truth[keep] - 1) * num_classes + (predicted[keep] - 1)
-  return np.bincount(index, minlength=num_classes * num_classes).reshape(
-    num_classes, num_classes
-  )
-
-
-def segmentation_metrics(confusion: np.ndarray) -> dict:
-  """mIoU, pixel accuracy and per-class IoU from confusion counts.
-
-  IoU_k = TP_k / (TP_k + FP_k + FN_k); mIoU is the mean over classes that
-  occur in the ground truth (mmsegmentation's convention: a class absent
-  from the truth has no IoU, NaN, and is left out of the mean); pixel
-  accuracy = sum_k TP_k / labelled pixels.
-  """
-  confusion = np.asarray(confusion, np.float64)
-  tp = np.diag(confusion)
-  truth, predicted = confusion.sum(1), confusion.sum(0)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    iou = np.where(truth > 0, tp / (truth + predicted - tp), np.nan)
-  return {
-    "mIoU": float(np.nanmean(iou)) if np.any(truth > 0) else float("nan"),
-    "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)),
-    "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
-    "labelled_pixels": int(confusion.sum()),
-  }
 
 
 def _progress(total: int, desc: str):

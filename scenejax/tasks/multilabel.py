@@ -20,7 +20,7 @@ temperature τ; P the model's category prototypes (learnable, or an EMA
 updated after each step). λ₁, λ₂ = config.multilabel.sscl_weight,
 pscl_weight. The poster gives no λ: 1 each by default.
 
-Evaluation: `classification.multilabel_metrics` on the sigmoid scores of the
+Evaluation: `metrics.multilabel_metrics` on the sigmoid scores of the
 whole split (mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 forms); the
 best checkpoint is the one of the highest mAP.
 
@@ -46,12 +46,15 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import datasets, input_pipeline, losses, models
+from scenejax import datasets, input_pipeline, losses, metrics, models
 from scenejax.datasets import multilabel as multilabel_data
 from scenejax.errors import ConfigError
 from scenejax.models import sadcl
-from scenejax.tasks import base, classification
+from scenejax.tasks import base
+from scenejax.training import checkpoints
 
+# The report command's page of a workdir of this task.
+REPORT = "scenejax.report.run_report:multilabel_report"
 TERMS = ("cls", "sscl", "pscl")
 
 
@@ -219,33 +222,6 @@ def eval_step(graphdef, state, batch, *, mean, std) -> dict:
   return dict(scores=scores, label=batch["label"], mask=batch["mask"])
 
 
-def confusion_counts(
-  scores, targets, threshold: float, ignore=None
-) -> np.ndarray:
-  """(K, 2, 2) int64 per-label counts [[TN, FP], [FN, TP]] at `threshold`
-  (scikit-learn's `multilabel_confusion_matrix` layout), the `ignore`d
-  (image, label) pairs left out."""
-  predicted = np.asarray(scores) >= threshold
-  truth = np.asarray(targets) > 0
-  keep = True if ignore is None else ~np.asarray(ignore, bool)
-  out = np.empty((predicted.shape[1], 2, 2), np.int64)
-  for t in (0, 1):
-    for p in (0, 1):
-      out[:, t, p] = np.sum((truth == t) & (predicted == p) & keep, axis=0)
-  return out
-
-
-def split_metrics(scores, targets, threshold: float) -> tuple[dict, np.ndarray]:
-  """(`classification.multilabel_metrics` with the per-label AP, the (K, 2, 2)
-  confusion) of a split's (N, K) scores and stored targets; VOC's
-  `DIFFICULT` pairs are left out of both."""
-  ignore = np.asarray(targets) == multilabel_data.DIFFICULT
-  metrics = classification.multilabel_metrics(
-    scores, targets, threshold=threshold, ignore=ignore
-  )
-  return metrics, confusion_counts(scores, targets, threshold, ignore)
-
-
 def jit_eval_step(graphdef, mesh, pixel_stats) -> jax.stages.Wrapped:
   """`eval_step` jitted for `mesh`: state replicated, the batch split on
   "data", the outputs replicated (every process reads the global batch)."""
@@ -407,3 +383,56 @@ CLASSIFICATION_LOSSES = ("asl", "bce")
 
 
 PROTOTYPES = ("learnable", "ema")
+
+
+def split_metrics(scores, targets, threshold: float) -> tuple[dict, np.ndarray]:
+  """(`metrics.multilabel_metrics` with the per-label AP, the (K, 2, 2)
+  confusion) of a split's (N, K) scores and stored targets; VOC's
+  `DIFFICULT` pairs are left out of both."""
+  ignore = np.asarray(targets) == multilabel_data.DIFFICULT
+  result = metrics.multilabel_metrics(
+    scores, targets, threshold=threshold, ignore=ignore
+  )
+  return result, metrics.multilabel_confusion(
+    scores, targets, threshold, ignore
+  )
+
+
+def evaluate_checkpoint(
+  workdir: str, config, step: int | None, *, ten_crop: bool, head=None
+) -> dict:
+  """`metrics.multilabel_metrics` of checkpoint `step` (default: best
+  mAP) over the run's evaluation split, with the (K, 2, 2) per-label
+  confusion at config.multilabel.threshold."""
+  if ten_crop:
+    raise ConfigError("--ten_crop: multi-label evaluation is single-crop")
+  if head is not None:
+    raise ConfigError(f"--head={head} is for SAS-Net workdirs")
+  data = load_data(config)
+  _, eval_preprocess = input_pipeline.preprocessors(config, data)
+  mesh, graphdef, state, step, pixel_stats = checkpoints.restore_for_eval(
+    workdir, data.num_classes, step
+  )
+  scores, targets = scores_and_targets(
+    jit_eval_step(graphdef, mesh, pixel_stats),
+    state,
+    data.test,
+    batch_size=config.eval_batch_size // jax.process_count(),
+    data_sharding=NamedSharding(mesh, P("data")),
+    preprocess=eval_preprocess,
+  )
+  result, confusion = split_metrics(
+    scores, targets, config.multilabel.threshold
+  )
+  return dict(step=step, **result, confusion=confusion.tolist())
+
+
+def export_fields(config) -> dict:
+  """model.json's "multilabel": the SARL head's architecture (an export
+  with it is read as per-label sigmoids)."""
+  return {
+    "multilabel": {
+      k: config.multilabel[k]
+      for k in ("dim", "num_heads", "encoder_layers", "prototypes", "threshold")
+    }
+  }

@@ -51,12 +51,14 @@ from scenejax import (
   input_pipeline,
   losses,
   models,
-  segment,
 )
+from scenejax import metrics as metrics_lib
 from scenejax.errors import ConfigError
 from scenejax.models.segmenter import resize_bilinear
 from scenejax.tasks import base
 
+# The report command's page of a workdir of this task.
+REPORT = "scenejax.report.run_report:segmentation_report"
 TERMS = ("focal", "contrastive")
 # config.segmentation.class_weights, besides a path to an NPZ.
 CLASS_WEIGHTS = ("uniform", "inverse", "median_frequency")
@@ -389,7 +391,7 @@ def make_task(
     ):
       counts = count(state, input_pipeline.shard_batch(batch, batch_sharding))
       confusion += np.asarray(jax.device_get(counts), np.int64)
-    metrics = segment.segmentation_metrics(confusion)
+    metrics = metrics_lib.segmentation_metrics(confusion)
     return (
       dict(
         mIoU=metrics["mIoU"],

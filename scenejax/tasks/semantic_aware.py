@@ -589,3 +589,46 @@ def sasnet_param_groups(stage: str) -> tuple:
 def apply_variant(config, arg: str):
   """As classification's (`classification.apply_variant`)."""
   return classification.apply_variant(config, arg)
+
+
+def evaluate_checkpoint(
+  workdir: str, config, step: int | None, *, ten_crop: bool, head=None
+) -> dict:
+  """As classification's, scored by the stage's head or by `head` (rgb |
+  semantic | combined), the semantic input made as in training (the
+  segmenter or the semantic files); the rgb head needs neither."""
+  if head is not None:
+    trained = TRAINED_HEADS[config.sasnet.stage]
+    if head not in trained:
+      raise ConfigError(
+        f"--head={head}; {workdir} ran SAS-Net's "
+        f"{config.sasnet.stage!r} stage, which has trained "
+        f"{' | '.join(trained)}"
+      )
+  data = load_data(config)
+  _, eval_preprocess = input_pipeline.preprocessors(config, data)
+  mesh, graphdef, state, step, pixel_stats = checkpoints.restore_for_eval(
+    workdir, data.num_classes, step
+  )
+  stage = HEAD_STAGES[head] if head else config.sasnet.stage
+  segmenter = load_segmenter(config, stage)
+  eval_fn = jit_eval_step(graphdef, segmenter, mesh, pixel_stats, stage)
+  return classification._checkpoint_result(
+    config,
+    data,
+    eval_fn,
+    state,
+    eval_source(config, data, stage),
+    mesh,
+    eval_preprocess,
+    step=step,
+    ten_crop=ten_crop,
+    **({"head": head} if head else {}),
+  )
+
+
+def export_fields(config) -> dict:
+  raise UserError(
+    f"config.model = {config.model!r} takes a semantic input besides the "
+    "image; export does not support it yet"
+  )

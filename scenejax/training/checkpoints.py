@@ -51,8 +51,10 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from scenejax import tasks
+from scenejax import sharding, tasks
 from scenejax.errors import CheckpointError, ConfigError, UserError
 from scenejax.training import optim
 
@@ -573,6 +575,18 @@ def restore_workdir(
     workdir, step, lambda reader: _restore(reader, step, state, False)
   )["state"]
   return config, graphdef, state, step
+
+
+def restore_for_eval(workdir: str, num_classes: int, step: int | None):
+  """The "restore a run for evaluation" sequence every evaluation shares:
+  (mesh of all devices, graphdef, state replicated on it, step, the
+  model's (pixel_mean, pixel_std)) of checkpoint `step` (default: best)."""
+  mesh = sharding.data_parallel_mesh()
+  _, graphdef, state, step = restore_workdir(
+    workdir, num_classes, step, NamedSharding(mesh, P())
+  )
+  model = nnx.merge(graphdef, state)[0]
+  return mesh, graphdef, state, step, (model.pixel_mean, model.pixel_std)
 
 
 class WorkdirLock:
