@@ -4,7 +4,7 @@ import setuptools
 
 setuptools.setup(
   name="scenejax",
-  version="0.1.0",
+  version="0.1.0",  # scenejax.__version__ (keep the two in step)
   description=(
     "Similarity-prototype training (GLS, BCL) and pairwise consistency "
     "learning for scene recognition, in JAX/Flax."

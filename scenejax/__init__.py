@@ -1,0 +1,3 @@
+"""scenejax: scene recognition with semantic priors, in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -23,9 +23,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # SAS-Net's precomputed semantic input: uint8 (H, W, 3) top-3 ids (0-based
 # segmenter channels) and scores (round(255 p)), aligned with "image".
 SEMANTIC_KEYS = ("semantic_ids", "semantic_scores")
-# Names `train_batches`' order; a mid-epoch checkpoint records it, so a
-# resume under another order says so.
-SHUFFLE = "numpy-permutation-per-epoch"
 
 
 def train_batches(

@@ -325,4 +325,7 @@ def test_sources_cite_papers_not_local_seed_files():
     assert not re.search(r"\b00[0-4]_(…|\.\.\.)", text), path
   pcl = (REPO / "scenejax" / "models" / "pcl.py").read_text()
   assert "G. Chen, X. Song, B. Wang, S. Jiang" in pcl and "NeurIPS" in pcl
-  assert "arXiv:2308.05896" in (REPO / "scenejax" / "losses.py").read_text()
+  assert (
+    "arXiv:2308.05896"
+    in (REPO / "scenejax" / "losses" / "similarity.py").read_text()
+  )

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from scenejax import input_pipeline, metrics, segment
 from scenejax.errors import CheckpointError, ConfigError, DatasetError
 from scenejax.models import deeplab, resnet
+from scenejax.segment import __main__ as segment_command
 from scenejax.tasks import segmentation
 from scenejax.training import loop
 
@@ -699,4 +700,4 @@ def test_multi_scale_evaluation_averages_rescaled_probabilities():
   with pytest.raises(ConfigError, match="--scales=0.0"):
     segment.Predictor(model, scales=(0.0,))
   with pytest.raises(ConfigError, match="--scales=1,x: need numbers"):
-    segment._factors(["1", "x"])
+    segment_command._factors(["1", "x"])

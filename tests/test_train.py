@@ -146,12 +146,14 @@ def test_euclidean_variant_reads_the_euclidean_prototype(tmp_path):
   from configs import mit67_resnet50, sun397_vit
 
   for module in (mit67_resnet50, sun397_vit):
-    assert config_lib.prototype_path(
+    assert classification.prototype_path(
       module.get_config("gls,bcl,euclidean")
-    ).startswith("published:") and config_lib.prototype_path(
+    ).startswith("published:") and classification.prototype_path(
       module.get_config("gls,bcl,euclidean")
     ).endswith("/euclidean")
-    assert config_lib.prototype_path(module.get_config()).endswith("/cosine")
+    assert classification.prototype_path(module.get_config()).endswith(
+      "/cosine"
+    )
 
 
 @pytest.mark.slow

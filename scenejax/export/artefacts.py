@@ -291,8 +291,6 @@ def load_export(directory: str) -> tuple[nnx.Module, dict]:
     k: tuple(v) if isinstance(v, list) else v
     for k, v in description.get("options", {}).items()
   }
-  if description["model"].startswith("vit"):  # exports before 2026-11-24
-    options.setdefault("image_size", description["image_size"])
   num_classes = description["num_classes"]
 
   def build():

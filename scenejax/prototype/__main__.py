@@ -39,9 +39,10 @@ import os
 
 from absl import flags
 
-from scenejax import cli, fileio, prototype, segment
+from scenejax import cli, fileio, prototype
 from scenejax.datasets import label_maps as label_maps_lib
 from scenejax.errors import PrototypeError
+from scenejax.segment import segmenter_flags
 
 COMMANDS = ("build", "fetch", "import_xlsx", "show", "class_weights")
 
@@ -89,7 +90,7 @@ _WORKERS = flags.DEFINE_integer(
 _SAVE_EVERY = flags.DEFINE_float(
   "save_every_s", 60.0, "build --segmenter: seconds between saved partial sums"
 )
-segment.define_flags()  # --segmenter, --init_from, --size, ... for build
+segmenter_flags.define_flags()  # --segmenter, --init_from, --size, ... for build
 _PRESENCE_MODEL = flags.DEFINE_string(
   "presence_model",
   None,

@@ -371,13 +371,9 @@ def restore_latest(
 def _check_fits(meta: dict, config, steps_per_epoch: int, checkpoints) -> None:
   """A run resumes with the batch size and training-set size it was saved
   with: its step numbers, learning-rate schedule and data iterator position
-  count batches of the epoch it had (saves before 2026-11-23 record only
-  the batch size, in config.json)."""
+  count batches of the epoch it had."""
   workdir = os.path.dirname(str(checkpoints.directory))
   saved = meta.get("batch_size")
-  if saved is None:
-    with contextlib.suppress(UserError, AttributeError):
-      saved = read_workdir_config(workdir).batch_size
   if saved is not None and saved != config.batch_size:
     raise ConfigError(
       f"config.batch_size = {config.batch_size}, but the run in {workdir} "
@@ -457,9 +453,8 @@ def _reader(checkpoint_dir: str) -> ocp.CheckpointManager:
 
 def best_step(checkpoint_dir: str) -> int:
   """The step with the highest recorded best metric (Top-1, mIoU or mAP:
-  `train.Task.best_metric`), else the latest step (only
-  mid-epoch saves, or saves of scenejax before 2026-11-23, which recorded
-  no metrics)."""
+  `tasks.base.Task.best_metric`), else the latest step (only mid-epoch
+  saves: they record no metrics)."""
   with contextlib.closing(_reader(checkpoint_dir)) as reader:
     step = reader.best_step()
     if step is None:
@@ -510,20 +505,13 @@ def _read_step(workdir: str, step: int, read_fn):
 
 
 def class_names(workdir: str, step: int) -> list[str]:
-  """The class names of checkpoint `step` of a run: from its meta, or, for
-  saves of scenejax before 2026-11-23, from WORKDIR/results.json."""
+  """The class names of checkpoint `step` of a run (its meta)."""
   names = read_meta(workdir, step).get("class_names")
   if names is None:
-    path = os.path.join(workdir, "results.json")
-    try:
-      with open(path) as f:
-        names = json.load(f)["class_names"]
-    except (OSError, ValueError, KeyError) as e:
-      raise UserError(
-        f"checkpoint step {step} in {workdir} carries no class names "
-        f"(saved by scenejax before 2026-11-23), and {path} cannot give "
-        f"them ({e}); that file is written when such a run finishes"
-      ) from None
+    raise CheckpointError(
+      f"checkpoint step {step} in {workdir} carries no class names: not a "
+      "scenejax training checkpoint"
+    )
   return names
 
 

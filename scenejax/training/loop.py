@@ -17,7 +17,6 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -131,17 +130,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if resume.get("epoch") == epoch and resume.get("iterator"):
           batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
           first_step = resume["step_in_epoch"]
-          if resume.get("shuffle") != input_pipeline.SHUFFLE:
-            logging.warning(
-              "the checkpoint was saved mid-epoch by a scenejax whose "
-              "shuffle differs (before 2026-11-24): the rest of epoch %d "
-              "follows the new order, so some of its images repeat and "
-              "others are skipped",
-              epoch + 1,
-            )
-          # The steps before the save (absent in saves of scenejax before
-          # 2026-11-23, whose resumed epoch then averages the later steps).
-          train_sums = resume.get("train_sums", {})
+          train_sums = resume["train_sums"]  # the steps before the save
         bar = tqdm(
           batches,
           desc=f"epoch {epoch + 1}/{config.num_epochs}",
@@ -181,7 +170,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 step_in_epoch=step + 1,
                 history=history,
                 iterator=batches.get_state(),
-                shuffle=input_pipeline.SHUFFLE,
                 train_sums=_add_metrics(train_sums, pending),
                 class_names=list(data.class_names),
                 batch_size=config.batch_size,
