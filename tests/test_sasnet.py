@@ -15,7 +15,7 @@ from conftest import assert_user_error, run_cli, write_top3_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scenejax import convert, models
+from scenejax import convert, models, tasks
 from scenejax.errors import CheckpointError, ConfigError, UserError
 from scenejax.models import pretrained, sasnet
 
@@ -366,7 +366,7 @@ def test_staged_training_trains_only_what_each_stage_names(tmp_path):
     )
 
   config = demo.get_config("sasnet_rgb")
-  initial = models.from_config(config, 8)  # the rgb run's initialisation
+  initial = tasks.build_model(config, 8)  # the rgb run's initialisation
   init = {
     k: np.asarray(v.get_value())
     for k, v in pretrained.flat_params(initial).items()

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
+from scenejax import datasets, input_pipeline, segment, tasks
 from scenejax import metrics as metrics_lib
 from scenejax import prototype as prototype_lib
-from scenejax import tasks
 from scenejax.errors import UserError
 from scenejax.prototype import published
 from scenejax.report.html_page import _img, _p, write_html
@@ -32,13 +32,13 @@ from scenejax.report.run_plots import (
   plot_training_curves,
   similarity_vs_confusion,
 )
+from scenejax.tasks import classification
+from scenejax.training import checkpoints
 
 
 def _run_record(workdir, out):
   """(the report's directory, created; the run's config; its epochs from
   metrics.jsonl, at least one)."""
-  from scenejax.training import checkpoints
-
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
   config = checkpoints.read_workdir_config(workdir)
@@ -56,8 +56,6 @@ def segmentation_report(
   the best checkpoint's predictions beside the ground truth on the first
   eval images, and a t-SNE of sampled pixel embeddings of those images
   before (random weights of the run's seed) and after training."""
-  from scenejax import datasets, input_pipeline, models, segment
-
   out, config, history = _run_record(workdir, out)
   data = datasets.segmentation_from_config(config)
   names = list(data.class_names)
@@ -98,7 +96,7 @@ def segmentation_report(
   # The run's initial weights when it started from random ones (the same
   # seed); an `init_from` backbone is not reloaded (the workdir's config
   # keeps no path to it).
-  initial = models.from_config(config, len(names))
+  initial = tasks.build_model(config, len(names))
   panels = []
   for title, model in (("initial weights", initial), ("trained", trained)):
     emb, ids = sampled_pixel_embeddings(model, images, truths)
@@ -143,8 +141,6 @@ def multilabel_report(workdir, out=None) -> dict:
   """Figures and report.html of a multi-label run ([SADCL]): loss terms,
   mAP / CF1 / OF1 per epoch, and the per-label AP of the best epoch (from
   metrics.jsonl)."""
-  from scenejax.training import checkpoints
-
   out, config, history = _run_record(workdir, out)
   best = max(history, key=lambda row: row["mAP"])
   step = checkpoints.best_step(checkpoints.directory(workdir))
@@ -192,9 +188,6 @@ def workdir_report(
   step: int | None = None,
 ) -> dict:
   """Figures and report.html of a training workdir; returns the paths."""
-  from scenejax import config_lib, datasets
-  from scenejax.training import checkpoints
-
   config = checkpoints.read_workdir_config(workdir)
   # A task with its own page names it ("module:function", loaded by name).
   page = getattr(tasks.for_config(config), "REPORT", None)
@@ -209,7 +202,7 @@ def workdir_report(
   data = datasets.from_config(config)
   data_names = data.class_names
   proto_path = (
-    config_lib.prototype_path(config)
+    classification.prototype_path(config)
     if config.prototype.path
     else os.path.join(workdir, "prototype.npz")
   )
