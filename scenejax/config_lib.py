@@ -41,8 +41,8 @@ def base() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   # classification (scene labels) | segmentation (label maps:
-  # scenejax.segmentation, config.segmentation below) | multilabel (object
-  # presence: scenejax.multilabel, config.multilabel below).
+  # scenejax.tasks.segmentation, config.segmentation) | multilabel (object
+  # presence: scenejax.tasks.multilabel, config.multilabel).
   config.task = "classification"
   config.dataset = "synthetic_scenes"  # scenejax.datasets.NAMES
   config.data = ml_collections.ConfigDict(
@@ -61,7 +61,7 @@ def base() -> ml_collections.ConfigDict:
       host_prefetch=2,
       device_prefetch=2,
       sun397_config="standard-part1-120k",
-      # synthetic_scenes only (scenejax.synthetic):
+      # synthetic_scenes only (scenejax.datasets.synthetic):
       num_groups=4,  # confusable groups of scene classes
       scenes_per_group=2,  # C = num_groups * scenes_per_group
       num_semantic_classes=32,  # L
@@ -85,7 +85,7 @@ def base() -> ml_collections.ConfigDict:
       schedule="step",  # step | cosine | constant
       decay_epochs=(10, 15, 20),  # step: x0.1 at each (head's rate too)
       momentum=0.9,  # sgd
-      # (group, regex) rules, first full match wins (scenejax.optim).
+      # (group, regex) rules, first full match wins (scenejax.training.optim).
       param_groups=(
         (
           "head",
@@ -98,12 +98,7 @@ def base() -> ml_collections.ConfigDict:
   )
   # Each task's own section(s), with their defaults: every config carries
   # all of them, so a workdir's config.json names every setting.
-  for name in (
-    "classification",
-    "segmentation",
-    "semantic_aware",
-    "multilabel",
-  ):
+  for name in (*tasks.BUILTIN, "semantic_aware"):
     for section, defaults in tasks.get(name).config_sections().items():
       config[section] = defaults
   config.checkpoint_keep = 2  # latest checkpoints kept (plus the best)
@@ -195,9 +190,7 @@ def sasnet_recipe(
   attention <- semantic), so a variant's stages chain through their own
   workdirs - the variant's losses, and `prototype_path` when they read S."""
   stage, _, variant = (arg or "").partition(",")
-  if (
-    stage not in semantic_aware.SASNET_STAGE_GROUPS
-  ):  # e.g. ":ce": the rgb stage
+  if stage not in semantic_aware.SASNET_STAGE_GROUPS:  # ":ce": the rgb stage
     stage, variant = "rgb", arg or ""
   sasnet_stage(config, stage)
   tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
@@ -254,10 +247,9 @@ class Checks:
   each raises a ConfigError naming the field, its value and what is
   allowed. `defaults` is `base()`."""
 
-  def __init__(self, config: ml_collections.ConfigDict, fields: dict):
-    self.config = config
-    self.defaults = base()
-    self._fields = fields
+  def __init__(self, fields: dict, defaults: ml_collections.ConfigDict):
+    self._fields = fields  # dotted name -> value
+    self.defaults = defaults
 
   def check(self, name: str, ok: bool, allowed: str) -> None:
     if not ok:
@@ -290,7 +282,8 @@ class Checks:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the whole config before any work; a ConfigError names the
   first field that cannot work and the allowed values."""
-  want = dict(_fields(base()))
+  defaults = base()
+  want = dict(_fields(defaults))
   have = dict(_fields(config))
   for name in have.keys() - want.keys():
     raise ConfigError(unknown_field_message(name))
@@ -299,7 +292,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"{name} is missing; start configs from scenejax.config_lib.base()"
     )
 
-  checks = Checks(config, have)
+  checks = Checks(have, defaults)
   check, one_of, at_least, between = (
     checks.check,
     checks.one_of,

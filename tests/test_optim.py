@@ -1,4 +1,4 @@
-"""scenejax.optim against PyTorch's optimizers and schedulers, stepped the
+"""scenejax.training.optim against PyTorch's optimizers and schedulers, stepped the
 way the papers' PyTorch code steps them, and the regex parameter groups."""
 
 import numpy as np
@@ -43,7 +43,7 @@ def _flat(tree, prefix=""):
 
 
 def _run_both(cfg, num_epochs, torch_optimizer, torch_scheduler, per_epoch):
-  """Parameters after every step from optax (scenejax.optim) and from
+  """Parameters after every step from optax (scenejax.training.optim) and from
   PyTorch, fed the same random gradients."""
   import jax.numpy as jnp
   import optax

@@ -10,7 +10,7 @@ corrupt image is skipped there, by name, instead of killing the run.
 
 | name | source | classes |
 |---|---|---|
-| synthetic_scenes | `scenejax.synthetic` (rendered, no download) | 8 |
+| synthetic_scenes | `scenejax.datasets.synthetic` (rendered, no download) | 8 |
 | sun397 | TFDS `sun397/standard-part1-120k` (50/50 per class) | 397 |
 | places365 | TFDS `places365_small` (train / validation) | 365 |
 | places365_1k | [PCL]'s "Places365-small": 1,000 train images per class of places365, seeded; the full validation split | 365 |
@@ -420,7 +420,7 @@ def as_segmentation(data: Dataset) -> Dataset:
   )
 
 
-# config.data field -> option of `scenejax.synthetic.load`.
+# config.data field -> option of `scenejax.datasets.synthetic.load`.
 SYNTHETIC_FIELDS = {
   "num_groups": "num_groups",
   "scenes_per_group": "scenes_per_group",

@@ -4,7 +4,7 @@
 
 | name | labels (K) | train / evaluation |
 |---|---|---|
-| synthetic_scenes | the L objects visible in each rendered label map | `scenejax.synthetic` train / test |
+| synthetic_scenes | the L objects visible in each rendered label map | `scenejax.datasets.synthetic` train / test |
 | ade20k_scenes | the 150 ADE20K objects present in each 150-class map | train / validation |
 | voc2007 | the 20 VOC classes of the image's objects, difficult ones included | TFDS `voc/2007` train+validation / test |
 | coco2014 | the 80 COCO categories of the image's objects | TFDS `coco/2014` train / validation |

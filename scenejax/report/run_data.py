@@ -70,7 +70,7 @@ def model_pass(
   data=None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
   """(confusion, features, labels, step) of the best checkpoint (or `step`)
-  over the eval split, from one `scenejax.evaluation.evaluate` pass: the
+  over the eval split, from one `scenejax.tasks.classification.evaluate` pass: the
   confusion over every image, the penultimate features of at most
   `max_images`, spread over the split. `data` is the run's dataset if the
   caller has it loaded already."""

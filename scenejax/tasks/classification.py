@@ -401,10 +401,10 @@ def make_task(
   sources=None,
 ) -> Task:
   """Scene classification with GLS / BCL / PCL ([SP], [PCL]): `train_step`
-  against the run's prototype, Top-k and MCA (`scenejax.evaluation`).
+  against the run's prototype, Top-k and MCA (`evaluate`, below).
   `step`, `eval_fn` and the (train, eval) `sources` replace the jitted
   train and eval steps and `data`'s splits (SAS-Net's, with its semantic
-  files: `scenejax.semantic_aware`)."""
+  files: `scenejax.tasks.semantic_aware`)."""
   train_source, eval_source = sources or (data.train, data.test)
   loss_cfg = LossConfig.from_config(config.loss)
   train_preprocess, eval_preprocess = input_pipeline.preprocessors(config, data)
@@ -489,7 +489,7 @@ def eval_step(
     raise ConfigError(
       f"{type(model).__name__} takes a semantic input besides the image: "
       "its workdir is evaluated by the trainer and by scenejax.evaluate "
-      "(scenejax.semantic_aware); the report's evaluation and export do "
+      "(scenejax.tasks.semantic_aware); the report's evaluation and export do "
       "not support it yet"
     )
   model.eval()
@@ -662,7 +662,7 @@ def evaluate_checkpoint(
   mesh, graphdef, state, step, pixel_stats = checkpoints.restore_for_eval(
     workdir, data.num_classes, step
   )
-  return _checkpoint_result(
+  return checkpoint_result(
     config,
     data,
     jit_eval_step(graphdef, mesh, pixel_stats),
@@ -675,9 +675,12 @@ def evaluate_checkpoint(
   )
 
 
-def _checkpoint_result(
+def checkpoint_result(
   config, data, eval_fn, state, source, mesh, preprocess, **fields
 ) -> dict:
+  """`fields`, the metrics of one `evaluate` pass of `eval_fn` over
+  `source`, and the confusion matrix: what `evaluate_checkpoint` returns
+  (SAS-Net's too)."""
   result = evaluate(
     eval_fn,
     state,

@@ -3,7 +3,7 @@ step, its eval step and metrics.
 
 `loop.train_and_evaluate` runs it for config.task = "multilabel": the
 same loop, mesh, checkpoints and preemption as classification, with this
-module's `task(...)`. Labels are (K,) 0/1 presence vectors
+module's `make_task(...)`. Labels are (K,) 0/1 presence vectors
 (`scenejax.datasets.multilabel`); the model is `models.sadcl.SADCLModel`
 (config.model's backbone under the SARL head).
 
@@ -61,7 +61,7 @@ TERMS = ("cls", "sscl", "pscl")
 def config_sections() -> dict[str, ml_collections.ConfigDict]:
   """config.multilabel and its defaults."""
   sections = ml_collections.ConfigDict()
-  # config.task = "multilabel" ([SADCL], scenejax.multilabel): the SARL
+  # config.task = "multilabel" ([SADCL]): the SARL
   # head on config.model's last feature map, and the loss
   # classification + sscl_weight · SSCL + pscl_weight · PSCL.
   sections.multilabel = ml_collections.ConfigDict(
@@ -202,14 +202,14 @@ def train_step(
       targets,
       cfg.ema_momentum,
     )
-  metrics = dict(terms, loss=sum(terms.values()))
+  step_metrics = dict(terms, loss=sum(terms.values()))
   # Overall F1 of the batch at 0.5: 2·TP / (2·TP + FP + FN).
   predicted = out["logits"] >= 0.0
   truth = targets > 0
   tp = jnp.sum(predicted & truth)
   wrong = jnp.sum(predicted != truth)
-  metrics["f1"] = 2 * tp / jnp.maximum(2 * tp + wrong, 1)
-  return nnx.state((model, optimizer)), metrics
+  step_metrics["f1"] = 2 * tp / jnp.maximum(2 * tp + wrong, 1)
+  return nnx.state((model, optimizer)), step_metrics
 
 
 def eval_step(graphdef, state, batch, *, mean, std) -> dict:

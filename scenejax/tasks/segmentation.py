@@ -3,7 +3,7 @@ eval step and metrics, and the class weights of its focal loss.
 
 `loop.train_and_evaluate` runs it for config.task = "segmentation": the
 same loop, mesh, checkpoints and preemption as classification, with this
-module's `task(...)` in place of scene classification's. Label maps hold
+module's `make_task(...)` in place of scene classification's. Label maps hold
 ADE20K-convention ids (1..K, 0 = unlabeled and ignored); logit channel k is
 id k + 1.
 
@@ -67,7 +67,7 @@ CLASS_WEIGHTS = ("uniform", "inverse", "median_frequency")
 def config_sections() -> dict[str, ml_collections.ConfigDict]:
   """config.segmentation and its defaults."""
   sections = ml_collections.ConfigDict()
-  # config.task = "segmentation" ([SEG], scenejax.segmentation): the
+  # config.task = "segmentation" ([SEG]): the
   # DeepLabV3+ architecture, the augmentation, and the fused loss
   # focal + contrastive_weight · contrastive.
   sections.segmentation = ml_collections.ConfigDict(

@@ -84,7 +84,7 @@ STAGE_LOGITS = {
 def config_sections() -> dict[str, ml_collections.ConfigDict]:
   """config.sasnet and its defaults."""
   sections = ml_collections.ConfigDict()
-  # config.model = sasnet_* (scenejax.semantic_aware): the training stage
+  # config.model = sasnet_* (this module): the training stage
   # (set it with `sasnet_stage`, which also sets the parameter groups) and
   # the semantic input: a frozen segmenter's top-3 scores, made on the fly
   # or read from the files `scenejax.segment --top3` wrote.
@@ -514,11 +514,6 @@ def _check_previous_stage(config) -> None:
 def validate(config, check) -> None:
   """config.sasnet and what a SAS-Net run needs (`config_lib.Checks`)."""
   check.one_of("config.sasnet.stage", tuple(SASNET_STAGE_GROUPS))
-  if config.task != "classification":
-    raise ConfigError(
-      f"config.model = {config.model!r} is a scene classifier; set "
-      "config.task = 'classification'"
-    )
   if config.loss.pcl:
     raise ConfigError(
       "config.loss.pcl: PCL is not wired into SAS-Net; train it without"
@@ -569,7 +564,7 @@ def validate(config, check) -> None:
     )
 
 
-# SAS-Net's stages (scenejax.semantic_aware): the parameter groups that
+# SAS-Net's stages (this module): the parameter groups that
 # train; the rest is frozen (no update, no weight decay).
 SASNET_STAGE_GROUPS = {
   "rgb": (("head", r"rgb_head/.*"), ("backbone", r"rgb/.*")),
@@ -613,7 +608,7 @@ def evaluate_checkpoint(
   stage = HEAD_STAGES[head] if head else config.sasnet.stage
   segmenter = load_segmenter(config, stage)
   eval_fn = jit_eval_step(graphdef, segmenter, mesh, pixel_stats, stage)
-  return classification._checkpoint_result(
+  return classification.checkpoint_result(
     config,
     data,
     eval_fn,

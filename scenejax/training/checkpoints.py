@@ -67,7 +67,7 @@ BEST_METRICS = ("top1", "mIoU", "mAP")
 def _score(metrics: dict) -> float:
   """The metric a task saves beside each epoch's checkpoint: Top-1 for
   classification, mIoU for segmentation, mAP for multi-label
-  (`train.Task.best_metric`)."""
+  (`tasks.base.Task.best_metric`)."""
   for key in BEST_METRICS:
     if key in metrics:
       return metrics[key]

@@ -68,7 +68,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
   graphdef, state = optim.create_train_state(
-    tasks.build_model(config, data.num_classes), config, steps_per_epoch
+    task_def.build_model(config, data.num_classes), config, steps_per_epoch
   )
   state = jax.device_put(state, replicated)
   model = nnx.merge(graphdef, state)[0]
