@@ -1,9 +1,5 @@
-"""Deployable models from a training workdir, and prediction.
-
-  python -m scenejax.export --workdir=/tmp/run --out=/tmp/run_export [--step=N]
-      [--formats=orbax,stablehlo,tflite] [--quantize=dynamic|int8
-      --calibration=IMAGE_DIR]
-  python -m scenejax.export --predict=/tmp/run_export [--runtime=R] img1.jpg photos/
+"""Deployable models from a training workdir, and prediction (the command:
+`python -m scenejax.export`, `scenejax/export/__main__.py`).
 
 Export restores the workdir's best checkpoint by Top-1 (or `--step`; the
 latest if none has metrics); any complete checkpoint will do, so a

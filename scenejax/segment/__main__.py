@@ -15,29 +15,40 @@ dataset split, SAS-Net's top-3 files, or mIoU against a dataset's maps.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 from absl import flags
 
-from scenejax import cli, fileio, metrics
+from scenejax import cli, datasets, fileio, metrics
 from scenejax.errors import ConfigError, DatasetError
 from scenejax.segment import segmenter_flags
 from scenejax.segment.predictor import (
   Predictor,
   Resize,
-  _dataset_split,
-  _progress,
-  _records_of_images,
   check_ade20k_output,
   checkpoint_label_names,
   image_files,
   label_map,
   load_segmenter,
+  progress,
   segment_records,
   write_files,
   write_split_files,
 )
 from scenejax.training import checkpoints
+
+
+def _records_of_images(directory: str, rels: list[str]) -> Iterator[dict]:
+  for rel in rels:
+    yield {"name": rel, "image": os.path.join(directory, rel), "rel": rel}
+
+
+def _dataset_split(name: str, split: str, data_dir: str | None):
+  data = datasets.load(name, data_dir=data_dir)
+  if split not in ("train", "test"):
+    raise ConfigError(f"--split={split!r}; expected train or test (eval)")
+  return data, data.train if split == "train" else data.test
 
 
 def _segment_to_files(flag, predictor) -> None:
@@ -71,7 +82,7 @@ def _evaluate(flag, predictor) -> None:
   k = predictor.num_classes
   confusion = np.zeros((k, k), np.int64)
   records = (dict(source[i], index=i) for i in range(len(source)))
-  bar = _progress(len(source), "evaluating")
+  bar = progress(len(source), "evaluating")
   try:
     for record, result in segment_records(predictor, records):
       if result is not None:

@@ -1,15 +1,7 @@
 """Segmenting images with a scenejax segmenter: label maps, SAS-Net's top-3
 files, streaming prototypes and mIoU.
 
-  # ADE20K label maps (uint8 PNG, 0 = unlabeled, 1..150) of a folder:
-  python -m scenejax.segment --segmenter=upernet_convnext_small \
-      --init_from=ckpt/upernet-convnext-small --images=photos/ --out=maps/
-  # ... of a registered dataset's training split, with SAS-Net's top-3 files:
-  python -m scenejax.segment --segmenter=segformer_b5 --init_from=... \
-      --dataset=mit67 --split=train --out=mit67_maps/ --top3
-  # mIoU / pixel accuracy / per-class IoU on ADE20K validation:
-  python -m scenejax.segment --evaluate --dataset=ade20k_scenes \
-      --segmenter=upernet_convnext_small --init_from=...
+The command is `python -m scenejax.segment` (`scenejax/segment/__main__.py`).
 
 Inference (`Predictor`): the shorter side is resized to `size` (PIL
 bilinear; the longer side capped at `max_size`), the image padded bottom/
@@ -462,7 +454,7 @@ def png_name(rel: str) -> str:
 # Evaluation: exact confusion counts over ids 1..K (0 ignored).
 
 
-def _progress(total: int, desc: str):
+def progress(total: int, desc: str):
   from tqdm import tqdm
 
   return tqdm(
@@ -476,20 +468,6 @@ def _progress(total: int, desc: str):
 
 # --------------------------------------------------------------------------
 # Command line.
-
-
-def _records_of_images(directory: str, rels: list[str]) -> Iterator[dict]:
-  for rel in rels:
-    yield {"name": rel, "image": os.path.join(directory, rel), "rel": rel}
-
-
-def _dataset_split(name: str, split: str, data_dir: str | None):
-  from scenejax import datasets
-
-  data = datasets.load(name, data_dir=data_dir)
-  if split not in ("train", "test"):
-    raise ConfigError(f"--split={split!r}; expected train or test (eval)")
-  return data, data.train if split == "train" else data.test
 
 
 def write_files(predictor, records, total: int, out: str, *, top3: bool):
@@ -509,7 +487,7 @@ def write_files(predictor, records, total: int, out: str, *, top3: bool):
       ]
     return paths
 
-  bar = _progress(total, "segmenting")
+  bar = progress(total, "segmenting")
 
   def todo():
     for record in records:
