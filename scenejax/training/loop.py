@@ -9,7 +9,7 @@ each task brings its own step and metrics and reuses this loop.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -37,6 +37,30 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the message names step and term."""
 
 
+@dataclasses.dataclass
+class _Run:
+  """What every step of `train_and_evaluate` reads: set once per run."""
+
+  config: ml_collections.ConfigDict
+  task: base.Task
+  class_names: list
+  train_source: object
+  data_sharding: NamedSharding
+  steps_per_epoch: int
+  manager: object  # the orbax CheckpointManager
+  history: list  # one metrics row per finished epoch (resumed ones first)
+
+  def meta(self, **fields) -> dict:
+    """A checkpoint's meta: `fields` and what a resume checks."""
+    return dict(
+      fields,
+      history=self.history,
+      class_names=list(self.class_names),
+      batch_size=self.config.batch_size,
+      steps_per_epoch=self.steps_per_epoch,
+    )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains, evaluates after every epoch, prints a table; returns the last
   epoch's metrics.
@@ -51,37 +75,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   task_def = tasks.for_config(config)
   data = task_def.load_data(config)
-  for field in ("batch_size", "eval_batch_size"):
-    if config[field] % jax.device_count():
-      raise ConfigError(
-        f"config.{field} = {config[field]} must be a multiple"
-        f" of the device count {jax.device_count()}"
-      )
-  steps_per_epoch = len(data.train) // config.batch_size
-  if steps_per_epoch == 0:
-    raise ConfigError(
-      f"config.batch_size = {config.batch_size} exceeds the "
-      f"training set ({len(data.train)} examples)"
-    )
-
+  steps_per_epoch = _steps_per_epoch(config, len(data.train))
   mesh = sharding.data_parallel_mesh()
-  data_sharding = NamedSharding(mesh, P("data"))
-  replicated = NamedSharding(mesh, P())
   graphdef, state = optim.create_train_state(
     task_def.build_model(config, data.num_classes), config, steps_per_epoch
   )
-  state = jax.device_put(state, replicated)
+  state = jax.device_put(state, NamedSharding(mesh, P()))
   model = nnx.merge(graphdef, state)[0]
   pixel_stats = (model.pixel_mean, model.pixel_std)
   del model
   task = task_def.make_task(config, data, graphdef, mesh, pixel_stats)
-  train_preprocess = task.train_preprocess
-  train_source = data.train if task.train_source is None else task.train_source
-
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0  # the one process that writes files
-  from tensorboardX import SummaryWriter  # no TensorFlow needed
-  from tqdm import tqdm
 
   with (
     checkpoints.WorkdirLock(workdir),
@@ -95,135 +100,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       fileio.write_text(
         os.path.join(workdir, "config.json"), config.to_json(indent=1)
       )
-    history = resume.get("history", [])
-    metrics_path = (
-      os.path.join(workdir, "metrics.jsonl") if lead else os.devnull
+    run = _Run(
+      config=config,
+      task=task,
+      class_names=data.class_names,
+      train_source=(
+        data.train if task.train_source is None else task.train_source
+      ),
+      data_sharding=NamedSharding(mesh, P("data")),
+      steps_per_epoch=steps_per_epoch,
+      manager=manager,
+      history=resume.get("history", []),
     )
     confusion, preempted = None, None
     with (
-      open(metrics_path, "w") as metrics_file,
-      contextlib.closing(
-        SummaryWriter(os.path.join(workdir, "tensorboard"), write_to_disk=lead)
-      ) as writer,
+      _EpochLog(workdir, lead, run.history) as log,
       checkpoints.Preemption(manager) as preemption,
     ):
-      for row in history:  # the resumed run's earlier epochs, rewritten
-        metrics_file.write(json.dumps(row) + "\n")
       for epoch in range(resume.get("epoch", 0), config.num_epochs):
         start = time.perf_counter()
-        pending = []
-        batches = iter(
-          input_pipeline.device_batches(
-            input_pipeline.train_batches(
-              train_source,
-              config.batch_size,
-              seed=config.seed,
-              epoch=epoch,
-              preprocess=train_preprocess,
-            ),
-            data_sharding,
-            host_buffer=config.data.host_prefetch,
-            device_buffer=config.data.device_prefetch,
-          )
+        state, sums, preempted = _train_epoch(
+          run, state, aux, epoch, resume, preemption
         )
-        first_step, train_sums = 0, {}
-        if resume.get("epoch") == epoch and resume.get("iterator"):
-          batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
-          first_step = resume["step_in_epoch"]
-          train_sums = resume["train_sums"]  # the steps before the save
-        bar = tqdm(
-          batches,
-          desc=f"epoch {epoch + 1}/{config.num_epochs}",
-          unit="step",
-          leave=False,
-          initial=first_step,
-          total=steps_per_epoch,
-          disable=not config.progress_bar,
-        )
-        for step, batch in enumerate(bar, start=first_step):
-          state, metrics = task.step(state, batch, np.float32(epoch), aux)
-          pending.append(metrics)
-          if (step + 1) % config.log_every_steps == 0:
-            # A failed save (a full disk) stops the run now, not at the
-            # next save an epoch later.
-            checkpoints.raise_if_save_failed(manager)
-            if len(pending) > 1:
-              # The previous step's loss: reading it waits for that step
-              # only, while this one keeps the device busy (reading this
-              # step's would idle the device while the host fetches the
-              # next batch).
-              rate = bar.format_dict.get("rate") or 0.0  # steps/s: tqdm
-              bar.set_postfix(
-                loss=f"{float(pending[-2]['loss']):.3f}",
-                images_per_s=f"{rate * config.batch_size:.0f}",
-              )
-          global_step = epoch * steps_per_epoch + step + 1
-          if preemption.reached(global_step):
-            pending = jax.device_get(pending)
-            _check_finite(pending, epoch, first_step, steps_per_epoch)
-            checkpoints.save(
-              manager,
-              global_step,
-              state,
-              dict(
-                epoch=epoch,
-                step_in_epoch=step + 1,
-                history=history,
-                iterator=batches.get_state(),
-                train_sums=_add_metrics(train_sums, pending),
-                class_names=list(data.class_names),
-                batch_size=config.batch_size,
-                steps_per_epoch=steps_per_epoch,
-              ),
-            )
-            preempted = dict(epoch=epoch, step_in_epoch=step + 1)
-            break
-        batches.close()  # stops the prefetch and decode threads
         if preempted:
           break
-        # One host sync per epoch for the training metrics.
-        pending = jax.device_get(pending)
-        _check_finite(pending, epoch, first_step, steps_per_epoch)
-        # The whole epoch's mean, also across a preemption (the sums of the
-        # steps before it come with the checkpoint).
-        steps_done = first_step + len(pending)
-        train_metrics = {
-          k: v / steps_done
-          for k, v in _add_metrics(train_sums, pending).items()
-        }
-        eval_metrics, confusion = task.evaluate(state)
-        row = dict(
-          epoch=epoch + 1,
-          **{f"train_{k}": v for k, v in train_metrics.items()},
-          **eval_metrics,
-          seconds=time.perf_counter() - start,
-        )
-        if train_preprocess is not None:
-          row["skipped_images"] = (
-            train_preprocess.skipped + task.eval_preprocess.skipped
-          )
-        history.append(row)
-        metrics_file.write(json.dumps(row) + "\n")
-        metrics_file.flush()
-        for key, value in row.items():
-          if isinstance(value, (int, float)) and key != "epoch":
-            writer.add_scalar(key, value, (epoch + 1) * steps_per_epoch)
-        writer.flush()
-        checkpoints.save(
-          manager,
-          (epoch + 1) * steps_per_epoch,
-          state,
-          dict(
-            epoch=epoch + 1,
-            step_in_epoch=0,
-            history=history,
-            iterator=None,
-            class_names=list(data.class_names),
-            batch_size=config.batch_size,
-            steps_per_epoch=steps_per_epoch,
-          ),
-          metrics={task.best_metric: row[task.best_metric]},
-        )
+        row, confusion = _end_of_epoch(run, state, epoch, sums, start, log)
         if epoch == resume.get("epoch", 0):
           print(_table_header(task))
         print(_table_row(row, task), flush=True)
@@ -236,30 +137,197 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         flush=True,
       )
       return dict(preempted=True, **preempted)
-    if confusion is None:  # resumed a finished run: nothing left to train
-      written = os.path.exists(os.path.join(workdir, "results.json"))
-      if jax.process_count() > 1:  # process 0 decides, so no host waits alone
-        from jax.experimental import multihost_utils
+    return _finish(run, state, confusion, workdir, lead)
 
-        written = bool(multihost_utils.broadcast_one_to_all(np.int32(written)))
-      if written or not history:
-        return dict(history[-1]) if history else {}
-      # Stopped after the last save but before results.json (a kill, a
-      # full disk): evaluate the final state once and write it now.
-      _, confusion = task.evaluate(state)
-    final = dict(
-      history[-1],
-      confusion=confusion.tolist(),
-      class_names=list(data.class_names),
-      compiles=task.step._cache_size(),
-      # Training + evaluation time of all epochs (across resumes, without
-      # start-up), and what ran them: the reproduction tables show both.
-      wall_time_s=sum(row["seconds"] for row in history),
-      device=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+
+def _steps_per_epoch(config, num_train: int) -> int:
+  for field in ("batch_size", "eval_batch_size"):
+    if config[field] % jax.device_count():
+      raise ConfigError(
+        f"config.{field} = {config[field]} must be a multiple"
+        f" of the device count {jax.device_count()}"
+      )
+  steps = num_train // config.batch_size
+  if steps == 0:
+    raise ConfigError(
+      f"config.batch_size = {config.batch_size} exceeds the "
+      f"training set ({num_train} examples)"
     )
-    if lead:
-      fileio.write_json(os.path.join(workdir, "results.json"), final)
-    return final
+  return steps
+
+
+def _train_epoch(run: _Run, state, aux, epoch: int, resume: dict, preemption):
+  """The steps of `epoch` (from the saved position when `resume` stopped
+  mid-epoch): (state, (first step, the steps' metric sums), None), or, at
+  a SIGTERM, (state, None, where it stopped) after a mid-epoch save."""
+  from tqdm import tqdm
+
+  config, task = run.config, run.task
+  batches = iter(
+    input_pipeline.device_batches(
+      input_pipeline.train_batches(
+        run.train_source,
+        config.batch_size,
+        seed=config.seed,
+        epoch=epoch,
+        preprocess=task.train_preprocess,
+      ),
+      run.data_sharding,
+      host_buffer=config.data.host_prefetch,
+      device_buffer=config.data.device_prefetch,
+    )
+  )
+  first_step, train_sums = 0, {}
+  if resume.get("epoch") == epoch and resume.get("iterator"):
+    batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
+    first_step = resume["step_in_epoch"]
+    train_sums = resume["train_sums"]  # the steps before the save
+  bar = tqdm(
+    batches,
+    desc=f"epoch {epoch + 1}/{config.num_epochs}",
+    unit="step",
+    leave=False,
+    initial=first_step,
+    total=run.steps_per_epoch,
+    disable=not config.progress_bar,
+  )
+  pending = []
+  try:
+    for step, batch in enumerate(bar, start=first_step):
+      state, metrics = task.step(state, batch, np.float32(epoch), aux)
+      pending.append(metrics)
+      if (step + 1) % config.log_every_steps == 0:
+        # A failed save (a full disk) stops the run now, not at the next
+        # save an epoch later.
+        checkpoints.raise_if_save_failed(run.manager)
+        if len(pending) > 1:
+          # The previous step's loss: reading it waits for that step only,
+          # while this one keeps the device busy (reading this step's
+          # would idle the device while the host fetches the next batch).
+          rate = bar.format_dict.get("rate") or 0.0  # steps/s: tqdm
+          bar.set_postfix(
+            loss=f"{float(pending[-2]['loss']):.3f}",
+            images_per_s=f"{rate * config.batch_size:.0f}",
+          )
+      global_step = epoch * run.steps_per_epoch + step + 1
+      if preemption.reached(global_step):
+        pending = jax.device_get(pending)
+        _check_finite(pending, epoch, first_step, run.steps_per_epoch)
+        checkpoints.save(
+          run.manager,
+          global_step,
+          state,
+          run.meta(
+            epoch=epoch,
+            step_in_epoch=step + 1,
+            iterator=batches.get_state(),
+            train_sums=_add_metrics(train_sums, pending),
+          ),
+        )
+        return state, None, dict(epoch=epoch, step_in_epoch=step + 1)
+  finally:
+    batches.close()  # stops the prefetch and decode threads
+  # One host sync per epoch for the training metrics.
+  pending = jax.device_get(pending)
+  _check_finite(pending, epoch, first_step, run.steps_per_epoch)
+  return (
+    state,
+    (first_step + len(pending), _add_metrics(train_sums, pending)),
+    None,
+  )
+
+
+def _end_of_epoch(run: _Run, state, epoch: int, sums, start: float, log):
+  """Evaluates, appends the epoch's row to the history and the log, and
+  saves the epoch's checkpoint; (row, confusion)."""
+  task = run.task
+  steps_done, train_sums = sums
+  # The whole epoch's mean, also across a preemption (the sums of the
+  # steps before it come with the checkpoint).
+  train_metrics = {k: v / steps_done for k, v in train_sums.items()}
+  eval_metrics, confusion = task.evaluate(state)
+  row = dict(
+    epoch=epoch + 1,
+    **{f"train_{k}": v for k, v in train_metrics.items()},
+    **eval_metrics,
+    seconds=time.perf_counter() - start,
+  )
+  if task.train_preprocess is not None:
+    row["skipped_images"] = (
+      task.train_preprocess.skipped + task.eval_preprocess.skipped
+    )
+  run.history.append(row)
+  log.write(row, (epoch + 1) * run.steps_per_epoch)
+  checkpoints.save(
+    run.manager,
+    (epoch + 1) * run.steps_per_epoch,
+    state,
+    run.meta(epoch=epoch + 1, step_in_epoch=0, iterator=None),
+    metrics={task.best_metric: row[task.best_metric]},
+  )
+  return row, confusion
+
+
+class _EpochLog:
+  """metrics.jsonl (the history rewritten, then a row per epoch) and the
+  TensorBoard scalars; written by the lead process only."""
+
+  def __init__(self, workdir: str, lead: bool, history: list):
+    from tensorboardX import SummaryWriter  # no TensorFlow needed
+
+    path = os.path.join(workdir, "metrics.jsonl") if lead else os.devnull
+    self._file = open(path, "w")
+    self._writer = SummaryWriter(
+      os.path.join(workdir, "tensorboard"), write_to_disk=lead
+    )
+    for row in history:  # the resumed run's earlier epochs, rewritten
+      self._file.write(json.dumps(row) + "\n")
+
+  def write(self, row: dict, global_step: int) -> None:
+    self._file.write(json.dumps(row) + "\n")
+    self._file.flush()
+    for key, value in row.items():
+      if isinstance(value, (int, float)) and key != "epoch":
+        self._writer.add_scalar(key, value, global_step)
+    self._writer.flush()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._writer.close()
+    self._file.close()
+
+
+def _finish(run: _Run, state, confusion, workdir: str, lead: bool) -> dict:
+  """results.json: the last epoch's row, the confusion, class names,
+  compile count, wall time and devices; a resumed finished run returns
+  its last row (and writes results.json if a kill came before it)."""
+  history = run.history
+  if confusion is None:  # resumed a finished run: nothing left to train
+    written = os.path.exists(os.path.join(workdir, "results.json"))
+    if jax.process_count() > 1:  # process 0 decides, so no host waits alone
+      from jax.experimental import multihost_utils
+
+      written = bool(multihost_utils.broadcast_one_to_all(np.int32(written)))
+    if written or not history:
+      return dict(history[-1]) if history else {}
+    # Stopped after the last save but before results.json (a kill, a full
+    # disk): evaluate the final state once and write it now.
+    _, confusion = run.task.evaluate(state)
+  final = dict(
+    history[-1],
+    confusion=confusion.tolist(),
+    class_names=list(run.class_names),
+    compiles=run.task.step._cache_size(),
+    # Training + evaluation time of all epochs (across resumes, without
+    # start-up), and what ran them: the reproduction tables show both.
+    wall_time_s=sum(row["seconds"] for row in history),
+    device=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+  )
+  if lead:
+    fileio.write_json(os.path.join(workdir, "results.json"), final)
+  return final
 
 
 def _check_finite(
