@@ -217,11 +217,9 @@ DP_SCRIPT = textwrap.dedent("""
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec as P
     from configs import demo
-    from scenejax import datasets, input_pipeline
-    from scenejax.training import optim
-    from scenejax import sharding
+    from scenejax import datasets, input_pipeline, sharding, tasks
     from scenejax.tasks import classification
-    from scenejax.training import loop
+    from scenejax.training import optim
     config = demo.get_config()
     config.data.train_per_class = 4
     config.batch_size = 32
@@ -237,8 +235,8 @@ DP_SCRIPT = textwrap.dedent("""
     data = NamedSharding(mesh, P("data"))
     rep = NamedSharding(mesh, P())
     graphdef, state = optim.create_train_state(
-    tasks.build_model(config, 8), config, 1
-  )
+      tasks.build_model(config, 8), config, 1
+    )
     state = jax.device_put(state, rep)
     loss_cfg = classification.LossConfig.from_config(config.loss)
     batch = next(iter(input_pipeline.train_batches(split, 32, seed=0,

@@ -170,8 +170,6 @@ _RUN = """
 import sys
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
 import test_trainer
-from scenejax import sharding
-from scenejax.tasks import classification
 from scenejax.training import loop
 loop.train_and_evaluate(test_trainer._tiny_config(), sys.argv[1])
 """
@@ -515,7 +513,6 @@ if count > 1:
                              num_processes=count, process_id=process_id)
 import numpy as np
 import test_trainer
-from scenejax import sharding
 from scenejax.tasks import classification
 from scenejax.training import loop
 config = test_trainer._tiny_config(num_epochs=epochs)
