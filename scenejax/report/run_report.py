@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 
-from scenejax import datasets, input_pipeline, segment, tasks
 from scenejax import metrics as metrics_lib
 from scenejax import prototype as prototype_lib
 from scenejax.errors import UserError
@@ -32,13 +31,13 @@ from scenejax.report.run_plots import (
   plot_training_curves,
   similarity_vs_confusion,
 )
-from scenejax.tasks import classification
-from scenejax.training import checkpoints
 
 
 def _run_record(workdir, out):
   """(the report's directory, created; the run's config; its epochs from
   metrics.jsonl, at least one)."""
+  from scenejax.training import checkpoints
+
   out = out or os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
   config = checkpoints.read_workdir_config(workdir)
@@ -56,6 +55,9 @@ def segmentation_report(
   the best checkpoint's predictions beside the ground truth on the first
   eval images, and a t-SNE of sampled pixel embeddings of those images
   before (random weights of the run's seed) and after training."""
+  # Deferred: a prototype-only report needs no model, dataset or task.
+  from scenejax import datasets, input_pipeline, segment, tasks
+
   out, config, history = _run_record(workdir, out)
   data = datasets.segmentation_from_config(config)
   names = list(data.class_names)
@@ -141,6 +143,8 @@ def multilabel_report(workdir, out=None) -> dict:
   """Figures and report.html of a multi-label run ([SADCL]): loss terms,
   mAP / CF1 / OF1 per epoch, and the per-label AP of the best epoch (from
   metrics.jsonl)."""
+  from scenejax.training import checkpoints
+
   out, config, history = _run_record(workdir, out)
   best = max(history, key=lambda row: row["mAP"])
   step = checkpoints.best_step(checkpoints.directory(workdir))
@@ -188,6 +192,10 @@ def workdir_report(
   step: int | None = None,
 ) -> dict:
   """Figures and report.html of a training workdir; returns the paths."""
+  from scenejax import datasets, tasks
+  from scenejax.tasks import classification
+  from scenejax.training import checkpoints
+
   config = checkpoints.read_workdir_config(workdir)
   # A task with its own page names it ("module:function", loaded by name).
   page = getattr(tasks.for_config(config), "REPORT", None)
