@@ -1,6 +1,6 @@
 """The benchmark suite: one table of side-by-side ratios, measured in one run.
 
-  python benchmarks/run.py [--full] [--rows 1,3] [--out benchmarks/results]
+  python benchmarks/run.py [--full] [--rows 1,3] [--out PATH]
 
 Each row times scenejax and a comparison on the same machine in the same
 process. Where both are timed, they alternate (A, B, A, B, ... after one
@@ -39,8 +39,10 @@ are shared and noisy, and a ratio survives noise that absolute times don't.
 Quick (default): batch 8 at 224 px, 3 repeats, ResNet-50 and ViT-B/16
 (~10 minutes on 2 CPU cores). --full: batch 32 (the issue's setting), 7
 repeats. --tiny: the harness on 32-px toy models (what the test runs).
-Writes OUT.md (the table) and OUT.json (one object per row). Needs the test
-extra (torch, transformers, tensorflow-cpu) for the comparisons.
+Writes OUT.md (the machine, the versions, the table and how to read it) and
+OUT.json (one object per row); OUT defaults to benchmarks/results/DATE-MODE,
+one dated file per run. Needs the test extra (torch, transformers,
+tensorflow-cpu) for the comparisons.
 """
 
 from __future__ import annotations
@@ -85,23 +87,56 @@ ROWS = {
 }
 
 
+def versions() -> str:
+  """The versions that decide the figures, one line."""
+  import importlib.metadata as metadata
+  import platform
+
+  found = [f"Python {platform.python_version()}"]
+  for package in ("jax", "jaxlib", "flax", "torch", "transformers"):
+    try:
+      found.append(f"{package} {metadata.version(package)}")
+    except metadata.PackageNotFoundError:
+      pass
+  return ", ".join(found)
+
+
+HOW_TO_READ = """\
+How to read it: each ratio compares scenejax with the comparison named in
+its row, timed in this process on this machine, alternating A, B, A, B
+after one warm-up call each; the figure is the ratio of the medians.
+`met` compares the ratio with the row's target; "report" rows have none.
+Ratios from different machines or runs are not comparable with each other.
+"""
+
+
 def markdown(rows, mode) -> str:
   lines = [
-    f"Measured {datetime.date.today().isoformat()} on "
-    f"{rows[0]['machine'] if rows else machine()}; mode {mode}.",
+    f"# {datetime.date.today().isoformat()}: benchmarks/run.py, {mode} mode",
     "",
+    f"- Machine: {rows[0]['machine'] if rows else machine()}.",
+    f"- Versions: {versions()}.",
+    f"- Command: `python benchmarks/run.py"
+    f"{'' if mode == 'quick' else ' --' + mode}`.",
+    "",
+    # The docs' benchmarks page includes the table by these markers.
+    "<!-- --8<-- [start:table] -->",
     "| # | what | scenejax | comparison | ratio | target | met | setting |",
     "|---|---|---|---|---|---|---|---|",
   ]
-  for r in rows:
-    ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}x"
-    met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
-    lines.append(
-      f"| {r['row']} | {r['what']} | {r['scenejax']} | "
-      f"{r['comparison']} | {ratio} | {r['target']} | {met} | "
-      f"{r['setting']} |"
-    )
-  return "\n".join(lines) + "\n"
+  lines.extend(table_row(r) for r in rows)
+  lines.append("<!-- --8<-- [end:table] -->")
+  return "\n".join(lines) + "\n\n" + HOW_TO_READ
+
+
+def table_row(r) -> str:
+  ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}x"
+  met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
+  return (
+    f"| {r['row']} | {r['what']} | {r['scenejax']} | "
+    f"{r['comparison']} | {ratio} | {r['target']} | {met} | "
+    f"{r['setting']} |"
+  )
 
 
 def main(argv=None):
@@ -115,16 +150,21 @@ def main(argv=None):
   )
   parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10,11")
   parser.add_argument(
-    "--out", default="benchmarks/results", help="writes OUT.md and OUT.json"
+    "--out",
+    default=None,
+    help="writes OUT.md and OUT.json (default: benchmarks/results/DATE-MODE)",
   )
   args = parser.parse_args(argv)
   name = "full" if args.full else "tiny" if args.tiny else "quick"
+  if args.out is None:
+    today = datetime.date.today().isoformat()
+    args.out = os.path.join(_HERE, "results", f"{today}-{name}")
   s = SETTINGS[name]
   rows = []
   for number in (int(r) for r in args.rows.split(",")):
     new = ROWS[number](s)
     for r in new:
-      print(markdown([r], name).splitlines()[-1], flush=True)
+      print(table_row(r), flush=True)
     rows.extend(new)
   text = markdown(rows, name)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
