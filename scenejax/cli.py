@@ -65,7 +65,14 @@ def _config_override_error(argv: list[str]) -> str | None:
   return None
 
 
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
+  # absl's own --help exits with status 1; asking for help is not an error.
+  if any(arg in _HELP_FLAGS for arg in argv[1:]):
+    full = "--helpfull" in argv[1:]
+    app.usage(shorthelp=not full, writeto_stdout=True, exitcode=0)
   try:
     return flags.FLAGS(argv)
   except UserError as e:

@@ -1,4 +1,4 @@
-"""PyTorch weight files -> safetensors, the one place scenejax reads a torch
+r"""PyTorch weight files -> safetensors, the one place scenejax reads a torch
 file.
 
   # SAS-Net's model zoo (a checkpoint dict with its "state_dict"):

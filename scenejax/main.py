@@ -1,4 +1,4 @@
-"""Entry point: parses flags and hands over to `scenejax.training.loop`.
+r"""Entry point: parses flags and hands over to `scenejax.training.loop`.
 
   python -m scenejax.main --config=configs/sun397_vit.py
   python -m scenejax.main --config=configs/demo.py:ce --workdir=/tmp/demo \

@@ -1,4 +1,4 @@
-"""Build, import and inspect similarity prototypes.
+r"""Build, import and inspect similarity prototypes.
 
   # From your segmenter's label maps and a list of 'relative/path label' lines
   # (label = index or class name). --label_format names the maps' ids:

@@ -1,4 +1,4 @@
-"""Figures of a prototype or a training run, as PNGs and one HTML page.
+r"""Figures of a prototype or a training run, as PNGs and one HTML page.
 
   python -m scenejax.report --workdir=/tmp/run [--out=DIR] [--classes=a,b]
   python -m scenejax.report --prototype=proto.npz [--class_names=FILE]

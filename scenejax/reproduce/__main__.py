@@ -1,4 +1,4 @@
-"""Reproduce a paper's table: expand it into runs, run them, collect.
+r"""Reproduce a paper's table: expand it into runs, run them, collect.
 
   # Every run of [SP] Table 3 on MIT-67 for two backbones, three seeds, one
   # after another (finished runs skipped, interrupted ones resumed):

@@ -1,4 +1,4 @@
-"""`python -m scenejax.segment`: label maps of a folder of images or a
+r"""`python -m scenejax.segment`: label maps of a folder of images or a
 dataset split, SAS-Net's top-3 files, or mIoU against a dataset's maps.
 
   # ADE20K label maps (uint8 PNG, 0 = unlabeled, 1..150) of a folder:
