@@ -183,7 +183,7 @@ def sasnet_recipe(
   pretrained: str,
   prototype_path: str,
 ) -> ml_collections.ConfigDict:
-  """A SAS-Net recipe's `arg` = "[stage][,variant]" (stage rgb by default,
+  """A SAS-Net recipe's `arg` = `"[stage][,variant]"` (stage rgb by default,
   e.g. "attention,gls,bcl"): sets the stage, its config.init_from - the
   `pretrained` ImageNet RGB branch for rgb and all, else the previous
   stage's workdir /tmp/{name}[_variant]_{stage} (semantic <- rgb,

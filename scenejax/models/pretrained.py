@@ -237,9 +237,9 @@ def assign(
   model keeps its own initialisation (re-initialised for fine-tuning).
 
   Raises:
-    CheckpointError listing missing keys, unexpected keys, shape
-    mismatches and non-float tensors, naming `source`; the model is then
-    left untouched.
+    CheckpointError: listing missing keys, unexpected keys, shape
+      mismatches and non-float tensors, naming `source`; the model is then
+      left untouched.
   """
   target = flat_params(model)
   heads = tuple(getattr(model, "head_prefixes", (HEAD_PREFIX,)))

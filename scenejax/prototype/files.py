@@ -98,7 +98,7 @@ def load_prototype(
       file records none).
 
   Raises:
-    PrototypeError naming the file (and key / class) on any problem.
+    PrototypeError: naming the file (and key / class) on any problem.
   """
   path = os.fspath(path)
   if os.path.exists(path) and not zipfile.is_zipfile(path):
