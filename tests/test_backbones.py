@@ -21,9 +21,6 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 import safetensors.numpy
-import torch
-import torch_backbones as tb
-import transformers
 from flax import nnx
 from parity import assert_close as _assert_close
 from parity import images as _images
@@ -32,6 +29,11 @@ from parity import logits as _logits
 from scenejax import convert, export, input_pipeline, models
 from scenejax.models import pcl, pretrained, swin, vgg
 from scenejax.tasks import classification
+
+# The PyTorch references (the test extra); skipped where torch is absent.
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tb = pytest.importorskip("torch_backbones")
 
 
 def _ours(model_or_name, path, num_classes=None):

@@ -15,8 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
-import torch
-import transformers
 from flax import nnx
 from hypothesis import strategies as st
 from parity import assert_close as _assert_close
@@ -25,6 +23,10 @@ from parity import logits as _logits
 
 from scenejax import models
 from scenejax.models import pretrained, resnet, vit
+
+# The PyTorch references (the test extra); skipped where torch is absent.
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
 
 # Published parameter counts with a 1000-class head (torchvision / timm /
 # the papers). big_vision's ViT adds the position embedding before the

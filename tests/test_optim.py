@@ -3,13 +3,15 @@ way the papers' PyTorch code steps them, and the regex parameter groups."""
 
 import numpy as np
 import pytest
-import torch
 from flax import nnx
 
 from scenejax import config_lib, models
 from scenejax.errors import ConfigError
 from scenejax.models import pcl
 from scenejax.training import optim
+
+# The PyTorch references (the test extra); skipped where torch is absent.
+torch = pytest.importorskip("torch")
 
 STEPS_PER_EPOCH = 2
 SHAPES = {

@@ -134,7 +134,7 @@ def official(shared, monkeypatch):
 def _randomise_batch_norms(net):
   """Non-trivial BN statistics and affine parameters (fresh ones are an
   identity, which would hide a mis-mapped BN)."""
-  import torch
+  torch = pytest.importorskip("torch")
 
   generator = torch.Generator().manual_seed(1)
   for m in net.modules():
@@ -148,7 +148,8 @@ def _randomise_batch_norms(net):
 
 def _parity(official, arch, name, tmp_path, batch=2):
   import jax.numpy as jnp
-  import torch
+
+  torch = pytest.importorskip("torch")
 
   torch.manual_seed(0)
   net = official(arch, scene_classes=7, semantic_classes=151)
@@ -225,7 +226,7 @@ def test_resnet50_loads_the_official_layout(official, tmp_path):
   parameter counts agree. Its forward shares everything but the widths
   and the bottleneck blocks with ResNet-18's, tested above; the bottleneck
   is tested against transformers' ResNet-50 in test_models."""
-  import torch
+  torch = pytest.importorskip("torch")
 
   net = official("ResNet-50", scene_classes=7, semantic_classes=151)
   torch.save({"state_dict": net.state_dict()}, tmp_path / "r50.pth.tar")
@@ -243,7 +244,7 @@ def test_resnet50_loads_the_official_layout(official, tmp_path):
 def test_wrong_weights_are_refused(official, tmp_path):
   """A SAS-Net state dict of the other depth, a non-SAS-Net file, and files
   the restricted unpickler refuses, each named."""
-  import torch
+  torch = pytest.importorskip("torch")
   from safetensors.numpy import save_file
 
   net = official("ResNet-18", scene_classes=7, semantic_classes=151)

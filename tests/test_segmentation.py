@@ -23,7 +23,7 @@ from scenejax.training import loop
 
 
 def _torch_conv(conv, dilation=1, stride=1):
-  import torch
+  torch = pytest.importorskip("torch")
 
   kernel = np.asarray(conv.kernel[...])
   out = torch.nn.Conv2d(
@@ -43,7 +43,7 @@ def _torch_conv(conv, dilation=1, stride=1):
 
 
 def _torch_bn(bn):
-  import torch
+  torch = pytest.importorskip("torch")
 
   out = torch.nn.BatchNorm2d(bn.num_features, eps=bn.epsilon)
   with torch.no_grad():
@@ -55,7 +55,7 @@ def _torch_bn(bn):
 
 
 def _torch_cbr(block, dilation=1):
-  import torch
+  torch = pytest.importorskip("torch")
 
   return torch.nn.Sequential(
     _torch_conv(block.conv, dilation),
@@ -77,7 +77,7 @@ def _randomise_batch_stats(model, seed=0):
 
 
 def _nchw(x):
-  import torch
+  torch = pytest.importorskip("torch")
 
   return torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
 
@@ -87,7 +87,7 @@ def test_decoder_and_heads_match_pytorch():
   refine -> classifier and embedding head, against the same layers in
   PyTorch (torch's own dilated convolutions, eval-mode BatchNorm, bilinear
   upsampling with align_corners=False)."""
-  import torch
+  torch = pytest.importorskip("torch")
 
   model = deeplab.deeplabv3plus_resnet_tiny(
     7,
@@ -142,7 +142,7 @@ def test_decoder_and_heads_match_pytorch():
 def test_dilated_bottleneck_matches_pytorch():
   """The first block of ResNet-50's last stage at output stride 16: stride
   1, dilation 1 on its 3x3 (the stage's later blocks dilate by 2)."""
-  import torch
+  torch = pytest.importorskip("torch")
 
   net = resnet.resnet50(0, output_stride=16, rngs=nnx.Rngs(0))
   assert net.stage_strides == (4, 8, 16, 16) and net.head is None
@@ -181,7 +181,7 @@ def test_backbone_loads_imagenet_resnet_weights(tmp_path):
   """A Hugging Face ResNet-50 checkpoint (random weights, saved by
   transformers) fills the dilated backbone exactly; the decoder keeps its
   initialisation; another architecture is refused, naming the mismatch."""
-  import torch
+  torch = pytest.importorskip("torch")
   import transformers
 
   from scenejax import models
@@ -208,7 +208,7 @@ def test_convnext_backbone_loads_hugging_face_weights(tmp_path):
   """ConvNeXt-T (transformers, random weights) fills the backbone of
   deeplabv3plus_convnext_tiny; its head and head norm are left out; the
   ASPP sees the stride-16 map and the decoder the stride-4 one."""
-  import torch
+  torch = pytest.importorskip("torch")
   import transformers
 
   from scenejax import models
@@ -665,8 +665,8 @@ def test_multi_scale_evaluation_averages_rescaled_probabilities():
   with 0 to the multiple of 32, the softmax cropped and resized back
   (not antialiased, as mmsegmentation), and the factors' probabilities
   averaged (float64 reference here)."""
-  import torch
-  import torch.nn.functional as F
+  torch = pytest.importorskip("torch")
+  F = pytest.importorskip("torch.nn.functional")
 
   model = _tiny_deeplab()
   image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), np.uint8)

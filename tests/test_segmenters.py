@@ -15,8 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
-import torch
-import transformers
 from flax import nnx
 from hypothesis import strategies as st
 from test_models import _randomize, _save
@@ -24,6 +22,10 @@ from test_models import _randomize, _save
 from scenejax import models
 from scenejax.models import pretrained, segformer, upernet
 from scenejax.models.segmenter import adaptive_avg_pool, resize_bilinear
+
+# The PyTorch references (the test extra); skipped where torch is absent.
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
 
 RTOL = 1e-4
 
