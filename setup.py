@@ -1,5 +1,7 @@
 """scenejax: scene recognition with semantic priors, in JAX/Flax."""
 
+import pathlib
+
 import setuptools
 
 TEST_CORE = [
@@ -16,7 +18,9 @@ setuptools.setup(
     "prototypes (GLS, BCL), pairwise consistency, segmenters, SAS-Net and "
     "SADCL."
   ),
-  long_description=open("README.md", encoding="utf-8").read(),
+  long_description=(pathlib.Path(__file__).parent / "README.md").read_text(
+    encoding="utf-8"
+  ),
   long_description_content_type="text/markdown",
   packages=setuptools.find_packages(include=["scenejax", "scenejax.*"]),
   python_requires=">=3.10",
