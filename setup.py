@@ -26,7 +26,6 @@ setuptools.setup(
   python_requires=">=3.10",
   license="Apache-2.0",
   classifiers=[
-    "License :: OSI Approved :: Apache Software License",
     "Programming Language :: Python :: 3.10",
     "Programming Language :: Python :: 3.11",
     "Programming Language :: Python :: 3.12",
