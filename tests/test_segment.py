@@ -39,7 +39,12 @@ SEGMENTER = "upernet_convnext_atto"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-  # transformers writes the checkpoint (the test extra; skipped without it).
+  return save_random_segmenter(tmp_path_factory.mktemp("segmenter"))
+
+
+def save_random_segmenter(path):
+  """A random-init transformers UperNet-ConvNeXt (atto widths) saved with
+  `save_pretrained` in `path` (the test extra; skipped without it)."""
   transformers = pytest.importorskip("transformers")
   backbone = transformers.ConvNextConfig(
     depths=[2, 2, 6, 2],
@@ -57,7 +62,6 @@ def checkpoint(tmp_path_factory):
       )
     )
   )
-  path = tmp_path_factory.mktemp("segmenter")
   hf.save_pretrained(path)
   return str(path)
 

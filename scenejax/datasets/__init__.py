@@ -17,6 +17,7 @@ corrupt image is skipped there, by name, instead of killing the run.
 | places365_7, places365_14 | the [SP] §4.2 subsets of places365 | 7, 14 |
 | mit67 | `scenejax.datasets.mit67` builder (manual download) | 67 |
 | ade20k_scenes | `scenejax.datasets.ade20k_scenes` builder | 1,055 |
+| image_folder | your images, DIR/train/CLASS/IMAGE (`config.data.image_folder`; `scenejax.datasets.image_folder`) | the folders |
 
 Segmentation-only (`cityscapes`) and multi-label-only (`voc2007`,
 `coco2014`, `nus_wide`: `scenejax.datasets.multilabel`) datasets are registered for
@@ -108,7 +109,7 @@ REGISTRY = {
 }
 SEGMENTATION_ONLY = ("cityscapes",)
 MULTILABEL_ONLY = ("voc2007", "coco2014", "nus_wide")
-NAMES = ("synthetic_scenes",) + tuple(REGISTRY)
+NAMES = ("synthetic_scenes", "image_folder") + tuple(REGISTRY)
 
 
 @dataclasses.dataclass
@@ -121,6 +122,10 @@ class Dataset:
   test: Any
   # Synthetic only: the spec with label maps for building a prototype.
   spec: Any = None
+  # What the splits are made of, where they could change under a run (an
+  # image folder): the trainer records it in the workdir and refuses to
+  # resume on another (`scenejax.training.checkpoints.check_split_record`).
+  split_record: dict | None = None
 
   @property
   def num_classes(self) -> int:
@@ -303,8 +308,13 @@ def load(
   data_dir: str | None = None,
   sun397_config: str = "standard-part1-120k",
   synthetic_options: dict | None = None,
+  image_folder: str | None = None,
+  holdout: float = 0.1,
+  holdout_seed: int = 0,
 ) -> Dataset:
-  """The dataset `name` (one of `NAMES`), from TFDS's `data_dir`.
+  """The dataset `name` (one of `NAMES`), from TFDS's `data_dir`, or for
+  "image_folder" the folder `image_folder` (with `holdout` of train/ held
+  out, seeded by `holdout_seed`, where it has no test split).
 
   `sun397_config` picks the TFDS SUN397 config: "standard-part1-120k"
   (default: partition 1 of the official ten, 50 train / 50 test per class,
@@ -316,6 +326,15 @@ def load(
 
     spec, train, test = synthetic.load(**(synthetic_options or {}))
     return Dataset(name, tuple(spec.class_names), train, test, spec=spec)
+  if name == "image_folder":
+    from scenejax.datasets import image_folder as folder_lib
+
+    if not image_folder:
+      raise DatasetError(
+        "the image_folder dataset needs its folder: "
+        "--config.data.image_folder=DIR (DIR/train/CLASS/IMAGE)"
+      )
+    return folder_lib.load(image_folder, holdout=holdout, seed=holdout_seed)
   if name not in REGISTRY:
     raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
   if name in MULTILABEL_ONLY:
@@ -447,6 +466,9 @@ def from_config(config) -> Dataset:
     config.dataset,
     data_dir=config.data.data_dir or None,
     sun397_config=config.data.sun397_config,
+    image_folder=config.data.image_folder or None,
+    holdout=config.data.holdout,
+    holdout_seed=config.data.holdout_seed,
   )
 
 

@@ -9,6 +9,10 @@ r"""Build, import and inspect similarity prototypes.
   # From a prepared dataset's ground-truth maps (ade20k_scenes, or the
   # synthetic scenes):
   python -m scenejax.prototype build --dataset=ade20k_scenes --out=ade20k_cosine.npz
+  # From a folder of your images, one folder per class (DIR/CLASS/IMAGE),
+  # segmented on the fly (resumes after preemption; multi-host):
+  python -m scenejax.prototype build --images=photos/train \
+      --segmenter=upernet_convnext_small --init_from=ckpt/ --out=mine.npz
   # From any registered dataset's training images, segmented on the fly
   # (no maps written; resumes after preemption; multi-host):
   python -m scenejax.prototype build --dataset=mit67 \
@@ -53,6 +57,13 @@ _DATASET = flags.DEFINE_string(
   "(ade20k_scenes), instead of --label_maps/--list",
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir of --dataset")
+_IMAGES = flags.DEFINE_string(
+  "images",
+  None,
+  "build --segmenter or --presence_model: a folder of your images, "
+  "DIR/CLASS/IMAGE (an image folder's train/), instead of --dataset; the "
+  "classes are the folder names, sorted",
+)
 _LABEL_MAPS = flags.DEFINE_string(
   "label_maps", None, "build: directory holding the PNG/NPY label maps"
 )
@@ -179,7 +190,13 @@ def _build() -> None:
   else:
     if not (_LABEL_MAPS.value and _LIST.value):
       raise PrototypeError("build needs --dataset, or --label_maps and --list")
-    _require("label_format", command="build --label_maps")
+    if _LABEL_FORMAT.value is None:
+      raise PrototypeError(
+        "build --label_maps needs --label_format: "
+        + ", ".join(label_maps_lib.LABEL_FORMATS)
+        + " (ade20k: 0 = unlabeled, 1..150; zero_based: 0..149 = classes, "
+        "255 = unlabeled, as mmseg-style segmenters write them)"
+      )
     class_names = (
       prototype.read_class_names(_CLASS_NAMES.value)
       if _CLASS_NAMES.value
@@ -214,17 +231,34 @@ def _build() -> None:
   )
 
 
-def _build_with_segmenter(semantic_names) -> None:
-  """--dataset's training images, segmented on the fly ([SP] §3.2)."""
+def _images_to_build(command: str):
+  """(dataset name, Dataset) of --images (a folder of class folders) or
+  --dataset (its training split)."""
   from scenejax import datasets
+  from scenejax.datasets import image_folder
+
+  if _IMAGES.value and _DATASET.value:
+    raise PrototypeError(f"{command} takes --images or --dataset, not both")
+  if _IMAGES.value:
+    folder = os.path.abspath(os.path.expanduser(_IMAGES.value))
+    names, paths, labels = image_folder.list_classes(folder)
+    source = image_folder.FileSource(paths, labels)
+    return f"images:{folder}", datasets.Dataset("images", names, source, None)
+  if not _DATASET.value:
+    raise PrototypeError(f"{command} needs --images=DIR or --dataset=NAME")
+  return _DATASET.value, datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
+
+
+def _build_with_segmenter(semantic_names) -> None:
+  """The training images of --images or --dataset, segmented on the fly
+  ([SP] §3.2)."""
   from scenejax.prototype import segmented
 
-  _require("dataset", command="build --segmenter")
   f = flags.FLAGS
-  data = datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
+  name, data = _images_to_build("build --segmenter")
   proto, stats = segmented.build_for_dataset(
     data,
-    dataset=_DATASET.value,
+    dataset=name,
     segmenter=f.segmenter,
     init_from=f.init_from,
     out=_OUT.value,
@@ -248,15 +282,14 @@ def _build_with_segmenter(semantic_names) -> None:
 
 
 def _build_with_presence_model() -> None:
-  """--dataset's training images through a presence model."""
-  from scenejax import datasets
+  """The training images of --images or --dataset through a presence
+  model."""
   from scenejax.prototype import presence
 
-  _require("dataset", command="build --presence_model")
-  data = datasets.load(_DATASET.value, data_dir=_DATA_DIR.value)
+  name, data = _images_to_build("build --presence_model")
   proto, stats = presence.build_for_dataset(
     data,
-    dataset=_DATASET.value,
+    dataset=name,
     presence_model=_PRESENCE_MODEL.value,
     out=_OUT.value,
     metric=_METRIC.value,

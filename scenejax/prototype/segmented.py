@@ -179,9 +179,9 @@ def accumulate(
       skipped_names=np.array(skipped_names, dtype=str),
     )
 
-  from tqdm import tqdm
+  from scenejax import progress as progress_lib
 
-  bar = tqdm(
+  bar = progress_lib.bar(
     total=len(mine),
     initial=position,
     desc=desc,
@@ -305,6 +305,7 @@ def build_fingerprint(
 
   return dict(
     dataset=dataset,
+    folder=(data.split_record or {}).get("image_folder"),
     split="train",
     records=len(data.train),
     classes=len(data.class_names),

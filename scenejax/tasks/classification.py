@@ -300,8 +300,10 @@ def prototype_for(
     raise ConfigError(
       f"config.prototype.path is empty and {config.dataset!r} is not the "
       "synthetic dataset: build the prototype first (python -m "
-      "scenejax.prototype build ...) and set config.prototype.path, or set "
-      "config.prototype.segmenter (+ init_from) to build it here"
+      "scenejax.prototype build --images=DIR/train --segmenter=... for an "
+      "image folder, --dataset=NAME --segmenter=... for a prepared one) and "
+      "set config.prototype.path, or set config.prototype.segmenter "
+      "(+ init_from) to build it here, or train without one (variant ce)"
     )
   spec = data.spec
   return prototype.build_prototype(
