@@ -54,7 +54,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scenejax import sharding, tasks
+from scenejax import fileio, sharding, tasks
 from scenejax.errors import CheckpointError, ConfigError, UserError
 from scenejax.training import optim
 
@@ -515,6 +515,41 @@ def class_names(workdir: str, step: int) -> list[str]:
   return names
 
 
+SPLIT_RECORD = "dataset_split.json"
+
+
+def write_split_record(workdir: str, record: dict) -> None:
+  fileio.write_json(os.path.join(workdir, SPLIT_RECORD), record)
+
+
+def check_split_record(workdir: str, record: dict) -> None:
+  """The dataset's `split_record` (an image folder: which folder, how many
+  images, which were held out), written into the workdir by the first run
+  (`write_split_record`): a later run of the workdir must see the same
+  splits, or it would resume on other data (and evaluate on images it
+  trained on)."""
+  path = os.path.join(workdir, SPLIT_RECORD)
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ConfigError(
+        f"{path} cannot be read ({_one_line(e)}); it records this run's "
+        "dataset splits: restore it, or train in a new workdir"
+      ) from e
+    for key in sorted(saved.keys() | record.keys()):
+      if saved.get(key) != record.get(key):
+        was, now = saved.get(key), record.get(key)
+        if isinstance(was, list) or isinstance(now, list):
+          was, now = f"{len(was or [])} files", f"{len(now or [])} files"
+        raise ConfigError(
+          f"{path}: this run's dataset was {key} = {was}, the data now "
+          f"gives {now}. Restore the data as it was, or train in a new "
+          "workdir"
+        )
+
+
 def is_training_workdir(path: str) -> bool:
   """A scenejax training workdir (config.json + checkpoints/), e.g. a
   segmenter trained with config.task = "segmentation"."""
@@ -531,13 +566,45 @@ def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     with open(path) as f:
       config = ml_collections.ConfigDict(json.load(f))
   except FileNotFoundError:
+    if not os.path.isdir(workdir):
+      raise UserError(
+        f"workdir {workdir} does not exist (a typo? a run writes its "
+        "workdir with --workdir=DIR)"
+      ) from None
     raise UserError(
-      f"{path} not found: {workdir} is not a training workdir"
+      f"{path} not found: {workdir} is not a training workdir (no run "
+      "wrote its config.json there)"
     ) from None
   except json.JSONDecodeError as e:
     raise UserError(f"{path}: not valid JSON ({e})") from e
   config.init_from = ""
   return config
+
+
+def abstract_train_state(config, num_classes: int, sharding=None):
+  """(graphdef, state) of the run's model and optimizer with every array a
+  `jax.ShapeDtypeStruct` (placed with `sharding`, default one device): the
+  restore target. Nothing is initialised, so no initializer is compiled
+  or run (seconds per model on XLA:CPU) for values the checkpoint
+  replaces."""
+  found = {}
+
+  def build():
+    graphdef, state = optim.create_train_state(
+      tasks.build_model(config, num_classes), config, 1
+    )
+    found["graphdef"] = graphdef
+    return state
+
+  abstract = jax.eval_shape(build)
+  placed = sharding or NamedSharding(
+    jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",)), P()
+  )
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placed),
+    abstract,
+  )
+  return found["graphdef"], abstract
 
 
 def restore_workdir(
@@ -554,11 +621,7 @@ def restore_workdir(
   step = best_step(checkpoint_dir) if step is None else step
   if num_classes is None:
     num_classes = len(class_names(workdir, step))
-  graphdef, state = optim.create_train_state(
-    tasks.build_model(config, num_classes), config, 1
-  )
-  if sharding is not None:
-    state = jax.device_put(state, sharding)
+  graphdef, state = abstract_train_state(config, num_classes, sharding)
   state = _read_step(
     workdir, step, lambda reader: _restore(reader, step, state, False)
   )["state"]

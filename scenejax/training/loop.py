@@ -25,6 +25,7 @@ from scenejax import (
   config_lib,
   fileio,
   input_pipeline,
+  progress,
   sharding,
   tasks,
 )
@@ -92,6 +93,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoints.WorkdirLock(workdir),
     checkpoints.open_manager(workdir, config.checkpoint_keep) as manager,
   ):
+    if data.split_record is not None:  # an image folder's splits
+      checkpoints.check_split_record(workdir, data.split_record)
     state, resume = checkpoints.restore_latest(
       manager, state, config, steps_per_epoch
     )
@@ -100,6 +103,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       fileio.write_text(
         os.path.join(workdir, "config.json"), config.to_json(indent=1)
       )
+      if data.split_record is not None:
+        checkpoints.write_split_record(workdir, data.split_record)
     run = _Run(
       config=config,
       task=task,
@@ -160,8 +165,6 @@ def _train_epoch(run: _Run, state, aux, epoch: int, resume: dict, preemption):
   """The steps of `epoch` (from the saved position when `resume` stopped
   mid-epoch): (state, (first step, the steps' metric sums), None), or, at
   a SIGTERM, (state, None, where it stopped) after a mid-epoch save."""
-  from tqdm import tqdm
-
   config, task = run.config, run.task
   batches = iter(
     input_pipeline.device_batches(
@@ -182,7 +185,7 @@ def _train_epoch(run: _Run, state, aux, epoch: int, resume: dict, preemption):
     batches.set_state(resume["iterator"])  # mid-epoch (preemption) save
     first_step = resume["step_in_epoch"]
     train_sums = resume["train_sums"]  # the steps before the save
-  bar = tqdm(
+  bar = progress.bar(
     batches,
     desc=f"epoch {epoch + 1}/{config.num_epochs}",
     unit="step",
