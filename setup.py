@@ -58,6 +58,8 @@ setuptools.setup(
     "tensorflow-datasets>=4.9.9,<4.10",
     "tqdm>=4.66,<5",
   ],
+  # `scenejax COMMAND ...`, beside the `python -m scenejax.X` entry points.
+  entry_points={"console_scripts": ["scenejax = scenejax.__main__:main"]},
   extras_require={
     # What the fast lane needs on any supported Python.
     "test-core": TEST_CORE,

@@ -57,7 +57,9 @@ def get_config(arg=None):
         )
       )
     arg = ",".join(options)
-  return config_lib.apply_variant(config, arg)
+  return config_lib.apply_variant(
+    config, arg, own=(*SASNET_STAGES, "semantic_files")
+  )
 
 
 SASNET_STAGES = {

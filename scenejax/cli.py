@@ -68,12 +68,43 @@ def _config_override_error(argv: list[str]) -> str | None:
 _HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 
+def _resolve_config(argv: list[str]) -> list[str]:
+  """`--config=FILE[:ARG]` (or `--config FILE`) with FILE found from any
+  directory (`config_lib.resolve_config_file`); config_flags would defer a
+  missing file to a traceback at first use."""
+  from scenejax import config_lib
+
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      spec = arg.split("=", 1)[1]
+      out[i] = "--config=" + config_lib.resolve_config_file(spec)
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = config_lib.resolve_config_file(out[i + 1])
+  return out
+
+
+def _config_file_error(message: str) -> str | None:
+  """config_flags reports a get_config() that raised as the traceback's
+  text: keep the file and the exception's last line."""
+  if "Error whilst parsing config file" not in message:
+    return None
+  flag = re.match(r"flag (--config=\S+):", message)
+  last = re.findall(r"(\w+(?:Error|Exception)\w*: [^\n]*)", message)
+  where = flag[1] if flag else "--config"
+  return f"{where}: loading the config failed: " + (
+    last[-1] if last else " ".join(message.split())[-300:]
+  )
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   # absl's own --help exits with status 1; asking for help is not an error.
   if any(arg in _HELP_FLAGS for arg in argv[1:]):
     full = "--helpfull" in argv[1:]
     app.usage(shorthelp=not full, writeto_stdout=True, exitcode=0)
   try:
+    if "config" in flags.FLAGS:
+      argv = _resolve_config(argv)
     return flags.FLAGS(argv)
   except UserError as e:
     fail(str(e))
@@ -81,6 +112,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     # A bad flag, or a config override ml_collections refused.
     fail(
       _user_error_in(e)
+      or _config_file_error(str(e))
       or _config_override_error(argv)
       or " ".join(str(e).split())
     )
@@ -98,11 +130,87 @@ def _without_library_tracebacks(record) -> bool:
   return True
 
 
+_PROGRESS = flags.DEFINE_bool(
+  "progress",
+  True,
+  "progress bars on a terminal, one line every 30 s in a pipe or log file; "
+  "--noprogress: neither",
+)
+
+
+def compilation_cache() -> str | None:
+  """Turns on JAX's persistent compilation cache for this command, so a
+  second run reads its compiled functions instead of compiling them again
+  (the first segmentation on a CPU compiles for a minute). The directory:
+  $JAX_COMPILATION_CACHE_DIR if set, else $SCENEJAX_COMPILATION_CACHE, else
+  $SCENEJAX_CACHE/xla (~/.cache/scenejax/xla); SCENEJAX_COMPILATION_CACHE=off
+  turns it off. Returns the directory, or None when off."""
+  import jax
+
+  path = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  if path:
+    return path
+  setting = os.environ.get("SCENEJAX_COMPILATION_CACHE", "")
+  if setting.lower() in ("0", "off", "false", "no"):
+    return None
+  root = os.environ.get("SCENEJAX_CACHE", "~/.cache/scenejax")
+  path = os.path.expanduser(setting or os.path.join(root, "xla"))
+  jax.config.update("jax_compilation_cache_dir", path)
+  # Cache what takes a visible moment to compile, not every tiny op.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  return path
+
+
+class _CompileNotice:
+  """Says so when a command compiles for long: on the first run with an
+  empty cache, before the first compile; on later runs, after any compile
+  that took over `THRESHOLD_S` (a new shape). Listens to JAX's compile
+  events; prints at most once per command."""
+
+  THRESHOLD_S = 10.0
+
+  def __init__(self, cache: str | None):
+    self.cache, self.said = cache, False
+    self.fresh = cache is None or not (
+      os.path.isdir(cache) and os.listdir(cache)
+    )
+
+  def _say(self, text: str) -> None:
+    self.said = True
+    print(text, file=sys.stderr, flush=True)
+
+  def __call__(self, event: str, duration: float, **_) -> None:
+    if self.said:
+      return
+    where = (
+      f"later runs read the compilation cache in {self.cache}"
+      if self.cache
+      else "the compilation cache is off (SCENEJAX_COMPILATION_CACHE=off)"
+    )
+    if (
+      self.fresh and event == "/jax/core/compile/jaxpr_to_mlir_module_duration"
+    ):
+      self._say(f"compiling (the first run takes longer; {where})")
+    elif (
+      event == "/jax/core/compile/backend_compile_duration"
+      and duration >= self.THRESHOLD_S
+    ):
+      self._say(f"compiled a new shape for {duration:.0f} s; {where}")
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
   """`absl.app.run(main)` with quiet logging and one-line user errors."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TFDS's TensorFlow
+  # TensorFlow's C++ logging (TFDS, the TFLite converter): errors only.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
   def wrapped(argv):
+    import jax
+
+    from scenejax import progress
+
+    progress.enabled = _PROGRESS.value
+    notice = _CompileNotice(compilation_cache())
+    jax.monitoring.register_event_duration_secs_listener(notice)
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
       logging.get_absl_handler().addFilter(_without_library_tracebacks)

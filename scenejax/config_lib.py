@@ -24,6 +24,8 @@ authors' matrices (`scenejax.prototype.published`: fetched once, cached).
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 
 import ml_collections
@@ -61,6 +63,12 @@ def base() -> ml_collections.ConfigDict:
       host_prefetch=2,
       device_prefetch=2,
       sun397_config="standard-part1-120k",
+      # image_folder only: DIR/train/CLASS/IMAGE (+ DIR/test/ or DIR/val/);
+      # without a test split, `holdout` of each class is held out, chosen
+      # by a hash of (holdout_seed, file name) (scenejax.datasets.image_folder).
+      image_folder="",
+      holdout=0.1,
+      holdout_seed=0,
       # synthetic_scenes only (scenejax.datasets.synthetic):
       num_groups=4,  # confusable groups of scene classes
       scenes_per_group=2,  # C = num_groups * scenes_per_group
@@ -196,19 +204,32 @@ def sasnet_recipe(
   tag = "".join(f"_{t}" for t in variant.replace("=", "_").split(",") if t)
   previous = {"semantic": "rgb", "attention": "semantic"}.get(stage)
   config.init_from = f"/tmp/{name}{tag}_{previous}" if previous else pretrained
-  config = apply_variant(config, variant)
+  config = apply_variant(
+    config, variant, own=tuple(semantic_aware.SASNET_STAGE_GROUPS)
+  )
   if config.loss.labels == "gls" or config.loss.bcl_weight:
     config.prototype.path = prototype_path
   return config
 
 
 def apply_variant(
-  config: ml_collections.ConfigDict, arg: str | None
+  config: ml_collections.ConfigDict,
+  arg: str | None,
+  own: tuple[str, ...] = (),
 ) -> ml_collections.ConfigDict:
-  """Applies a `ce|lsr|gls,bcl[=r],cl,pcl,euclidean` string (see above)."""
+  """Applies a `ce|lsr|gls,bcl[=r],cl,pcl,euclidean` string (see above);
+  the task names what it takes. `own`: the arguments the config file
+  itself took before (e.g. the demo's `sasnet`), named in that error too."""
   if not arg:
     return config
-  return tasks.for_config(config).apply_variant(config, arg)
+  try:
+    return tasks.for_config(config).apply_variant(config, arg)
+  except ConfigError as e:
+    if own and "unknown config argument" in str(e):
+      raise ConfigError(
+        f"{e}; this config also takes {', '.join(own)}"
+      ) from None
+    raise
 
 
 def workdir_name(config_file: str, arg: str | None = None) -> str:
@@ -235,10 +256,43 @@ def unknown_field_message(name: str) -> str | None:
     return None
   leaf = name.rsplit(".", 1)[-1]
   home = [w for w in want if w.rsplit(".", 1)[-1] == leaf]
+  # A misspelling: the closest field of the same section, then any field.
+  section = name.rsplit(".", 1)[0]
+  near = difflib.get_close_matches(
+    name, [w for w in want if w.rsplit(".", 1)[0] == section], n=1
+  ) or difflib.get_close_matches(name, list(want), n=1, cutoff=0.8)
+  guess = home or near
   return f"{name} is not a config field" + (
-    f"; did you mean {home[0]}?"
-    if home
+    f"; did you mean {guess[0]}?"
+    if guess
     else " (see scenejax/config_lib.py for the fields)"
+  )
+
+
+# This checkout's configs/ (beside the scenejax package): `--config=demo.py`
+# and `--config=configs/demo.py` work from any directory.
+CONFIG_DIR = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
+)
+
+
+def resolve_config_file(spec: str) -> str:
+  """`--config`'s FILE[:ARG] with FILE made a path that exists: as given,
+  else `configs/FILE` (".py" optional) of this checkout, so a recipe is
+  found from any directory. A ConfigError names where it looked."""
+  path, sep, arg = spec.partition(":")
+  name = path if path.endswith(".py") else path + ".py"
+  for candidate in (
+    path,
+    os.path.join(CONFIG_DIR, name),
+    os.path.join(CONFIG_DIR, os.path.basename(name)),
+  ):
+    if os.path.isfile(candidate):
+      return candidate + sep + arg
+  raise ConfigError(
+    f"--config={spec}: no config file {path!r} in {os.getcwd()}, nor "
+    f"{os.path.basename(name)!r} in {CONFIG_DIR}; give the path of a "
+    "get_config() file, or a recipe name such as demo.py"
   )
 
 
@@ -311,6 +365,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   ):
     at_least(f"config.{name}", 1)
   one_of("config.data.on_corrupt", ("skip", "raise"))
+  between("config.data.holdout", 0.0, 0.9)
+  if have["config.dataset"] == "image_folder":
+    check(
+      "config.data.image_folder",
+      bool(have["config.data.image_folder"]),
+      "a folder DIR/train/CLASS/IMAGE, e.g. --config.data.image_folder=photos",
+    )
   one_of("config.dtype", ("float32", "bfloat16"))
   one_of("config.optimizer.name", ("adam", "sgd"))
   one_of("config.optimizer.schedule", ("step", "cosine", "constant", "poly"))
