@@ -293,11 +293,32 @@ def test_checkpoint_of_another_variant_is_refused(tmp_path):
     models.create("segformer_b2", 150, init_from=path)
 
 
-def test_segformer_load_logs_the_licence(tmp_path, caplog):
-  path = _save(_segformer(), tmp_path)
-  with caplog.at_level("WARNING"):
-    models.create("segformer_b0", 9, init_from=path)
-  assert any("non-commercial" in r.getMessage() for r in caplog.records)
+def test_segformer_licence_follows_the_weights_origin(tmp_path, caplog):
+  """NVIDIA's weights log their non-commercial licence; weights of your own
+  (a random-init save here) do not: the licence follows where the weights
+  came from, not the architecture."""
+  import json
+  import shutil
+
+  def licence_logged(path):
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+      models.create("segformer_b0", 9, init_from=str(path))
+    return any("non-commercial" in r.getMessage() for r in caplog.records)
+
+  own = _save(_segformer(), tmp_path / "own")
+  assert not licence_logged(own)
+  # The same weights as NVIDIA's hub repository gives them: its name in
+  # config.json, or in the hub cache's directory name.
+  nvidia = tmp_path / "nvidia"
+  shutil.copytree(own, nvidia)
+  config = json.loads((nvidia / "config.json").read_text())
+  config["_name_or_path"] = "nvidia/mit-b0"
+  (nvidia / "config.json").write_text(json.dumps(config))
+  assert licence_logged(nvidia)
+  cached = tmp_path / "models--nvidia--segformer-b0" / "snapshots" / "abc"
+  shutil.copytree(own, cached)
+  assert licence_logged(cached)
   assert "non-commercial" in segformer.LICENCE and "MIT" in upernet.LICENCE
 
 

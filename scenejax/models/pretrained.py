@@ -106,6 +106,25 @@ def read_hf_config(path: str) -> dict:
     raise CheckpointError(f"{config_file}: not valid JSON: {e}") from e
 
 
+def hf_published_by(path: str, config: dict, organisation: str) -> bool:
+  """Whether a Hugging Face checkpoint came from `organisation`'s hub
+  repository (e.g. "nvidia"): its config.json's `_name_or_path`, its
+  path (the hub cache names `models--ORG--NAME`) or its model card say so.
+  A checkpoint you trained or saved yourself says none of these. Licences
+  follow where the weights came from, not the architecture."""
+  org = organisation.lower()
+  directory = _hf_dir(path)
+  signals = [
+    str(config.get("_name_or_path", "")),
+    os.path.abspath(directory).replace("models--", "").replace("--", "/"),
+  ]
+  card = os.path.join(directory, "README.md")
+  if os.path.isfile(card):
+    with open(card, errors="replace") as f:
+      signals.append(f.read(4096))
+  return any(f"{org}/" in s.lower() for s in signals)
+
+
 def hf_preprocessor(path: str) -> dict:
   """preprocessor_config.json beside a Hugging Face checkpoint ({} if
   there is none)."""

@@ -22,7 +22,9 @@ checkpoints, in the Hub's original key layout
 transformers >= 5 writes (`segformer.stages.0.blocks.0.attention.q_proj`);
 e.g. `nvidia/segformer-b0-finetuned-ade-512-512` ... `-b5-...-640-640`.
 Those weights are under NVIDIA's Source Code License for SegFormer:
-non-commercial (research or evaluation) use only. Loading one logs that.
+non-commercial (research or evaluation) use only. Loading weights that came
+from NVIDIA's hub repositories logs that; weights you trained yourself
+carry your own terms.
 
 References:
   E. Xie, W. Wang, Z. Yu, A. Anandkumar, J. M. Alvarez, P. Luo.
@@ -327,4 +329,7 @@ def load_checkpoint(model: SegFormer, path: str) -> None:
     },
   )
   pretrained.assign(model, from_hf(tensors), source=source)
-  logging.warning("%s: SegFormer weights, licence: %s", source, LICENCE)
+  if pretrained.hf_published_by(path, config, "nvidia"):
+    logging.warning(
+      "%s: NVIDIA's SegFormer weights, licence: %s", source, LICENCE
+    )
