@@ -42,6 +42,7 @@ SETTINGS = {
     deployment_segmenter=dict(  # the harness check: small and quick
       aspp_rates=(1, 2, 3), aspp_width=8, low_level_width=4, decoder_width=8
     ),
+    startup_commands=("evaluate, demo workdir",),
   ),
   "quick": dict(
     backbones=("resnet50", "vit_b16"),

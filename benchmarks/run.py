@@ -35,6 +35,9 @@ are shared and noisy, and a ratio survives noise that absolute times don't.
      weights                                                target >= 1.0x;
      their Top-1 on the demo's eval split vs the in-process model's
                                                             equal / 0.01
+ 12  start-up and a small job of `evaluate`, `export --predict` (one image)
+     and `segment` (four images): first run, second run (the persistent
+     compilation cache), and with the cache off        target >= 2x
 
 Quick (default): batch 8 at 224 px, 3 repeats, ResNet-50 and ViT-B/16
 (~10 minutes on 2 CPU cores). --full: batch 32 (the issue's setting), 7
@@ -67,6 +70,7 @@ from rows.eval_memory import rows_eval_memory  # noqa: E402
 from rows.export_runtimes import rows_export  # noqa: E402
 from rows.segmentation_loss import rows_segmentation_loss  # noqa: E402
 from rows.segmenter_inference import rows_segmenter  # noqa: E402
+from rows.startup import rows_startup  # noqa: E402
 from rows.train_step_overhead import rows_aux_loss, rows_pcl  # noqa: E402
 from rows.train_step_vs_pytorch import rows_pytorch  # noqa: E402
 
@@ -84,6 +88,7 @@ ROWS = {
   9: rows_segmentation_loss,
   10: rows_deployment,
   11: rows_export,
+  12: rows_startup,
 }
 
 
@@ -148,7 +153,7 @@ def main(argv=None):
     action="store_true",
     help="toy sizes: checks the harness, not the speed",
   )
-  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10,11")
+  parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10,11,12")
   parser.add_argument(
     "--out",
     default=None,

@@ -16,7 +16,7 @@ def test_suite_harness_writes_every_row(tmp_path, monkeypatch):
 
   out = str(tmp_path / "results")
   rows = run.main(["--tiny", "--out", out])
-  assert sorted({r["row"] for r in rows}) == list(range(1, 12))
+  assert sorted({r["row"] for r in rows}) == list(range(1, 13))
   saved = json.load(open(out + ".json"))
   assert saved["rows"] == json.loads(json.dumps(rows))
   table = open(out + ".md").read()

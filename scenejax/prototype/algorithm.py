@@ -232,9 +232,9 @@ def class_representation(
   pool = multiprocessing.get_context("spawn").Pool(workers) if workers else None
   bar = None
   if progress:
-    from tqdm import tqdm
+    from scenejax import progress as progress_lib
 
-    bar = tqdm(desc="label maps", unit="map")
+    bar = progress_lib.bar(desc="label maps", unit="map")
   try:
     chunks = (
       pool.imap(_presence_task, tasks())

@@ -16,8 +16,11 @@ from one pass of the best checkpoint over the evaluation split, the
 confusion matrix, the prototype's similarity against the confusion rate of
 every class pair, and a t-SNE of the penultimate features ([SP] Fig. 8).
 
-Everything lands in `--out` (default workdir/report): one PNG per figure
-and report.html, which embeds them (one file to mail or attach).
+Everything lands in `--out`: by default WORKDIR/report/ for a workdir,
+and for --prototype=X.npz the folder X_report/ beside the file
+(published:mit67/cosine -> published_mit67_cosine_report/ here): one PNG
+per figure and report.html, which embeds them (one file to mail or
+attach).
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ if __name__ == "__main__":
   flags.DEFINE_string(
     "out",
     None,
-    "output folder (default: workdir/report or the prototype's name + _report)",
+    "output folder (default: WORKDIR/report/, or X_report/ beside "
+    "--prototype=X.npz)",
   )
   flags.DEFINE_string(
     "class_names", "", "class-name list for a bare prototype NPZ"

@@ -455,9 +455,9 @@ def png_name(rel: str) -> str:
 
 
 def progress(total: int, desc: str):
-  from tqdm import tqdm
+  from scenejax import progress as progress_lib
 
-  return tqdm(
+  return progress_lib.bar(
     total=total,
     desc=desc,
     unit="img",
