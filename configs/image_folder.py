@@ -13,7 +13,8 @@
 # argument lists the loss terms (`ce` needs no prototype). `tiny` trains the
 # demo's resnet_tiny from scratch at 32 px instead: a CPU trial of the
 # whole path in a minute (`:ce,tiny`).
-# Expected: no reference number; your data decides.
+# Expected: no reference number; your data decides. Paper: none (a recipe
+# for your own data, after [SP]'s).
 
 from scenejax import config_lib
 
@@ -21,6 +22,7 @@ from scenejax import config_lib
 def get_config(arg=None):
   config = config_lib.base()
   config.dataset = "image_folder"
+  config.data.image_folder = "my_scenes"  # --config.data.image_folder=DIR
   config.model = "resnet50"
   config.init_from = "checkpoints/resnet-50"
   config.num_epochs = 30

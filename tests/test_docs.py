@@ -13,9 +13,10 @@ The test stands in for the user in three ways, and only these:
 - `photos/` is a folder of a few JPEGs the test writes (your images), and
   `my_scenes/` an image folder (train/CLASS/IMAGE, test/CLASS/IMAGE) of
   the synthetic scenes as JPEGs;
-- a training command (`scenejax.main`) on a demo config that does not set
-  `--config.num_epochs` runs one epoch (`--config.num_epochs=1` appended),
-  except the README's set-up command, which runs as written.
+- a training command (`python -m scenejax.main`, `scenejax train`) that
+  does not set `--config.num_epochs` runs one epoch
+  (`--config.num_epochs=1` appended): the suite's time goes to checking
+  every command, not to training; a longer run is any recipe's own test.
 
 `pip install` lines are not run (the package is installed), nor is the
 README's test command, which is `.ci/run`'s (checked below). A command run
@@ -53,10 +54,6 @@ GROUPS = {
     "docs/segmenters.md",
   ],
 }
-README_DEMO = (
-  "python -m scenejax.main --config=configs/demo.py "
-  "--workdir=/tmp/scenejax_demo"
-)
 NEEDS = re.compile(r"# needs: \S")
 
 
@@ -110,10 +107,9 @@ def _python_on_path(bin_dir):
 
 
 def _as_run(command, tmp):
-  if command.startswith("python -m scenejax.main") and command != README_DEMO:
-    demo = "--config=configs/demo" in command
-    if demo and "--config.num_epochs=" not in command:
-      command += " --config.num_epochs=1"
+  training = command.startswith(("python -m scenejax.main", "scenejax train"))
+  if training and "--config.num_epochs=" not in command:
+    command += " --config.num_epochs=1"
   return command.replace("/tmp/", f"{tmp}/")
 
 
@@ -216,10 +212,10 @@ def _run_group(group, tmp_path):
 @pytest.mark.slow
 def test_classification_pages(tmp_path):
   tmp, ran = _run_group("classification", tmp_path)
-  # The README's demo, run as written: the documented 12 epochs and a
-  # Top-1 far above chance (1/8; the README shows 0.693).
+  # The README's demo, one epoch: above chance (1/8) already (its epoch 1
+  # row shows 0.417).
   results = json.loads((tmp / "scenejax_demo" / "results.json").read_text())
-  assert results["epoch"] == 12 and results["top1"] >= 0.6, results["top1"]
+  assert results["epoch"] == 1 and results["top1"] >= 0.25, results["top1"]
   # Plain CE, 2 epochs (getting-started): far above chance too. Measured
   # 0.555; a broken gradient, label or input path stays near 0.125.
   ce = json.loads((tmp / "scenejax_demo_ce" / "results.json").read_text())
@@ -228,6 +224,13 @@ def test_classification_pages(tmp_path):
   assert json.loads((tmp / "scenejax_demo" / "eval.json").read_text())[
     "top1"
   ] == pytest.approx(results["top1"], abs=0.02)
+  # TensorFlow's and LiteRT's C++ logs stay out of the TFLite commands.
+  for name, proc in ran:
+    if "tflite" in name:
+      assert not re.search(r"^[IWE]\d{4} |XNNPACK|oneDNN", proc.stderr, re.M), (
+        name,
+        proc.stderr[-1000:],
+      )
   # predict printed a top-5 for each of the 4 photos.
   predict = next(p for n, p in ran if "--predict=" in n and "tflite" not in n)
   assert sum("photo_" in line for line in predict.stdout.splitlines()) >= 4
@@ -237,7 +240,7 @@ def test_classification_pages(tmp_path):
 def test_your_images_page(tmp_path):
   tmp, _ = _run_group("image_folder", tmp_path)
   results = json.loads((tmp / "my_scenes_run" / "results.json").read_text())
-  assert results["epoch"] == 6 and results["top1"] > 0.3  # chance: 1/8
+  assert results["epoch"] == 1 and results["num_examples"] == 32
   assert (tmp / "my_scenes_run" / "dataset_split.json").is_file()
 
 

@@ -125,7 +125,7 @@ def _journey_config(folder):
   return (
     "--config=configs/image_folder.py:ce,tiny",
     f"--config.data.image_folder={folder}",
-    "--config.num_epochs=3",
+    "--config.num_epochs=2",
     "--config.progress_bar=False",
   )
 
@@ -137,23 +137,25 @@ from configs import image_folder
 from scenejax.training import loop
 config = image_folder.get_config("ce,tiny")
 config.data.image_folder = {folder!r}
-config.num_epochs = 3
+config.num_epochs = 2
 config.progress_bar = False
 loop.train_and_evaluate(config, sys.argv[1])
 """
 
 
 @pytest.mark.slow
-def test_train_resume_evaluate_export_predict(tmp_path):
-  """The documented commands on a generated folder: training names and
-  skips a corrupt image, a run killed with SIGKILL resumes to the
-  uninterrupted run's parameters bit for bit, evaluate reproduces the last
-  epoch, export and predict classify the test images; a changed folder is
-  refused on resume."""
+def test_training_skips_bad_files_resumes_and_refuses_a_changed_folder(
+  tmp_path,
+):
+  """The documented training command on a generated folder names and skips
+  a corrupt image; a run killed with SIGKILL resumes to the uninterrupted
+  run's parameters bit for bit; a later run on a folder whose splits
+  changed is refused. (Evaluate, export and predict on an image-folder run:
+  the docs' page, tests/test_docs.py.)"""
   import test_trainer
 
   folder = tmp_path / "scenes"
-  write_folder(folder)
+  write_folder(folder, per_class=(8, 2))
   bad = folder / "train" / "scene_a1" / "zz_corrupt.jpg"
   bad.write_bytes(b"not a jpeg")
   run = tmp_path / "run"
@@ -161,10 +163,9 @@ def test_train_resume_evaluate_export_predict(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "zz_corrupt.jpg" in proc.stderr  # named, skipped
   results = json.loads((run / "results.json").read_text())
-  assert results["epoch"] == 3 and results["num_examples"] == 32
-  assert results["top1"] > 0.3  # chance is 1/8
+  assert results["epoch"] == 2 and results["num_examples"] == 16
   record = json.loads((run / "dataset_split.json").read_text())
-  assert record["train_images"] == 97 and record["image_folder"] == str(folder)
+  assert record["train_images"] == 65 and record["image_folder"] == str(folder)
 
   killed = tmp_path / "killed"
   script = _RUN.format(repo=str(REPO), folder=str(folder))
@@ -175,29 +176,15 @@ def test_train_resume_evaluate_export_predict(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   test_trainer._assert_same_params(str(killed), str(run))
 
-  proc = run_cli("scenejax.evaluate", f"--workdir={run}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  best = max(json.loads(line)["top1"] for line in open(run / "metrics.jsonl"))
-  assert json.loads((run / "eval.json").read_text())["top1"] == pytest.approx(
-    best
-  )
-  export = tmp_path / "export"
-  proc = run_cli("scenejax.export", f"--workdir={run}", f"--out={export}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  test_dir = folder / "test" / "scene_b2"
-  proc = run_cli("scenejax.export", f"--predict={export}", test_dir)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert sum(".jpg" in line for line in proc.stdout.splitlines()) == 4
-
   # Another image in train/: the workdir's split record refuses it.
   Image.new("RGB", (40, 40)).save(folder / "train" / "scene_a1" / "new.jpg")
   proc = run_cli(
     "scenejax.main",
     *_journey_config(folder),
-    "--config.num_epochs=4",
+    "--config.num_epochs=3",
     f"--workdir={run}",
   )
-  assert_user_error(proc, "dataset_split.json", "train_images = 97")
+  assert_user_error(proc, "dataset_split.json", "train_images = 65")
 
 
 def test_config_needs_the_folder():
@@ -205,6 +192,7 @@ def test_config_needs_the_folder():
   from scenejax import config_lib
 
   config = recipe.get_config("ce,tiny")
+  config.data.image_folder = ""
   with pytest.raises(ConfigError, match="config.data.image_folder = ''"):
     config_lib.validate(config)
 

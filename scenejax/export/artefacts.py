@@ -40,8 +40,11 @@ the command then exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import tempfile
 from typing import NamedTuple
 
 import jax
@@ -207,8 +210,35 @@ def tflite_bytes(
   that XNNPACK does not take and the converter cannot fold into the
   convolutions. ResNet-50, batch 16 through `tflite_runner`, 2 cores:
   7.6 images/s with a symbolic batch, 25.9 with batch 1 (2026-11-24)."""
+  with _native_stderr_captured():
+    return _convert_tflite(model, description, quantize, calibration_images)
+
+
+@contextlib.contextmanager
+def _native_stderr_captured():
+  """TensorFlow's and the converter's C++ logs (oneDNN notices, "Ignored
+  output_format", ...) go to file descriptor 2 whatever
+  TF_CPP_MIN_LOG_LEVEL says; they are captured, and shown only if the
+  conversion fails."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile(mode="w+b") as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield
+    except BaseException:
+      os.dup2(saved, 2)
+      captured.seek(0)
+      sys.stderr.write(captured.read().decode(errors="replace"))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+def _convert_tflite(model, description, quantize, calibration_images):
   try:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     from jax.experimental import jax2tf
   except ImportError:
@@ -371,7 +401,8 @@ def tflite_runner(path: str):
     raise UserError(f"{path}: not a TFLite model ({e})") from e
   (source,) = interpreter.get_input_details()
   (result,) = interpreter.get_output_details()
-  interpreter.allocate_tensors()
+  with _native_stderr_captured():  # "Created TensorFlow Lite XNNPACK ..."
+    interpreter.allocate_tensors()
   # `tflite_bytes` fixes the batch (1); earlier exports left it symbolic
   # (-1) and take whole batches.
   fixed = int(source["shape_signature"][0])
@@ -381,7 +412,8 @@ def tflite_runner(path: str):
     nonlocal shape
     if images.shape != shape:
       interpreter.resize_tensor_input(source["index"], images.shape)
-      interpreter.allocate_tensors()
+      with _native_stderr_captured():
+        interpreter.allocate_tensors()
       shape = images.shape
     interpreter.set_tensor(source["index"], images)
     interpreter.invoke()
