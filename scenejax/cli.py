@@ -175,7 +175,8 @@ class _CompileNotice:
 
   def __init__(self, cache: str | None):
     self.cache, self.said = cache, False
-    self.fresh = cache is None or not (
+    # A first run: a cache directory that is not there yet, or empty.
+    self.fresh = cache is not None and not (
       os.path.isdir(cache) and os.listdir(cache)
     )
 
