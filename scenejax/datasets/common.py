@@ -13,6 +13,19 @@ from absl import logging
 from scenejax.datasets import label_maps
 from scenejax.errors import DatasetError
 
+# The files every folder reader takes as images (what PIL decodes): image
+# folders, `segment --images`, `export --predict`.
+IMAGE_SUFFIXES = (
+  ".jpg",
+  ".jpeg",
+  ".png",
+  ".bmp",
+  ".gif",
+  ".webp",
+  ".tif",
+  ".tiff",
+)
+
 if TYPE_CHECKING:
   import PIL.Image
 

@@ -23,20 +23,11 @@ import os
 
 import numpy as np
 
+from scenejax.datasets import common
 from scenejax.errors import DatasetError
 
-# What PIL decodes; other files (and hidden ones) in a class folder are
-# not images and are left out.
-IMAGE_SUFFIXES = (
-  ".jpg",
-  ".jpeg",
-  ".png",
-  ".bmp",
-  ".gif",
-  ".webp",
-  ".tif",
-  ".tiff",
-)
+# Other files (and hidden ones) in a class folder are left out.
+IMAGE_SUFFIXES = common.IMAGE_SUFFIXES
 EVAL_SPLITS = ("test", "val")
 LAYOUT = "DIR/train/CLASS/IMAGE, and DIR/test/CLASS/IMAGE or DIR/val/..."
 

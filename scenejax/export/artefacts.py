@@ -54,6 +54,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from scenejax import fileio, input_pipeline, models, tasks
+from scenejax.datasets import common
 from scenejax.errors import UserError
 from scenejax.models import pcl, sadcl
 from scenejax.training import checkpoints
@@ -436,7 +437,7 @@ def tflite_runner(path: str):
   return probabilities
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff")
+IMAGE_SUFFIXES = common.IMAGE_SUFFIXES
 
 
 def image_paths(paths: list[str]) -> list[str]:

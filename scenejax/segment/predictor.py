@@ -64,7 +64,7 @@ from scenejax.models import pretrained
 from scenejax.training import checkpoints
 
 ADE20K_NUM_CLASSES = 150
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = common.IMAGE_SUFFIXES
 # SAS-Net's file layout (its loaders read these folders): the top-3 ids and
 # their scores, one RGB PNG each per image.
 TOP3_IDS_DIR, TOP3_SCORES_DIR = "noisy_annotations_RGB", "noisy_scores_RGB"
